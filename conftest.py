@@ -1,0 +1,145 @@
+"""Fixtures shared by every app's tests: sample data, service availability, real processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip with a clear reason when a service is down, except in CI, where that is a failure."""
+    if reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: every service-backed test must run)")
+    pytest.skip(f"{message}; start it to run this test")
+
+
+@pytest.fixture
+def rabbitmq_url():
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def redis_url():
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database the tests run on, for a worker or gateway started as a process."""
+    from django.db import connection
+
+    cfg = connection.settings_dict
+    if cfg["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{cfg['NAME']}"
+    user = cfg.get("USER") or ""
+    auth = f"{user}:{cfg.get('PASSWORD') or ''}@" if user else ""
+    return (
+        f"postgres://{auth}{cfg.get('HOST') or '127.0.0.1'}:{cfg.get('PORT') or 5432}/{cfg['NAME']}"
+    )
+
+
+def subprocess_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="postmark_site.settings",
+        DATABASE_URL=database_url_for_subprocess(),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Process:
+    """A child process whose output goes to a log file, stopped (and reaped) by the fixture."""
+
+    def __init__(self, args, env, log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(
+            f"{text!r} not seen in the output of {self.proc.args}:\n{self.output()}"
+        )
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_process(tmp_path):
+    """Start ``python ARGS...`` (or a command) as a child process; all are stopped at teardown."""
+    started: list[Process] = []
+
+    def start(args, env=None, name="process") -> Process:
+        if args[0] in ("-m", "manage.py"):
+            args = [sys.executable, *args]
+        process = Process(args, env or subprocess_env(), tmp_path / f"{name}-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture
+def server(db):
+    from servers.services import create_server
+
+    return create_server("Test server")
+
+
+@pytest.fixture
+def other_server(db):
+    from servers.services import create_server
+
+    return create_server("Other server")

@@ -1,0 +1,120 @@
+from django.db import models
+
+from . import crypto
+
+
+class DeliveryType(models.TextChoices):
+    LIVE = "Live", "Live"
+    SANDBOX = "Sandbox", "Sandbox"
+
+
+class TrackLinks(models.TextChoices):
+    NONE = "None", "None"
+    HTML_AND_TEXT = "HtmlAndText", "HTML and text"
+    HTML_ONLY = "HtmlOnly", "HTML only"
+    TEXT_ONLY = "TextOnly", "Text only"
+
+
+class Server(models.Model):
+    """A Postmark server: the unit that owns API tokens, message streams and their data."""
+
+    name = models.CharField(max_length=100, unique=True)
+    smtp_api_activated = models.BooleanField(
+        "SMTP access",
+        default=True,
+        help_text="When off, SMTP authentication for this server fails (SmtpApiActivated).",
+    )
+    delivery_type = models.CharField(
+        max_length=10,
+        choices=DeliveryType.choices,
+        default=DeliveryType.SANDBOX,
+        help_text="A sandbox server accepts and records mail but delivers nothing.",
+    )
+    track_opens = models.BooleanField(default=False)
+    track_links = models.CharField(
+        max_length=12, choices=TrackLinks.choices, default=TrackLinks.NONE
+    )
+    enable_smtp_api_error_hooks = models.BooleanField(
+        "SMTP API error webhooks",
+        default=False,
+        help_text="Post SMTP API error bounces to the bounce webhook too.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def api_tokens(self) -> list[str]:
+        return [t.token for t in self.tokens.all()]
+
+
+class ApiTokenBase(models.Model):
+    """A random API token, stored encrypted, found through an indexed keyed digest."""
+
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    token_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def token(self) -> str:
+        return crypto.decrypt(self.token_encrypted)
+
+    def set_token(self, token: str) -> None:
+        self.token_digest = crypto.digest(token)
+        self.token_encrypted = crypto.encrypt(token)
+
+    @classmethod
+    def find(cls, token: str):
+        """The token record for ``token``, or None. The database sees only the digest; the final
+        comparison is constant-time."""
+        if not token:
+            return None
+        found = cls.objects.filter(token_digest=crypto.digest(token)).first()
+        if found is not None and crypto.same(found.token, token):
+            return found
+        return None
+
+    def __str__(self):
+        return f"…{self.token[-4:]}"
+
+
+class ServerToken(ApiTokenBase):
+    """A server API token (X-Postmark-Server-Token, and SMTP user name and password)."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="tokens")
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "server API token"
+
+    @classmethod
+    def issue(cls, server: Server) -> "ServerToken":
+        record = cls(server=server)
+        record.set_token(crypto.new_api_token())
+        record.save()
+        return record
+
+
+class AccountToken(ApiTokenBase):
+    """An account API token (X-Postmark-Account-Token). It cannot send mail; the gateway
+    recognises it to tell users who paste it by mistake to use a server token instead."""
+
+    name = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "account API token"
+
+    @classmethod
+    def issue(cls, name: str = "") -> "AccountToken":
+        record = cls(name=name)
+        record.set_token(crypto.new_api_token())
+        record.save()
+        return record
