@@ -94,7 +94,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": 30,
+            "timeout": env.float("SQLITE_TIMEOUT", default=30.0),
         }
     )
     # A file, not memory, so that a worker or gateway process started by a test sees the same data.

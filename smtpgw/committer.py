@@ -1,0 +1,80 @@
+"""Group commit: one writer thread commits whatever submissions are waiting, together.
+
+Sessions hand their submission to ``GroupCommitter.commit`` and await it; the writer thread takes
+everything queued since its last commit and saves it in one database transaction, so durability
+costs one fsync per batch rather than one per message, and the event loop never waits on the
+database.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class GroupCommitter:
+    def __init__(self, save_batch: Callable[[list], None], max_batch: int = 256):
+        self._save_batch = save_batch
+        self._max_batch = max_batch
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    async def commit(self, record) -> None:
+        """Return once ``record`` is committed; raise if the batch could not be committed."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((record, loop, future))
+        await future
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit_batch(batch)
+            if stop:
+                break
+        connection.close()
+
+    def _commit_batch(self, batch: list) -> None:
+        error: BaseException | None = None
+        try:
+            self._save_batch([record for record, _, _ in batch])
+        except Exception as exc:
+            log.error("group commit of %d submission(s) failed: %s", len(batch), exc)
+            error = exc
+            connection.close()  # reconnect next time: the database may have gone away
+        for _, loop, future in batch:
+            loop.call_soon_threadsafe(_settle, future, error)
+
+
+def _settle(future: asyncio.Future, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

@@ -1,0 +1,177 @@
+"""Who may send: SMTP credentials looked up by user name, and IP credentials by client address.
+
+These are plain blocking functions (they query the database); the gateway runs them in a thread
+pool. Results are cached for ``SMTP_AUTH_CACHE_SECONDS`` so that a client that connects and
+authenticates for every message does not cost a query each time; switching SMTP off or revoking a
+token takes effect within that time.
+"""
+
+import ipaddress
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+
+from servers.models import AccountToken, ServerToken
+from streams.models import CredentialKind, Endpoint, IpCredential, SmtpToken, StreamType
+
+BAD_CREDENTIALS = "535 5.7.8 Authentication credentials invalid"
+SMTP_DISABLED = (
+    "535 5.7.8 SMTP access is disabled for this server: switch it on in the server's settings"
+)
+ACCOUNT_TOKEN = (
+    "535 5.7.8 This looks like an account token: use a server API token (or an SMTP token) "
+    "as user name and password"
+)
+TOKEN_REVOKED = "535 5.7.8 This SMTP token has been revoked: generate a new one"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What an authenticated session may do: send for one server (and maybe one stream)."""
+
+    kind: str
+    server_id: int
+    server_name: str
+    stream_pk: int | None = None
+    stream_id: str = ""
+    stream_type: str = ""
+    credential: str = ""  # safe to log and store: access key, CIDR or a token's last characters
+
+    def label(self) -> str:
+        return f"{self.kind}:{self.credential}"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """The password-equivalent secret for a user name, and what it grants once verified.
+
+    ``refusal`` is the 535 reply to give when the secret verifies but sending is not allowed
+    (SMTP switched off, revoked token, account token): users learn why only once they have proved
+    they hold the secret.
+    """
+
+    secret: str
+    identity: Identity | None
+    refusal: str = ""
+
+
+def _lookup(username: str) -> Credential | None:
+    server_token = ServerToken.find(username)
+    if server_token is not None:
+        server = server_token.server
+        identity = Identity(
+            kind=CredentialKind.SERVER_TOKEN,
+            server_id=server.id,
+            server_name=server.name,
+            credential="…" + username[-4:],
+        )
+        refusal = "" if server.smtp_api_activated else SMTP_DISABLED
+        return Credential(secret=username, identity=identity, refusal=refusal)
+
+    token = (
+        SmtpToken.objects.select_related("stream__server").filter(access_key=username).first()
+        if username
+        else None
+    )
+    if token is not None:
+        stream = token.stream
+        identity = Identity(
+            kind=CredentialKind.SMTP_TOKEN,
+            server_id=stream.server_id,
+            server_name=stream.server.name,
+            stream_pk=stream.pk,
+            stream_id=stream.stream_id,
+            stream_type=stream.message_stream_type,
+            credential=token.access_key,
+        )
+        refusal = ""
+        if token.revoked:
+            refusal = TOKEN_REVOKED
+        elif not stream.server.smtp_api_activated:
+            refusal = SMTP_DISABLED
+        return Credential(secret=token.secret, identity=identity, refusal=refusal)
+
+    if AccountToken.find(username) is not None:
+        return Credential(secret=username, identity=None, refusal=ACCOUNT_TOKEN)
+    return None
+
+
+_cache: dict[str, tuple[float, Credential | None]] = {}
+
+
+def lookup(username: str) -> Credential | None:
+    """The credential for an SMTP user name, or None when there is none."""
+    ttl = settings.SMTP_AUTH_CACHE_SECONDS
+    now = time.monotonic()
+    if ttl > 0:
+        hit = _cache.get(username)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    credential = _lookup(username)
+    if ttl > 0:
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[username] = (now + ttl, credential)
+    return credential
+
+
+def clear_cache() -> None:
+    _cache.clear()
+    _ip_networks.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def _ip_networks(_epoch: int) -> list[tuple[ipaddress._BaseNetwork, Identity]]:
+    rows = IpCredential.objects.select_related("stream__server").filter(revoked_at__isnull=True)
+    networks = []
+    for row in rows:
+        stream = row.stream
+        if not stream.server.smtp_api_activated:
+            continue
+        identity = Identity(
+            kind=CredentialKind.IP,
+            server_id=stream.server_id,
+            server_name=stream.server.name,
+            stream_pk=stream.pk,
+            stream_id=stream.stream_id,
+            stream_type=stream.message_stream_type,
+            credential=row.cidr,
+        )
+        networks.append((ipaddress.ip_network(row.cidr, strict=False), identity))
+    # The most specific network wins.
+    networks.sort(key=lambda pair: pair[0].prefixlen, reverse=True)
+    return networks
+
+
+def identity_for_address(address: str) -> Identity | None:
+    """The IP credential covering a client address, if an operator configured one."""
+    ttl = max(settings.SMTP_AUTH_CACHE_SECONDS, 0.001)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    epoch = int(time.monotonic() / ttl) if settings.SMTP_AUTH_CACHE_SECONDS > 0 else time.time_ns()
+    for network, identity in _ip_networks(epoch):
+        if ip.version == network.version and ip in network:
+            return identity
+    return None
+
+
+def endpoint_refusal(identity: Identity, endpoint: str) -> str:
+    """The reply refusing a stream-bound credential at the other kind of endpoint, or ''."""
+    if not identity.stream_type:
+        return ""  # server token: the stream comes later, from X-PM-Message-Stream
+    if identity.stream_type == StreamType.INBOUND:
+        return f"550 5.7.1 The stream '{identity.stream_id}' is an Inbound stream: it cannot send"
+    wanted = StreamType.BROADCASTS if endpoint == Endpoint.BROADCAST else StreamType.TRANSACTIONAL
+    if identity.stream_type != wanted:
+        other = "broadcast" if endpoint == Endpoint.TRANSACTIONAL else "transactional"
+        return (
+            f"550 5.7.1 The stream '{identity.stream_id}' is a {identity.stream_type} stream: "
+            f"send its mail to the {other} SMTP endpoint"
+        )
+    return ""

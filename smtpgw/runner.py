@@ -1,0 +1,92 @@
+"""Running the gateway: listeners, worker processes sharing the ports, and graceful shutdown."""
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+
+from django.conf import settings
+from django.db import connections
+
+from . import tls
+from .server import Gateway, Listener
+
+log = logging.getLogger("smtpgw")
+
+
+def serve(listeners: list[Listener], processes: int = 1) -> int:
+    """Run the gateway until SIGTERM or SIGINT; returns the exit status."""
+    tls.certificate_paths()  # make the self-signed pair once, before any child needs it
+    connections.close_all()  # children must not share the parent's database connections
+    if processes <= 1:
+        asyncio.run(_serve_process(listeners))
+        return 0
+    return _supervise(listeners, processes)
+
+
+def _supervise(listeners: list[Listener], processes: int) -> int:
+    context = multiprocessing.get_context("fork")
+    children = [
+        context.Process(target=_child_main, args=(listeners,), name=f"smtp-{i}")
+        for i in range(processes)
+    ]
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.start()
+    status = 0
+    while any(child.is_alive() for child in children):
+        for child in children:
+            child.join(0.2)
+            if not child.is_alive() and child.exitcode not in (0, None) and not stopping:
+                log.error("gateway process %s exited with %s; stopping", child.name, child.exitcode)
+                status = 1
+                stop(signal.SIGTERM, None)
+    return status
+
+
+def _child_main(listeners: list[Listener]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    asyncio.run(_serve_process(listeners))
+
+
+async def _serve_process(listeners: list[Listener]) -> None:
+    loop = asyncio.get_running_loop()
+    gateway = Gateway()
+    context = tls.server_context()
+    servers = []
+    for listener in listeners:
+        servers.append(
+            await loop.create_server(
+                gateway.protocol_factory(listener, context),
+                host=listener.host,
+                port=listener.port,
+                ssl=context if listener.implicit_tls else None,
+                reuse_port=True,
+                backlog=1024,
+            )
+        )
+    described = " ".join(str(listener) for listener in listeners)
+    log.info("SMTP gateway ready (pid %d): %s", os.getpid(), described)
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+    log.info("SMTP gateway stopping (pid %d): finishing open transactions", os.getpid())
+    for server in servers:
+        server.close()
+    await gateway.drain(settings.SMTP_SHUTDOWN_GRACE)
+    gateway.close()
+    log.info("SMTP gateway stopped (pid %d)", os.getpid())

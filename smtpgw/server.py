@@ -1,0 +1,455 @@
+"""The SMTP protocol edge: aiosmtpd sessions, AUTH mechanisms, limits and the durable accept.
+
+Only protocol lives here. Who may send is decided in ``smtpgw.credentials``, SASL arithmetic in
+``smtpgw.sasl``, and the records are written by ``streams.submissions`` through the group
+committer. Anything that touches the database runs in a thread pool, never on the event loop.
+"""
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+from django.conf import settings
+from django.utils import timezone
+
+from servers.crypto import same
+from streams.models import Submission
+from streams.submissions import save_submissions
+
+from . import credentials, sasl
+from .committer import GroupCommitter
+from .limits import ConnectionLimits, FailureThrottle
+
+log = logging.getLogger("smtpgw")
+transaction_log = logging.getLogger("smtpgw.transaction")
+
+AUTH_MECHANISMS = ("CRAM-MD5", "DIGEST-MD5", "PLAIN", "LOGIN")
+CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
+
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+TEMPORARY_AUTH_FAILURE = "454 4.7.0 Temporary authentication failure, try again later"
+TOO_MANY_FAILURES = "421 4.7.0 Too many failed authentication attempts, try again later"
+NOT_STORED = "451 4.3.0 The message could not be stored; please try again later"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
+SMUGGLING = (
+    "550 5.5.2 Message refused: bare CR or LF next to a line holding only a dot "
+    "(only CRLF line endings are allowed around it)"
+)
+
+# Enhanced status codes (RFC 2034) for aiosmtpd's own replies, by reply code.
+DEFAULT_ENHANCED = {
+    "2": "2.0.0",
+    "4": "4.0.0",
+    "5": "5.0.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "535": "5.7.8",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.7.0",
+    "555": "5.5.4",
+}
+HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}( |$)")
+# A line holding only a dot, framed on either side by anything but CRLF: the shape of SMTP
+# smuggling, where another server would see the end of the message where we would not.
+SMUGGLING_RE = re.compile(rb"(?:(?<!\r)\n|\r(?!\n))\.(?:\r\n|\r|\n)|\r\n\.(?:(?<!\r)\n|\r(?!\n))")
+
+
+def with_enhanced_code(status: str) -> str:
+    """Add an enhanced status code to a single-line reply that lacks one."""
+    code, sep, text = status.partition(" ")
+    if not (len(code) == 3 and code.isdigit()) or code in ("220", "334", "354"):
+        return status
+    if HAS_ENHANCED.match(text):
+        return status
+    enhanced = DEFAULT_ENHANCED.get(code) or DEFAULT_ENHANCED[code[0]]
+    return f"{code} {enhanced} {text}" if text else f"{code} {enhanced}"
+
+
+def is_smuggling(content: bytes) -> bool:
+    return (b"\r." in content or b"\n." in content) and SMUGGLING_RE.search(content) is not None
+
+
+@dataclass
+class Listener:
+    endpoint: str  # "transactional" or "broadcast"
+    host: str
+    port: int
+    implicit_tls: bool = False
+
+    def __str__(self):
+        return f"{self.endpoint}{'+tls' if self.implicit_tls else ''}={self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, spec: str) -> "Listener":
+        """``KIND[+tls]=HOST:PORT``, e.g. ``transactional=0.0.0.0:587``, ``broadcast+tls=:465``."""
+        try:
+            kind, address = spec.strip().split("=", 1)
+            host, port = address.rsplit(":", 1)
+            kind, _, tls = kind.partition("+")
+            if kind not in ("transactional", "broadcast") or tls not in ("", "tls"):
+                raise ValueError
+            return cls(kind, host.strip("[]") or "0.0.0.0", int(port), tls == "tls")  # noqa: S104
+        except ValueError:
+            raise ValueError(
+                f"bad listener {spec!r}: use KIND[+tls]=HOST:PORT with KIND transactional or "
+                "broadcast, e.g. transactional=127.0.0.1:2525"
+            ) from None
+
+
+class Gateway:
+    """Per-process state shared by every session: the thread pool, the group committer, limits."""
+
+    def __init__(self):
+        self.hostname = settings.SMTP_HOSTNAME or socket.getfqdn()
+        self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
+        self.max_recipients = settings.SMTP_MAX_RECIPIENTS
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smtp-db")
+        self.committer = GroupCommitter(save_submissions, settings.SMTP_COMMIT_BATCH)
+        self.throttle = FailureThrottle(
+            settings.SMTP_AUTH_FAILURE_LIMIT, settings.SMTP_AUTH_FAILURE_WINDOW
+        )
+        self.limits = ConnectionLimits(
+            settings.SMTP_MAX_CONNECTIONS, settings.SMTP_MAX_CONNECTIONS_PER_ADDRESS
+        )
+        self.sessions: set[GatewaySMTP] = set()
+        self.shutting_down = False
+
+    async def run_blocking(self, func, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+
+    def protocol_factory(self, listener: Listener, tls_context):
+        def factory():
+            return GatewaySMTP(self, listener, tls_context)
+
+        return factory
+
+    async def drain(self, grace: float) -> None:
+        """Close idle sessions now; give those inside a transaction ``grace`` seconds to finish."""
+        self.shutting_down = True
+        deadline = time.monotonic() + grace
+        while self.sessions and time.monotonic() < deadline:
+            for session in list(self.sessions):
+                if not session.in_transaction():
+                    session.close_with(SHUTTING_DOWN)
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session.close_with(SHUTTING_DOWN)
+
+    def close(self) -> None:
+        self.committer.close()
+        self.executor.shutdown(wait=True)
+
+
+class GatewaySMTP(SMTP):
+    """One SMTP connection."""
+
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
+    def __init__(self, gateway: Gateway, listener: Listener, tls_context):
+        self.gateway = gateway
+        self.listener = listener
+        self.client_ip = ""
+        self.refused = False
+        self._verbatim = False
+        self._mail_started = 0.0
+        super().__init__(
+            TransactionHandler(gateway, listener),
+            data_size_limit=gateway.max_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=gateway.hostname,
+            ident="ESMTP",
+            tls_context=None if listener.implicit_tls else tls_context,
+            timeout=settings.SMTP_IDLE_TIMEOUT,
+            auth_require_tls=False,  # decided per mechanism in smtp_AUTH; see tls_active()
+            loop=asyncio.get_running_loop(),
+        )
+
+    # --- connection ---------------------------------------------------------------------------
+    def connection_made(self, transport):
+        first_call = self.transport is None
+        if first_call:
+            peer = transport.get_extra_info("peername") or ("", 0)
+            self.client_ip = str(peer[0])
+            refusal = ""
+            if self.gateway.shutting_down:
+                refusal = SHUTTING_DOWN
+            elif self.gateway.throttle.blocked(self.client_ip):
+                refusal = TOO_MANY_FAILURES
+            else:
+                refusal = self.gateway.limits.admit(self.client_ip)
+            if refusal:
+                self.refused = True
+                transport.write(refusal.encode() + b"\r\n")
+                transport.close()
+                return
+            self.gateway.sessions.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        if self.refused:
+            return
+        if self in self.gateway.sessions:
+            self.gateway.sessions.discard(self)
+            self.gateway.limits.release(self.client_ip)
+        super().connection_lost(error)
+
+    def _timeout_cb(self):
+        if self.transport is not None:
+            self.transport.write(IDLE_TIMEOUT.encode() + b"\r\n")
+        super()._timeout_cb()
+
+    def close_with(self, status: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(status.encode() + b"\r\n")
+            self.transport.close()
+
+    def in_transaction(self) -> bool:
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def tls_active(self) -> bool:
+        return self.listener.implicit_tls or self._tls_protocol is not None
+
+    def tls_version(self) -> str:
+        if not self.tls_active() or self.transport is None:
+            return ""
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        return ssl_object.version() if ssl_object is not None else ""
+
+    async def push(self, status):
+        if isinstance(status, str) and not self._verbatim:
+            status = with_enhanced_code(status)
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname):
+        self._verbatim = True  # EHLO lines carry no enhanced codes (RFC 2034)
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._verbatim = False
+
+    # --- authentication -----------------------------------------------------------------------
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        if getattr(self.session, "identity", None) is not None:
+            return False
+        identity = await self.gateway.run_blocking(credentials.identity_for_address, self.client_ip)
+        if identity is not None:
+            self.session.identity = identity
+            self.session.auth_mechanism = ""
+            return False
+        await self.push(AUTH_REQUIRED)
+        return True
+
+    def offered_mechanisms(self) -> list[str]:
+        if settings.SMTP_REQUIRE_TLS_FOR_PLAIN_AUTH and not self.tls_active():
+            return [m for m in AUTH_MECHANISMS if m not in CLEARTEXT_MECHANISMS]
+        return list(AUTH_MECHANISMS)
+
+    async def smtp_AUTH(self, arg):
+        if self.gateway.throttle.blocked(self.client_ip):
+            await self.push(TOO_MANY_FAILURES)
+            self.transport.close()
+            return
+        mechanism = (arg or "").split(" ", 1)[0].upper()
+        if mechanism in CLEARTEXT_MECHANISMS and mechanism not in self.offered_mechanisms():
+            await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
+            return
+        if arg and mechanism:
+            arg = mechanism + arg[len(mechanism) :]
+        await super().smtp_AUTH(arg)
+        if self.session.authenticated and getattr(self.session, "identity", None) is None:
+            self.session.identity = self.session.auth_data
+            self.session.auth_mechanism = mechanism
+
+    async def _verify(self, mechanism: str, username: str, check) -> AuthResult:
+        """Look the user name up (in the thread pool) and apply ``check(secret)``."""
+        try:
+            credential = await self.gateway.run_blocking(credentials.lookup, username)
+        except Exception:
+            log.exception("credential look-up failed")
+            return AuthResult(success=False, handled=False, message=TEMPORARY_AUTH_FAILURE)
+        verified = credential is not None and check(credential.secret)
+        if not verified:
+            self.gateway.throttle.record_failure(self.client_ip)
+            log.info("AUTH %s refused for %s from %s", mechanism, username[:64], self.client_ip)
+            return AuthResult(success=False, handled=False, message=credentials.BAD_CREDENTIALS)
+        if credential.refusal:
+            log.info("AUTH %s for %s refused: %s", mechanism, username[:64], credential.refusal)
+            return AuthResult(success=False, handled=False, message=credential.refusal)
+        self.gateway.throttle.record_success(self.client_ip)
+        return AuthResult(success=True, auth_data=credential.identity)
+
+    async def _read_response(self, challenge: bytes | str, args: list[str], initial: bool):
+        """The client's base64-decoded answer: the initial response if allowed, else a 334 round."""
+        if initial and len(args) > 1:
+            try:
+                return base64.b64decode(args[1], validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return MISSING
+        return await self.challenge_auth(challenge)
+
+    async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
+        data = await self._read_response(b"", args, initial=True)
+        if data is MISSING:
+            return AuthResult(success=False, handled=True)
+        parts = data.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        username = parts[1].decode("utf-8", "replace")
+        password = parts[2].decode("utf-8", "replace")
+        return await self._verify("PLAIN", username, lambda secret: same(password, secret))
+
+    async def auth_LOGIN(self, _, args: list[str]) -> AuthResult:
+        login = await self._read_response(self.AuthLoginUsernameChallenge, args, initial=True)
+        if login is MISSING:
+            return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        username = login.decode("utf-8", "replace")
+        secret_given = password.decode("utf-8", "replace")
+        return await self._verify("LOGIN", username, lambda secret: same(secret_given, secret))
+
+    async def auth_CRAM__MD5(self, _, args: list[str]) -> AuthResult:
+        challenge = sasl.cram_md5_challenge(self.hostname)
+        response = await self.challenge_auth(challenge)
+        if response is MISSING:
+            return AuthResult(success=False, handled=True)
+        try:
+            username, digest = sasl.cram_md5_parse(response)
+        except sasl.SaslError:
+            await self.push("501 5.5.2 Malformed CRAM-MD5 response")
+            return AuthResult(success=False, handled=True)
+        return await self._verify(
+            "CRAM-MD5", username, lambda secret: sasl.cram_md5_verify(secret, challenge, digest)
+        )
+
+    async def auth_DIGEST__MD5(self, _, args: list[str]) -> AuthResult:
+        realm = self.hostname
+        challenge, nonce = sasl.digest_md5_challenge(realm)
+        response = await self.challenge_auth(challenge)
+        if response is MISSING:
+            return AuthResult(success=False, handled=True)
+        try:
+            fields = sasl.digest_md5_parse(response)
+        except sasl.SaslError as exc:
+            await self.push(f"501 5.5.2 Malformed DIGEST-MD5 response: {exc}"[:200])
+            return AuthResult(success=False, handled=True)
+        rspauth = ""
+
+        def check(secret: str) -> bool:
+            nonlocal rspauth
+            rspauth = sasl.digest_md5_verify(fields, secret, nonce, realm) or ""
+            return bool(rspauth)
+
+        result = await self._verify("DIGEST-MD5", fields.get("username", ""), check)
+        if not result.success:
+            return result
+        # RFC 2831: prove that we know the secret too, and wait for the client's empty answer.
+        answer = await self.challenge_auth(sasl.digest_md5_rspauth_message(rspauth))
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        return result
+
+
+class TransactionHandler:
+    """aiosmtpd hooks for the mail transaction: EHLO keywords, MAIL, RCPT and DATA."""
+
+    def __init__(self, gateway: Gateway, listener: Listener):
+        self.gateway = gateway
+        self.listener = listener
+
+    async def handle_EHLO(self, server: GatewaySMTP, session, envelope, hostname, responses):
+        session.host_name = hostname
+        lines = [r for r in responses if not r.startswith(("250-AUTH", "250 HELP"))]
+        lines += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        lines.append("250 AUTH " + " ".join(server.offered_mechanisms()))
+        return lines
+
+    async def handle_MAIL(self, server: GatewaySMTP, session, envelope, address, options):
+        server._mail_started = time.monotonic()
+        refusal = credentials.endpoint_refusal(session.identity, self.listener.endpoint)
+        if refusal:
+            self.log(server, session, envelope, refusal)
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: GatewaySMTP, session, envelope, address, options):
+        if len(envelope.rcpt_tos) >= self.gateway.max_recipients:
+            return (
+                f"452 4.5.3 Too many recipients: at most {self.gateway.max_recipients} per message"
+            )
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: GatewaySMTP, session, envelope):
+        content: bytes = envelope.original_content
+        if is_smuggling(content):
+            return self.log(server, session, envelope, SMUGGLING)
+        identity = session.identity
+        submission = Submission(
+            message_id=uuid.uuid4(),
+            server_id=identity.server_id,
+            stream_id=identity.stream_pk,
+            endpoint=self.listener.endpoint,
+            credential_kind=identity.kind,
+            credential=identity.credential,
+            auth_mechanism=getattr(session, "auth_mechanism", ""),
+            client_address=server.client_ip,
+            client_helo=(session.host_name or "")[:255],
+            tls_version=server.tls_version(),
+            mail_from=envelope.mail_from or "",
+            rcpt_to=list(envelope.rcpt_tos),
+            size=len(content),
+            raw=content,
+            received_at=timezone.now(),
+        )
+        try:
+            await self.gateway.committer.commit(submission)
+        except Exception:
+            return self.log(server, session, envelope, NOT_STORED)
+        return self.log(
+            server, session, envelope, f"250 2.0.0 Ok: queued as {submission.message_id}"
+        )
+
+    def log(self, server: GatewaySMTP, session, envelope, status: str) -> str:
+        """One line per transaction: client, identity, stream, size, result, milliseconds."""
+        identity = getattr(session, "identity", None)
+        elapsed = (time.monotonic() - server._mail_started) * 1000 if server._mail_started else 0
+        content = getattr(envelope, "original_content", None) or b""
+        transaction_log.info(
+            "client=%s endpoint=%s auth=%s server=%s stream=%s from=<%s> rcpts=%d size=%d "
+            "tls=%s result=%r ms=%.1f",
+            server.client_ip,
+            self.listener.endpoint,
+            identity.label() if identity else "-",
+            identity.server_id if identity else "-",
+            (identity.stream_id or "(header)") if identity else "-",
+            envelope.mail_from or "",
+            len(envelope.rcpt_tos),
+            len(content),
+            server.tls_version() or "no",
+            status,
+            elapsed,
+        )
+        return status

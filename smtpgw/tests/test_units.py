@@ -1,0 +1,113 @@
+"""The gateway's pure pieces: limits, reply codes, smuggling detection, listener syntax."""
+
+import pytest
+
+from smtpgw.limits import ConnectionLimits, FailureThrottle
+from smtpgw.server import Listener, is_smuggling, with_enhanced_code
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_throttle_blocks_after_the_limit_and_forgets_after_the_window():
+    clock = Clock()
+    throttle = FailureThrottle(limit=3, window=60, clock=clock)
+    for _ in range(2):
+        throttle.record_failure("192.0.2.1")
+    assert not throttle.blocked("192.0.2.1")
+    throttle.record_failure("192.0.2.1")
+    assert throttle.blocked("192.0.2.1")
+    assert not throttle.blocked("192.0.2.2")
+    clock.now += 61
+    assert not throttle.blocked("192.0.2.1")
+
+
+def test_throttle_success_clears_failures():
+    throttle = FailureThrottle(limit=2, window=60)
+    throttle.record_failure("a")
+    throttle.record_success("a")
+    throttle.record_failure("a")
+    assert not throttle.blocked("a")
+
+
+def test_throttle_limit_zero_disables():
+    throttle = FailureThrottle(limit=0, window=60)
+    throttle.record_failure("a")
+    assert not throttle.blocked("a")
+
+
+def test_connection_limits():
+    limits = ConnectionLimits(max_total=3, max_per_address=2)
+    assert limits.admit("a") == ""
+    assert limits.admit("a") == ""
+    assert "from your address" in limits.admit("a")
+    assert limits.admit("b") == ""
+    assert "Too many connections to this server" in limits.admit("c")
+    limits.release("a")
+    assert limits.admit("c") == ""
+    assert limits.total == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("250 OK", "250 2.0.0 OK"),
+        ("221 Bye", "221 2.0.0 Bye"),
+        ("552 Error: Too much mail data", "552 5.3.4 Error: Too much mail data"),
+        ("503 Error: need RCPT command", "503 5.5.1 Error: need RCPT command"),
+        ("500 Error: bad syntax", "500 5.5.2 Error: bad syntax"),
+        (
+            "535 5.7.8 Authentication credentials invalid",
+            "535 5.7.8 Authentication credentials invalid",
+        ),
+        ("220 host ESMTP", "220 host ESMTP"),
+        ("334 VXNlcm5hbWU6", "334 VXNlcm5hbWU6"),
+        ("354 End data with <CR><LF>.<CR><LF>", "354 End data with <CR><LF>.<CR><LF>"),
+    ],
+)
+def test_enhanced_status_codes(status, expected):
+    assert with_enhanced_code(status) == expected
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: x\r\n\r\nhi\r\n.\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: x\r\n\r\nhi\r.\rMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: x\r\n\r\nhi\r.\r\nMAIL FROM:<evil@example.com>\r\n",
+    ],
+)
+def test_smuggling_shapes_are_detected(content):
+    assert is_smuggling(content)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"Subject: x\r\n\r\nhi\r\n..\r\nstill the body\r\n",
+        b"Subject: x\r\n\r\nversion 1.2\nbare LF without a dot line\r\n",
+        b"Subject: x\r\n\r\n.hidden\r\n",
+        b"Subject: x\r\n\r\nend.\r\n",
+    ],
+)
+def test_ordinary_messages_are_not_smuggling(content):
+    assert not is_smuggling(content)
+
+
+def test_listener_syntax():
+    assert Listener.parse("transactional=127.0.0.1:2525") == Listener(
+        "transactional", "127.0.0.1", 2525, False
+    )
+    assert Listener.parse("broadcast+tls=[::1]:465") == Listener("broadcast", "::1", 465, True)
+    assert Listener.parse("transactional=:25").host == "0.0.0.0"
+    assert str(Listener.parse("broadcast+tls=127.0.0.1:465")) == "broadcast+tls=127.0.0.1:465"
+    for bad in ["smtp=127.0.0.1:25", "transactional=127.0.0.1", "transactional+ssl=:25", "x"]:
+        with pytest.raises(ValueError, match="bad listener"):
+            Listener.parse(bad)
