@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from streams.models import MessageStream
 
@@ -61,7 +62,7 @@ class ServerAdmin(admin.ModelAdmin):
         if obj.pk is None:
             return "Generated when the server is saved."
         return format_html_join(
-            format_html("<br>"), "<code>{}</code>", ((t.token,) for t in obj.tokens.all())
+            mark_safe("<br>"), "<code>{}</code>", ((t.token,) for t in obj.tokens.all())
         )
 
     def save_model(self, request, obj, form, change):

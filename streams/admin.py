@@ -2,9 +2,9 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.cache import never_cache
+from django.utils.html import format_html
 
-from .models import MessageStream, SmtpToken, StreamType
+from .models import IpCredential, MessageStream, SmtpToken, StreamType, Submission
 from .services import check_smtp_token_allowed
 
 
@@ -96,10 +96,6 @@ class SmtpTokenAdmin(admin.ModelAdmin):
         # Tokens are immutable; viewing is allowed, changing means revoking or generating anew.
         return False
 
-    @never_cache
-    def add_view(self, request, form_url="", extra_context=None):
-        return super().add_view(request, form_url, extra_context)
-
     def save_model(self, request, obj, form, change):
         check_smtp_token_allowed(obj.stream)  # the form's queryset already offers no other
         request._new_smtp_secret = obj.generate_credentials()
@@ -113,9 +109,7 @@ class SmtpTokenAdmin(admin.ModelAdmin):
             "secret": request._new_smtp_secret,
             "title": "SMTP token generated",
         }
-        response = TemplateResponse(request, "admin/streams/smtptoken/secret.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+        return TemplateResponse(request, "admin/streams/smtptoken/secret.html", context)
 
     @admin.action(description="Revoke selected SMTP tokens")
     def revoke(self, request, queryset):
@@ -124,3 +118,57 @@ class SmtpTokenAdmin(admin.ModelAdmin):
             token.revoke()
             count += 1
         self.message_user(request, f"{count} SMTP token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(IpCredential)
+class IpCredentialAdmin(admin.ModelAdmin):
+    list_display = ("cidr", "stream", "description", "created_at", "revoked_at")
+    list_filter = ("stream__server",)
+    list_select_related = ("stream__server",)
+    search_fields = ("cidr", "description")
+    fields = ("stream", "cidr", "description", "created_at", "revoked_at")
+    readonly_fields = ("created_at", "revoked_at")
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke selected IP credentials")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} IP credential(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(Submission)
+class SubmissionAdmin(admin.ModelAdmin):
+    """Accepted SMTP transactions, as received (read-only)."""
+
+    list_display = (
+        "message_id",
+        "received_at",
+        "server",
+        "stream",
+        "endpoint",
+        "credential_kind",
+        "mail_from",
+        "size",
+        "status",
+    )
+    list_filter = ("status", "endpoint", "credential_kind", "server")
+    list_select_related = ("server", "stream")
+    search_fields = ("=message_id", "mail_from")
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    exclude = ("raw",)
+    readonly_fields = ("raw_source",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("raw")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="raw source")
+    def raw_source(self, obj):
+        text = bytes(obj.raw).decode("utf-8", "replace")
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
