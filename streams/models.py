@@ -186,3 +186,82 @@ class Submission(models.Model):
 
     def __str__(self):
         return str(self.message_id)
+
+
+class Suppression(models.Model):
+    """An inactive recipient of one stream: mail to it is not sent (Postmark's suppressions)."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "HardBounce", "Hard bounce"
+        SPAM_COMPLAINT = "SpamComplaint", "Spam complaint"
+        MANUAL = "ManualSuppression", "Manual suppression"
+
+    class Origin(models.TextChoices):
+        RECIPIENT = "Recipient", "Recipient"
+        CUSTOMER = "Customer", "Customer"
+        ADMIN = "Admin", "Admin"
+
+    stream = models.ForeignKey(MessageStream, on_delete=models.CASCADE, related_name="suppressions")
+    email = models.CharField(max_length=320, help_text="Lower-case address.")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    origin = models.CharField(max_length=10, choices=Origin.choices)
+    bounce = models.ForeignKey(
+        "bounces.Bounce", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "email"], name="one_suppression_per_address")
+        ]
+
+    def __str__(self):
+        return f"{self.email} ({self.reason})"
+
+
+class OutboundMessage(models.Model):
+    """A processed message: what will be delivered, and what the API reports about it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        SANDBOXED = "sandboxed", "Sandboxed"
+        BOUNCED = "bounced", "Bounced"
+        FAILED = "failed", "Failed"
+
+    message_id = models.UUIDField("MessageID", unique=True)
+    submission = models.OneToOneField(
+        Submission, on_delete=models.SET_NULL, null=True, blank=True, related_name="outbound"
+    )
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="messages")
+    stream = models.ForeignKey(MessageStream, on_delete=models.CASCADE, related_name="messages")
+    from_address = models.CharField("From", max_length=998, blank=True)
+    to = models.JSONField(default=list, help_text="Addresses in the To header.")
+    cc = models.JSONField(default=list, help_text="Addresses in the Cc header.")
+    bcc = models.JSONField(default=list, help_text="Envelope recipients in neither To nor Cc.")
+    recipients = models.JSONField(
+        default=list, help_text="Active envelope recipients to deliver to."
+    )
+    subject = models.TextField(blank=True)
+    tag = models.CharField(max_length=1000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    track_opens = models.BooleanField(default=False)
+    track_links = models.CharField(max_length=12, default="None")
+    message_id_header = models.CharField("Message-ID header", max_length=998, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    content = models.BinaryField(help_text="The message as it will be delivered.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(fields=["server", "stream", "-received_at"]),
+            models.Index(fields=["server", "tag"]),
+            models.Index(fields=["status"]),
+        ]
+
+    def __str__(self):
+        return str(self.message_id)

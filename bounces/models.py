@@ -1,0 +1,64 @@
+from django.db import models
+
+from servers.models import Server
+from streams.models import MessageStream
+
+from .types import BOUNCE_TYPES, TYPE_CHOICES
+
+
+class Bounce(models.Model):
+    """A Postmark bounce record. Every field of the API object is derived from these columns."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="bounces")
+    stream = models.ForeignKey(
+        MessageStream, on_delete=models.SET_NULL, null=True, blank=True, related_name="bounces"
+    )
+    # The stream ID as reported (kept when the stream named by a message does not exist).
+    message_stream = models.CharField(max_length=100)
+    type = models.CharField(max_length=32, choices=TYPE_CHOICES)
+    message_id = models.UUIDField("MessageID", null=True, blank=True)
+    email = models.CharField(max_length=320)
+    from_address = models.CharField("From", max_length=320, blank=True)
+    subject = models.TextField(blank=True)
+    tag = models.CharField(max_length=1000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    details = models.TextField(blank=True)
+    content = models.TextField(blank=True, help_text="The dump: raw source of the bounce.")
+    bounced_at = models.DateTimeField()
+    inactive = models.BooleanField(default=False)
+    can_activate = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-bounced_at", "-id"]
+        indexes = [
+            models.Index(fields=["server", "message_stream", "-bounced_at"]),
+            models.Index(fields=["server", "type", "-bounced_at"]),
+            models.Index(fields=["server", "inactive", "-bounced_at"]),
+            models.Index(fields=["server", "tag"]),
+            models.Index(fields=["server", "message_id"]),
+            models.Index(fields=["server", "email"]),
+            models.Index(fields=["bounced_at"]),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.email}"
+
+    @property
+    def bounce_type(self):
+        return BOUNCE_TYPES[self.type]
+
+    @property
+    def type_code(self) -> int:
+        return self.bounce_type.code
+
+    @property
+    def name(self) -> str:
+        return self.bounce_type.name
+
+    @property
+    def description(self) -> str:
+        return self.bounce_type.description
+
+    @property
+    def dump_available(self) -> bool:
+        return bool(self.content)
