@@ -5,6 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 PY := $(BIN)/python
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: run test lint bench venv clean
 
@@ -37,6 +38,11 @@ test: venv lint
 	else \
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
 	fi
+
+# The gateway against a bare aiosmtpd sink (and smtp-source when installed), in a throwaway
+# database; e.g. make bench BENCH_ARGS="--processes 1 --starttls".
+bench: venv
+	PATH="$(BIN):$$PATH" $(PY) -m smtpgw.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data

@@ -145,8 +145,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+# Work still waiting this long is queued again by the periodic sweep.
+SWEEP_AFTER_SECONDS = env.float("SWEEP_AFTER_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "sweep": {
+        "task": "streams.tasks.sweep",
+        "schedule": env.float("SWEEP_INTERVAL_SECONDS", default=60.0),
+    },
     "purge-archived-streams": {
         "task": "streams.tasks.purge_archived_streams",
         "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
@@ -177,6 +184,9 @@ SMTP_MAX_CONNECTIONS = env.int("SMTP_MAX_CONNECTIONS", default=5000)
 SMTP_MAX_CONNECTIONS_PER_ADDRESS = env.int("SMTP_MAX_CONNECTIONS_PER_ADDRESS", default=200)
 SMTP_SHUTDOWN_GRACE = env.float("SMTP_SHUTDOWN_GRACE", default=30.0)
 SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
+
+# The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
+MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -43,7 +43,7 @@ class ServerAdmin(admin.ModelAdmin):
     readonly_fields = ("api_tokens_display", "created_at")
     fieldsets = (
         (None, {"fields": ("name", "delivery_type")}),
-        ("SMTP", {"fields": ("smtp_api_activated", "enable_smtp_api_error_hooks")}),
+        ("SMTP", {"fields": ("smtp_api_activated", "strict_smtp", "enable_smtp_api_error_hooks")}),
         ("Tracking defaults", {"fields": ("track_opens", "track_links")}),
         ("API tokens", {"fields": ("api_tokens_display", "created_at")}),
     )

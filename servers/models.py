@@ -39,6 +39,12 @@ class Server(models.Model):
         default=False,
         help_text="Post SMTP API error bounces to the bounce webhook too.",
     )
+    strict_smtp = models.BooleanField(
+        "strict SMTP mode",
+        default=False,
+        help_text="Also refuse in the SMTP session (5xx) what would become an SMTP API error: "
+        "unknown stream, inactive recipients, bad metadata. Off = Postmark's behaviour.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

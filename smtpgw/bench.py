@@ -480,12 +480,12 @@ def report(result: dict) -> str:
         lines += ["", "smtp-source: not installed, skipped"]
     memory = result.get("memory")
     if memory:
+        held = f"with {memory['connections']:,} idle connections"
         lines += [
             "",
             "memory (VmRSS)",
-            f"  one-process gateway, idle:              {memory['rss_before_mb']:>7.1f} MB",
-            f"  with {memory['connections']:,} idle connections:        "
-            f"{memory['rss_with_connections_mb']:>7.1f} MB"
+            f"  {'one-process gateway, idle':<34}{memory['rss_before_mb']:>9.1f} MB",
+            f"  {held:<34}{memory['rss_with_connections_mb']:>9.1f} MB"
             f"  ({memory['kb_per_connection']:.1f} KB per connection)",
         ]
     after = result.get("rss_after_load_mb", {})

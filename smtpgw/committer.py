@@ -20,8 +20,14 @@ _STOP = object()
 
 
 class GroupCommitter:
-    def __init__(self, save_batch: Callable[[list], None], max_batch: int = 256):
+    def __init__(
+        self,
+        save_batch: Callable[[list], None],
+        max_batch: int = 256,
+        after_commit: Callable[[list], None] | None = None,
+    ):
         self._save_batch = save_batch
+        self._after_commit = after_commit
         self._max_batch = max_batch
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -69,6 +75,11 @@ class GroupCommitter:
             connection.close()  # reconnect next time: the database may have gone away
         for _, loop, future in batch:
             loop.call_soon_threadsafe(_settle, future, error)
+        if error is None and self._after_commit is not None:
+            try:
+                self._after_commit([record for record, _, _ in batch])
+            except Exception:
+                log.exception("after-commit hook failed")
 
 
 def _settle(future: asyncio.Future, error: BaseException | None) -> None:

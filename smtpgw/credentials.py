@@ -38,6 +38,7 @@ class Identity:
     stream_id: str = ""
     stream_type: str = ""
     credential: str = ""  # safe to log and store: access key, CIDR or a token's last characters
+    strict: bool = False  # the server's strict mode: refuse in-session what processing would
 
     def label(self) -> str:
         return f"{self.kind}:{self.credential}"
@@ -66,6 +67,7 @@ def _lookup(username: str) -> Credential | None:
             server_id=server.id,
             server_name=server.name,
             credential="…" + username[-4:],
+            strict=server.strict_smtp,
         )
         refusal = "" if server.smtp_api_activated else SMTP_DISABLED
         return Credential(secret=username, identity=identity, refusal=refusal)
@@ -85,6 +87,7 @@ def _lookup(username: str) -> Credential | None:
             stream_id=stream.stream_id,
             stream_type=stream.message_stream_type,
             credential=token.access_key,
+            strict=stream.server.strict_smtp,
         )
         refusal = ""
         if token.revoked:
@@ -138,6 +141,7 @@ def _ip_networks(_epoch: int) -> list[tuple[ipaddress._BaseNetwork, Identity]]:
             stream_id=stream.stream_id,
             stream_type=stream.message_stream_type,
             credential=row.cidr,
+            strict=stream.server.strict_smtp,
         )
         networks.append((ipaddress.ip_network(row.cidr, strict=False), identity))
     # The most specific network wins.

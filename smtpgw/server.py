@@ -22,7 +22,9 @@ from django.utils import timezone
 
 from servers.crypto import same
 from streams.models import Submission
+from streams.processing import examine
 from streams.submissions import save_submissions
+from streams.tasks import enqueue_processing
 
 from . import credentials, sasl
 from .committer import GroupCommitter
@@ -118,7 +120,11 @@ class Gateway:
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
         self.max_recipients = settings.SMTP_MAX_RECIPIENTS
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smtp-db")
-        self.committer = GroupCommitter(save_submissions, settings.SMTP_COMMIT_BATCH)
+        self.committer = GroupCommitter(
+            save_submissions,
+            settings.SMTP_COMMIT_BATCH,
+            after_commit=lambda records: enqueue_processing([r.pk for r in records]),
+        )
         self.throttle = FailureThrottle(
             settings.SMTP_AUTH_FAILURE_LIMIT, settings.SMTP_AUTH_FAILURE_WINDOW
         )
@@ -369,6 +375,22 @@ class GatewaySMTP(SMTP):
         return result
 
 
+def strict_refusal(submission: Submission) -> str:
+    """For servers in strict mode: the 5xx reply for the first problem processing would record,
+    or '' when there is none."""
+    try:
+        problems = examine(submission)[3]
+    except Exception:
+        log.exception("strict-mode check failed; accepting and leaving it to processing")
+        return ""
+    if not problems:
+        return ""
+    problem = problems[0]
+    enhanced = "5.1.1" if problem.error_code == 406 else "5.7.1"
+    text = " ".join(problem.message.split())
+    return f"550 {enhanced} {text} (ErrorCode {problem.error_code})"
+
+
 class TransactionHandler:
     """aiosmtpd hooks for the mail transaction: EHLO keywords, MAIL, RCPT and DATA."""
 
@@ -424,12 +446,21 @@ class TransactionHandler:
             raw=content,
             received_at=timezone.now(),
         )
+        refusal = ""
+        if identity.strict:
+            refusal = await self.gateway.run_blocking(strict_refusal, submission)
+            if refusal:
+                # Kept and processed all the same, so that the SMTPApiError record exists too.
+                submission.status = Submission.Status.REJECTED
         try:
             await self.gateway.committer.commit(submission)
         except Exception:
             return self.log(server, session, envelope, NOT_STORED)
         return self.log(
-            server, session, envelope, f"250 2.0.0 Ok: queued as {submission.message_id}"
+            server,
+            session,
+            envelope,
+            refusal or f"250 2.0.0 Ok: queued as {submission.message_id}",
         )
 
     def log(self, server: GatewaySMTP, session, envelope, status: str) -> str:

@@ -152,6 +152,8 @@ class Submission(models.Model):
 
     class Status(models.TextChoices):
         ACCEPTED = "accepted", "Accepted"
+        # Strict mode refused it in the SMTP session: record its errors, deliver nothing.
+        REJECTED = "rejected", "Rejected"
         PROCESSED = "processed", "Processed"
         FAILED = "failed", "Failed"
 

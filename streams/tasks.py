@@ -1,8 +1,14 @@
+import logging
+
 from celery import shared_task
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
-from .models import MessageStream
+from .models import MessageStream, Submission
+from .processing import process_submission
+
+log = logging.getLogger(__name__)
 
 
 def purge_archived_streams_now(now=None) -> int:
@@ -17,3 +23,51 @@ def purge_archived_streams_now(now=None) -> int:
 @shared_task(name="streams.tasks.purge_archived_streams")
 def purge_archived_streams() -> int:
     return purge_archived_streams_now()
+
+
+@shared_task(
+    name="streams.tasks.process_submissions",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=None,
+)
+def process_submissions(submission_ids: list[int]) -> int:
+    """Process accepted submissions (the gateway sends one task per committed batch)."""
+    for submission_id in submission_ids:
+        process_submission(submission_id)
+    return len(submission_ids)
+
+
+def enqueue_processing(submission_ids: list[int]) -> None:
+    """Hand committed submissions to the workers. A broker failure loses nothing: the sweep
+    finds submissions still 'accepted' and queues them again."""
+    if not submission_ids:
+        return
+    try:
+        process_submissions.apply_async((submission_ids,), retry=False)
+    except Exception as exc:
+        log.warning("could not queue %d submission(s) for processing: %s", len(submission_ids), exc)
+
+
+def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
+    """Queue again the submissions still waiting for processing after a while (a lost task, a
+    crashed worker, a broker restart). Processing is idempotent, so a duplicate costs nothing."""
+    age = settings.SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timezone.timedelta(seconds=age)
+    ids = list(
+        Submission.objects.filter(
+            status__in=[Submission.Status.ACCEPTED, Submission.Status.REJECTED],
+            received_at__lt=cutoff,
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:10_000]
+    )
+    for start in range(0, len(ids), 256):
+        enqueue_processing(ids[start : start + 256])
+    return len(ids)
+
+
+@shared_task(name="streams.tasks.sweep")
+def sweep() -> int:
+    return requeue_stuck_submissions()
