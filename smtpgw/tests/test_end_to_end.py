@@ -4,6 +4,7 @@ Celery worker process, the database."""
 import time
 
 import pytest
+from django.conf import settings
 
 from bounces.models import Bounce
 from conftest import subprocess_env
@@ -12,6 +13,7 @@ from smtpgw.tests.conftest import MESSAGE, send
 from streams.models import OutboundMessage, Submission
 from streams.services import get_stream
 from streams.suppressions import suppress
+from streams.tasks import requeue_stuck_submissions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,10 +100,6 @@ def test_the_sweep_recovers_work_whose_task_was_lost(gateway, creds, start_proce
     message_id = send(client)
     client.quit()
     # Simulate the task being lost: drop the queue, then let the sweep run with no grace period.
-    from django.conf import settings
-
-    from streams.tasks import requeue_stuck_submissions
-
     for path in (settings.DATA_DIR / "queue").glob("*.msg"):
         path.unlink()
     assert requeue_stuck_submissions(older_than_seconds=0) >= 1
