@@ -154,6 +154,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "streams.tasks.sweep",
         "schedule": env.float("SWEEP_INTERVAL_SECONDS", default=60.0),
     },
+    "retention": {
+        "task": "bounces.tasks.enforce_retention",
+        "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
+    },
     "purge-archived-streams": {
         "task": "streams.tasks.purge_archived_streams",
         "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
@@ -164,6 +168,10 @@ CELERY_BEAT_SCHEDULE = {
 # Archived message streams are purged this many days after archiving (Postmark: 45).
 STREAM_PURGE_DAYS = env.int("STREAM_PURGE_DAYS", default=45)
 MAX_STREAMS_PER_SERVER = env.int("MAX_STREAMS_PER_SERVER", default=10)
+# Retention (Postmark: bounces 45 days, their dumps 30 days).
+BOUNCE_RETENTION_DAYS = env.int("BOUNCE_RETENTION_DAYS", default=45)
+DUMP_RETENTION_DAYS = env.int("DUMP_RETENTION_DAYS", default=30)
+MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=45)
 
 # --- SMTP gateway (manage.py runsmtp) ------------------------------------------------------------
 SMTP_LISTEN = env.list(
