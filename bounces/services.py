@@ -1,11 +1,12 @@
 """Recording bounces: the one place every kind of bounce is created."""
 
+from django.db import transaction
 from django.utils import timezone
 
 from streams.models import MessageStream
 
 from .models import Bounce
-from .types import BOUNCE_TYPES
+from .types import BOUNCE_TYPES, SPAM_COMPLAINT
 
 
 def record_bounce(
@@ -45,3 +46,74 @@ def record_bounce(
         can_activate=can_activate,
         bounced_at=bounced_at or timezone.now(),
     )
+
+
+class CannotActivate(ValueError):
+    """The bounce's address cannot be reactivated (Postmark ErrorCode 1003)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def bounce_stream(bounce: Bounce) -> MessageStream | None:
+    """The stream a bounce belongs to: its foreign key, else its reported stream ID."""
+    if bounce.stream_id is not None:
+        return bounce.stream
+    return MessageStream.objects.filter(
+        server_id=bounce.server_id, stream_id=bounce.message_stream
+    ).first()
+
+
+def reactivate_address(server, stream_id: str, email: str) -> None:
+    """The address is active again on the stream: its suppression (unless a spam complaint) goes,
+    and the server's inactive bounces for it on that stream that can be activated turn active."""
+    from streams.suppressions import normalise, reactivate
+
+    stream = MessageStream.objects.filter(server=server, stream_id=stream_id).first()
+    if stream is not None:
+        reactivate(stream, email)
+    Bounce.objects.filter(
+        server=server,
+        message_stream=stream_id,
+        email__iexact=normalise(email),
+        inactive=True,
+        can_activate=True,
+    ).update(inactive=False)
+
+
+@transaction.atomic
+def activate_bounce(bounce: Bounce) -> Bounce:
+    """Reactivate the address of a bounce (``PUT /bounces/{id}/activate`` and the admin action).
+
+    Raises ``CannotActivate`` for bounces that cannot be activated — spam complaints above all —
+    and when the address is suppressed on the stream because of a spam complaint."""
+    from streams.models import Suppression
+    from streams.suppressions import normalise
+
+    if bounce.type == SPAM_COMPLAINT:
+        raise CannotActivate(
+            "This bounce cannot be activated: it is a spam complaint, and addresses that "
+            "complained about spam stay inactive."
+        )
+    if not bounce.can_activate:
+        raise CannotActivate(
+            f"This bounce cannot be activated: bounces of type {bounce.type} cannot be "
+            "reactivated (CanActivate is false)."
+        )
+    stream = bounce_stream(bounce)
+    if (
+        stream is not None
+        and Suppression.objects.filter(
+            stream=stream, email=normalise(bounce.email), reason=Suppression.Reason.SPAM_COMPLAINT
+        ).exists()
+    ):
+        raise CannotActivate(
+            f"This bounce cannot be activated: {normalise(bounce.email)} marked a message on the "
+            f"stream '{stream.stream_id}' as spam, and spam complaints cannot be reactivated."
+        )
+    reactivate_address(bounce.server, bounce.message_stream, bounce.email)
+    if bounce.inactive:
+        bounce.inactive = False
+        bounce.save(update_fields=["inactive"])
+    return bounce

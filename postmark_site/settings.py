@@ -125,6 +125,26 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# --- HTTP API (Django REST framework, drf-spectacular) ------------------------------------------
+# Postmark's conventions (compat §2): JSON only with charset, any body read as JSON, server-token
+# authentication only (no session, no CSRF, no browsable API), errors as {"ErrorCode", "Message"}.
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["bounces.errors.PostmarkJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["bounces.errors.LenientJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "bounces.errors.LenientNegotiation",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["bounces.auth.ServerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "bounces.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "URL_FORMAT_OVERRIDE": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Postmark-compatible API",
+    "DESCRIPTION": "The Postmark HTTP API as this service implements it (served at /openapi.json).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
 # --- Background processing (Celery) -------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
 EMBEDDED_BROKER = CELERY_BROKER_URL == "filesystem://"
@@ -140,6 +160,15 @@ if EMBEDDED_BROKER:
         "polling_interval": 0.2,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Separate queues, so slow deliveries never hold up processing or webhooks. A worker started
+# without -Q consumes all of them; a large installation runs dedicated workers per queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {name: {} for name in ("celery", "processing", "delivery", "webhooks")}
+CELERY_TASK_ROUTES = {
+    "streams.tasks.process_submissions": {"queue": "processing"},
+    "streams.tasks.deliver": {"queue": "delivery"},
+    "webhooks.*": {"queue": "webhooks"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
@@ -195,6 +224,28 @@ SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
 
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"
+
+# --- Delivery -----------------------------------------------------------------------------------
+# A smarthost, e.g. smtp://user:pass@smtp.example.com:587?starttls=require or ?tls=implicit ...
+OUTBOUND_SMTP_RELAY = env.str("OUTBOUND_SMTP_RELAY", default="")
+# ... or delivery to each domain's MX hosts.
+OUTBOUND_DIRECT_MX = env.bool("OUTBOUND_DIRECT_MX", default=False)
+OUTBOUND_MX_PORT = env.int("OUTBOUND_MX_PORT", default=25)
+# Name servers for MX look-ups (host or host:port); default: the system's resolver.
+OUTBOUND_DNS_SERVERS = env.list("OUTBOUND_DNS_SERVERS", default=[])
+OUTBOUND_HELO = env.str("OUTBOUND_HELO", default="") or SMTP_HOSTNAME or "localhost"
+OUTBOUND_TIMEOUT = env.float("OUTBOUND_TIMEOUT", default=60.0)
+# Verify the certificate of a relay that requires TLS (MX hosts get opportunistic TLS).
+OUTBOUND_TLS_VERIFY = env.bool("OUTBOUND_TLS_VERIFY", default=True)
+# Connections kept per destination by each worker process.
+OUTBOUND_CONNECTIONS_PER_DESTINATION = env.int("OUTBOUND_CONNECTIONS_PER_DESTINATION", default=4)
+# The domain of the VERP return path pm_bounces+<MessageID>@BOUNCE_DOMAIN.
+BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
+# Deferred recipients are retried after RETRY_BASE seconds, doubling up to RETRY_MAX, until
+# GIVE_UP_AFTER seconds have passed since the message was received (then: SoftBounce).
+DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
+DELIVERY_RETRY_MAX = env.float("DELIVERY_RETRY_MAX", default=4 * 3600.0)
+DELIVERY_GIVE_UP_AFTER = env.float("DELIVERY_GIVE_UP_AFTER", default=72 * 3600.0)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -46,3 +46,35 @@ def reactivate(stream: MessageStream, email: str) -> bool:
         .delete()
     )
     return bool(deleted)
+
+
+def is_spam_complaint(stream: MessageStream, email: str) -> bool:
+    """Whether the address is suppressed on the stream because of a spam complaint (permanent)."""
+    return Suppression.objects.filter(
+        stream=stream, email=normalise(email), reason=Suppression.Reason.SPAM_COMPLAINT
+    ).exists()
+
+
+def search(
+    stream: MessageStream,
+    *,
+    reason: str | None = None,
+    origin: str | None = None,
+    email: str | None = None,
+    since=None,
+    before=None,
+):
+    """The stream's suppressions, newest first, optionally filtered: ``since`` is inclusive,
+    ``before`` exclusive (datetimes)."""
+    found = Suppression.objects.filter(stream=stream)
+    if reason:
+        found = found.filter(reason=reason)
+    if origin:
+        found = found.filter(origin=origin)
+    if email:
+        found = found.filter(email=normalise(email))
+    if since is not None:
+        found = found.filter(created_at__gte=since)
+    if before is not None:
+        found = found.filter(created_at__lt=before)
+    return found.order_by("-created_at", "-id")
