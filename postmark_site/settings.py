@@ -225,6 +225,9 @@ SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"
 
+# Public base URL of this service's web endpoints, for tracking pixels and links.
+TRACKING_BASE_URL = env.str("TRACKING_BASE_URL", default="http://127.0.0.1:8000")
+
 # --- Delivery -----------------------------------------------------------------------------------
 # A smarthost, e.g. smtp://user:pass@smtp.example.com:587?starttls=require or ?tls=implicit ...
 OUTBOUND_SMTP_RELAY = env.str("OUTBOUND_SMTP_RELAY", default="")

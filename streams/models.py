@@ -267,3 +267,81 @@ class OutboundMessage(models.Model):
 
     def __str__(self):
         return str(self.message_id)
+
+
+class Recipient(models.Model):
+    """Delivery state of one recipient of an outbound message.
+
+    The state is committed before and after every SMTP exchange, so a task that runs again
+    (a worker died, the broker redelivered) skips what is already delivered or bounced."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DEFERRED = "deferred", "Deferred"
+        DELIVERED = "delivered", "Delivered"
+        BOUNCED = "bounced", "Bounced"
+        FAILED = "failed", "Failed (gave up)"
+        SANDBOXED = "sandboxed", "Sandboxed"
+
+    message = models.ForeignKey(
+        OutboundMessage, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    email = models.CharField(max_length=320)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_reply = models.TextField(blank=True)
+    delayed_reported = models.BooleanField(
+        default=False, help_text="A Transient (or DnsError) bounce was recorded for a deferral."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "email"], name="one_delivery_per_recipient")
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self):
+        return f"{self.email} ({self.status})"
+
+
+class MessageEvent(models.Model):
+    """Something that happened to a message after processing; webhooks are posted from these."""
+
+    class Type(models.TextChoices):
+        DELIVERY = "Delivery", "Delivered"
+        BOUNCE = "Bounce", "Bounced"
+        SPAM_COMPLAINT = "SpamComplaint", "Spam complaint"
+        OPEN = "Open", "Opened"
+        CLICK = "Click", "Clicked"
+        SUBSCRIPTION_CHANGE = "SubscriptionChange", "Subscription change"
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="events")
+    stream = models.ForeignKey(
+        MessageStream, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    outbound = models.ForeignKey(
+        OutboundMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    message_id = models.UUIDField("MessageID", null=True, blank=True)
+    type = models.CharField(max_length=20, choices=Type.choices)
+    recipient = models.CharField(max_length=320, blank=True)
+    bounce = models.ForeignKey(
+        "bounces.Bounce", on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    details = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["server", "type", "-occurred_at"]),
+            models.Index(fields=["message_id"]),
+        ]
+
+    def __str__(self):
+        return f"{self.type} {self.recipient}"

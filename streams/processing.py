@@ -18,7 +18,7 @@ from bounces.types import SMTP_API_ERROR
 from servers.models import Server
 
 from . import mime
-from .models import Endpoint, MessageStream, OutboundMessage, StreamType, Submission
+from .models import Endpoint, MessageStream, OutboundMessage, Recipient, StreamType, Submission
 from .suppressions import inactive_among, normalise
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
     track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
         server.track_opens or bool(parsed.track_opens)
     )
-    OutboundMessage.objects.create(
+    message = OutboundMessage.objects.create(
         message_id=submission.message_id,
         submission=submission,
         server=server,
@@ -328,3 +328,11 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
         content=content,
         received_at=submission.received_at,
     )
+    Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])
+    transaction.on_commit(lambda: _enqueue_delivery(message.pk))
+
+
+def _enqueue_delivery(outbound_id: int) -> None:
+    from .tasks import enqueue_delivery
+
+    enqueue_delivery(outbound_id)

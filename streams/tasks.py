@@ -5,7 +5,8 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from .models import MessageStream, Submission
+from .delivery import deliver_message, next_retry_in
+from .models import MessageStream, OutboundMessage, Recipient, Submission
 from .processing import process_submission
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,51 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
     return len(ids)
 
 
+@shared_task(
+    name="streams.tasks.deliver",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=None,
+)
+def deliver(outbound_id: int) -> str:
+    """Deliver one message's due recipients, and come back when deferred ones are due."""
+    status = deliver_message(outbound_id)
+    message = OutboundMessage.objects.filter(pk=outbound_id).first()
+    if message is not None and status == OutboundMessage.Status.QUEUED:
+        delay = next_retry_in(message)
+        if delay is not None:
+            enqueue_delivery(outbound_id, countdown=delay)
+    return status
+
+
+def enqueue_delivery(outbound_id: int, countdown: float = 0) -> None:
+    try:
+        deliver.apply_async((outbound_id,), countdown=countdown, retry=False)
+    except Exception as exc:  # the sweep will find it
+        log.warning("could not queue delivery of message %s: %s", outbound_id, exc)
+
+
+def requeue_due_deliveries(grace_seconds: float | None = None) -> int:
+    """Queue delivery again for messages with recipients that should have been tried by now."""
+    age = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
+    now = timezone.now()
+    cutoff = now - timezone.timedelta(seconds=age)
+    ids = set(
+        Recipient.objects.filter(
+            status=Recipient.Status.DEFERRED, next_attempt_at__lt=cutoff
+        ).values_list("message_id", flat=True)[:10_000]
+    )
+    ids |= set(
+        Recipient.objects.filter(
+            status__in=[Recipient.Status.PENDING, Recipient.Status.SENDING], updated_at__lt=cutoff
+        ).values_list("message_id", flat=True)[:10_000]
+    )
+    for outbound_id in sorted(ids):
+        enqueue_delivery(outbound_id)
+    return len(ids)
+
+
 @shared_task(name="streams.tasks.sweep")
 def sweep() -> int:
-    return requeue_stuck_submissions()
+    return requeue_stuck_submissions() + requeue_due_deliveries()
