@@ -24,6 +24,7 @@ from bounces.reports import classify_smtp_reply, verp_address
 from bounces.services import record_bounce
 from servers.models import DeliveryType
 
+from .events import record_bounce_event, record_message_event
 from .mime import addresses
 from .models import MessageEvent, OutboundMessage, Recipient, Suppression
 from .suppressions import suppress
@@ -327,16 +328,8 @@ def delivered(message: OutboundMessage, recipient: Recipient, reply: str) -> Non
     recipient.last_reply = reply
     recipient.attempts += 1
     recipient.save(update_fields=["status", "last_reply", "attempts", "updated_at"])
-    MessageEvent.objects.create(
-        server=message.server,
-        stream=message.stream,
-        outbound=message,
-        message_id=message.message_id,
-        type=MessageEvent.Type.DELIVERY,
-        recipient=recipient.email,
-        details=reply,
-        occurred_at=now,
-    )
+    record_message_event(message, MessageEvent.Type.DELIVERY, recipient.email, details=reply,
+                         occurred_at=now)  # fmt: skip
 
 
 def _bounce(message, recipient, bounce_type: str, details: str, transcript, **extra):
@@ -356,17 +349,7 @@ def _bounce(message, recipient, bounce_type: str, details: str, transcript, **ex
         content=dump,
         **extra,
     )
-    MessageEvent.objects.create(
-        server=message.server,
-        stream=message.stream,
-        outbound=message,
-        message_id=message.message_id,
-        type=MessageEvent.Type.BOUNCE,
-        recipient=recipient.email,
-        bounce=bounce,
-        details=details,
-        occurred_at=bounce.bounced_at,
-    )
+    record_bounce_event(bounce, outbound=message)
     return bounce
 
 

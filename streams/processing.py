@@ -18,6 +18,7 @@ from bounces.types import SMTP_API_ERROR
 from servers.models import Server
 
 from . import mime
+from .events import record_bounce_event
 from .models import Endpoint, MessageStream, OutboundMessage, Recipient, StreamType, Submission
 from .suppressions import inactive_among, normalise
 
@@ -270,7 +271,7 @@ def process_submission(submission_id: int) -> str:
         for problem in problems:
             affected = problem.recipients if problem.recipients is not None else submission.rcpt_to
             for recipient in affected:
-                record_bounce(
+                bounce = record_bounce(
                     server=submission.server,
                     stream=stream,
                     message_stream=stream_id,
@@ -285,6 +286,7 @@ def process_submission(submission_id: int) -> str:
                     content=dump_text(problem, raw, parsed.charset),
                     bounced_at=submission.received_at,
                 )
+                record_bounce_event(bounce)
                 failed.add(recipient)
         active = [r for r in submission.rcpt_to if r not in failed]
         if active and submission.status == Submission.Status.ACCEPTED:

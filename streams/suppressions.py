@@ -2,7 +2,8 @@
 
 from django.db import IntegrityError, transaction
 
-from .models import MessageStream, Suppression
+from .events import record_event
+from .models import MessageEvent, MessageStream, Suppression
 
 
 def normalise(email: str) -> str:
@@ -27,9 +28,11 @@ def suppress(
     email = normalise(email)
     try:
         with transaction.atomic():
-            return Suppression.objects.create(
+            suppression = Suppression.objects.create(
                 stream=stream, email=email, reason=reason, origin=origin, bounce=bounce
-            ), True
+            )
+            _subscription_change(stream, email, suppress_sending=True, reason=reason, origin=origin)
+            return suppression, True
     except IntegrityError:
         existing = Suppression.objects.get(stream=stream, email=email)
         if reason == Suppression.Reason.SPAM_COMPLAINT and existing.reason != reason:
@@ -38,14 +41,32 @@ def suppress(
         return existing, False
 
 
-def reactivate(stream: MessageStream, email: str) -> bool:
+def reactivate(
+    stream: MessageStream, email: str, origin: str = Suppression.Origin.CUSTOMER
+) -> bool:
     """Remove a suppression; returns whether there was one. Spam complaints stay (Postmark)."""
-    deleted, _ = (
-        Suppression.objects.filter(stream=stream, email=normalise(email))
-        .exclude(reason=Suppression.Reason.SPAM_COMPLAINT)
-        .delete()
+    with transaction.atomic():
+        found = (
+            Suppression.objects.filter(stream=stream, email=normalise(email))
+            .exclude(reason=Suppression.Reason.SPAM_COMPLAINT)
+            .first()
+        )
+        if found is None:
+            return False
+        found.delete()
+        _subscription_change(stream, found.email, suppress_sending=False, reason=found.reason,
+                             origin=origin)  # fmt: skip
+        return True
+
+
+def _subscription_change(stream, email, *, suppress_sending, reason, origin) -> None:
+    record_event(
+        server_id=stream.server_id,
+        stream_id=stream.pk,
+        type=MessageEvent.Type.SUBSCRIPTION_CHANGE,
+        recipient=email,
+        data={"SuppressSending": suppress_sending, "SuppressionReason": reason, "Origin": origin},
     )
-    return bool(deleted)
 
 
 def is_spam_complaint(stream: MessageStream, email: str) -> bool:

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.utils import timezone
 
+from .events import record_message_event
 from .mime import split_message
 from .models import MessageEvent, OutboundMessage
 
@@ -463,15 +463,11 @@ def record_open(message: OutboundMessage, recipient: str, user_agent: str) -> Me
         first = not MessageEvent.objects.filter(
             outbound=message, type=MessageEvent.Type.OPEN, recipient=recipient
         ).exists()
-        return MessageEvent.objects.create(
-            server_id=message.server_id,
-            stream_id=message.stream_id,
-            outbound=message,
-            message_id=message.message_id,
-            type=MessageEvent.Type.OPEN,
-            recipient=recipient,
+        return record_message_event(
+            message,
+            MessageEvent.Type.OPEN,
+            recipient,
             data={"FirstOpen": first, **_reader(user_agent), "ReadSeconds": 0},
-            occurred_at=timezone.now(),
         )
 
 
@@ -479,13 +475,9 @@ def record_click(
     message: OutboundMessage, recipient: str, url: str, location: str, user_agent: str
 ) -> MessageEvent:
     """A Click event on ``url`` (``location`` is "HTML" or "Text")."""
-    return MessageEvent.objects.create(
-        server_id=message.server_id,
-        stream_id=message.stream_id,
-        outbound=message,
-        message_id=message.message_id,
-        type=MessageEvent.Type.CLICK,
-        recipient=recipient,
+    return record_message_event(
+        message,
+        MessageEvent.Type.CLICK,
+        recipient,
         data={"OriginalLink": url, "ClickLocation": location, **_reader(user_agent)},
-        occurred_at=timezone.now(),
     )

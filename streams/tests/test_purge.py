@@ -33,7 +33,7 @@ def test_purge_deletes_only_streams_archived_long_enough(server, settings):
     assert recent.expected_purge_date > timezone.now()
 
 
-def _wait_until_purged(stream_pk, timeout=30):
+def _wait_until_purged(stream_pk, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not MessageStream.objects.filter(pk=stream_pk).exists():
