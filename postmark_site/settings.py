@@ -191,6 +191,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "streams.tasks.purge_archived_streams",
         "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
     },
+    "webhooks.sweep": {
+        "task": "webhooks.sweep",
+        "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
+    },
 }
 
 # --- Product rules --------------------------------------------------------------------------------
@@ -221,6 +225,7 @@ SMTP_MAX_CONNECTIONS = env.int("SMTP_MAX_CONNECTIONS", default=5000)
 SMTP_MAX_CONNECTIONS_PER_ADDRESS = env.int("SMTP_MAX_CONNECTIONS_PER_ADDRESS", default=200)
 SMTP_SHUTDOWN_GRACE = env.float("SMTP_SHUTDOWN_GRACE", default=30.0)
 SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
+SMTP_GIL_SWITCH_INTERVAL = env.float("SMTP_GIL_SWITCH_INTERVAL", default=0.0005)
 
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"
@@ -249,6 +254,24 @@ BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
 DELIVERY_RETRY_MAX = env.float("DELIVERY_RETRY_MAX", default=4 * 3600.0)
 DELIVERY_GIVE_UP_AFTER = env.float("DELIVERY_GIVE_UP_AFTER", default=72 * 3600.0)
+
+# --- Webhooks (bounces.webhooks) -------------------------------------------------------------------
+# Seconds to wait for a webhook receiver (connect, send, answer).
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+# Allow webhook URLs on private, loopback, link-local... addresses (refused by default: SSRF).
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
+# Seconds before each retry of a failed post (Postmark: 1, 5, 10, 10, 10, 15, 30 min, 1, 2, 6 h).
+WEBHOOK_RETRY_DELAYS = [
+    int(v)
+    for v in env.list(
+        "WEBHOOK_RETRY_DELAYS", default=["60", "300", "600", "600", "600", "900", "1800", "3600",
+                                         "7200", "21600"]
+    )
+]  # fmt: skip
+# Longest Celery countdown used for a retry; a later retry is re-queued in steps (brokers such as
+# RabbitMQ cancel consumers that hold unacknowledged ETA tasks too long). The sweep backs it up.
+WEBHOOK_MAX_COUNTDOWN = env.float("WEBHOOK_MAX_COUNTDOWN", default=600.0)
+WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Postmark-compatible-webhooks/1.0")
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -73,8 +73,11 @@ class GroupCommitter:
             log.error("group commit of %d submission(s) failed: %s", len(batch), exc)
             error = exc
             connection.close()  # reconnect next time: the database may have gone away
+        by_loop: dict = {}
         for _, loop, future in batch:
-            loop.call_soon_threadsafe(_settle, future, error)
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():  # one wake-up of each event loop per batch
+            loop.call_soon_threadsafe(_settle_all, futures, error)
         if error is None and self._after_commit is not None:
             try:
                 self._after_commit([record for record, _, _ in batch])
@@ -82,10 +85,11 @@ class GroupCommitter:
                 log.exception("after-commit hook failed")
 
 
-def _settle(future: asyncio.Future, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle_all(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -102,6 +102,16 @@ def _lookup(username: str) -> Credential | None:
 
 
 _cache: dict[str, tuple[float, Credential | None]] = {}
+MISS = object()
+
+
+def cached(username: str):
+    """The cached credential for a user name (None: known not to exist), or MISS. Cheap enough
+    for the event loop; a miss is looked up in the thread pool."""
+    hit = _cache.get(username)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    return MISS
 
 
 def lookup(username: str) -> Credential | None:

@@ -33,22 +33,24 @@ def purge_archived_streams() -> int:
     retry_backoff_max=300,
     max_retries=None,
 )
-def process_submissions(submission_ids: list[int]) -> int:
-    """Process accepted submissions (the gateway sends one task per committed batch)."""
-    for submission_id in submission_ids:
+def process_submissions(message_ids: list[str]) -> int:
+    """Process accepted submissions, named by MessageID (the gateway sends one task per
+    committed batch)."""
+    pks = Submission.objects.filter(message_id__in=message_ids).values_list("pk", flat=True)
+    for submission_id in sorted(pks):
         process_submission(submission_id)
-    return len(submission_ids)
+    return len(message_ids)
 
 
-def enqueue_processing(submission_ids: list[int]) -> None:
+def enqueue_processing(message_ids: list[str]) -> None:
     """Hand committed submissions to the workers. A broker failure loses nothing: the sweep
     finds submissions still 'accepted' and queues them again."""
-    if not submission_ids:
+    if not message_ids:
         return
     try:
-        process_submissions.apply_async((submission_ids,), retry=False)
+        process_submissions.apply_async((message_ids,), retry=False)
     except Exception as exc:
-        log.warning("could not queue %d submission(s) for processing: %s", len(submission_ids), exc)
+        log.warning("could not queue %d submission(s) for processing: %s", len(message_ids), exc)
 
 
 def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
@@ -56,14 +58,15 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
     crashed worker, a broker restart). Processing is idempotent, so a duplicate costs nothing."""
     age = settings.SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timezone.timedelta(seconds=age)
-    ids = list(
-        Submission.objects.filter(
+    ids = [
+        str(message_id)
+        for message_id in Submission.objects.filter(
             status__in=[Submission.Status.ACCEPTED, Submission.Status.REJECTED],
             received_at__lt=cutoff,
         )
         .order_by("id")
-        .values_list("id", flat=True)[:10_000]
-    )
+        .values_list("message_id", flat=True)[:10_000]
+    ]
     for start in range(0, len(ids), 256):
         enqueue_processing(ids[start : start + 256])
     return len(ids)
