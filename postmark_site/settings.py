@@ -226,6 +226,7 @@ SMTP_MAX_CONNECTIONS_PER_ADDRESS = env.int("SMTP_MAX_CONNECTIONS_PER_ADDRESS", d
 SMTP_SHUTDOWN_GRACE = env.float("SMTP_SHUTDOWN_GRACE", default=30.0)
 SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
 SMTP_GIL_SWITCH_INTERVAL = env.float("SMTP_GIL_SWITCH_INTERVAL", default=0.0005)
+SMTP_UVLOOP = env.bool("SMTP_UVLOOP", default=True)
 
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"
@@ -255,7 +256,7 @@ DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
 DELIVERY_RETRY_MAX = env.float("DELIVERY_RETRY_MAX", default=4 * 3600.0)
 DELIVERY_GIVE_UP_AFTER = env.float("DELIVERY_GIVE_UP_AFTER", default=72 * 3600.0)
 
-# --- Webhooks (bounces.webhooks) -------------------------------------------------------------------
+# --- Webhooks (bounces.webhooks) -----------------------------------------------------------------
 # Seconds to wait for a webhook receiver (connect, send, answer).
 WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
 # Allow webhook URLs on private, loopback, link-local... addresses (refused by default: SSRF).

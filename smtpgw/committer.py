@@ -93,3 +93,50 @@ def _settle_all(futures: list[asyncio.Future], error: BaseException | None) -> N
             future.set_result(None)
         else:
             future.set_exception(error)
+
+
+class Dispatcher:
+    """Collects items from any thread and hands them to ``publish`` in batches, from a thread of
+    its own: at most every ``interval`` seconds, or as soon as ``max_items`` are waiting.
+
+    The gateway queues processing this way, so the broker costs one publish per batch of
+    accepted messages instead of one per commit, and never delays the next commit."""
+
+    def __init__(
+        self, publish: Callable[[list], None], interval: float = 0.05, max_items: int = 256
+    ):
+        self._publish = publish
+        self._interval = interval
+        self._max_items = max_items
+        self._items: list = []
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="dispatch", daemon=True)
+        self._thread.start()
+
+    def add(self, items: list) -> None:
+        with self._wake:
+            self._items.extend(items)
+            if len(self._items) >= self._max_items:
+                self._wake.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._stopping and len(self._items) < self._max_items:
+                    self._wake.wait(self._interval)
+                items, self._items = self._items, []
+                stopping = self._stopping
+            for start in range(0, len(items), self._max_items):
+                try:
+                    self._publish(items[start : start + self._max_items])
+                except Exception:
+                    log.exception("dispatch of %d item(s) failed", len(items))
+            if stopping:
+                return

@@ -21,7 +21,7 @@ def serve(listeners: list[Listener], processes: int = 1) -> int:
     tls.certificate_paths()  # make the self-signed pair once, before any child needs it
     connections.close_all()  # children must not share the parent's database connections
     if processes <= 1:
-        asyncio.run(_serve_process(listeners))
+        _run(_serve_process(listeners))
         return 0
     return _supervise(listeners, processes)
 
@@ -58,7 +58,21 @@ def _supervise(listeners: list[Listener], processes: int) -> int:
 
 def _child_main(listeners: list[Listener]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
-    asyncio.run(_serve_process(listeners))
+    _run(_serve_process(listeners))
+
+
+def _run(main) -> None:
+    """Run the event loop: uvloop when installed and enabled (its transports cost about half of
+    asyncio's per connection), else asyncio's own."""
+    if settings.SMTP_UVLOOP:
+        try:
+            import uvloop
+
+            uvloop.run(main)
+            return
+        except ImportError:
+            log.warning("SMTP_UVLOOP is on but uvloop is not installed: using asyncio's loop")
+    asyncio.run(main)
 
 
 async def _serve_process(listeners: list[Listener]) -> None:

@@ -28,7 +28,7 @@ from streams.submissions import note_token_use, save_submissions
 from streams.tasks import enqueue_processing
 
 from . import credentials, sasl
-from .committer import GroupCommitter
+from .committer import Dispatcher, GroupCommitter
 from .limits import ConnectionLimits, FailureThrottle
 
 log = logging.getLogger("smtpgw")
@@ -131,6 +131,7 @@ class Gateway:
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
         self.max_recipients = settings.SMTP_MAX_RECIPIENTS
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smtp-db")
+        self.dispatcher = Dispatcher(enqueue_processing)
         self.committer = GroupCommitter(
             save_submissions, settings.SMTP_COMMIT_BATCH, after_commit=self.after_commit
         )
@@ -143,10 +144,9 @@ class Gateway:
         self.sessions: set[GatewaySMTP] = set()
         self.shutting_down = False
 
-    @staticmethod
-    def after_commit(rows: list[dict]) -> None:
+    def after_commit(self, rows: list[dict]) -> None:
         """In the writer thread, once the clients have their 250: queue processing, note use."""
-        enqueue_processing([str(row["message_id"]) for row in rows])
+        self.dispatcher.add([str(row["message_id"]) for row in rows])
         note_token_use(rows)
 
     async def run_blocking(self, func, *args):
@@ -174,6 +174,7 @@ class Gateway:
 
     def close(self) -> None:
         self.committer.close()
+        self.dispatcher.close()
         self.executor.shutdown(wait=True)
 
 

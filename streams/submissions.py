@@ -1,14 +1,16 @@
 """Durable accept: the records the gateway commits before it answers 250.
 
-This is the hottest write of the service, so rows are plain dicts inserted with one
-``executemany`` per batch, each value adapted by its model field, rather than model instances
-through ``bulk_create``: the same SQL for a fraction of the Python work.
+This is the hottest write of the service, so a batch of rows (plain dicts) is inserted with one
+``executemany``, each value adapted by its model field, rather than model instances through
+``bulk_create``. On PostgreSQL it bypasses Django's client-side parameter binding (which would
+escape every raw message into the SQL text) for server-side binding, with the raw bytes sent in
+binary: the same rows for a fraction of the CPU.
 """
 
 import time
 from functools import cache
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from .models import SmtpToken, Submission
@@ -19,31 +21,38 @@ _last_used: dict[str, float] = {}
 
 @cache
 def _insert(vendor: str) -> tuple[str, tuple]:
+    connection = connections[DEFAULT_DB_ALIAS]
     fields = tuple(f for f in Submission._meta.concrete_fields if not f.primary_key)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    table = quote(Submission._meta.db_table)
+    binary = "%b" if vendor == "postgresql" else "%s"
+    values = ", ".join(binary if f.attname == "raw" else "%s" for f in fields)
     # Only names from the model's own metadata go into the statement; values are parameters.
-    return f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", fields  # noqa: S608
+    sql = f"INSERT INTO {quote(Submission._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608
+    return sql, fields
 
 
 def save_submissions(rows: list[dict]) -> None:
     """Commit a batch of accepted SMTP transactions in one transaction (one fsync per batch).
     Each row holds Submission field names; missing fields take their defaults."""
+    connection = connections[DEFAULT_DB_ALIAS]
     sql, fields = _insert(connection.vendor)
-    params = []
-    for row in rows:
-        params.append(
-            [
-                f.get_db_prep_save(
-                    row[f.attname] if f.attname in row else f.get_default(), connection
-                )
-                for f in fields
-            ]
-        )
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+    params = [
+        [
+            f.get_db_prep_save(row[f.attname] if f.attname in row else f.get_default(), connection)
+            for f in fields
+        ]
+        for row in rows
+    ]
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.executemany(sql, params)
+        else:
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, params)
 
 
 def note_token_use(rows: list[dict]) -> None:
