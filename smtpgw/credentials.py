@@ -175,9 +175,36 @@ def identity_for_address(address: str) -> Identity | None:
     return None
 
 
+def identity_for_verp(address: str) -> Identity | None:
+    """For the bounce MX: the message behind a VERP address of BOUNCE_DOMAIN, as an identity
+    of its server and stream; None for any other address."""
+    from bounces.reports import message_id_from_verp
+    from streams.models import OutboundMessage
+
+    domain = address.rpartition("@")[2]
+    message_id = message_id_from_verp(address)
+    if not message_id or domain.lower() != settings.BOUNCE_DOMAIN.lower():
+        return None
+    found = (
+        OutboundMessage.objects.filter(message_id=message_id)
+        .values("server_id", "server__name", "stream_id", "stream__stream_id")
+        .first()
+    )
+    if found is None:
+        return None
+    return Identity(
+        kind=CredentialKind.VERP,
+        server_id=found["server_id"],
+        server_name=found["server__name"],
+        stream_pk=found["stream_id"],
+        stream_id=found["stream__stream_id"],
+        credential=message_id,
+    )
+
+
 def endpoint_refusal(identity: Identity, endpoint: str) -> str:
     """The reply refusing a stream-bound credential at the other kind of endpoint, or ''."""
-    if not identity.stream_type:
+    if not identity.stream_type or endpoint == Endpoint.BOUNCE:
         return ""  # server token: the stream comes later, from X-PM-Message-Stream
     if identity.stream_type == StreamType.INBOUND:
         return f"550 5.7.1 The stream '{identity.stream_id}' is an Inbound stream: it cannot send"

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from servers.crypto import same
-from streams.models import Submission
+from streams.models import Endpoint, Submission
 from streams.processing import examine
 from streams.submissions import note_token_use, save_submissions
 from streams.tasks import enqueue_processing
@@ -113,13 +113,13 @@ class Listener:
             kind, address = spec.strip().split("=", 1)
             host, port = address.rsplit(":", 1)
             kind, _, tls = kind.partition("+")
-            if kind not in ("transactional", "broadcast") or tls not in ("", "tls"):
+            if kind not in ("transactional", "broadcast", "bounce") or tls not in ("", "tls"):
                 raise ValueError
             return cls(kind, host.strip("[]") or "0.0.0.0", int(port), tls == "tls")  # noqa: S104
         except ValueError:
             raise ValueError(
-                f"bad listener {spec!r}: use KIND[+tls]=HOST:PORT with KIND transactional or "
-                "broadcast, e.g. transactional=127.0.0.1:2525"
+                f"bad listener {spec!r}: use KIND[+tls]=HOST:PORT with KIND transactional, "
+                "broadcast or bounce, e.g. transactional=127.0.0.1:2525"
             ) from None
 
 
@@ -276,6 +276,8 @@ class GatewaySMTP(SMTP):
     async def check_auth_needed(self, caller_method: str) -> bool:
         if getattr(self.session, "identity", None) is not None:
             return False
+        if self.listener.endpoint == Endpoint.BOUNCE:
+            return False  # the bounce MX: no AUTH; RCPT takes only our VERP addresses
         identity = await self.gateway.run_blocking(credentials.identity_for_address, self.client_ip)
         if identity is not None:
             self.session.identity = identity
@@ -435,11 +437,18 @@ class TransactionHandler:
         session.host_name = hostname
         lines = [r for r in responses if not r.startswith(("250-AUTH", "250 HELP"))]
         lines += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
-        lines.append("250 AUTH " + " ".join(server.offered_mechanisms()))
+        if self.listener.endpoint == Endpoint.BOUNCE:
+            lines[-1] = "250 ENHANCEDSTATUSCODES"
+        else:
+            lines.append("250 AUTH " + " ".join(server.offered_mechanisms()))
         return lines
 
     async def handle_MAIL(self, server: GatewaySMTP, session, envelope, address, options):
         server._mail_started = time.monotonic()
+        if self.listener.endpoint == Endpoint.BOUNCE:
+            envelope.mail_from = address
+            envelope.mail_options.extend(options)
+            return "250 2.1.0 Sender OK"
         refusal = credentials.endpoint_refusal(session.identity, self.listener.endpoint)
         if refusal:
             self.log(server, session, envelope, refusal)
@@ -449,10 +458,27 @@ class TransactionHandler:
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server: GatewaySMTP, session, envelope, address, options):
+        if self.listener.endpoint == Endpoint.BOUNCE:
+            return await self.bounce_recipient(session, envelope, address, options)
         if len(envelope.rcpt_tos) >= self.gateway.max_recipients:
             return (
                 f"452 4.5.3 Too many recipients: at most {self.gateway.max_recipients} per message"
             )
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def bounce_recipient(self, session, envelope, address, options) -> str:
+        """The bounce MX takes mail only for the VERP address of a message this service sent,
+        one message per transaction: it is never a relay."""
+        identity = await self.gateway.run_blocking(credentials.identity_for_verp, address)
+        if identity is None:
+            return "550 5.1.1 No such bounce address here (this host relays nothing)"
+        current = getattr(session, "identity", None)
+        if current is not None and current.credential != identity.credential:
+            return "452 4.5.3 One bounce address per transaction, please"
+        session.identity = identity
+        session.auth_mechanism = ""
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"

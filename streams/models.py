@@ -138,12 +138,14 @@ class Endpoint(models.TextChoices):
 
     TRANSACTIONAL = "transactional", "Transactional"
     BROADCAST = "broadcast", "Broadcast"
+    BOUNCE = "bounce", "Bounce MX (asynchronous bounces and complaints)"
 
 
 class CredentialKind(models.TextChoices):
     SERVER_TOKEN = "server_token", "Server API token"
     SMTP_TOKEN = "smtp_token", "SMTP token"
     IP = "ip", "IP credential"
+    VERP = "verp", "VERP address (bounce MX)"
 
 
 class Submission(models.Model):

@@ -265,6 +265,12 @@ def process_submission(submission_id: int) -> str:
             Submission.Status.REJECTED,
         ):
             return submission.status if submission else "missing"
+        if submission.endpoint == Endpoint.BOUNCE:
+            from bounces.intake import process_report  # bounces builds on streams
+
+            submission.status = process_report(submission)
+            submission.save(update_fields=["status"])
+            return submission.status
         raw = bytes(submission.raw)
         parsed, stream, stream_id, problems = examine(submission)
         failed: set[str] = set()

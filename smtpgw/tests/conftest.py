@@ -16,6 +16,7 @@ class Gateway:
     port: int  # transactional, plain (STARTTLS available)
     broadcast_port: int
     tls_port: int  # transactional, implicit TLS
+    bounce_port: int = 0  # the bounce MX
 
     def smtp(self, port: int | None = None, **kwargs) -> smtplib.SMTP:
         client = smtplib.SMTP("127.0.0.1", port or self.port, timeout=20, **kwargs)
@@ -28,6 +29,9 @@ class Gateway:
         return client
 
 
+BOUNCE_DOMAIN = "bounces.test.example"
+
+
 def insecure() -> ssl.SSLContext:
     """The gateway's certificate is self-signed in tests."""
     context = ssl.create_default_context()
@@ -37,7 +41,7 @@ def insecure() -> ssl.SSLContext:
 
 
 def start_gateway(log_path, **env) -> Gateway:
-    port, broadcast_port, tls_port = free_port(), free_port(), free_port()
+    port, broadcast_port, tls_port, bounce_port = free_port(), free_port(), free_port(), free_port()
     args = [
         sys.executable,
         "manage.py",
@@ -48,11 +52,18 @@ def start_gateway(log_path, **env) -> Gateway:
         f"broadcast=127.0.0.1:{broadcast_port}",
         "--listen",
         f"transactional+tls=127.0.0.1:{tls_port}",
+        "--listen",
+        f"bounce=127.0.0.1:{bounce_port}",
     ]
-    settings = {"SMTP_AUTH_CACHE_SECONDS": 0, "SMTP_SHUTDOWN_GRACE": 5, **env}
+    settings = {
+        "SMTP_AUTH_CACHE_SECONDS": 0,
+        "SMTP_SHUTDOWN_GRACE": 5,
+        "BOUNCE_DOMAIN": BOUNCE_DOMAIN,
+        **env,
+    }
     process = Process(args, subprocess_env(**settings), log_path)
     process.wait_for("SMTP gateway ready")
-    return Gateway(process, port, broadcast_port, tls_port)
+    return Gateway(process, port, broadcast_port, tls_port, bounce_port)
 
 
 @pytest.fixture(scope="module")
