@@ -161,8 +161,16 @@ def pool() -> ConnectionPool:
 # --- the task's work ------------------------------------------------------------------------------
 
 
+def in_doubt_after() -> timezone.timedelta:
+    """A recipient still 'sending' this long after its DATA began belongs to a worker that died
+    mid-transaction: whether the remote server got the message is unknown, so it is sent again
+    (at least once, as MTAs do; the window is the few milliseconds between the remote server's
+    reply and the commit that records it)."""
+    return timezone.timedelta(seconds=settings.OUTBOUND_TIMEOUT * 3)
+
+
 def due_recipients(message: OutboundMessage, now) -> list[Recipient]:
-    stale_sending = now - timezone.timedelta(seconds=settings.OUTBOUND_TIMEOUT * 3)
+    stale_sending = now - in_doubt_after()
     return [
         r
         for r in message.deliveries.all()
@@ -407,13 +415,16 @@ def defer(message, recipient: Recipient, reason: str, transcript, dns: bool = Fa
 
 
 def next_retry_in(message: OutboundMessage) -> float | None:
-    """Seconds until the message's earliest deferred recipient is due, if any."""
-    due = (
-        message.deliveries.filter(status=Recipient.Status.DEFERRED)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
-        .first()
-    )
-    if due is None:
+    """Seconds until the message's earliest deferred (or in-doubt) recipient is due, if any."""
+    due = [
+        r.next_attempt_at
+        if r.status == Recipient.Status.DEFERRED
+        else r.updated_at + in_doubt_after()
+        for r in message.deliveries.filter(
+            status__in=[Recipient.Status.DEFERRED, Recipient.Status.SENDING]
+        )
+    ]
+    due = [d for d in due if d is not None]
+    if not due:
         return None
-    return max((due - timezone.now()).total_seconds(), 0.0)
+    return max((min(due) - timezone.now()).total_seconds(), 0.0)

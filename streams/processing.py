@@ -211,13 +211,15 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
     return problems
 
 
-def delivered_content(raw: bytes, message_id_header: str, keep_id: bool) -> tuple[bytes, str]:
-    """The message as it will be delivered: no X-PM-* or Bcc header, our Message-ID unless the
-    client asked to keep its own. Returns the bytes and the Message-ID header value."""
+def delivered_content(
+    raw: bytes, message_id_header: str, keep_id: bool, message_id: uuid.UUID
+) -> tuple[bytes, str]:
+    """The message as it will be delivered: no X-PM-* or Bcc header, and a Message-ID derived
+    from the MessageID unless the client asked to keep its own. Returns the bytes and the
+    Message-ID header value."""
     if keep_id and message_id_header:
-        drop = _drop_private
-        return mime.rewrite(raw, drop, []), message_id_header
-    new_id = f"<{uuid.uuid4()}@{settings.MESSAGE_ID_DOMAIN}>"
+        return mime.rewrite(raw, _drop_private, []), message_id_header
+    new_id = f"<{message_id}@{settings.MESSAGE_ID_DOMAIN}>"
     content = mime.rewrite(
         raw,
         lambda name: _drop_private(name) or name == "message-id",
@@ -311,7 +313,9 @@ def _address(value: str) -> str:
 
 def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
     server = submission.server
-    content, message_id_header = delivered_content(raw, parsed.message_id_header, parsed.keep_id)
+    content, message_id_header = delivered_content(
+        raw, parsed.message_id_header, parsed.keep_id, submission.message_id
+    )
     header_recipients = {a.lower() for a in parsed.to + parsed.cc}
     track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
         server.track_opens or bool(parsed.track_opens)
