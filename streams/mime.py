@@ -6,6 +6,7 @@ read and rewritten here at the byte level and the body is passed on untouched. N
 module raises on bad input.
 """
 
+import contextlib
 import email.header
 import email.utils
 import re
@@ -59,17 +60,17 @@ def declared_charset(header_block: bytes) -> str:
 
 def decode_bytes(data: bytes, charset: str = "") -> str:
     """Text from bytes: UTF-8 if valid, else the declared charset, else UTF-8 with replacement
-    characters. ASCII always survives."""
+    characters. ASCII always survives, except NUL, which no text column of PostgreSQL can hold:
+    it becomes U+FFFD."""
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    if charset:
-        try:
-            return data.decode(charset)
-        except (UnicodeDecodeError, LookupError):
-            pass
-    return data.decode("utf-8", "replace")
+        text = ""
+        if charset:
+            with contextlib.suppress(UnicodeDecodeError, LookupError):
+                text = data.decode(charset)
+        text = text or data.decode("utf-8", "replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def field_value(raw_field: bytes, charset: str = "") -> str:

@@ -257,7 +257,7 @@ def process_submission(submission_id: int) -> str:
     already processed). Database errors propagate so the task is retried."""
     with transaction.atomic():
         submission = (
-            Submission.objects.select_for_update()
+            Submission.objects.select_for_update(of=("self",))
             .select_related("server", "stream")
             .filter(pk=submission_id)
             .first()
