@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 from . import crypto
@@ -61,6 +62,8 @@ class Server(models.Model):
 class ApiTokenBase(models.Model):
     """A random API token, stored encrypted, found through an indexed keyed digest."""
 
+    look_up_with: tuple[str, ...] = ()  # relations loaded with the token in one query
+
     token_digest = models.CharField(max_length=64, unique=True, editable=False)
     token_encrypted = models.TextField(editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -82,7 +85,11 @@ class ApiTokenBase(models.Model):
         comparison is constant-time."""
         if not token:
             return None
-        found = cls.objects.filter(token_digest=crypto.digest(token)).first()
+        found = (
+            cls._default_manager.select_related(*cls.look_up_with)
+            .filter(token_digest=crypto.digest(token))
+            .first()
+        )
         if found is not None and crypto.same(found.token, token):
             return found
         return None
@@ -95,6 +102,7 @@ class ServerToken(ApiTokenBase):
     """A server API token (X-Postmark-Server-Token, and SMTP user name and password)."""
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="tokens")
+    look_up_with = ("server",)
 
     class Meta:
         ordering = ["id"]
@@ -124,3 +132,45 @@ class AccountToken(ApiTokenBase):
         record.set_token(crypto.new_api_token())
         record.save()
         return record
+
+
+class StaffServerAccess(models.Model):
+    """Limits a staff user to some servers in the admin and the dashboard.
+
+    A staff user without this record sees every server (superusers always do). With it, the user
+    sees only ``servers`` — possibly none — and nothing of any other server anywhere: lists,
+    counts, filters, search, raw sources, the dashboard. The record, not its server rows, is what
+    limits, so deleting a server never widens what a limited user sees.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="server_access"
+    )
+    servers = models.ManyToManyField(Server, blank=True, related_name="staff_access")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "staff server access"
+        verbose_name_plural = "staff server access"
+
+    def __str__(self):
+        return f"{self.user}: limited to {self.servers.count()} server(s)"
+
+    @classmethod
+    def server_ids_for(cls, user) -> frozenset[int] | None:
+        """The ids of the servers ``user`` may see, or None for all of them. Non-staff (and
+        inactive) users see none. Cached on the user object for the request."""
+        cached = getattr(user, "_visible_server_ids", False)
+        if cached is not False:
+            return cached
+        if not (user.is_active and user.is_staff):
+            found = frozenset()
+        elif user.is_superuser:
+            found = None
+        else:
+            access = cls.objects.filter(user=user).first()
+            found = (
+                None if access is None else frozenset(access.servers.values_list("id", flat=True))
+            )
+        user._visible_server_ids = found
+        return found
