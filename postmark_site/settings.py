@@ -208,7 +208,12 @@ MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=45)
 
 # --- SMTP gateway (manage.py runsmtp) ------------------------------------------------------------
 SMTP_LISTEN = env.list(
-    "SMTP_LISTEN", default=["transactional=127.0.0.1:2525", "broadcast=127.0.0.1:2526"]
+    "SMTP_LISTEN",
+    default=[
+        "transactional=127.0.0.1:2525",
+        "broadcast=127.0.0.1:2526",
+        "bounce=127.0.0.1:2527",
+    ],
 )
 SMTP_PROCESSES = env.int("SMTP_PROCESSES", default=1)
 SMTP_HOSTNAME = env.str("SMTP_HOSTNAME", default="")
@@ -230,6 +235,13 @@ SMTP_UVLOOP = env.bool("SMTP_UVLOOP", default=True)
 
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"
+
+# Host names users configure in their SMTP clients, shown on the server page (default: the
+# listeners' addresses).
+SMTP_PUBLIC_HOST = env.str("SMTP_PUBLIC_HOST", default="")
+SMTP_PUBLIC_BROADCAST_HOST = env.str("SMTP_PUBLIC_BROADCAST_HOST", default="")
+# Finished days of the dashboard's charts are counted once and cached this long (0: never).
+DASHBOARD_DAY_CACHE_SECONDS = env.int("DASHBOARD_DAY_CACHE_SECONDS", default=3600)
 
 # Public base URL of this service's web endpoints, for tracking pixels and links.
 TRACKING_BASE_URL = env.str("TRACKING_BASE_URL", default="http://127.0.0.1:8000")

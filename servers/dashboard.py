@@ -28,6 +28,7 @@ from django.utils.safestring import SafeString
 
 from bounces.models import Bounce
 from bounces.types import SMTP_API_ERROR
+from smtpgw.listeners import Listener
 from streams.models import MessageEvent, MessageStream, OutboundMessage
 
 from .models import Server, StaffServerAccess
@@ -462,24 +463,21 @@ def smtp_endpoints(request_host: str = "") -> list[Endpoint]:
     fallback = getattr(settings, "SMTP_HOSTNAME", "") or ""
     found: dict[str, Endpoint] = {}
     for spec in getattr(settings, "SMTP_LISTEN", []) or []:
-        if "=" not in spec:
-            continue
-        kind, address = spec.split("=", 1)
-        kind, _, tls = kind.strip().lower().partition("+")
-        host, _, port = address.strip().rpartition(":")
-        host = host.strip("[]")
         try:
-            port_number = int(port)
+            listener = Listener.parse(spec)
         except ValueError:
+            continue
+        kind, host = listener.endpoint, listener.host
+        if kind not in public:  # the bounce MX is not for clients
             continue
         listen_host = "" if _wildcard(host) else host
         endpoint = found.setdefault(
             kind,
-            Endpoint(kind, public.get(kind) or fallback or listen_host or request_host or host),
+            Endpoint(kind, public[kind] or fallback or listen_host or request_host or host),
         )
-        ports = endpoint.tls_ports if tls == "tls" else endpoint.starttls_ports
-        if port_number not in ports:
-            ports.append(port_number)
+        ports = endpoint.tls_ports if listener.implicit_tls else endpoint.starttls_ports
+        if listener.port not in ports:
+            ports.append(listener.port)
     order = {"transactional": 0, "broadcast": 1}
     return sorted(found.values(), key=lambda e: order.get(e.kind, 2))
 

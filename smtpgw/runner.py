@@ -11,7 +11,8 @@ from django.conf import settings
 from django.db import connections
 
 from . import tls
-from .server import Gateway, Listener
+from .listeners import Listener
+from .server import Gateway
 
 log = logging.getLogger("smtpgw")
 

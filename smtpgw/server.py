@@ -15,7 +15,6 @@ import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 from django.conf import settings
@@ -30,6 +29,7 @@ from streams.tasks import enqueue_processing
 from . import credentials, sasl
 from .committer import Dispatcher, GroupCommitter
 from .limits import ConnectionLimits, FailureThrottle
+from .listeners import Listener
 
 log = logging.getLogger("smtpgw")
 transaction_log = logging.getLogger("smtpgw.transaction")
@@ -94,33 +94,6 @@ def is_smuggling(content: bytes) -> bool:
                     return True
             start = content.find(marker, start + 1)
     return False
-
-
-@dataclass
-class Listener:
-    endpoint: str  # "transactional" or "broadcast"
-    host: str
-    port: int
-    implicit_tls: bool = False
-
-    def __str__(self):
-        return f"{self.endpoint}{'+tls' if self.implicit_tls else ''}={self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, spec: str) -> "Listener":
-        """``KIND[+tls]=HOST:PORT``, e.g. ``transactional=0.0.0.0:587``, ``broadcast+tls=:465``."""
-        try:
-            kind, address = spec.strip().split("=", 1)
-            host, port = address.rsplit(":", 1)
-            kind, _, tls = kind.partition("+")
-            if kind not in ("transactional", "broadcast", "bounce") or tls not in ("", "tls"):
-                raise ValueError
-            return cls(kind, host.strip("[]") or "0.0.0.0", int(port), tls == "tls")  # noqa: S104
-        except ValueError:
-            raise ValueError(
-                f"bad listener {spec!r}: use KIND[+tls]=HOST:PORT with KIND transactional, "
-                "broadcast or bounce, e.g. transactional=127.0.0.1:2525"
-            ) from None
 
 
 class Gateway:

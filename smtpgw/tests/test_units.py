@@ -3,7 +3,8 @@
 import pytest
 
 from smtpgw.limits import ConnectionLimits, FailureThrottle
-from smtpgw.server import Listener, is_smuggling, with_enhanced_code
+from smtpgw.listeners import Listener
+from smtpgw.server import is_smuggling, with_enhanced_code
 
 
 class Clock:
