@@ -346,3 +346,162 @@ class SuppressionDeleteView(BaseApiView):
 
 def _result(address, status: str, message: str | None = None) -> dict:
     return {"EmailAddress": address or "", "Status": status, "Message": message}
+
+
+# --- Webhooks API (compat §4): GET/POST /webhooks, GET/PUT/DELETE /webhooks/{id} ------------------
+
+WEBHOOK_NOT_FOUND = 404
+_TRIGGERS = {
+    # Postmark trigger → {its field: our model field}
+    "open": {"enabled": "open_enabled", "postfirstopenonly": "open_post_first_open_only"},
+    "click": {"enabled": "click_enabled"},
+    "delivery": {"enabled": "delivery_enabled"},
+    "bounce": {"enabled": "bounce_enabled", "includecontent": "bounce_include_content"},
+    "spamcomplaint": {
+        "enabled": "spam_complaint_enabled",
+        "includecontent": "spam_complaint_include_content",
+    },
+    "subscriptionchange": {"enabled": "subscription_change_enabled"},
+}
+
+
+def _lower_keys(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(INVALID_REQUEST, f"{what} must be a JSON object.")
+    return {str(k).lower(): v for k, v in value.items()}
+
+
+def _flag(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ApiError(INVALID_REQUEST, f"{name} must be true or false.")
+
+
+def _apply_webhook(webhook, data: dict, creating: bool) -> None:
+    """Set the fields a Postmark webhook body gives (absent or null ones stay as they are)."""
+    from .webhooks import UnsafeUrl, check_url, split_credentials, validate_headers
+
+    auth = data.get("httpauth")
+    if auth is not None:
+        auth = _lower_keys(auth, "HttpAuth")
+        webhook.http_auth_username = str(auth.get("username") or "")
+        webhook.http_auth_password = str(auth.get("password") or "")
+    url = data.get("url")
+    if url is None and creating:
+        raise ApiError(INVALID_REQUEST, "Url is required: the address to post events to.")
+    if url is not None:
+        if not isinstance(url, str) or not url.strip():
+            raise ApiError(INVALID_REQUEST, "Url must be a non-empty http:// or https:// URL.")
+        if len(url) > 2000:
+            raise ApiError(INVALID_REQUEST, "Url must not be longer than 2000 characters.")
+        clean, user, password = split_credentials(url)
+        if (user or password) and not (auth and (auth.get("username") or auth.get("password"))):
+            webhook.http_auth_username, webhook.http_auth_password = user, password
+        try:
+            check_url(clean)
+        except UnsafeUrl as exc:
+            raise ApiError(INVALID_REQUEST, exc.message) from None
+        webhook.url = clean
+    headers = data.get("httpheaders")
+    if headers is not None or "httpheaders" in data:
+        try:
+            webhook.http_headers = validate_headers(headers)
+        except ValueError as exc:
+            raise ApiError(INVALID_REQUEST, str(exc)) from None
+    triggers = _lower_keys(data.get("triggers"), "Triggers")
+    for trigger, given in triggers.items():
+        fields = _TRIGGERS.get(trigger)
+        if fields is None or given is None:
+            continue
+        for key, value in _lower_keys(given, f"Triggers.{trigger}").items():
+            if key in fields and value is not None:
+                setattr(webhook, fields[key], _flag(value, f"Triggers {trigger} {key}"))
+
+
+def _webhook_body(request) -> dict:
+    data = request.data
+    if data in (None, ""):
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(INVALID_REQUEST, "The request body must be a JSON object.")
+    return {str(k).lower(): v for k, v in data.items()}
+
+
+def _get_webhook(request, webhook_id: str):
+    from .models import Webhook
+
+    not_found = ApiError(
+        WEBHOOK_NOT_FOUND,
+        f"Webhook not found: there is no webhook with ID {webhook_id} on this server.",
+        http_status=404,
+    )
+    if not _ID_RE.match(webhook_id or "") or int(webhook_id) > _MAX_ID:
+        raise not_found
+    webhook = (
+        Webhook.objects.select_related("stream")
+        .filter(stream__server=_server(request), pk=int(webhook_id))
+        .first()
+    )
+    if webhook is None:
+        raise not_found
+    return webhook
+
+
+class WebhookListView(BaseApiView):
+    @extend_schema(
+        operation_id="list_webhooks",
+        parameters=[_P("MessageStream", str, description="Only this stream's webhooks.")],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request):
+        from .models import Webhook
+        from .serializers import webhook_json
+
+        found = Webhook.objects.select_related("stream").filter(stream__server=_server(request))
+        stream_id = QueryParams(request, INVALID_REQUEST).get("MessageStream")
+        if stream_id:
+            found = found.filter(stream=_stream(request, stream_id))
+        return Response({"Webhooks": [webhook_json(w) for w in found.order_by("id")]})
+
+    @extend_schema(operation_id="create_webhook", request=OpenApiTypes.OBJECT,
+                   responses=OpenApiTypes.OBJECT)  # fmt: skip
+    def post(self, request):
+        from .models import Webhook
+        from .serializers import webhook_json
+
+        data = _webhook_body(request)
+        stream_id = data.get("messagestream") or DEFAULT_STREAM
+        if not isinstance(stream_id, str):
+            raise ApiError(INVALID_REQUEST, "MessageStream must be a stream ID.")
+        webhook = Webhook(stream=_stream(request, stream_id))
+        _apply_webhook(webhook, data, creating=True)
+        webhook.save()
+        return Response(webhook_json(webhook))
+
+
+class WebhookDetailView(BaseApiView):
+    @extend_schema(operation_id="get_webhook", responses=OpenApiTypes.OBJECT)
+    def get(self, request, webhook_id: str):
+        from .serializers import webhook_json
+
+        return Response(webhook_json(_get_webhook(request, webhook_id)))
+
+    @extend_schema(operation_id="edit_webhook", request=OpenApiTypes.OBJECT,
+                   responses=OpenApiTypes.OBJECT)  # fmt: skip
+    def put(self, request, webhook_id: str):
+        from .serializers import webhook_json
+
+        webhook = _get_webhook(request, webhook_id)
+        _apply_webhook(webhook, _webhook_body(request), creating=False)
+        webhook.save()
+        return Response(webhook_json(webhook))
+
+    @extend_schema(operation_id="delete_webhook", responses=OpenApiTypes.OBJECT)
+    def delete(self, request, webhook_id: str):
+        webhook = _get_webhook(request, webhook_id)
+        webhook.delete()
+        return Response({"ErrorCode": 0, "Message": f"Webhook {webhook_id} removed."})

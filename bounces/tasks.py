@@ -1,5 +1,6 @@
 from celery import shared_task
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from streams.models import OutboundMessage, Submission
@@ -41,3 +42,28 @@ def enforce_retention(now=None) -> dict[str, int]:
 @shared_task(name="bounces.tasks.enforce_retention")
 def retention() -> dict[str, int]:
     return enforce_retention()
+
+
+# --- Webhooks (routed to the "webhooks" queue by CELERY_TASK_ROUTES) ----------------------------
+
+
+@shared_task(
+    name="webhooks.post",
+    autoretry_for=(DatabaseError,),
+    retry_backoff=2,
+    retry_backoff_max=300,
+    max_retries=None,
+)
+def post(delivery_id: int, attempts: int | None = None) -> str:
+    """One try of a webhook delivery (idempotent: see ``bounces.webhooks.deliver``)."""
+    from .webhooks import deliver
+
+    return deliver(delivery_id, attempts)
+
+
+@shared_task(name="webhooks.sweep")
+def webhook_sweep() -> dict[str, int]:
+    """Queue due retries whose task was lost and dispatch events whose dispatch was lost."""
+    from .webhooks import sweep
+
+    return sweep()

@@ -1,7 +1,7 @@
 """The API's canonical paths (lower case, no trailing slash). ``bounces.routing.dispatch`` maps
 every spelling clients use onto these (compat §2), so this URLconf is never the root one."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import api
@@ -38,6 +38,11 @@ urlpatterns = [
         "message-streams/<str:stream_id>/suppressions/delete",
         api.SuppressionDeleteView.as_view(),
         name="suppressions-delete",
+    ),
+    # Any letter case: bounces.routing lower-cases only the words it knows.
+    re_path(r"^(?i:webhooks)$", api.WebhookListView.as_view(), name="webhooks"),
+    re_path(
+        r"^(?i:webhooks)/(?P<webhook_id>[^/]+)$", api.WebhookDetailView.as_view(), name="webhook"
     ),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
 ]
