@@ -57,3 +57,12 @@ def test_token_lookup_is_indexed():
         if info["index"] or info["unique"]
     ]
     assert ["token_digest"] in index_columns
+
+
+def test_smtp_secrets_are_letters_and_digits():
+    """Command-line clients take a secret starting with '-' for an option."""
+    from servers.crypto import new_secret_key
+
+    keys = {new_secret_key() for _ in range(200)}
+    assert len(keys) == 200
+    assert all(len(k) == 40 and k.isalnum() and k.isascii() for k in keys)
