@@ -146,8 +146,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Background processing (Celery) -------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
-EMBEDDED_BROKER = CELERY_BROKER_URL == "filesystem://"
+EMBEDDED_BROKER = not env.str("CELERY_BROKER_URL", default="")
+CELERY_BROKER_URL = "filesystem://localhost/" if EMBEDDED_BROKER else env.str("CELERY_BROKER_URL")
 if EMBEDDED_BROKER:
     _queue_dir = DATA_DIR / "queue"
     (_queue_dir / "processed").mkdir(parents=True, exist_ok=True)
