@@ -219,6 +219,7 @@ class Suppression(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["stream", "email"], name="one_suppression_per_address")
         ]
+        indexes = [models.Index(fields=["stream", "-created_at"])]
 
     def __str__(self):
         return f"{self.email} ({self.reason})"
