@@ -39,10 +39,11 @@ test: venv lint
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
 	fi
 
-# The gateway against a bare aiosmtpd sink (and smtp-source when installed), in a throwaway
-# database; e.g. make bench BENCH_ARGS="--processes 1 --starttls".
+# Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin),
+# each in throwaway databases, then one PASS/MISS table; e.g. make bench BENCH_ARGS="--quick" or
+# BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on 127.0.0.1.
 bench: venv
-	PATH="$(BIN):$$PATH" $(PY) -m smtpgw.bench $(BENCH_ARGS)
+	PATH="$(BIN):$$PATH" $(PY) -m postmark_site.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data
