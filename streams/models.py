@@ -183,6 +183,8 @@ class Submission(models.Model):
         max_length=10, choices=Status.choices, default=Status.ACCEPTED, db_index=True
     )
     received_at = models.DateTimeField(db_index=True)
+    # When the sweep last queued it again (the gateway's own queuing counts from received_at).
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -259,6 +261,8 @@ class OutboundMessage(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     received_at = models.DateTimeField()
     processed_at = models.DateTimeField(auto_now_add=True)
+    # When the delivery task queued last is due to run; the sweep leaves it alone until then.
+    queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]

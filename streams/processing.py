@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
@@ -339,6 +340,7 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
         size=len(content),
         content=content,
         received_at=submission.received_at,
+        queued_at=timezone.now(),  # the delivery task is queued when this commits
     )
     Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])
     transaction.on_commit(lambda: _enqueue_delivery(message.pk))

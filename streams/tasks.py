@@ -3,6 +3,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
+from django.db.models import Q
 from django.utils import timezone
 
 from .delivery import deliver_message, next_retry_in
@@ -57,16 +58,20 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
     """Queue again the submissions still waiting for processing after a while (a lost task, a
     crashed worker, a broker restart). Processing is idempotent, so a duplicate costs nothing."""
     age = settings.SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
-    cutoff = timezone.now() - timezone.timedelta(seconds=age)
-    ids = [
-        str(message_id)
-        for message_id in Submission.objects.filter(
+    now = timezone.now()
+    cutoff = now - timezone.timedelta(seconds=age)
+    # Each submission is queued again at most once per SWEEP_AFTER_SECONDS, so a backlog that is
+    # merely waiting in the queue is not multiplied by every sweep.
+    rows = list(
+        Submission.objects.filter(
+            Q(queued_at__lt=cutoff) | Q(queued_at__isnull=True, received_at__lt=cutoff),
             status__in=[Submission.Status.ACCEPTED, Submission.Status.REJECTED],
-            received_at__lt=cutoff,
         )
         .order_by("id")
-        .values_list("message_id", flat=True)[:10_000]
-    ]
+        .values_list("id", "message_id")[:10_000]
+    )
+    Submission.objects.filter(pk__in=[pk for pk, _ in rows]).update(queued_at=now)
+    ids = [str(message_id) for _, message_id in rows]
     for start in range(0, len(ids), 256):
         enqueue_processing(ids[start : start + 256])
     return len(ids)
@@ -91,6 +96,9 @@ def deliver(outbound_id: int) -> str:
 
 
 def enqueue_delivery(outbound_id: int, countdown: float = 0) -> None:
+    """Queue the delivery task, noting when it is due so that the sweep leaves it alone."""
+    due = timezone.now() + timezone.timedelta(seconds=countdown)
+    OutboundMessage.objects.filter(pk=outbound_id).update(queued_at=due)
     try:
         deliver.apply_async((outbound_id,), countdown=countdown, retry=False)
     except Exception as exc:  # the sweep will find it
@@ -102,17 +110,19 @@ def requeue_due_deliveries(grace_seconds: float | None = None) -> int:
     age = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
     now = timezone.now()
     cutoff = now - timezone.timedelta(seconds=age)
-    ids = set(
-        Recipient.objects.filter(
-            status=Recipient.Status.DEFERRED, next_attempt_at__lt=cutoff
-        ).values_list("message_id", flat=True)[:10_000]
+    waiting = Recipient.objects.filter(
+        Q(status=Recipient.Status.DEFERRED, next_attempt_at__lt=cutoff)
+        | Q(status__in=[Recipient.Status.PENDING, Recipient.Status.SENDING], updated_at__lt=cutoff)
     )
-    ids |= set(
-        Recipient.objects.filter(
-            status__in=[Recipient.Status.PENDING, Recipient.Status.SENDING], updated_at__lt=cutoff
-        ).values_list("message_id", flat=True)[:10_000]
+    # Only messages whose last queued task should have run by now: a backlog still waiting in
+    # the queue is not queued again by every sweep.
+    ids = sorted(
+        OutboundMessage.objects.filter(
+            Q(queued_at__isnull=True) | Q(queued_at__lt=cutoff),
+            pk__in=waiting.values("message_id"),
+        ).values_list("pk", flat=True)[:10_000]
     )
-    for outbound_id in sorted(ids):
+    for outbound_id in ids:
         enqueue_delivery(outbound_id)
     return len(ids)
 

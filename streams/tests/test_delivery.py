@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from bounces.models import Bounce
 from servers.models import DeliveryType
+from streams import tasks
 from streams.delivery import deliver_message, retry_delay
 from streams.models import MessageEvent, OutboundMessage, Recipient, Submission, Suppression
 from streams.processing import process_submission
@@ -201,3 +202,42 @@ def test_direct_mx_delivery_through_real_dns(live, settings):
     dns_bounce = Bounce.objects.get()
     assert (dns_bounce.type, dns_bounce.email) == ("DnsError", "ok@nowhere.test")
     assert "NXDOMAIN" in dns_bounce.details
+
+
+@pytest.mark.django_db
+def test_the_sweep_queues_waiting_work_at_most_once_per_interval(live, settings, monkeypatch):
+    """A backlog merely waiting in the queue must not be multiplied by every sweep."""
+    settings.SWEEP_AFTER_SECONDS = 60
+    queued = []  # what would be published to the broker
+    monkeypatch.setattr(tasks.deliver, "apply_async", lambda args, **kw: queued.append(args[0]))
+    message = outbound(live, ["ok@example.net"])
+    long_ago = timezone.now() - timezone.timedelta(minutes=5)
+    Recipient.objects.update(updated_at=long_ago)
+    OutboundMessage.objects.update(queued_at=timezone.now())  # its task is in the queue
+    assert tasks.requeue_due_deliveries() == 0
+    OutboundMessage.objects.update(queued_at=long_ago)  # that task should have run by now
+    assert tasks.requeue_due_deliveries() == 1
+    assert tasks.requeue_due_deliveries() == 0  # queued again just now
+    assert queued == [message.pk]
+
+
+@pytest.mark.django_db
+def test_the_sweep_requeues_each_stuck_submission_once_per_interval(server, settings, monkeypatch):
+    settings.SWEEP_AFTER_SECONDS = 60
+    published = []  # what would be published to the broker
+    monkeypatch.setattr(
+        tasks.process_submissions, "apply_async", lambda args, **kw: published.append(args[0])
+    )
+    submission = Submission.objects.create(
+        message_id=uuid.uuid4(),
+        server=server,
+        endpoint="transactional",
+        credential_kind="server_token",
+        client_address="127.0.0.1",
+        size=1,
+        raw=b"x",
+        received_at=timezone.now() - timezone.timedelta(minutes=5),
+    )
+    assert tasks.requeue_stuck_submissions() == 1
+    assert tasks.requeue_stuck_submissions() == 0
+    assert published == [[str(submission.message_id)]]
