@@ -91,7 +91,7 @@ class DeliveryStatsView(BaseApiView):
             Bounce.objects.filter(server=server)
             .order_by()
             .values("type")
-            .annotate(count=Count("id"))
+            .annotate(count=Count("*"))  # COUNT(*): answered from the (server, type) index
         )
         counts = {row["type"]: row["count"] for row in rows}
         inactive = (

@@ -33,12 +33,21 @@ class Bounce(models.Model):
         indexes = [
             models.Index(fields=["server", "message_stream", "-bounced_at"]),
             models.Index(fields=["server", "type", "-bounced_at"]),
-            models.Index(fields=["server", "inactive", "-bounced_at"]),
+            models.Index(fields=["server", "message_stream", "inactive", "-bounced_at"]),
+            models.Index(fields=["server", "message_stream", "type", "-bounced_at"]),
             models.Index(fields=["server", "tag"]),
             models.Index(fields=["server", "message_id"]),
             models.Index(fields=["server", "email"]),
+            # InactiveMails of /deliverystats, read from the index alone.
+            models.Index(
+                fields=["server", "email"],
+                condition=models.Q(inactive=True),
+                name="bounce_inactive_email",
+            ),
             models.Index(fields=["bounced_at"]),
         ]
+        # On PostgreSQL a trigram index also serves emailFilter (a substring search): see
+        # migration 0003_bounce_query_indexes.
 
     def __str__(self):
         return f"{self.type} {self.email}"

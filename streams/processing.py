@@ -253,7 +253,7 @@ def examine(submission: Submission):
     return parsed, stream, stream_id, find_problems(submission, parsed, stream, stream_problem)
 
 
-def process_submission(submission_id: int) -> str:
+def process_submission(submission_id: int, queue_delivery: bool = True) -> str:
     """Process one accepted submission, once: returns its new status (or the old one when it was
     already processed). Database errors propagate so the task is retried."""
     with transaction.atomic():
@@ -299,7 +299,7 @@ def process_submission(submission_id: int) -> str:
                 failed.add(recipient)
         active = [r for r in submission.rcpt_to if r not in failed]
         if active and submission.status == Submission.Status.ACCEPTED:
-            _create_outbound(submission, stream, parsed, raw, active)
+            _create_outbound(submission, stream, parsed, raw, active, queue_delivery)
             submission.status = Submission.Status.PROCESSED
         else:
             submission.status = Submission.Status.FAILED
@@ -312,7 +312,9 @@ def _address(value: str) -> str:
     return found[0] if found else ""
 
 
-def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
+def _create_outbound(
+    submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str], queue_delivery: bool
+):
     server = submission.server
     content, message_id_header = delivered_content(
         raw, parsed.message_id_header, parsed.keep_id, submission.message_id
@@ -340,13 +342,15 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
         size=len(content),
         content=content,
         received_at=submission.received_at,
-        queued_at=timezone.now(),  # the delivery task is queued when this commits
+        # When queued here, the delivery task is published as this commits.
+        queued_at=timezone.now() if queue_delivery else None,
     )
     Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])
-    transaction.on_commit(lambda: _enqueue_delivery(message.pk))
+    if queue_delivery:  # else the caller queues a whole batch at once
+        transaction.on_commit(lambda: _enqueue_deliveries([message.pk]))
 
 
-def _enqueue_delivery(outbound_id: int) -> None:
-    from .tasks import enqueue_delivery
+def _enqueue_deliveries(outbound_ids: list[int]) -> None:
+    from .tasks import enqueue_deliveries
 
-    enqueue_delivery(outbound_id)
+    enqueue_deliveries(outbound_ids)

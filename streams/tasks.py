@@ -2,7 +2,7 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -36,10 +36,27 @@ def purge_archived_streams() -> int:
 )
 def process_submissions(message_ids: list[str]) -> int:
     """Process accepted submissions, named by MessageID (the gateway sends one task per
-    committed batch)."""
-    pks = Submission.objects.filter(message_id__in=message_ids).values_list("pk", flat=True)
-    for submission_id in sorted(pks):
-        process_submission(submission_id)
+    committed batch). The batch commits once, each submission in a savepoint of its own: one
+    fsync for the batch, and a submission that fails is retried without undoing the others."""
+    pks = sorted(Submission.objects.filter(message_id__in=message_ids).values_list("pk", flat=True))
+    failed = []
+    with transaction.atomic():
+        for submission_id in pks:
+            try:
+                process_submission(submission_id, queue_delivery=False)
+            except DatabaseError:
+                log.exception("processing submission %s failed; it will be retried", submission_id)
+                failed.append(submission_id)
+    # One delivery task for the batch's new messages (a message queued twice is harmless).
+    enqueue_deliveries(
+        list(
+            OutboundMessage.objects.filter(
+                submission_id__in=pks, status=OutboundMessage.Status.QUEUED, queued_at__isnull=True
+            ).values_list("pk", flat=True)
+        )
+    )
+    if failed:
+        raise DatabaseError(f"{len(failed)} submission(s) of the batch failed")
     return len(message_ids)
 
 
@@ -84,8 +101,15 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
     retry_backoff_max=300,
     max_retries=None,
 )
-def deliver(outbound_id: int) -> str:
-    """Deliver one message's due recipients, and come back when deferred ones are due."""
+def deliver(outbound_id: int | list[int]) -> str:
+    """Deliver one message's due recipients (or each of a list of messages'), and come back
+    when deferred ones are due."""
+    if isinstance(outbound_id, list):
+        return ", ".join(deliver_one(one) for one in outbound_id)
+    return deliver_one(outbound_id)
+
+
+def deliver_one(outbound_id: int) -> str:
     status = deliver_message(outbound_id)
     message = OutboundMessage.objects.filter(pk=outbound_id).first()
     if message is not None and status == OutboundMessage.Status.QUEUED:
@@ -93,6 +117,19 @@ def deliver(outbound_id: int) -> str:
         if delay is not None:
             enqueue_delivery(outbound_id, countdown=delay)
     return status
+
+
+def enqueue_deliveries(outbound_ids: list[int]) -> None:
+    """Queue delivery of several messages, in tasks of up to 64 messages."""
+    if not outbound_ids:
+        return
+    OutboundMessage.objects.filter(pk__in=outbound_ids).update(queued_at=timezone.now())
+    for start in range(0, len(outbound_ids), 64):
+        batch = outbound_ids[start : start + 64]
+        try:
+            deliver.apply_async((batch,), retry=False)
+        except Exception as exc:  # the sweep will find them
+            log.warning("could not queue delivery of %d message(s): %s", len(batch), exc)
 
 
 def enqueue_delivery(outbound_id: int, countdown: float = 0) -> None:
