@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from smtpgw.bench import django_script, step
+
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 GOAL_MEDIAN_MS = 50.0
@@ -173,24 +175,10 @@ CANDIDATES = {
 }
 
 
-def step(text: str) -> None:
-    print(f"== {text}", file=sys.stderr, flush=True)
-
-
 def admin():
     import psycopg
 
     return psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
-
-
-def subprocess_json(env: dict, code: str, *args: str, timeout: float = 1800) -> object:
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"subprocess failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def requests_for(conn, server: dict, quick: bool) -> dict:
@@ -258,7 +246,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     step(f"migrating {name}")
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
                    cwd=ROOT, env=env, check=True)  # fmt: skip
-    servers = subprocess_json(env, SETUP, str(cfg.servers))
+    servers = django_script(env, SETUP, str(cfg.servers))
     result = {"config": {k: v for k, v in vars(cfg).items()}, "servers": len(servers)}
     conn = psycopg.connect(url, autocommit=True)
     stack.callback(conn.close)
@@ -283,7 +271,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     }
     timing_cfg = {"token": server["token"], "warmup": cfg.warmup, "repeat": cfg.requests}
     step(f"timing {len(requests)} requests x {cfg.requests} (test client, subprocess)")
-    timings = subprocess_json(env, TIMING, json.dumps({**timing_cfg, "requests": requests}))
+    timings = django_script(env, TIMING, json.dumps({**timing_cfg, "requests": requests}))
     result["requests"] = timings
     result["with_index"] = {}
     for label, timing in timings.items():
@@ -299,7 +287,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
             for statement in statements:
                 conn.execute(statement)
             conn.execute("ANALYZE bounces_bounce")
-            again = subprocess_json(
+            again = django_script(
                 env, TIMING, json.dumps({**timing_cfg, "requests": {label: timing["path"]}})
             )[label]
             slowest = max(again["queries"], key=lambda q: q["ms"])

@@ -579,6 +579,17 @@ def step(text: str) -> None:
     print(f"== {text}", file=sys.stderr, flush=True)
 
 
+def django_script(env: dict, code: str, *args: str, timeout: float = 1800) -> object:
+    """Run ``python -c code args`` (a Django script) and return the JSON of its last output line."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"script failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m smtpgw.bench",

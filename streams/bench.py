@@ -56,6 +56,10 @@ from smtpgw.bench import (
     reachable,
     start,
     start_smtp_sink,
+    step,
+)
+from smtpgw.bench import (
+    django_script as script,
 )
 from smtpgw.loadgen import run_load
 
@@ -208,21 +212,6 @@ out.close()
 
 
 # --- infrastructure -----------------------------------------------------------------------------
-
-
-def step(text: str) -> None:
-    print(f"== {text}", file=sys.stderr, flush=True)
-
-
-def script(env: dict, code: str, *args: str, timeout: float = 900) -> dict:
-    """Run a Django script (above) and return the JSON of its last output line."""
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"script failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def rabbitmqctl(*args: str) -> None:
