@@ -4,6 +4,8 @@ this service posts: a bounce as "bounced", a delivery as "delivered"."""
 import base64
 
 import pytest
+from anymail.signals import tracking
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from django.test import Client, override_settings
 from django.urls import path
 
@@ -20,13 +22,10 @@ from bounces.tests.test_webhooks import (  # noqa: F401 - fixtures
 from streams.events import record_bounce_event, record_message_event
 from streams.services import get_stream
 
-anymail_postmark = pytest.importorskip("anymail.webhooks.postmark")
-from anymail.signals import tracking  # noqa: E402
-
 urlpatterns = [
     path(
         "anymail/postmark/tracking/",
-        anymail_postmark.PostmarkTrackingWebhookView.as_view(),
+        PostmarkTrackingWebhookView.as_view(),
         name="postmark_tracking_webhook",
     )
 ]
