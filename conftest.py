@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,28 @@ def start_process(tmp_path):
     yield start
     for process in reversed(started):
         process.stop()
+
+
+def accepted_submission(server, raw: bytes = b"x", rcpts=(), **fields):
+    """A submission as the gateway commits it, for tests that start after the 250."""
+    from django.utils import timezone
+
+    from streams.models import Submission
+
+    values = {
+        "message_id": uuid.uuid4(),
+        "server": server,
+        "endpoint": "transactional",
+        "credential_kind": "smtp_token" if fields.get("stream") else "server_token",
+        "client_address": "127.0.0.1",
+        "mail_from": "app@example.com",
+        "rcpt_to": list(rcpts),
+        "size": len(raw),
+        "raw": raw,
+        "received_at": timezone.now(),
+    }
+    values.update(fields)
+    return Submission.objects.create(**values)
 
 
 @pytest.fixture

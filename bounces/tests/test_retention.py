@@ -1,13 +1,12 @@
 """Retention: bounces, dumps and raw messages are deleted past their settings."""
 
-import uuid
-
 import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
 from bounces.services import record_bounce
 from bounces.tasks import enforce_retention
+from conftest import accepted_submission
 from streams.models import OutboundMessage, Submission
 from streams.services import get_stream
 
@@ -28,17 +27,7 @@ def bounce(server, days):
 
 
 def message(server, days, status):
-    submission = Submission.objects.create(
-        message_id=uuid.uuid4(),
-        server=server,
-        endpoint="transactional",
-        credential_kind="server_token",
-        client_address="127.0.0.1",
-        size=1,
-        raw=b"x",
-        received_at=days_ago(days),
-        status="processed",
-    )
+    submission = accepted_submission(server, received_at=days_ago(days), status="processed")
     return OutboundMessage.objects.create(
         message_id=submission.message_id,
         submission=submission,
@@ -57,16 +46,7 @@ def test_retention_defaults(server, settings):
     sent_long_ago = message(server, 46, "sent")
     stuck_long_ago = message(server, 46, "queued")
     sent_recently = message(server, 2, "sent")
-    accepted_long_ago = Submission.objects.create(
-        message_id=uuid.uuid4(),
-        server=server,
-        endpoint="transactional",
-        credential_kind="server_token",
-        client_address="127.0.0.1",
-        size=1,
-        raw=b"x",
-        received_at=days_ago(50),
-    )
+    accepted_long_ago = accepted_submission(server, received_at=days_ago(50))
 
     counts = enforce_retention()
 

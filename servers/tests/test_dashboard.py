@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from bounces.models import Bounce
 from bounces.services import record_bounce
+from conftest import accepted_submission
 from servers import dashboard
 from servers.services import create_server
 from streams.events import record_message_event
@@ -50,11 +51,9 @@ def make_message(
     message_id = uuid.uuid4()
     sub = None
     if submission:
-        sub = Submission.objects.create(
-            message_id=message_id, server=server, stream=stream, endpoint="transactional",
-            credential_kind="smtp_token", credential="k", client_address="127.0.0.1",
-            mail_from="app@example.com", rcpt_to=[to], size=10, raw=b"Subject: x\r\n\r\nx",
-            status=Submission.Status.PROCESSED, received_at=when,
+        sub = accepted_submission(
+            server, b"Subject: x\r\n\r\nx", [to], message_id=message_id, stream=stream,
+            credential="k", status=Submission.Status.PROCESSED, received_at=when,
         )  # fmt: skip
     message = OutboundMessage.objects.create(
         message_id=message_id, submission=sub, server=server, stream=stream,

@@ -1,15 +1,14 @@
 """Delivery through real local SMTP and DNS servers: delivered, retried, hard and soft bounces."""
 
-import uuid
-
 import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
+from conftest import accepted_submission, free_port
 from servers.models import DeliveryType
 from streams import tasks
 from streams.delivery import deliver_message, retry_delay
-from streams.models import MessageEvent, OutboundMessage, Recipient, Submission, Suppression
+from streams.models import MessageEvent, OutboundMessage, Recipient, Suppression
 from streams.processing import process_submission
 from streams.tests.sinks import DnsServer, SmtpSink
 
@@ -41,18 +40,7 @@ def sink(settings):
 
 
 def outbound(server, rcpts, raw=RAW) -> OutboundMessage:
-    submission = Submission.objects.create(
-        message_id=uuid.uuid4(),
-        server=server,
-        endpoint="transactional",
-        credential_kind="server_token",
-        client_address="127.0.0.1",
-        mail_from="app@example.com",
-        rcpt_to=list(rcpts),
-        size=len(raw),
-        raw=raw,
-        received_at=timezone.now(),
-    )
+    submission = accepted_submission(server, raw, rcpts)
     process_submission(submission.pk)
     return OutboundMessage.objects.get(message_id=submission.message_id)
 
@@ -159,7 +147,6 @@ def test_soft_bounce_after_the_last_retry(live, settings):
 
 @pytest.mark.django_db
 def test_no_connection_is_a_deferral(live, settings):
-    from conftest import free_port
 
     settings.OUTBOUND_SMTP_RELAY = f"smtp://127.0.0.1:{free_port()}"
     message = outbound(live, ["ok@example.net"])
@@ -228,15 +215,8 @@ def test_the_sweep_requeues_each_stuck_submission_once_per_interval(server, sett
     monkeypatch.setattr(
         tasks.process_submissions, "apply_async", lambda args, **kw: published.append(args[0])
     )
-    submission = Submission.objects.create(
-        message_id=uuid.uuid4(),
-        server=server,
-        endpoint="transactional",
-        credential_kind="server_token",
-        client_address="127.0.0.1",
-        size=1,
-        raw=b"x",
-        received_at=timezone.now() - timezone.timedelta(minutes=5),
+    submission = accepted_submission(
+        server, received_at=timezone.now() - timezone.timedelta(minutes=5)
     )
     assert tasks.requeue_stuck_submissions() == 1
     assert tasks.requeue_stuck_submissions() == 0

@@ -3,9 +3,9 @@
 import uuid
 
 import pytest
-from django.utils import timezone
 
 from bounces.models import Bounce
+from conftest import accepted_submission
 from streams.models import OutboundMessage, Submission, Suppression
 from streams.processing import delivered_content, parse_headers, process_submission
 from streams.services import create_stream, get_stream
@@ -26,18 +26,8 @@ def message(*headers: bytes, body: bytes = b"Hello.\r\n") -> bytes:
 
 
 def submit(server, raw, rcpts=("ann@example.net",), stream=None, endpoint="transactional"):
-    return Submission.objects.create(
-        message_id=uuid.uuid4(),
-        server=server,
-        stream=stream,
-        endpoint=endpoint,
-        credential_kind="smtp_token" if stream else "server_token",
-        client_address="127.0.0.1",
-        mail_from="bounce@example.com",
-        rcpt_to=list(rcpts),
-        size=len(raw),
-        raw=raw,
-        received_at=timezone.now(),
+    return accepted_submission(
+        server, raw, rcpts, stream=stream, endpoint=endpoint, mail_from="bounce@example.com"
     )
 
 
