@@ -43,7 +43,7 @@ test: venv lint
 # each in throwaway databases, then one PASS/MISS table; e.g. make bench BENCH_ARGS="--quick" or
 # BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on 127.0.0.1.
 bench: venv
-	PATH="$(BIN):$$PATH" $(PY) -m postmark_site.bench $(BENCH_ARGS)
+	PATH="$(BIN):$$PATH" $(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data

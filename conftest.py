@@ -136,7 +136,7 @@ def accepted_submission(server, raw: bytes = b"x", rcpts=(), **fields):
     """A submission as the gateway commits it, for tests that start after the 250."""
     from django.utils import timezone
 
-    from streams.models import Submission
+    from outbound.models import Submission
 
     values = {
         "message_id": uuid.uuid4(),
@@ -156,13 +156,13 @@ def accepted_submission(server, raw: bytes = b"x", rcpts=(), **fields):
 
 @pytest.fixture
 def server(db):
-    from servers.services import create_server
+    from streams.services import create_server
 
     return create_server("Test server")
 
 
 @pytest.fixture
 def other_server(db):
-    from servers.services import create_server
+    from streams.services import create_server
 
     return create_server("Other server")

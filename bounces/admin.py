@@ -1,15 +1,21 @@
 import uuid
 
-from django import forms
 from django.contrib import admin, messages
-from django.utils.html import format_html, format_html_join
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST, require_safe
 
-from .models import Bounce, Webhook, WebhookAttempt, WebhookDelivery
-from .services import CannotActivate, activate_bounce
+from bounces.models import Bounce
+from bounces.services import CannotActivate, activate_bounce
+from bounces.types import SMTP_API_ERROR, SPAM_COMPLAINT
+from servers.scoping import ScopedModelAdmin, change_url, source_response
 
 
 @admin.register(Bounce)
-class BounceAdmin(admin.ModelAdmin):
+class BounceAdmin(ScopedModelAdmin):
     """Read-only bounce records; the one write is reactivation, by the API's own rule."""
 
     list_display = (
@@ -50,6 +56,63 @@ class BounceAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_reactivate_permission(self, request):
+        # has_change_permission is False (bounces are records): reactivating needs the change right.
+        return request.user.has_perm("bounces.change_bounce")
+
+    def admin_urls(self):
+        return [
+            ("<int:object_id>/dump.eml", self.bounce_dump, "bounces_bounce_dump"),
+            ("<int:object_id>/reactivate/", self.bounce_reactivate, "bounces_bounce_reactivate"),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        bounce = self.get_object(request, object_id)
+        if bounce is not None:
+            extra_context = {**(extra_context or {}), **self.change_context(request, bounce)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def change_context(self, request, bounce) -> dict:
+        """What the bounce page shows besides its fields (templates/admin/bounces/bounce/)."""
+        reason = ""
+        if bounce.type == SPAM_COMPLAINT:
+            reason = "Spam complaints cannot be reactivated."
+        elif not bounce.can_activate:
+            reason = f"Bounces of type {bounce.type} cannot be reactivated."
+        elif not bounce.inactive:
+            reason = "The address is already active."
+        elif not self.has_reactivate_permission(request):
+            reason = "You may not change bounces."
+        return {
+            "smtp_api_error": smtp_api_error(bounce.content)
+            if bounce.type == SMTP_API_ERROR
+            else None,
+            "dump_url": reverse("admin:bounces_bounce_dump", args=[bounce.pk]),
+            "reactivate_url": reverse("admin:bounces_bounce_reactivate", args=[bounce.pk]),
+            "can_reactivate": not reason,
+            "cannot_reactivate_reason": reason,
+        }
+
+    @method_decorator(require_safe)
+    def bounce_dump(self, request, object_id):
+        bounce = self.scoped_object(request, object_id)
+        if not bounce.content:
+            raise Http404("This bounce has no raw source.")
+        return source_response(request, bounce.content.encode("utf-8"), f"bounce-{bounce.pk}.eml")
+
+    @method_decorator(require_POST)
+    def bounce_reactivate(self, request, object_id):
+        bounce = self.scoped_object(request, object_id)
+        if not self.has_reactivate_permission(request):
+            raise PermissionDenied
+        try:
+            activate_bounce(bounce)
+        except CannotActivate as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{bounce.email} is active again on {bounce.message_stream}.")
+        return HttpResponseRedirect(change_url(bounce))
+
     def has_change_permission(self, request, obj=None):
         return False
 
@@ -78,7 +141,9 @@ class BounceAdmin(admin.ModelAdmin):
             obj.content,
         )
 
-    @admin.action(description="Reactivate the addresses of the selected bounces")
+    @admin.action(
+        description="Reactivate the addresses of the selected bounces", permissions=["reactivate"]
+    )
     def reactivate(self, request, queryset):
         done = 0
         for bounce in queryset:
@@ -92,242 +157,15 @@ class BounceAdmin(admin.ModelAdmin):
             self.message_user(request, f"Reactivated {done} bounce(s).", messages.SUCCESS)
 
 
-# --- Webhooks -------------------------------------------------------------------------------------
-
-
-class WebhookForm(forms.ModelForm):
-    """The URL is checked like the API does (http/https, SSRF guard); ``user:pass@`` in it moves
-    to basic auth."""
-
-    http_auth_password = forms.CharField(
-        label="basic auth password",
-        required=False,
-        widget=forms.PasswordInput(render_value=True),
-    )
-
-    class Meta:
-        model = Webhook
-        fields = [
-            "stream",
-            "url",
-            "http_auth_username",
-            "http_auth_password",
-            "http_headers",
-            "delivery_enabled",
-            "bounce_enabled",
-            "bounce_include_content",
-            "spam_complaint_enabled",
-            "spam_complaint_include_content",
-            "open_enabled",
-            "open_post_first_open_only",
-            "click_enabled",
-            "subscription_change_enabled",
-        ]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["http_auth_password"].initial = self.instance.http_auth_password
-
-    def clean_url(self):
-        from .webhooks import UnsafeUrl, check_url, split_credentials
-
-        clean, user, password = split_credentials(self.cleaned_data["url"])
-        try:
-            check_url(clean)
-        except UnsafeUrl as exc:
-            raise forms.ValidationError(exc.message) from None
-        self._url_credentials = (user, password)
-        return clean
-
-    def clean_http_headers(self):
-        from .webhooks import validate_headers
-
-        try:
-            return validate_headers(self.cleaned_data.get("http_headers"))
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-
-    def clean(self):
-        cleaned = super().clean()
-        user, password = getattr(self, "_url_credentials", ("", ""))
-        if (user or password) and not (
-            cleaned.get("http_auth_username") or cleaned.get("http_auth_password")
-        ):
-            cleaned["http_auth_username"], cleaned["http_auth_password"] = user, password
-        return cleaned
-
-    def save(self, commit=True):
-        webhook = super().save(commit=False)
-        webhook.http_auth_username = self.cleaned_data.get("http_auth_username") or ""
-        webhook.http_auth_password = self.cleaned_data.get("http_auth_password") or ""
-        if commit:
-            webhook.save()
-        return webhook
-
-
-@admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
-    form = WebhookForm
-    list_display = ("id", "url", "stream", "triggers", "created_at")
-    list_filter = ("stream__server",)
-    search_fields = ("url",)
-    list_select_related = ("stream__server",)
-    readonly_fields = ("signing_secret_display", "recent_deliveries", "created_at", "updated_at")
-    actions = ["regenerate_signing_secret"]
-    fieldsets = (
-        (None, {"fields": ("stream", "url", "http_auth_username", "http_auth_password",
-                           "http_headers")}),
-        ("Triggers", {"fields": (
-            "delivery_enabled",
-            ("bounce_enabled", "bounce_include_content"),
-            ("spam_complaint_enabled", "spam_complaint_include_content"),
-            ("open_enabled", "open_post_first_open_only"),
-            "click_enabled",
-            "subscription_change_enabled",
-        )}),
-        ("Signature and activity", {"fields": ("signing_secret_display", "recent_deliveries",
-                                               "created_at", "updated_at")}),
-    )  # fmt: skip
-
-    @admin.display(description="Triggers")
-    def triggers(self, obj):
-        names = [
-            label
-            for label, on in (
-                ("Delivery", obj.delivery_enabled),
-                ("Bounce", obj.bounce_enabled),
-                ("SpamComplaint", obj.spam_complaint_enabled),
-                ("Open", obj.open_enabled),
-                ("Click", obj.click_enabled),
-                ("SubscriptionChange", obj.subscription_change_enabled),
-            )
-            if on
-        ]
-        return ", ".join(names) or "(none)"
-
-    @admin.display(description="signing secret")
-    def signing_secret_display(self, obj):
-        if not obj.pk:
-            return "(generated when the webhook is saved)"
-        from .webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
-
-        return format_html(
-            '<code>{}</code><br>{}: sha256=HMAC-SHA256(secret, {} + "." + body)',
-            obj.signing_secret,
-            SIGNATURE_HEADER,
-            TIMESTAMP_HEADER,
-        )
-
-    @admin.display(description="recent deliveries")
-    def recent_deliveries(self, obj):
-        if not obj.pk:
-            return "-"
-        from django.urls import reverse
-
-        rows = []
-        for delivery in obj.deliveries.select_related("event").order_by("-id")[:20]:
-            last = delivery.attempt_log.order_by("-id").first()
-            rows.append(
-                (
-                    reverse("admin:bounces_webhookdelivery_change", args=[delivery.pk]),
-                    delivery.pk,
-                    delivery.event.type,
-                    delivery.event.recipient,
-                    delivery.get_status_display(),
-                    delivery.attempts,
-                    last.started_at.strftime("%Y-%m-%d %H:%M:%S") if last else "",
-                    (last.status_code or last.error[:80]) if last else "",
-                    f"{last.latency_ms} ms" if last else "",
-                )
-            )
-        if not rows:
-            return "(none yet)"
-        body = format_html_join(
-            "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
-            "<td>{}</td><td>{}</td><td>{}</td></tr>",
-            rows,
-        )
-        return format_html(
-            "<table><tr><th>delivery</th><th>event</th><th>recipient</th><th>status</th>"
-            "<th>attempts</th><th>last try</th><th>answer</th><th>latency</th></tr>{}</table>",
-            body,
-        )
-
-    @admin.action(description="Generate a new signing secret")
-    def regenerate_signing_secret(self, request, queryset):
-        for webhook in queryset:
-            webhook.new_signing_secret()
-            webhook.save(update_fields=["signing_secret_encrypted", "updated_at"])
-        self.message_user(request, f"New signing secret for {queryset.count()} webhook(s).")
-
-
-class WebhookAttemptInline(admin.TabularInline):
-    model = WebhookAttempt
-    extra = 0
-    can_delete = False
-    fields = ("number", "started_at", "status_code", "latency_ms", "response_excerpt", "error")
-    readonly_fields = fields
-    ordering = ("-id",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "event_type",
-        "recipient",
-        "webhook",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_status_code",
-        "created_at",
-    )
-    list_filter = ("status", "event__type", "webhook__stream__server")
-    search_fields = ("event__recipient", "webhook__url")
-    list_select_related = ("event", "webhook__stream__server")
-    actions = ["retry_now"]
-    inlines = [WebhookAttemptInline]
-    fields = (
-        "webhook",
-        "event_type",
-        "recipient",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_status_code",
-        "last_error",
-        "created_at",
-        "updated_at",
-    )
-    readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
-
-    @admin.display(description="event")
-    def event_type(self, obj):
-        return obj.event.type
-
-    @admin.display(description="recipient")
-    def recipient(self, obj):
-        return obj.event.recipient
-
-    @admin.action(description="Retry now")
-    def retry_now(self, request, queryset):
-        from .webhooks import retry_now
-
-        done = retry_now(queryset)
-        self.message_user(request, f"Queued {done} delivery(ies) to be posted again.",
-                          messages.SUCCESS)  # fmt: skip
+def smtp_api_error(content: str) -> dict:
+    """The long error message at the head of an SMTP API error dump (see
+    ``outbound.processing.dump_text``): {"code": ..., "message": ...}."""
+    head = content.replace("\r\n", "\n").split("\n\n", 1)[0]
+    found = {}
+    for line in head.split("\n"):
+        key, _, value = line.partition(": ")
+        if key == "ErrorCode":
+            found["code"] = value.strip()
+        elif key == "Message":
+            found["message"] = value.strip()
+    return found

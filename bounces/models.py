@@ -1,9 +1,8 @@
 from django.db import models
 
+from bounces.types import BOUNCE_TYPES, TYPE_CHOICES
 from servers.models import Server
 from streams.models import MessageStream
-
-from .types import BOUNCE_TYPES, TYPE_CHOICES
 
 
 class Bounce(models.Model):
@@ -47,7 +46,7 @@ class Bounce(models.Model):
             models.Index(fields=["bounced_at"]),
         ]
         # On PostgreSQL a trigram index also serves emailFilter (a substring search): see
-        # migration 0003_bounce_query_indexes.
+        # migration 0002_initial.
 
     def __str__(self):
         return f"{self.type} {self.email}"
@@ -74,147 +73,3 @@ class Bounce(models.Model):
 
 
 # --- Webhooks (compat §4) -------------------------------------------------------------------------
-
-
-class Webhook(models.Model):
-    """A Postmark webhook of one message stream: where to POST which events.
-
-    The basic-auth password and the signing secret are stored encrypted (``servers.crypto``), like
-    the API tokens: a database dump alone does not reveal them."""
-
-    stream = models.ForeignKey(MessageStream, on_delete=models.CASCADE, related_name="webhooks")
-    url = models.CharField(
-        "URL", max_length=2000, help_text="http:// or https://; user:pass@ moves to basic auth."
-    )
-    http_auth_username = models.CharField("basic auth user name", max_length=200, blank=True)
-    http_auth_password_encrypted = models.TextField(blank=True, editable=False)
-    http_headers = models.JSONField(
-        "custom headers", default=list, blank=True, help_text='[{"Name": "...", "Value": "..."}]'
-    )
-    open_enabled = models.BooleanField("Open", default=False)
-    open_post_first_open_only = models.BooleanField("Open: first open only", default=False)
-    click_enabled = models.BooleanField("Click", default=False)
-    delivery_enabled = models.BooleanField("Delivery", default=False)
-    bounce_enabled = models.BooleanField("Bounce", default=False)
-    bounce_include_content = models.BooleanField("Bounce: include content", default=False)
-    spam_complaint_enabled = models.BooleanField("SpamComplaint", default=False)
-    spam_complaint_include_content = models.BooleanField(
-        "SpamComplaint: include content", default=False
-    )
-    subscription_change_enabled = models.BooleanField("SubscriptionChange", default=False)
-    signing_secret_encrypted = models.TextField(editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["id"]
-
-    def __str__(self):
-        return f"{self.stream} → {self.url}"
-
-    @property
-    def http_auth_password(self) -> str:
-        from servers import crypto
-
-        secret = self.http_auth_password_encrypted
-        return crypto.decrypt(secret) if secret else ""
-
-    @http_auth_password.setter
-    def http_auth_password(self, value: str) -> None:
-        from servers import crypto
-
-        self.http_auth_password_encrypted = crypto.encrypt(value) if value else ""
-
-    @property
-    def signing_secret(self) -> str:
-        from servers import crypto
-
-        secret = self.signing_secret_encrypted
-        return crypto.decrypt(secret) if secret else ""
-
-    def new_signing_secret(self) -> str:
-        import secrets
-
-        from servers import crypto
-
-        secret = "whsec_" + secrets.token_urlsafe(32)
-        self.signing_secret_encrypted = crypto.encrypt(secret)
-        return secret
-
-    def save(self, *args, **kwargs):
-        if not self.signing_secret_encrypted:
-            self.new_signing_secret()
-        super().save(*args, **kwargs)
-
-
-class WebhookDelivery(models.Model):
-    """One event to one webhook: the source of truth for posting it, retrying it and giving up.
-
-    Tasks carry only this row's id. A try claims the row with a short lease (``locked_until``),
-    posts outside any transaction, then records a ``WebhookAttempt`` and the outcome."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DELIVERED = "delivered", "Delivered"
-        FAILED = "failed", "Failed (retries exhausted)"
-        STOPPED = "stopped", "Stopped (HTTP 403)"
-
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.ForeignKey(
-        "streams.MessageEvent", on_delete=models.CASCADE, related_name="webhook_deliveries"
-    )
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    locked_until = models.DateTimeField(null=True, blank=True, editable=False)
-    # The exact body of the first try, kept once a try failed so that retries post the same bytes.
-    payload = models.TextField(blank=True, editable=False)
-    last_status_code = models.PositiveIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-id"]
-        verbose_name_plural = "webhook deliveries"
-        constraints = [
-            models.UniqueConstraint(fields=["event", "webhook"], name="one_delivery_per_webhook")
-        ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
-
-    def __str__(self):
-        return f"{self.event.type} → webhook {self.webhook_id} ({self.status})"
-
-
-class WebhookAttempt(models.Model):
-    """One POST of a delivery and what came back."""
-
-    delivery = models.ForeignKey(
-        WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log"
-    )
-    number = models.PositiveIntegerField()
-    started_at = models.DateTimeField()
-    status_code = models.PositiveIntegerField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField(default=0)
-    response_excerpt = models.TextField(blank=True, help_text="At most 1 KB of the answer.")
-    error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-
-    def __str__(self):
-        return f"attempt {self.number}: {self.status_code or self.error[:60]}"
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-
-class WebhookSweepCursor(models.Model):
-    """The highest MessageEvent id the webhook sweep has checked for a lost dispatch (one row)."""
-
-    last_event_id = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self):
-        return f"events up to {self.last_event_id}"

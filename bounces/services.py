@@ -3,10 +3,10 @@
 from django.db import transaction
 from django.utils import timezone
 
-from streams.models import MessageStream
-
-from .models import Bounce
-from .types import BOUNCE_TYPES, SPAM_COMPLAINT
+from bounces.models import Bounce
+from bounces.types import BOUNCE_TYPES, SPAM_COMPLAINT
+from streams.models import MessageStream, Suppression
+from streams.suppressions import normalise, reactivate
 
 
 def record_bounce(
@@ -68,8 +68,6 @@ def bounce_stream(bounce: Bounce) -> MessageStream | None:
 def reactivate_address(server, stream_id: str, email: str) -> None:
     """The address is active again on the stream: its suppression (unless a spam complaint) goes,
     and the server's inactive bounces for it on that stream that can be activated turn active."""
-    from streams.suppressions import normalise, reactivate
-
     stream = MessageStream.objects.filter(server=server, stream_id=stream_id).first()
     if stream is not None:
         reactivate(stream, email)
@@ -88,9 +86,6 @@ def activate_bounce(bounce: Bounce) -> Bounce:
 
     Raises ``CannotActivate`` for bounces that cannot be activated — spam complaints above all —
     and when the address is suppressed on the stream because of a spam complaint."""
-    from streams.models import Suppression
-    from streams.suppressions import normalise
-
     if bounce.type == SPAM_COMPLAINT:
         raise CannotActivate(
             "This bounce cannot be activated: it is a spam complaint, and addresses that "

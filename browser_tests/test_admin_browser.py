@@ -31,9 +31,8 @@ def _fresh_dashboard_cache():
 def seed_history(name="Demo shop", days=30):
     """A month of plausible traffic so the dashboard has something to draw (bulk inserts)."""
     from bounces.models import Bounce
-    from servers.services import create_server
-    from streams.models import MessageEvent, OutboundMessage
-    from streams.services import get_stream
+    from outbound.models import MessageEvent, OutboundMessage
+    from streams.services import create_server, get_stream
 
     server = create_server(name)
     rng = random.Random(7)
@@ -71,9 +70,10 @@ def seed_history(name="Demo shop", days=30):
 def test_operator_path(browser_page, live_server, django_user_model, tmp_path):
     from bounces.models import Bounce
     from bounces.services import record_bounce
+    from outbound.models import OutboundMessage, Submission
+    from outbound.processing import process_submission
     from servers.models import Server
-    from streams.models import OutboundMessage, SmtpToken, Submission, Suppression
-    from streams.processing import process_submission
+    from streams.models import SmtpToken, Suppression
     from streams.services import get_stream
     from streams.suppressions import suppress
 
@@ -169,14 +169,14 @@ def test_operator_path(browser_page, live_server, django_user_model, tmp_path):
     error = Bounce.objects.get(message_id=error_id, type="SMTPApiError")
 
     # The activity list and the message's timeline.
-    page.goto("/admin/streams/outboundmessage/")
+    page.goto("/admin/outbound/outboundmessage/")
     page.click("text=Browser hello")
     page.wait_for_selector("#timeline")
     timeline = page.inner_text("#timeline")
     assert "Accepted" in timeline and "Processed" in timeline and "127.0.0.1" in timeline
-    assert page.url.endswith(f"/admin/streams/outboundmessage/{message.pk}/change/")
+    assert page.url.endswith(f"/admin/outbound/outboundmessage/{message.pk}/change/")
     screenshot(page, "message-timeline")
-    page.goto("/admin/streams/outboundmessage/")
+    page.goto("/admin/outbound/outboundmessage/")
     screenshot(page, "activity")
 
     # The SMTP API error: its long message up front, its raw source, the .eml download.

@@ -41,16 +41,20 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "postmark_site.apps.PostmarkAdminConfig",  # django.contrib.admin with the project's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # The project's apps, in their dependency order: each imports only the ones above it.
     "servers",
     "streams",
     "bounces",
+    "outbound",
+    "webhooks",
+    "api",
     "smtpgw",
 ]
 
@@ -129,12 +133,12 @@ STORAGES = {
 # Postmark's conventions (compat §2): JSON only with charset, any body read as JSON, server-token
 # authentication only (no session, no CSRF, no browsable API), errors as {"ErrorCode", "Message"}.
 REST_FRAMEWORK = {
-    "DEFAULT_RENDERER_CLASSES": ["bounces.errors.PostmarkJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["bounces.errors.LenientJSONParser"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "bounces.errors.LenientNegotiation",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["bounces.auth.ServerTokenAuthentication"],
+    "DEFAULT_RENDERER_CLASSES": ["api.errors.PostmarkJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["api.errors.LenientJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.errors.LenientNegotiation",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ServerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "EXCEPTION_HANDLER": "bounces.errors.exception_handler",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "URL_FORMAT_OVERRIDE": None,
 }
@@ -165,8 +169,8 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = {name: {} for name in ("celery", "processing", "delivery", "webhooks")}
 CELERY_TASK_ROUTES = {
-    "streams.tasks.process_submissions": {"queue": "processing"},
-    "streams.tasks.deliver": {"queue": "delivery"},
+    "outbound.tasks.process_submissions": {"queue": "processing"},
+    "outbound.tasks.deliver": {"queue": "delivery"},
     "webhooks.*": {"queue": "webhooks"},
 }
 CELERY_TASK_ACKS_LATE = True
@@ -180,11 +184,11 @@ SWEEP_AFTER_SECONDS = env.float("SWEEP_AFTER_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
-        "task": "streams.tasks.sweep",
+        "task": "outbound.tasks.sweep",
         "schedule": env.float("SWEEP_INTERVAL_SECONDS", default=60.0),
     },
     "retention": {
-        "task": "bounces.tasks.enforce_retention",
+        "task": "outbound.retention.enforce_retention",
         "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
     },
     "purge-archived-streams": {

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from . import crypto
+from servers import crypto
 
 
 class DeliveryType(models.TextChoices):

@@ -1,29 +1,6 @@
 """Server-level operations shared by the admin, the management commands and the APIs."""
 
-from django.db import transaction
-
-from streams.services import create_default_streams
-
-from .models import DeliveryType, Server, ServerToken
-
-
-@transaction.atomic
-def create_server(
-    name: str, smtp_api_activated: bool = True, delivery_type: str = DeliveryType.SANDBOX
-) -> Server:
-    """A new server with one API token and the default streams outbound, inbound, broadcast."""
-    server = Server.objects.create(
-        name=name, smtp_api_activated=smtp_api_activated, delivery_type=delivery_type
-    )
-    return provision_server(server)
-
-
-@transaction.atomic
-def provision_server(server: Server) -> Server:
-    """Give a newly saved server its first API token and its default streams."""
-    ServerToken.issue(server)
-    create_default_streams(server)
-    return server
+from servers.models import Server
 
 
 def set_smtp_access(server: Server, enabled: bool) -> Server:

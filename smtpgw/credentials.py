@@ -13,8 +13,10 @@ from functools import lru_cache
 
 from django.conf import settings
 
+from outbound.intake import message_for_bounce_address
 from servers.models import AccountToken, ServerToken
-from streams.models import CredentialKind, Endpoint, IpCredential, SmtpToken, StreamType
+from streams.models import CredentialKind, Endpoint, IpCredential, SmtpToken
+from streams.services import sending_refusal
 
 BAD_CREDENTIALS = "535 5.7.8 Authentication credentials invalid"
 SMTP_DISABLED = (
@@ -178,27 +180,16 @@ def identity_for_address(address: str) -> Identity | None:
 def identity_for_verp(address: str) -> Identity | None:
     """For the bounce MX: the message behind a VERP address of BOUNCE_DOMAIN, as an identity
     of its server and stream; None for any other address."""
-    from bounces.reports import message_id_from_verp
-    from streams.models import OutboundMessage
-
-    domain = address.rpartition("@")[2]
-    message_id = message_id_from_verp(address)
-    if not message_id or domain.lower() != settings.BOUNCE_DOMAIN.lower():
-        return None
-    found = (
-        OutboundMessage.objects.filter(message_id=message_id)
-        .values("server_id", "server__name", "stream_id", "stream__stream_id")
-        .first()
-    )
+    found = message_for_bounce_address(address)
     if found is None:
         return None
     return Identity(
         kind=CredentialKind.VERP,
-        server_id=found["server_id"],
-        server_name=found["server__name"],
-        stream_pk=found["stream_id"],
-        stream_id=found["stream__stream_id"],
-        credential=message_id,
+        server_id=found.server_id,
+        server_name=found.server_name,
+        stream_pk=found.stream_pk,
+        stream_id=found.stream_id,
+        credential=found.message_id,
     )
 
 
@@ -206,13 +197,5 @@ def endpoint_refusal(identity: Identity, endpoint: str) -> str:
     """The reply refusing a stream-bound credential at the other kind of endpoint, or ''."""
     if not identity.stream_type or endpoint == Endpoint.BOUNCE:
         return ""  # server token: the stream comes later, from X-PM-Message-Stream
-    if identity.stream_type == StreamType.INBOUND:
-        return f"550 5.7.1 The stream '{identity.stream_id}' is an Inbound stream: it cannot send"
-    wanted = StreamType.BROADCASTS if endpoint == Endpoint.BROADCAST else StreamType.TRANSACTIONAL
-    if identity.stream_type != wanted:
-        other = "broadcast" if endpoint == Endpoint.TRANSACTIONAL else "transactional"
-        return (
-            f"550 5.7.1 The stream '{identity.stream_id}' is a {identity.stream_type} stream: "
-            f"send its mail to the {other} SMTP endpoint"
-        )
-    return ""
+    refusal = sending_refusal(identity.stream_type, identity.stream_id, endpoint)
+    return f"550 5.7.1 {refusal}" if refusal else ""

@@ -10,9 +10,9 @@ import sys
 from django.conf import settings
 from django.db import connections
 
-from . import tls
-from .listeners import Listener
-from .server import Gateway
+from smtpgw import tls
+from smtpgw.server import Gateway
+from streams.listeners import Listener
 
 log = logging.getLogger("smtpgw")
 

@@ -20,16 +20,16 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 from django.conf import settings
 from django.utils import timezone
 
+from outbound.models import Submission
+from outbound.processing import examine
+from outbound.submissions import note_token_use, save_submissions
+from outbound.tasks import enqueue_processing
 from servers.crypto import same
-from streams.models import Endpoint, Submission
-from streams.processing import examine
-from streams.submissions import note_token_use, save_submissions
-from streams.tasks import enqueue_processing
-
-from . import credentials, sasl
-from .committer import Dispatcher, GroupCommitter
-from .limits import ConnectionLimits, FailureThrottle
-from .listeners import Listener
+from smtpgw import credentials, sasl
+from smtpgw.committer import Dispatcher, GroupCommitter
+from smtpgw.limits import ConnectionLimits, FailureThrottle
+from streams.listeners import Listener
+from streams.models import Endpoint
 
 log = logging.getLogger("smtpgw")
 transaction_log = logging.getLogger("smtpgw.transaction")

@@ -1,24 +1,26 @@
-import uuid
+import csv
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.core.validators import validate_email
+from django.db.models import Count
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST, require_safe
 
-from servers.admin import EstimatedCountPaginator, scope_queryset
-
-from .models import (
-    IpCredential,
-    MessageStream,
-    OutboundMessage,
-    Recipient,
-    SmtpToken,
-    StreamType,
-    Submission,
-    Suppression,
-)
-from .services import check_smtp_token_allowed
+from servers.access import scope_queryset
+from servers.models import Server, ServerToken
+from servers.scoping import ScopedModelAdmin, change_url
+from servers.services import set_smtp_access
+from streams import listeners, suppressions
+from streams.models import IpCredential, MessageStream, SmtpToken, StreamType, Suppression
+from streams.services import check_smtp_token_allowed, provision_server
 
 
 class StreamFilter(admin.SimpleListFilter):
@@ -44,6 +46,24 @@ class StreamFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _suppression_filters(request):
+    reason = request.GET.get("reason", "")
+    return {
+        "email": request.GET.get("q", "").strip() or None,
+        "reason": reason if reason in Suppression.Reason.values else None,
+    }
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _csv_cell(value: str) -> str:
+    # Keep spreadsheets from reading a cell as a formula.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 class SmtpTokenInline(admin.TabularInline):
     model = SmtpToken
     fields = ("access_key", "created_at", "last_used_at", "last_used_from", "revoked_at")
@@ -57,7 +77,7 @@ class SmtpTokenInline(admin.TabularInline):
 
 
 @admin.register(MessageStream)
-class MessageStreamAdmin(admin.ModelAdmin):
+class MessageStreamAdmin(ScopedModelAdmin):
     list_display = ("stream_id", "name", "server", "message_stream_type", "archived_at")
     list_filter = ("message_stream_type", "server")
     search_fields = ("stream_id", "name", "server__name")
@@ -91,9 +111,9 @@ class MessageStreamAdmin(admin.ModelAdmin):
     def panels(self, request, stream):
         """What the stream page shows below the form: tokens, webhooks, tracking, suppressions."""
         try:
-            webhooks = reverse("admin:bounces_webhook_changelist")
+            webhooks = reverse("admin:webhooks_webhook_changelist")
         except NoReverseMatch:
-            webhooks = "/admin/bounces/webhook/"
+            webhooks = "/admin/webhooks/webhook/"
         suppressions = Suppression.objects.filter(stream=stream)
         return {
             "stream": stream,
@@ -109,7 +129,112 @@ class MessageStreamAdmin(admin.ModelAdmin):
             ),
         }
 
-    @admin.action(description="Archive selected streams")
+    def admin_urls(self):
+        return [
+            ("<int:object_id>/tokens/<int:token_id>/revoke/", self.stream_token_revoke,
+             "streams_messagestream_token_revoke"),
+            ("<int:object_id>/suppressions/", self.stream_suppressions,
+             "streams_messagestream_suppressions"),
+            ("<int:object_id>/suppressions/add/", self.stream_suppression_add,
+             "streams_messagestream_suppression_add"),
+            ("<int:object_id>/suppressions/remove/", self.stream_suppression_remove,
+             "streams_messagestream_suppression_remove"),
+            ("<int:object_id>/suppressions.csv", self.stream_suppressions_csv,
+             "streams_messagestream_suppressions_csv"),
+        ]  # fmt: skip
+
+    # --- Extra views: SMTP tokens and suppressions (thin: the rules are in streams.suppressions)
+
+    @method_decorator(require_POST)
+    def stream_token_revoke(self, request, object_id, token_id):
+        stream = self.scoped_object(request, object_id, change=True)
+        token = stream.smtp_tokens.filter(pk=token_id).first()
+        if token is None:
+            raise Http404("No such SMTP token on this stream.")
+        token.revoke()
+        messages.success(request, f"SMTP token {token.access_key} revoked.")
+        return HttpResponseRedirect(change_url(stream) + "#smtp-tokens")
+
+    @method_decorator(require_safe)
+    def stream_suppressions(self, request, object_id):
+        stream = self.scoped_object(request, object_id)
+        filters = _suppression_filters(request)
+        found = suppressions.search(stream, **filters).select_related("bounce")
+        page = Paginator(found, 100).get_page(request.GET.get("p"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Suppressions of {stream.stream_id}",
+            "subtitle": stream.server.name,
+            "opts": MessageStream._meta,
+            "original": stream,
+            "stream": stream,
+            "page": page,
+            "q": request.GET.get("q", ""),
+            "reason": filters["reason"] or "",
+            "reasons": Suppression.Reason.choices,
+            "can_change": self.has_change_permission(request, stream),
+        }
+        return TemplateResponse(request, "admin/streams/messagestream/suppressions.html", context)
+
+    def _back_to_suppressions(self, request, stream):
+        target = request.POST.get("next", "")
+        if target == "stream":
+            return HttpResponseRedirect(change_url(stream) + "#suppressions")
+        return HttpResponseRedirect(
+            reverse("admin:streams_messagestream_suppressions", args=[stream.pk])
+        )
+
+    @method_decorator(require_POST)
+    def stream_suppression_add(self, request, object_id):
+        stream = self.scoped_object(request, object_id, change=True)
+        email = suppressions.normalise(request.POST.get("email", ""))
+        try:
+            validate_email(email)
+        except ValidationError:
+            messages.error(request, f"“{email}” is not an email address.")
+            return self._back_to_suppressions(request, stream)
+        _, created = suppressions.suppress(
+            stream, email, Suppression.Reason.MANUAL, Suppression.Origin.ADMIN
+        )
+        if created:
+            messages.success(request, f"{email} is now inactive on {stream.stream_id}.")
+        else:
+            messages.warning(request, f"{email} was already inactive on {stream.stream_id}.")
+        return self._back_to_suppressions(request, stream)
+
+    @method_decorator(require_POST)
+    def stream_suppression_remove(self, request, object_id):
+        stream = self.scoped_object(request, object_id, change=True)
+        email = suppressions.normalise(request.POST.get("email", ""))
+        if suppressions.is_spam_complaint(stream, email):
+            messages.error(
+                request, f"{email} complained about spam: spam complaints cannot be reactivated."
+            )
+        elif suppressions.reactivate(stream, email, origin=Suppression.Origin.ADMIN):
+            messages.success(request, f"{email} is active again on {stream.stream_id}.")
+        else:
+            messages.warning(request, f"{email} was not suppressed on {stream.stream_id}.")
+        return self._back_to_suppressions(request, stream)
+
+    @method_decorator(require_safe)
+    def stream_suppressions_csv(self, request, object_id):
+        stream = self.scoped_object(request, object_id)
+        found = suppressions.search(stream, **_suppression_filters(request))
+        writer = csv.writer(_Echo())
+
+        def rows():
+            yield writer.writerow(["EmailAddress", "SuppressionReason", "Origin", "CreatedAt"])
+            for email, reason, origin, created in found.values_list(
+                "email", "reason", "origin", "created_at"
+            ).iterator(chunk_size=2000):
+                yield writer.writerow([_csv_cell(email), reason, origin, created.isoformat()])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        name = f"suppressions-{stream.server_id}-{stream.stream_id}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+    @admin.action(description="Archive selected streams", permissions=["change"])
     def archive(self, request, queryset):
         count = (
             queryset.filter(archived_at__isnull=True)
@@ -118,14 +243,14 @@ class MessageStreamAdmin(admin.ModelAdmin):
         )
         self.message_user(request, f"{count} stream(s) archived (default streams cannot be).")
 
-    @admin.action(description="Unarchive selected streams")
+    @admin.action(description="Unarchive selected streams", permissions=["change"])
     def unarchive(self, request, queryset):
         count = queryset.update(archived_at=None)
         self.message_user(request, f"{count} stream(s) unarchived.")
 
 
 @admin.register(SmtpToken)
-class SmtpTokenAdmin(admin.ModelAdmin):
+class SmtpTokenAdmin(ScopedModelAdmin):
     list_display = ("access_key", "stream", "created_at", "last_used_at", "revoked_at")
     list_filter = ("stream__server", "stream__message_stream_type")
     search_fields = ("access_key", "stream__stream_id", "stream__server__name")
@@ -156,6 +281,10 @@ class SmtpTokenAdmin(admin.ModelAdmin):
         # Tokens are immutable; viewing is allowed, changing means revoking or generating anew.
         return False
 
+    def has_revoke_permission(self, request):
+        # has_change_permission is False (tokens are immutable): revoking needs the change right.
+        return request.user.has_perm("streams.change_smtptoken")
+
     def save_model(self, request, obj, form, change):
         check_smtp_token_allowed(obj.stream)  # the form's queryset already offers no other
         request._new_smtp_secret = obj.generate_credentials()
@@ -171,7 +300,7 @@ class SmtpTokenAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/streams/smtptoken/secret.html", context)
 
-    @admin.action(description="Revoke selected SMTP tokens")
+    @admin.action(description="Revoke selected SMTP tokens", permissions=["revoke"])
     def revoke(self, request, queryset):
         count = 0
         for token in queryset.filter(revoked_at__isnull=True):
@@ -181,7 +310,7 @@ class SmtpTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(IpCredential)
-class IpCredentialAdmin(admin.ModelAdmin):
+class IpCredentialAdmin(ScopedModelAdmin):
     list_display = ("cidr", "stream", "description", "created_at", "revoked_at")
     list_filter = ("stream__server",)
     list_select_related = ("stream__server",)
@@ -190,152 +319,122 @@ class IpCredentialAdmin(admin.ModelAdmin):
     readonly_fields = ("created_at", "revoked_at")
     actions = ["revoke"]
 
-    @admin.action(description="Revoke selected IP credentials")
+    @admin.action(description="Revoke selected IP credentials", permissions=["change"])
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} IP credential(s) revoked.", messages.SUCCESS)
 
 
-@admin.register(Submission)
-class SubmissionAdmin(admin.ModelAdmin):
-    """Accepted SMTP transactions, as received (read-only)."""
-
-    list_display = (
-        "message_id",
-        "received_at",
-        "server",
-        "stream",
-        "endpoint",
-        "credential_kind",
-        "mail_from",
-        "size",
-        "status",
-    )
-    list_filter = ("status", "endpoint", "credential_kind", "server")
-    list_select_related = ("server", "stream__server")
-    search_fields = ("=message_id", "mail_from")
-    # No date_hierarchy: its DISTINCT over every row costs ~300 ms at a million submissions.
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    exclude = ("raw",)
-    readonly_fields = ("raw_source",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).defer("raw")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="raw source")
-    def raw_source(self, obj):
-        text = bytes(obj.raw).decode("utf-8", "replace")
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+# --- Servers: a server page is its streams and SMTP settings ----------------------------------
 
 
-class RecipientInline(admin.TabularInline):
-    model = Recipient
-    fields = ("email", "status", "attempts", "next_attempt_at", "last_reply", "updated_at")
+class StreamInline(admin.TabularInline):
+    model = MessageStream
+    fields = ("stream_link", "name", "message_stream_type", "archived_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
+    show_change_link = True
 
     def has_add_permission(self, request, obj=None):
         return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+    @admin.display(description="ID")
+    def stream_link(self, obj):
+        return obj.stream_id
 
 
-@admin.register(OutboundMessage)
-class OutboundMessageAdmin(admin.ModelAdmin):
-    """The activity list: processed messages, newest first, with a per-message timeline."""
-
+@admin.register(Server)
+class ServerAdmin(ScopedModelAdmin):
     list_display = (
-        "received_at",
-        "subject_display",
-        "recipients_display",
-        "tag",
-        "status",
-        "server",
-        "stream_display",
+        "id",
+        "name",
+        "delivery_type",
+        "smtp_api_activated",
+        "stream_count",
+        "created_at",
     )
-    list_display_links = ("received_at", "subject_display")
-    list_filter = ("status", "server", StreamFilter, "stream__message_stream_type")
-    list_select_related = ("server", "stream")
-    search_fields = ("=tag",)
-    search_help_text = "A MessageID, or an exact tag."
-    ordering = ("-id",)  # the primary key's index: no sort of a million rows
+    list_display_links = ("id", "name")
+    list_editable = ("smtp_api_activated",)
+    list_filter = ("smtp_api_activated", "delivery_type")
+    search_fields = ("name",)
+    readonly_fields = ("api_tokens_display", "created_at")
+    fieldsets = (
+        (None, {"fields": ("name", "delivery_type")}),
+        ("SMTP", {"fields": ("smtp_api_activated", "strict_smtp", "enable_smtp_api_error_hooks")}),
+        ("Tracking defaults", {"fields": ("track_opens", "track_links")}),
+        ("API tokens", {"fields": ("api_tokens_display", "created_at")}),
+    )
+    inlines = [StreamInline]
+    actions = ["enable_smtp", "disable_smtp", "generate_api_token"]
     show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    list_per_page = 50
-    inlines = [RecipientInline]
-    fields = (
-        "message_id",
-        "server",
-        "stream",
-        "status",
-        "from_address",
-        "to",
-        "cc",
-        "bcc",
-        "recipients",
-        "subject",
-        "tag",
-        "metadata",
-        "track_opens",
-        "track_links",
-        "message_id_header",
-        "size",
-        "received_at",
-        "processed_at",
-    )
-    readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("content")
+        return super().get_queryset(request).annotate(_stream_count=Count("streams"))
 
-    def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        try:
-            return queryset.filter(message_id=uuid.UUID(term)), False
-        except ValueError:
-            pass
-        return super().get_search_results(request, queryset, search_term)
+    @admin.display(description="streams", ordering="_stream_count")
+    def stream_count(self, obj):
+        return obj._stream_count
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="server API tokens")
+    def api_tokens_display(self, obj):
+        if obj.pk is None:
+            return "Generated when the server is saved."
+        return format_html_join(
+            mark_safe("<br>"), "<code>{}</code>", ((t.token,) for t in obj.tokens.all())
+        )
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="subject", ordering="subject")
-    def subject_display(self, obj):
-        return obj.subject[:80] or "(no subject)"
-
-    @admin.display(description="recipients")
-    def recipients_display(self, obj):
-        first = obj.recipients[:2]
-        more = len(obj.recipients) - len(first)
-        return ", ".join(first) + (f" +{more}" if more > 0 else "")
-
-    @admin.display(description="stream", ordering="stream__stream_id")
-    def stream_display(self, obj):
-        return obj.stream.stream_id
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            provision_server(obj)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from servers.dashboard import message_timeline
-
         extra_context = extra_context or {}
-        message = self.get_object(request, object_id)
-        if message is not None:
-            extra_context["timeline"] = message_timeline(message)
-            extra_context["source_url"] = reverse(
-                "admin:streams_outboundmessage_source", args=[message.pk]
+        server = self.get_object(request, object_id)
+        if server is not None:
+            streams = list(server.streams.order_by("id"))
+            extra_context.update(
+                smtp_switch_url=reverse("admin:servers_server_smtp", args=[server.pk]),
+                can_switch_smtp=self.has_change_permission(request, server),
+                smtp_endpoints=listeners.smtp_endpoints(request.get_host().rsplit(":", 1)[0]),
+                smtp_auth_methods=listeners.AUTH_METHODS,
+                smtp_limits=listeners.smtp_limits(),
+                smtp_streams=[s for s in streams if s.message_stream_type != "Inbound"],
+                server_tokens=server.api_tokens,
+                dashboard_url=reverse("admin:dashboard") + f"?server={server.pk}",
             )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def admin_urls(self):
+        return [("<int:object_id>/smtp/", self.server_smtp_switch, "servers_server_smtp")]
+
+    @method_decorator(require_POST)
+    def server_smtp_switch(self, request, object_id):
+        server = self.scoped_object(request, object_id, change=True)
+        enabled = request.POST.get("enabled") == "on"
+        set_smtp_access(server, enabled)
+        self.log_change(request, server, [{"changed": {"fields": ["SMTP access"]}}])
+        messages.success(
+            request, f"SMTP access switched {'on' if enabled else 'off'} for “{server.name}”."
+        )
+        return HttpResponseRedirect(change_url(server))
+
+    @admin.action(description="Switch SMTP access on", permissions=["change"])
+    def enable_smtp(self, request, queryset):
+        count = sum(1 for server in queryset if set_smtp_access(server, True))
+        self.message_user(request, f"SMTP access switched on for {count} server(s).")
+
+    @admin.action(description="Switch SMTP access off", permissions=["change"])
+    def disable_smtp(self, request, queryset):
+        count = sum(1 for server in queryset if set_smtp_access(server, False))
+        self.message_user(request, f"SMTP access switched off for {count} server(s).")
+
+    def has_add_token_permission(self, request):
+        return request.user.has_perm("servers.add_servertoken")
+
+    @admin.action(description="Generate another server API token", permissions=["add_token"])
+    def generate_api_token(self, request, queryset):
+        for server in queryset:
+            ServerToken.issue(server)
+        self.message_user(request, "New API token(s) generated.", messages.SUCCESS)

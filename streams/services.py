@@ -1,16 +1,10 @@
 """The rules for message streams and SMTP tokens, shared by the admin, commands and APIs."""
 
-import re
-
-from django.conf import settings
 from django.db import transaction
 
-from servers.models import Server
-
-from .models import MessageStream, SmtpToken, StreamType
-
-STREAM_ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-STREAM_ID_MAX_LENGTH = 30
+from servers.models import DeliveryType, Server, ServerToken
+from streams.models import Endpoint, MessageStream, SmtpToken, StreamType
+from streams.rules import StreamError, check_new_stream_id
 
 DEFAULT_STREAMS = (
     ("outbound", "Default Transactional Stream", StreamType.TRANSACTIONAL),
@@ -19,47 +13,9 @@ DEFAULT_STREAMS = (
 )
 
 
-class StreamError(ValueError):
-    """A rejected stream operation, with the Postmark API error code that describes it."""
-
-    def __init__(self, message: str, error_code: int = 403):
-        super().__init__(message)
-        self.message = message
-        self.error_code = error_code
-
-
-def validate_stream_id(stream_id: str) -> None:
-    if not stream_id:
-        raise StreamError("The message stream ID is required.")
-    if len(stream_id) > STREAM_ID_MAX_LENGTH:
-        raise StreamError(
-            f"The message stream ID '{stream_id}' is too long: "
-            f"at most {STREAM_ID_MAX_LENGTH} characters are allowed."
-        )
-    if stream_id.startswith("pm-"):
-        raise StreamError(
-            f"The message stream ID '{stream_id}' is invalid: the prefix 'pm-' is reserved."
-        )
-    if not STREAM_ID_RE.match(stream_id):
-        raise StreamError(
-            f"The message stream ID '{stream_id}' is invalid: it must start with a letter and "
-            "contain only lower-case letters, digits, hyphens and underscores."
-        )
-
-
 def check_new_stream(server: Server, stream_id: str) -> None:
     """Raise StreamError unless ``stream_id`` may be added to ``server``."""
-    validate_stream_id(stream_id)
-    if MessageStream.objects.filter(server=server, stream_id=stream_id).exists():
-        raise StreamError(
-            f"A message stream with the ID '{stream_id}' already exists on this server."
-        )
-    limit = settings.MAX_STREAMS_PER_SERVER
-    if MessageStream.objects.filter(server=server).count() >= limit:
-        raise StreamError(
-            f"This server already has {limit} message streams, the most a server can have "
-            "(archived streams count until they are purged)."
-        )
+    check_new_stream_id(stream_id, MessageStream.objects.filter(server=server))
 
 
 @transaction.atomic
@@ -94,6 +50,25 @@ def create_default_streams(server: Server) -> list[MessageStream]:
     ]
 
 
+@transaction.atomic
+def create_server(
+    name: str, smtp_api_activated: bool = True, delivery_type: str = DeliveryType.SANDBOX
+) -> Server:
+    """A new server with one API token and the default streams outbound, inbound, broadcast."""
+    server = Server.objects.create(
+        name=name, smtp_api_activated=smtp_api_activated, delivery_type=delivery_type
+    )
+    return provision_server(server)
+
+
+@transaction.atomic
+def provision_server(server: Server) -> Server:
+    """Give a newly saved server its first API token and its default streams."""
+    ServerToken.issue(server)
+    create_default_streams(server)
+    return server
+
+
 def get_stream(server: Server, stream_id: str) -> MessageStream:
     try:
         return MessageStream.objects.get(server=server, stream_id=stream_id)
@@ -101,6 +76,22 @@ def get_stream(server: Server, stream_id: str) -> MessageStream:
         raise StreamError(
             f"The stream provided: '{stream_id}' does not exist on this server.", error_code=1235
         ) from None
+
+
+def sending_refusal(stream_type: str, stream_id: str, endpoint: str) -> str:
+    """Why a stream of ``stream_type`` may not send through ``endpoint`` (``Endpoint``), or "".
+    Inbound streams never send; the others send through the endpoint of their own type. The SMTP
+    session and processing both ask this, so they refuse with the same words."""
+    if stream_type == StreamType.INBOUND:
+        return f"Sending is not supported for the Inbound stream '{stream_id}'."
+    wanted = StreamType.BROADCASTS if endpoint == Endpoint.BROADCAST else StreamType.TRANSACTIONAL
+    if stream_type != wanted:
+        other = "broadcast" if stream_type == StreamType.BROADCASTS else "transactional"
+        return (
+            f"The stream '{stream_id}' is a {stream_type} stream: its mail must be sent to the "
+            f"{other} SMTP endpoint."
+        )
+    return ""
 
 
 def check_smtp_token_allowed(stream: MessageStream) -> None:

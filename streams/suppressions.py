@@ -2,8 +2,8 @@
 
 from django.db import IntegrityError, transaction
 
-from .events import record_event
-from .models import MessageEvent, MessageStream, Suppression
+from streams.models import MessageStream, Suppression
+from streams.signals import subscription_changed
 
 
 def normalise(email: str) -> str:
@@ -60,12 +60,13 @@ def reactivate(
 
 
 def _subscription_change(stream, email, *, suppress_sending, reason, origin) -> None:
-    record_event(
-        server_id=stream.server_id,
-        stream_id=stream.pk,
-        type=MessageEvent.Type.SUBSCRIPTION_CHANGE,
-        recipient=email,
-        data={"SuppressSending": suppress_sending, "SuppressionReason": reason, "Origin": origin},
+    subscription_changed.send(
+        sender=Suppression,
+        stream=stream,
+        email=email,
+        suppress_sending=suppress_sending,
+        reason=reason,
+        origin=origin,
     )
 
 

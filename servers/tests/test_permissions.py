@@ -6,14 +6,14 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from outbound.models import Submission
+from postmark_site.tests.test_dashboard import DUMP, make_bounce, make_message
 from servers.models import StaffServerAccess
-from servers.services import create_server
-from servers.tests.test_dashboard import DUMP, make_bounce, make_message
-from streams.models import Submission, Suppression
-from streams.services import create_smtp_token, get_stream
+from streams.models import Suppression
+from streams.services import create_server, create_smtp_token, get_stream
 from streams.suppressions import suppress
 
-APPS = ("servers", "streams", "bounces")
+APPS = ("servers", "streams", "bounces", "outbound", "webhooks")
 
 
 @pytest.fixture(autouse=True)
@@ -70,8 +70,8 @@ def change_urls(d):
         reverse("admin:servers_servertoken_change", args=[d["server"].tokens.first().pk]),
         reverse("admin:streams_messagestream_change", args=[d["stream"].pk]),
         reverse("admin:streams_smtptoken_change", args=[d["token"].pk]),
-        reverse("admin:streams_outboundmessage_change", args=[d["message"].pk]),
-        reverse("admin:streams_submission_change", args=[d["submission"].pk]),
+        reverse("admin:outbound_outboundmessage_change", args=[d["message"].pk]),
+        reverse("admin:outbound_submission_change", args=[d["submission"].pk]),
         reverse("admin:bounces_bounce_change", args=[d["error"].pk]),
         reverse("admin:bounces_bounce_change", args=[d["hard"].pk]),
         reverse("admin:servers_server_history", args=[d["server"].pk]),
@@ -82,7 +82,7 @@ def source_urls(d):
     return [
         reverse("admin:bounces_bounce_dump", args=[d["error"].pk]),
         reverse("admin:bounces_bounce_dump", args=[d["hard"].pk]),
-        reverse("admin:streams_outboundmessage_source", args=[d["message"].pk]),
+        reverse("admin:outbound_outboundmessage_source", args=[d["message"].pk]),
         reverse("admin:streams_messagestream_suppressions", args=[d["stream"].pk]),
         reverse("admin:streams_messagestream_suppressions_csv", args=[d["stream"].pk]),
     ]
@@ -93,8 +93,8 @@ LISTS = [
     "admin:servers_servertoken_changelist",
     "admin:streams_messagestream_changelist",
     "admin:streams_smtptoken_changelist",
-    "admin:streams_submission_changelist",
-    "admin:streams_outboundmessage_changelist",
+    "admin:outbound_submission_changelist",
+    "admin:outbound_outboundmessage_changelist",
     "admin:bounces_bounce_changelist",
     "admin:dashboard",
 ]
@@ -129,11 +129,11 @@ def test_limited_staff_lists_counts_filters_and_search_hide_other_servers(world)
         ("admin:bounces_bounce_changelist", "q=their-secret"),
         ("admin:bounces_bounce_changelist", f"q={theirs['error'].message_id or ''}"),
         ("admin:bounces_bounce_changelist", f"server__id__exact={theirs['server'].pk}"),
-        ("admin:streams_outboundmessage_changelist", f"q={theirs['message'].message_id}"),
-        ("admin:streams_outboundmessage_changelist", "q=tag-theirs"),
-        ("admin:streams_outboundmessage_changelist", f"stream__id__exact={theirs['stream'].pk}"),
+        ("admin:outbound_outboundmessage_changelist", f"q={theirs['message'].message_id}"),
+        ("admin:outbound_outboundmessage_changelist", "q=tag-theirs"),
+        ("admin:outbound_outboundmessage_changelist", f"stream__id__exact={theirs['stream'].pk}"),
         ("admin:servers_server_changelist", "q=Theirs"),
-        ("admin:streams_submission_changelist", "q=app@example.com"),
+        ("admin:outbound_submission_changelist", "q=app@example.com"),
     ]:
         page = client.get(reverse(name) + "?" + query).content.decode()
         hidden = [s for s in SECRETS if s not in query]  # the search box echoes the query

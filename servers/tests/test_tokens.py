@@ -5,7 +5,7 @@ from django.db import connection
 
 from servers import crypto
 from servers.models import ServerToken
-from servers.services import create_server
+from streams.services import create_server
 
 
 @pytest.mark.django_db

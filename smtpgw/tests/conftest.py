@@ -88,8 +88,7 @@ class Credentials:
 
 @pytest.fixture
 def creds(transactional_db):
-    from servers.services import create_server
-    from streams.services import create_smtp_token, get_stream
+    from streams.services import create_server, create_smtp_token, get_stream
 
     server = create_server("Gateway test")
     token, secret = create_smtp_token(get_stream(server, "outbound"))

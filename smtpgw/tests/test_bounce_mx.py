@@ -10,10 +10,11 @@ import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
+from outbound.models import OutboundMessage, Recipient, Submission
+from outbound.processing import process_submission
 from servers.models import DeliveryType
 from smtpgw.tests.conftest import BOUNCE_DOMAIN
-from streams.models import OutboundMessage, Recipient, Submission, Suppression
-from streams.processing import process_submission
+from streams.models import Suppression
 from streams.services import get_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)

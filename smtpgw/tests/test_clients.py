@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from conftest import IN_CI
-from streams.models import Submission
+from outbound.models import Submission
 
 pytestmark = [pytest.mark.clients, pytest.mark.django_db(transaction=True)]
 

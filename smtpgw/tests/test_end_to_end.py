@@ -8,12 +8,12 @@ from django.conf import settings
 
 from bounces.models import Bounce
 from conftest import subprocess_env
+from outbound.models import OutboundMessage, Submission
+from outbound.tasks import requeue_stuck_submissions
 from servers.models import Server
 from smtpgw.tests.conftest import MESSAGE, send
-from streams.models import OutboundMessage, Submission
 from streams.services import get_stream
 from streams.suppressions import suppress
-from streams.tasks import requeue_stuck_submissions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

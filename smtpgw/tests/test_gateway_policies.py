@@ -18,8 +18,8 @@ import pytest
 from django.db import connection
 
 from conftest import Process, free_port, subprocess_env
+from outbound.models import Submission
 from smtpgw.tests.conftest import MESSAGE, Gateway, insecure, queued_id, send, start_gateway
-from streams.models import Submission
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -246,7 +246,7 @@ def test_several_processes_share_the_port(creds, tmp_path):
 
 def test_kill_9_loses_no_acknowledged_message(gateway_with, creds, tmp_path):
     """Every message that got a 250 is in the database, even when the gateway dies mid-run."""
-    from smtpgw.loadgen import run_load
+    from bench.loadgen import run_load
 
     gateway = gateway_with()
     ids_file = tmp_path / "acked.txt"

@@ -3,8 +3,8 @@
 import pytest
 
 from smtpgw.limits import ConnectionLimits, FailureThrottle
-from smtpgw.listeners import Listener
 from smtpgw.server import is_smuggling, with_enhanced_code
+from streams.listeners import Listener
 
 
 class Clock:

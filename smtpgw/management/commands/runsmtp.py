@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from smtpgw.listeners import Listener
 from smtpgw.runner import serve
+from streams.listeners import Listener
 
 
 class Command(BaseCommand):

@@ -1,0 +1,57 @@
+"""Server-token authentication for the HTTP API: ``X-Postmark-Server-Token`` → the server.
+
+A request authenticated this way has ``request.user`` = a ``ServerPrincipal`` and
+``request.auth`` = the ``Server``; every query of a view is scoped to ``request.auth``.
+"""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from api.errors import BAD_TOKEN_MESSAGE, MISSING_TOKEN_MESSAGE
+from servers.models import ServerToken
+
+SERVER_TOKEN_HEADER = "X-Postmark-Server-Token"
+ACCOUNT_TOKEN_HEADER = "X-Postmark-Account-Token"
+
+
+class ServerPrincipal:
+    """The authenticated caller: a server, not a Django user."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+    pk = None
+
+    def __init__(self, server):
+        self.server = server
+
+    def __str__(self):
+        return f"server {self.server.pk}"
+
+
+class ServerTokenAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        token = (request.headers.get(SERVER_TOKEN_HEADER) or "").strip()
+        if not token:
+            if request.headers.get(ACCOUNT_TOKEN_HEADER):
+                raise exceptions.AuthenticationFailed(
+                    "This endpoint needs a Server API token in the X-Postmark-Server-Token "
+                    "header; an Account token cannot be used here."
+                )
+            raise exceptions.AuthenticationFailed(MISSING_TOKEN_MESSAGE)
+        record = ServerToken.find(token)
+        if record is None:
+            raise exceptions.AuthenticationFailed(BAD_TOKEN_MESSAGE)
+        return ServerPrincipal(record.server), record.server
+
+    def authenticate_header(self, request):
+        # A value here makes DRF answer 401 (not 403) when authentication fails.
+        return SERVER_TOKEN_HEADER
+
+
+class ServerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "api.auth.ServerTokenAuthentication"
+    name = "ServerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": SERVER_TOKEN_HEADER}

@@ -1,0 +1,50 @@
+"""The API's canonical paths (lower case, no trailing slash). ``api.routing.dispatch`` maps
+every spelling clients use onto these (compat §2), so this URLconf is never the root one."""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView
+
+from api.views import bounces, stats, suppressions, webhooks
+
+
+class SchemaView(SpectacularJSONAPIView):
+    authentication_classes = []
+    permission_classes = []
+    urlconf = "api.urls"
+
+
+urlpatterns = [
+    path("deliverystats", stats.DeliveryStatsView.as_view(), name="deliverystats"),
+    path("bounces", bounces.BounceListView.as_view(), name="bounces"),
+    path("bounces/tags", bounces.BounceTagsView.as_view(), name="bounce-tags"),
+    path("bounces/<str:bounce_id>", bounces.BounceDetailView.as_view(), name="bounce"),
+    path("bounces/<str:bounce_id>/dump", bounces.BounceDumpView.as_view(), name="bounce-dump"),
+    path(
+        "bounces/<str:bounce_id>/activate",
+        bounces.BounceActivateView.as_view(),
+        name="bounce-activate",
+    ),
+    path(
+        "message-streams/<str:stream_id>/suppressions/dump",
+        suppressions.SuppressionDumpView.as_view(),
+        name="suppressions-dump",
+    ),
+    path(
+        "message-streams/<str:stream_id>/suppressions",
+        suppressions.SuppressionCreateView.as_view(),
+        name="suppressions-create",
+    ),
+    path(
+        "message-streams/<str:stream_id>/suppressions/delete",
+        suppressions.SuppressionDeleteView.as_view(),
+        name="suppressions-delete",
+    ),
+    # Any letter case: api.routing lower-cases only the words it knows.
+    re_path(r"^(?i:webhooks)$", webhooks.WebhookListView.as_view(), name="webhooks"),
+    re_path(
+        r"^(?i:webhooks)/(?P<webhook_id>[^/]+)$",
+        webhooks.WebhookDetailView.as_view(),
+        name="webhook",
+    ),
+    path("openapi.json", SchemaView.as_view(), name="openapi"),
+]

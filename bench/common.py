@@ -1,0 +1,330 @@
+"""What every benchmark shares: the environment of its Django subprocesses, throwaway databases and
+folders, background processes with log files, the gateway and the Postfix sink, and ``main``.
+
+Each benchmark runs the product the way production does, as separate processes (``manage.py``,
+``runsmtp``, Celery workers, ``python -c`` Django scripts), all started from the project root with
+an environment built by :func:`django_env`; everything a run creates is registered on one
+:class:`contextlib.ExitStack`, so that an error or a SIGTERM still stops every process and drops
+every database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+SETTINGS_MODULE = "postmark_site.settings"
+
+# ``python -m celery -A postmark_site``, followed by ``worker ...`` or ``beat ...``.
+CELERY = (sys.executable, "-m", "celery", "-A", "postmark_site")
+
+# The gateway under a benchmark's load, all from 127.0.0.1: the credential cache outlives the run
+# (no re-check mid-run), the per-address connection cap is out of the way, and a stopped gateway
+# does not wait 30 s for sessions the load generator has already dropped.
+GATEWAY_SETTINGS = {
+    "SMTP_AUTH_CACHE_SECONDS": "30",
+    "SMTP_MAX_CONNECTIONS_PER_ADDRESS": "5000",
+    "SMTP_SHUTDOWN_GRACE": "5",
+}
+
+# The gateway with its per-transaction log line (INFO, logger smtpgw.transaction) switched off
+# but the "SMTP gateway ready" lines (INFO too) kept: LOG_LEVEL=WARNING would hide both, and the
+# settings have no per-logger knob. Otherwise this is exactly ``manage.py runsmtp ARGS``.
+RUNSMTP = (
+    "import logging, sys, django; django.setup(); "
+    "logging.getLogger('smtpgw.transaction').setLevel(logging.WARNING); "
+    "from django.core.management import call_command; "
+    "call_command('runsmtp', *sys.argv[1:])"
+)
+READY = "SMTP gateway ready"
+READY_PID = re.compile(r"SMTP gateway ready \(pid (\d+)\)")
+
+# Run with ``python -c``: the table of each model named in argv ("app_label.Model"), as JSON.
+TABLES = """
+import json, sys, django
+django.setup()
+from django.apps import apps
+print(json.dumps({name: apps.get_model(name)._meta.db_table for name in sys.argv[1:]}))
+"""
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def step(text: str) -> None:
+    """Progress on stderr, so that stdout stays the report."""
+    print(f"== {text}", file=sys.stderr, flush=True)
+
+
+def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a TCP connection to ``host:port`` succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Raise the soft RLIMIT_NOFILE (inherited by every process started later); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def find_tool(name: str) -> str | None:
+    """Path of a Postfix tool on PATH or in /usr/sbin."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin")
+
+
+def scratch_dir(stack: contextlib.ExitStack, prefix: str) -> Path:
+    """A temporary folder (removed by ``stack``) for logs and files, with an empty ``data``
+    folder inside for DATA_DIR: a benchmark never touches the project's ./data."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    stack.callback(shutil.rmtree, work, ignore_errors=True)
+    (work / "data").mkdir()
+    return work
+
+
+# --- Django subprocesses ------------------------------------------------------------------------
+
+
+def django_env(
+    database_url: str | None = None,
+    data_dir: Path | None = None,
+    *,
+    log_level: str = "INFO",
+    **settings: object,
+) -> dict:
+    """The environment of a Django process a benchmark starts (manage.py, a script, the gateway, a
+    worker): this process's own, the project's settings module, ``database_url`` and ``data_dir``
+    (``None``: as inherited), ``log_level`` and every keyword as a setting (values as strings).
+
+    Output is unbuffered, so that a log file shows a line (a "ready", a traceback) as soon as the
+    process writes it, not when it exits."""
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url
+    if data_dir is not None:
+        env["DATA_DIR"] = str(data_dir)
+    env["LOG_LEVEL"] = log_level
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({name: str(value) for name, value in settings.items()})
+    return env
+
+
+def gateway_env(database_url: str, data_dir: Path) -> dict:
+    """:func:`django_env` with :data:`GATEWAY_SETTINGS`, at INFO for the gateway's ready lines (see
+    :data:`RUNSMTP` for its transaction log)."""
+    return django_env(database_url, data_dir, **GATEWAY_SETTINGS)
+
+
+def manage(env: dict, *args: str) -> str:
+    """Run ``manage.py ARGS`` and return its stdout; raise with its output on failure."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def django_script(env: dict, code: str, *args: str, timeout: float = 1800) -> object:
+    """Run ``python -c code args`` (a Django script) and return the JSON of its last output line."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"script failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def model_tables(env: dict, *models: str) -> dict[str, str]:
+    """``{"app_label.Model": table}`` as Django names them. SQL that a benchmark runs outside
+    Django (counts while the workers run, bulk fills) asks the models, so that it follows them
+    when they move between apps."""
+    return django_script(env, TABLES, *models)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def database_url(admin_url: str, name: str) -> str:
+    """``admin_url`` with its database replaced by ``name``."""
+    parts = urlsplit(admin_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def throwaway_database(
+    stack: contextlib.ExitStack, name: str, template: str = "", admin_url: str = POSTGRES_ADMIN_URL
+) -> str:
+    """Create database ``name`` (empty, or a copy of ``template``), dropped again by ``stack``;
+    return its URL. A database of that name left over by a killed run is dropped first."""
+    import psycopg
+
+    def drop():
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    drop()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    stack.callback(drop)
+    return database_url(admin_url, name)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+class Service:
+    """A background process whose output goes to a log file; ``stop()`` terminates and reaps it.
+
+    The log is ``log_path`` when given (``os.devnull`` discards it), else ``<log_dir>/<name>.log``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict,
+        log_dir: Path | None = None,
+        *,
+        log_path: Path | None = None,
+    ):
+        self.name = name
+        self.log_path = Path(log_path) if log_path else Path(log_dir) / f"{name}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 60.0) -> str:
+        """Wait until ``text`` appears ``count`` times in the output; return the output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            output = self.output()
+            if output.count(text) >= count:
+                return output
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: {text!r} x{count} not seen:\n{self.output()[-3000:]}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def start(stack: contextlib.ExitStack, name: str, args: list[str], env: dict, log_dir: Path):
+    """Start a :class:`Service` that the ``stack`` stops."""
+    service = Service(name, args, env, log_dir)
+    stack.callback(service.stop)
+    return service
+
+
+def start_gateway(stack, env: dict, port: int, processes: int, log_dir: Path, name: str):
+    """Start ``runsmtp`` on ``port``; return (service, pids of the serving processes)."""
+    args = [
+        sys.executable,
+        "-c",
+        RUNSMTP,
+        "--processes",
+        str(processes),
+        "--listen",
+        f"transactional=127.0.0.1:{port}",
+    ]
+    service = start(stack, name, args, env, log_dir)
+    output = service.wait_for(READY, count=processes)
+    return service, [int(pid) for pid in READY_PID.findall(output)]
+
+
+def start_smtp_sink(stack, tool: str, port: int, log_dir: Path):
+    """Start Postfix's C ``smtp-sink`` (backlog 1000) on ``port``."""
+    args = [tool, "-c"]
+    if os.geteuid() == 0:
+        args += ["-u", "nobody"]  # smtp-sink refuses to run as root without -u
+    args += [f"127.0.0.1:{port}", "1000"]
+    service = start(stack, "smtp-sink", args, dict(os.environ), log_dir)
+    deadline = time.monotonic() + 10
+    while not reachable("127.0.0.1", port, 0.2):
+        if time.monotonic() > deadline or service.proc.poll() is not None:
+            raise RuntimeError(f"smtp-sink did not start:\n{service.output()[-2000:]}")
+        time.sleep(0.05)
+    return service
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def benchmark_parser(
+    module: str, doc: str, quick_help: str = "small numbers (for tests)"
+) -> argparse.ArgumentParser:
+    """The command line of ``python -m <module>``, with the two options ``python -m bench`` gives
+    every benchmark: ``--quick`` and ``--json PATH`` (written by :func:`run_benchmark`)."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}", description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", metavar="PATH", help="write every figure to PATH as JSON")
+    return parser
+
+
+def goal_lines(goals: list[dict]) -> list[str]:
+    """The "goals" part of a report: one PASS/MISS line per goal, with its note."""
+    lines = ["goals"]
+    for goal in goals:
+        note = f"  [{goal['note']}]" if goal["note"] else ""
+        verdict = "PASS" if goal["passed"] else "MISS"
+        lines.append(f"  {verdict}  {goal['goal']}: {goal['measured']}{note}")
+    return lines
+
+
+def run_benchmark(cfg, run, report) -> dict:
+    """``run(cfg, stack)``, then print ``report(result)`` and write ``cfg.json``; return the result.
+
+    SIGTERM becomes an exception (exit status 143) so that ``stack`` still stops every process and
+    drops every database when the benchmark itself is terminated (by ``python -m bench`` or a
+    test's timeout)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with contextlib.ExitStack() as stack:
+        result = run(cfg, stack)
+    print(report(result))
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result

@@ -1,0 +1,769 @@
+"""Processing and delivery benchmark: real Celery workers on RabbitMQ, in one throwaway setup.
+
+    python -m bench.pipeline [--messages N] [--workers 2] [--pool threads] [--concurrency 4]
+        [--kill-run N] [--only processing,e2e,kill] [--quick] [--json PATH]
+
+Everything runs on loopback in a throwaway environment: a PostgreSQL database ``bench_<pid>``, a
+RabbitMQ virtual host ``bench_<pid>`` (so that no other test's worker takes these tasks, nor ours
+theirs), a temporary DATA_DIR; all removed at the end, every process stopped. Three sections:
+
+a. **processing** — N accepted submissions (2 KB messages with ``X-PM-*`` headers; SMTP-token and
+   server-token ones, a few naming an unknown stream, which become SMTPApiError bounces) are
+   inserted with the gateway's own ``save_submissions``, then ``enqueue_processing`` publishes them
+   in tasks of 256 MessageIDs to one worker process (``-Q processing``: the delivery queue is not
+   consumed, the server is Sandbox). Timed from the first publish until no submission is
+   ``accepted``; once per pool (``solo``, ``threads -c 4``). Baseline in the same run: the same
+   work called directly (``process_submission`` in a loop, one process, no broker).
+b. **e2e** — a Live server relaying to Postfix's ``smtp-sink`` (or the Python sink), the gateway
+   (``runsmtp``, one process), ``--workers`` worker processes on processing + delivery, and
+   ``bench.loadgen`` sending N messages. Timed from the first accept (``received_at``) to the last
+   recipient ``delivered`` (``updated_at``). Baseline: the gateway alone (workers stopped), same
+   gateway, same load, right after.
+c. **kill** — like (b), through a Python sink that logs every delivered transaction, with a
+   periodic ``beat`` (sweep every 5 s) and the workers SIGKILLed at random moments (every 2-5 s) and
+   restarted under fresh node names. Counts deliveries per MessageID at the sink (VERP MAIL FROM):
+   delivered once, missing, duplicated.
+
+Exit status 1 only when a section crashed or a run never completed; a missed goal is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.common import (
+    CELERY,
+    Service,
+    benchmark_parser,
+    find_tool,
+    free_port,
+    gateway_env,
+    goal_lines,
+    manage,
+    model_tables,
+    raise_fd_limit,
+    reachable,
+    run_benchmark,
+    scratch_dir,
+    start,
+    start_smtp_sink,
+    step,
+    throwaway_database,
+)
+from bench.common import django_script as script
+from bench.common import start_gateway as start_runsmtp
+from bench.loadgen import run_load
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
+SENDER, RECIPIENT = "app@example.com", "user@example.net"
+
+# Goals of the issue.
+GOAL_PROCESSING = 500.0  # messages/s, one worker process
+GOAL_E2E = 300.0  # messages/s, SMTP accept -> relayed, two worker processes
+LOAD_HEADERS = (
+    "X-PM-Tag: welcome",
+    "X-PM-Metadata-customer: c-1234",
+    "X-PM-Metadata-order: o-98765",
+    "X-PM-TrackOpens: false",
+)
+
+# --- scripts run in Django subprocesses (python -c SCRIPT JSON) --------------------------------
+
+SETUP = """
+import json, sys, django
+django.setup()
+from streams.services import create_server, create_smtp_token, get_stream
+cfg = json.loads(sys.argv[1])
+server = create_server(cfg["name"], delivery_type=cfg["delivery_type"])
+token, secret = create_smtp_token(get_stream(server, "outbound"))
+print(json.dumps({"server": server.id, "user": token.access_key, "password": secret}))
+"""
+
+# Fills ``sets`` of ``count`` accepted submissions for a new Sandbox server; writes each set's
+# MessageIDs to ``<ids_prefix><set>.txt``. Realistic mix: 60 % SMTP token (stream fixed at AUTH),
+# 38 % server token naming outbound (or nothing), 2 % server token naming an unknown stream.
+FILL = r"""
+import json, random, sys, time, uuid, django
+django.setup()
+from django.utils import timezone
+from outbound.submissions import save_submissions
+from streams.services import create_server, create_smtp_token, get_stream
+cfg = json.loads(sys.argv[1])
+rng = random.Random(7)
+server = create_server(cfg["name"])
+stream = get_stream(server, "outbound")
+token, _ = create_smtp_token(stream)
+words = ("order shipped invoice account password reset welcome receipt team update your the "
+         "and for with thanks").split()
+def body(seq):
+    lines, size = [], 0
+    while size < 1500:
+        line = " ".join(rng.choice(words) for _ in range(12))
+        lines.append(line); size += len(line) + 2
+    return "\r\n".join(lines)
+def message(seq, kind):
+    to = f"user{seq}@example.net"
+    headers = [
+        f"From: Example App <app@example.com>", f"To: <{to}>",
+        f"Subject: Your receipt #{seq}", "Date: Mon, 02 Jun 2025 10:00:00 +0000",
+        f"Message-ID: <{uuid.uuid4().hex}@app.example.com>", "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit",
+        f"X-PM-Tag: {rng.choice(['receipt', 'welcome', 'password-reset'])}",
+        f"X-PM-Metadata-customer: c-{seq % 997}", f"X-PM-Metadata-order: o-{seq}",
+        "X-PM-TrackOpens: false",
+    ]
+    if kind == "unknown":
+        headers.append("X-PM-Message-Stream: no-such-stream")
+    elif kind == "server" and seq % 2:
+        headers.append("X-PM-Message-Stream: outbound")
+    return to, ("\r\n".join(headers) + "\r\n\r\n" + body(seq) + "\r\n").encode()
+started = time.perf_counter()
+seq, sizes, kinds = 0, [], {"smtp": 0, "server": 0, "unknown": 0}
+for number in range(cfg["sets"]):
+    ids = []
+    for start in range(0, cfg["count"], 1000):
+        rows = []
+        for _ in range(min(1000, cfg["count"] - start)):
+            seq += 1
+            draw = rng.random()
+            kind = "smtp" if draw < 0.60 else ("server" if draw < 0.98 else "unknown")
+            kinds[kind] += 1
+            to, raw = message(seq, kind)
+            sizes.append(len(raw))
+            message_id = uuid.uuid4()
+            ids.append(str(message_id))
+            rows.append(dict(
+                message_id=message_id, server_id=server.id,
+                stream_id=stream.id if kind == "smtp" else None,
+                endpoint="transactional",
+                credential_kind="smtp_token" if kind == "smtp" else "server_token",
+                credential=token.access_key if kind == "smtp" else "...abcd",
+                auth_mechanism="PLAIN", client_address="127.0.0.1", client_helo="app.example.com",
+                tls_version="", mail_from="app@example.com", rcpt_to=[to], size=len(raw), raw=raw,
+                status="accepted", received_at=timezone.now(),
+            ))
+        save_submissions(rows)
+    with open(f"{cfg['ids_prefix']}{number}.txt", "w") as fh:
+        fh.write("\n".join(ids))
+print(json.dumps({"server": server.id, "seconds": round(time.perf_counter() - started, 2),
+                  "mean_size": round(sum(sizes) / len(sizes)), "kinds": kinds}))
+"""
+
+PUBLISH = """
+import json, sys, time, django
+django.setup()
+from outbound.tasks import enqueue_processing
+ids = open(sys.argv[1]).read().split()
+started = time.time()
+for start in range(0, len(ids), 256):
+    enqueue_processing(ids[start : start + 256])
+print(json.dumps({"started": started, "tasks": (len(ids) + 255) // 256}))
+"""
+
+DIRECT = """
+import json, sys, time, django
+django.setup()
+from outbound.models import Submission
+from outbound.processing import process_submission
+ids = open(sys.argv[1]).read().split()
+pks = sorted(Submission.objects.filter(message_id__in=ids).values_list("pk", flat=True))
+started = time.perf_counter()
+statuses = [process_submission(pk) for pk in pks]
+seconds = time.perf_counter() - started
+print(json.dumps({"messages": len(pks), "seconds": round(seconds, 3),
+                  "messages_per_second": round(len(pks) / seconds, 1)}))
+"""
+
+# An aiosmtpd sink that accepts every recipient and appends the MAIL FROM of every message it
+# accepts to a file (flushed per line), so that deliveries can be counted per MessageID.
+SINK = """
+import signal, sys, threading
+from aiosmtpd.controller import Controller
+port, path = int(sys.argv[1]), sys.argv[2]
+out = open(path, "a", buffering=1)
+lock = threading.Lock()
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            out.write(envelope.mail_from + "\\n")
+        return "250 2.0.0 Ok: queued"
+controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+controller.start()
+print("sink ready", flush=True)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+signal.signal(signal.SIGINT, lambda *_: stop.set())
+stop.wait()
+controller.stop()
+out.close()
+"""
+
+
+# --- infrastructure -----------------------------------------------------------------------------
+
+
+def rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+
+
+def prepare_vhost(stack: contextlib.ExitStack, name: str) -> str:
+    """A RabbitMQ virtual host of our own (deleted by ``stack``); returns the broker URL."""
+    if not shutil.which("rabbitmqctl"):
+        raise RuntimeError("rabbitmqctl is needed to create a private RabbitMQ virtual host")
+    with contextlib.suppress(RuntimeError):
+        rabbitmqctl("delete_vhost", name)
+    rabbitmqctl("add_vhost", name)
+    stack.callback(lambda: rabbitmqctl("delete_vhost", name))
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    return f"{RABBITMQ}/{name}"
+
+
+def purge(broker_url: str, *queues: str) -> None:
+    """Empty queues of our virtual host (left-over tasks of an earlier section)."""
+    from kombu import Connection
+
+    with Connection(broker_url) as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            with contextlib.suppress(Exception):
+                channel.queue_purge(queue)
+
+
+# The tables :class:`Db` reads, by model.
+TABLES = ("outbound.Submission", "outbound.OutboundMessage", "outbound.Recipient", "bounces.Bounce")
+
+
+class Db:
+    """Counts read straight from PostgreSQL (not through Django) while the workers run.
+
+    ``tables`` maps each model of :data:`TABLES` to its table (:func:`bench.common.model_tables`);
+    only those names, never outside input, are formatted into the SQL."""
+
+    def __init__(self, url: str, tables: dict[str, str]):
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.submissions = tables["outbound.Submission"]
+        self.bounce_table = tables["bounces.Bounce"]
+        # Every recipient with its message, whose server_id the counts filter on.
+        self.recipients = (
+            f"{tables['outbound.Recipient']} r JOIN {tables['outbound.OutboundMessage']} m "
+            "ON m.id = r.message_id"
+        )
+
+    def one(self, sql: str, *params):
+        return self.conn.execute(sql, params).fetchone()
+
+    def accepted(self, server: int) -> int:
+        return self.one(
+            f"SELECT count(*) FROM {self.submissions} WHERE server_id = %s "  # noqa: S608
+            "AND status = 'accepted'",
+            server,
+        )[0]
+
+    def statuses(self, server: int) -> dict:
+        rows = self.conn.execute(
+            f"SELECT status, count(*) FROM {self.submissions} WHERE server_id = %s "  # noqa: S608
+            "GROUP BY 1",
+            (server,),
+        ).fetchall()
+        return dict(rows)
+
+    def delivered(self, server: int) -> int:
+        return self.one(
+            f"SELECT count(*) FROM {self.recipients} "  # noqa: S608
+            "WHERE m.server_id = %s AND r.status = 'delivered'",
+            server,
+        )[0]
+
+    def recipient_statuses(self, server: int) -> dict:
+        rows = self.conn.execute(
+            f"SELECT r.status, count(*) FROM {self.recipients} "  # noqa: S608
+            "WHERE m.server_id = %s GROUP BY 1",
+            (server,),
+        ).fetchall()
+        return dict(rows)
+
+    def span(self, server: int) -> float:
+        """Seconds from the first accept to the last delivered recipient."""
+        first = self.one(
+            f"SELECT min(received_at) FROM {self.submissions} WHERE server_id = %s",  # noqa: S608
+            server,
+        )[0]
+        last = self.one(
+            f"SELECT max(r.updated_at) FROM {self.recipients} "  # noqa: S608
+            "WHERE m.server_id = %s AND r.status = 'delivered'",
+            server,
+        )[0]
+        return (last - first).total_seconds()
+
+    def bounces(self, server: int) -> int:
+        sql = f"SELECT count(*) FROM {self.bounce_table} WHERE server_id = %s"  # noqa: S608
+        return self.one(sql, server)[0]
+
+    def close(self):
+        self.conn.close()
+
+
+class Workers:
+    """Celery worker processes with fresh node names; ``kill`` SIGKILLs one and starts another."""
+
+    def __init__(self, stack, env, work: Path, queues: str, pool: str, concurrency: int):
+        self.stack, self.env, self.work = stack, env, work
+        self.queues, self.pool, self.concurrency = queues, pool, concurrency
+        self.running: list[Service] = []
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def start(self, wait: bool = True) -> Service:
+        self.started += 1
+        args = [*CELERY, "worker", "-l", "info", "-Q", self.queues, "--pool", self.pool, "-n",
+                f"bench-{self.started}-{time.monotonic_ns()}@%h",
+                "--without-mingle", "--without-gossip"]  # fmt: skip
+        if self.pool != "solo":
+            args += ["--concurrency", str(self.concurrency)]
+        service = start(self.stack, f"worker-{self.started}", args, self.env, self.work)
+        with self.lock:
+            self.running.append(service)
+        if wait:
+            service.wait_for(" ready.", timeout=90)
+        return service
+
+    def kill(self, rng: random.Random) -> None:
+        with self.lock:
+            victim = rng.choice(self.running)
+            self.running.remove(victim)
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        victim.proc.wait()
+        self.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            running, self.running = self.running, []
+        for service in running:
+            service.stop()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, stall: float | None = None,
+               progress=None) -> bool:  # fmt: skip
+    """Poll ``predicate`` until true; False after ``timeout`` (or ``stall`` s without progress)."""
+    deadline = time.monotonic() + timeout
+    last_value, last_change = None, time.monotonic()
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if progress is not None and stall is not None:
+            value = progress()
+            if value != last_value:
+                last_value, last_change = value, time.monotonic()
+            elif time.monotonic() - last_change > stall:
+                return False
+        time.sleep(interval)
+    return False
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+def processing(cfg, stack, env, broker, db, work: Path) -> dict:
+    """(a) One worker process against N pre-filled submissions, per pool; plus the direct call."""
+    pools = [("solo", 1), ("threads", 4)]
+    step(f"processing: filling {len(pools) + 1} x {cfg.messages:,} accepted submissions")
+    fill = script(
+        env, FILL,
+        json.dumps({"name": "bench-processing", "sets": len(pools) + 1, "count": cfg.messages,
+                    "ids_prefix": str(work / "ids-")}),
+    )  # fmt: skip
+    server = fill["server"]
+    result = {"fill": fill, "runs": {}}
+    for number, (pool, concurrency) in enumerate(pools):
+        label = pool if pool == "solo" else f"{pool} -c {concurrency}"
+        step(f"processing: one worker, --pool {label}")
+        workers = Workers(stack, env, work, "processing", pool, concurrency)
+        workers.start()
+        try:
+            before = db.accepted(server)
+            published = script(env, PUBLISH, str(work / f"ids-{number}.txt"))
+            target = before - cfg.messages
+            done = wait_until(
+                lambda t=target: db.accepted(server) <= t, timeout=cfg.timeout, stall=60,
+                progress=lambda: db.accepted(server),
+            )  # fmt: skip
+            finished = time.time()
+        finally:
+            workers.stop()
+        seconds = finished - published["started"]
+        left = max(db.accepted(server) - target, 0)
+        result["runs"][label] = {
+            "messages": cfg.messages,
+            "completed": done,
+            "left_unprocessed": left,
+            "tasks": published["tasks"],
+            "seconds": round(seconds, 3),
+            "messages_per_second": round((cfg.messages - left) / seconds, 1),
+        }
+        step(f"  {result['runs'][label]['messages_per_second']} messages/s")
+    step("processing: baseline, process_submission called directly (no broker)")
+    result["direct"] = script(env, DIRECT, str(work / f"ids-{len(pools)}.txt"))
+    result["statuses"] = db.statuses(server)
+    result["bounces"] = db.bounces(server)
+    result["best"] = max(result["runs"], key=lambda k: result["runs"][k]["messages_per_second"])
+    best = result["runs"][result["best"]]["messages_per_second"]
+    direct = result["direct"]["messages_per_second"]
+    result["ratio_to_direct"] = round(best / direct, 3) if direct else 0.0
+    purge(broker, "processing", "delivery")
+    return result
+
+
+def start_sink(stack, kind: str, work: Path, log_name: str):
+    """Start a sink; returns (port, path of the delivery log or None)."""
+    port = free_port()
+    if kind == "smtp-sink":
+        tool = find_tool("smtp-sink")
+        if tool:
+            start_smtp_sink(stack, tool, port, work)
+            return port, None, "Postfix smtp-sink"
+    path = work / f"{log_name}.txt"
+    service = start(stack, log_name, [sys.executable, "-c", SINK, str(port), str(path)],
+                    dict(os.environ), work)  # fmt: skip
+    service.wait_for("sink ready", timeout=30)
+    return port, path, "aiosmtpd sink (logs MAIL FROM)"
+
+
+def start_gateway(stack, env, work: Path, name: str) -> int:
+    """A one-process gateway on a free port; returns the port."""
+    port = free_port()
+    start_runsmtp(stack, env, port, 1, work, name)
+    return port
+
+
+def load(port: int, creds: dict, messages: int, concurrency: int, ids_file=None) -> dict:
+    return run_load(
+        processes=1, host="127.0.0.1", port=port, user=creds["user"],
+        password=creds["password"], concurrency=concurrency, messages=messages, size=1600,
+        per_connection=1, headers=LOAD_HEADERS, sender=SENDER, to=RECIPIENT, ids_file=ids_file,
+    )  # fmt: skip
+
+
+def relay_env(env: dict, port: int, **extra) -> dict:
+    return {
+        **env,
+        "OUTBOUND_SMTP_RELAY": f"smtp://127.0.0.1:{port}?starttls=never",
+        **{k: str(v) for k, v in extra.items()},
+    }
+
+
+def end_to_end(cfg, stack, env, broker, db, work: Path) -> dict:
+    """(b) loadgen -> gateway -> workers (processing + delivery) -> sink; then the gateway alone."""
+    purge(broker, "processing", "delivery")
+    creds = script(env, SETUP, json.dumps({"name": "bench-e2e", "delivery_type": "Live"}))
+    server = creds["server"]
+    sink_port, _, sink_label = start_sink(stack, cfg.sink, work, "sink-e2e")
+    wenv = relay_env(env, sink_port)
+    gateway_port = start_gateway(stack, wenv, work, "gateway-e2e")
+    step(f"e2e: {cfg.workers} worker(s) --pool {cfg.pool}, sink: {sink_label}")
+    workers = Workers(stack, wenv, work, "processing,delivery", cfg.pool, cfg.concurrency)
+    for _ in range(cfg.workers):
+        workers.start()
+    try:
+        step(f"e2e: loadgen sends {cfg.messages:,} messages")
+        accept = load(gateway_port, creds, cfg.messages, cfg.load_concurrency)
+        done = wait_until(
+            lambda: db.delivered(server) >= accept["messages_ok"], timeout=cfg.timeout,
+            interval=0.25, stall=60, progress=lambda: db.delivered(server),
+        )  # fmt: skip
+    finally:
+        workers.stop()
+    delivered = db.delivered(server)
+    span = db.span(server) if delivered else 0.0
+    step("e2e baseline: the same gateway with the workers stopped")
+    alone = load(gateway_port, creds, cfg.messages, cfg.load_concurrency)
+    purge(broker, "processing", "delivery")
+    e2e_rate = round(delivered / span, 1) if span else 0.0
+    return {
+        "sink": sink_label,
+        "workers": cfg.workers,
+        "pool": cfg.pool if cfg.pool == "solo" else f"{cfg.pool} -c {cfg.concurrency}",
+        "messages": cfg.messages,
+        "accepted": accept["messages_ok"],
+        "delivered": delivered,
+        "completed": done,
+        "recipient_statuses": db.recipient_statuses(server),
+        "seconds": round(span, 3),
+        "messages_per_second": e2e_rate,
+        "accept_with_workers": _accept_figures(accept),
+        "gateway_alone": _accept_figures(alone),
+        "ratio_to_gateway_alone": round(e2e_rate / alone["messages_per_second"], 3)
+        if alone["messages_per_second"]
+        else 0.0,
+    }
+
+
+def _accept_figures(result: dict) -> dict:
+    keep = ("messages_ok", "messages_failed", "seconds", "messages_per_second", "p50_ms", "p99_ms")
+    return {k: result[k] for k in keep} | {"errors": result["errors"]}
+
+
+def kill_run(cfg, stack, env, broker, db, work: Path) -> dict:
+    """(c) Like e2e, with workers SIGKILLed at random moments; count deliveries at the sink."""
+    purge(broker, "processing", "delivery", "celery")
+    creds = script(env, SETUP, json.dumps({"name": "bench-kill", "delivery_type": "Live"}))
+    server = creds["server"]
+    sink_port, sink_log, sink_label = start_sink(stack, "python", work, "sink-kill")
+    # A recipient left 'sending' by a killed worker is sent again 3 x OUTBOUND_TIMEOUT later;
+    # a lost task is found by the sweep (beat) after SWEEP_AFTER_SECONDS. Not shorter than the
+    # default 60 s: the sweep cannot tell a lost task from one still waiting in a backlog, and
+    # re-queues every pending message each time (10 s gave ~940,000 queued deliver tasks).
+    sweep_after = 15 if cfg.quick else 60
+    wenv = relay_env(env, sink_port, OUTBOUND_TIMEOUT=2, SWEEP_AFTER_SECONDS=sweep_after,
+                     SWEEP_INTERVAL_SECONDS=sweep_after / 2)  # fmt: skip
+    gateway_port = start_gateway(stack, wenv, work, "gateway-kill")
+    beat = start(stack, "beat", [*CELERY, "beat", "-l", "info"], wenv, work)
+    workers = Workers(stack, wenv, work, "processing,delivery,celery", cfg.pool, cfg.concurrency)
+    for _ in range(cfg.workers):
+        workers.start()
+    rng = random.Random(os.getpid())
+    kills: list[float] = []
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def killer():
+        try:
+            while not stop.wait(rng.uniform(*cfg.kill_every)):
+                workers.kill(rng)
+                kills.append(time.monotonic())
+        except Exception as exc:  # reported, not lost in a thread
+            errors.append(repr(exc))
+
+    ids_file = str(work / "kill-ids.txt")
+    thread = threading.Thread(target=killer, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    try:
+        step(f"kill run: {cfg.kill_messages:,} messages, a worker SIGKILLed every "
+             f"{cfg.kill_every[0]:g}-{cfg.kill_every[1]:g} s")  # fmt: skip
+        accept = load(gateway_port, creds, cfg.kill_messages, cfg.load_concurrency, ids_file)
+        done = wait_until(
+            lambda: db.delivered(server) >= accept["messages_ok"], timeout=cfg.timeout,
+            interval=0.5, stall=120, progress=lambda: db.delivered(server),
+        )  # fmt: skip
+        stop.set()
+        thread.join()
+        # Let in-doubt re-sends (3 x OUTBOUND_TIMEOUT) and the sweep show up before counting.
+        time.sleep(8 if not cfg.quick else 3)
+    finally:
+        stop.set()
+        workers.stop()
+        beat.stop()
+    seconds = time.monotonic() - started
+    acknowledged = set(Path(ids_file).read_text().split()) if os.path.exists(ids_file) else set()
+    sent = Counter()
+    verp = re.compile(r"pm_bounces\+([0-9a-f-]{36})@", re.I)
+    for line in sink_log.read_text().splitlines() if sink_log.exists() else []:
+        match = verp.search(line)
+        if match:
+            sent[match.group(1).lower()] += 1
+    once = sum(1 for i in acknowledged if sent.get(i) == 1)
+    missing = sum(1 for i in acknowledged if i not in sent)
+    duplicated = sum(1 for i in acknowledged if sent.get(i, 0) > 1)
+    return {
+        "messages": cfg.kill_messages,
+        "accepted": accept["messages_ok"],
+        "accept_failures": accept["messages_failed"],
+        "kills": len(kills),
+        "worker_starts": workers.started,
+        "killer_errors": errors,
+        "completed": done,
+        "recipient_statuses": db.recipient_statuses(server),
+        "submission_statuses": db.statuses(server),
+        "sink_transactions": sum(sent.values()),
+        "delivered_once": once,
+        "missing": missing,
+        "duplicated": duplicated,
+        "extra_copies": sum(sent[i] - 1 for i in acknowledged if sent.get(i, 0) > 1),
+        "unknown_at_sink": sum(1 for i in sent if i not in acknowledged),
+        "seconds": round(seconds, 1),
+        "exactly_once": bool(acknowledged) and once == len(acknowledged),
+    }
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def goals(result: dict) -> list[dict]:
+    entries = []
+    if "processing" in result:
+        p = result["processing"]
+        best = p["runs"][p["best"]]
+        entries.append({
+            "goal": f"processing >= {GOAL_PROCESSING:.0f} messages/s with one worker process",
+            "passed": best["messages_per_second"] >= GOAL_PROCESSING and best["completed"],
+            "measured": f"{best['messages_per_second']:.0f}/s ({p['best']}); direct call "
+                        f"{p['direct']['messages_per_second']:.0f}/s",
+            "note": "" if best["completed"] else "did not complete",
+        })  # fmt: skip
+    if "e2e" in result:
+        e = result["e2e"]
+        entries.append({
+            "goal": f"end to end (SMTP accept -> relayed) >= {GOAL_E2E:.0f} messages/s, "
+                    "two worker processes",
+            "passed": e["messages_per_second"] >= GOAL_E2E and e["completed"],
+            "measured": f"{e['messages_per_second']:.0f}/s; gateway alone "
+                        f"{e['gateway_alone']['messages_per_second']:.0f}/s",
+            "note": "" if e["workers"] == 2 else f"{e['workers']} worker(s)",
+        })  # fmt: skip
+    if "kill" in result:
+        k = result["kill"]
+        entries.append({
+            "goal": "run with random worker kills delivers every message exactly once",
+            "passed": k["exactly_once"],
+            "measured": f"{k['delivered_once']:,}/{k['accepted']:,} once, {k['missing']} "
+                        f"missing, {k['duplicated']} duplicated, {k['kills']} kills",
+            "note": "" if k["messages"] >= 10_000 else f"{k['messages']:,} messages, not 10,000",
+        })  # fmt: skip
+    return entries
+
+
+def report(result: dict) -> str:
+    cfg = result["config"]
+    lines = [f"Processing and delivery benchmark ({cfg['messages']:,} messages per run, "
+             "PostgreSQL, RabbitMQ)"]  # fmt: skip
+    if "processing" in result:
+        p = result["processing"]
+        fill = p["fill"]
+        lines += [
+            "",
+            f"(a) processing, one worker process, -Q processing (mean message "
+            f"{fill['mean_size']:,} bytes; mix {fill['kinds']})",
+            f"  {'run':<40}{'msg/s':>9}{'seconds':>9}",
+        ]
+        for label, run in p["runs"].items():
+            lines.append(f"  {'worker --pool ' + label:<40}{run['messages_per_second']:>9.1f}"
+                         f"{run['seconds']:>9.2f}")  # fmt: skip
+        d = p["direct"]
+        lines.append(f"  {'baseline: process_submission, no broker':<40}"
+                     f"{d['messages_per_second']:>9.1f}{d['seconds']:>9.2f}")  # fmt: skip
+        lines.append(f"  {'best worker / direct':<40}{p['ratio_to_direct']:>8.2f}x")
+        lines.append(f"  submissions: {p['statuses']}; SMTPApiError bounces: {p['bounces']}")
+    if "e2e" in result:
+        e = result["e2e"]
+        lines += [
+            "",
+            f"(b) end to end: loadgen -> gateway (1 process) -> {e['workers']} worker(s) "
+            f"(--pool {e['pool']}) -> {e['sink']}",
+            f"  delivered {e['delivered']:,}/{e['accepted']:,} in {e['seconds']:.2f} s "
+            f"(first accept -> last delivered): {e['messages_per_second']:.1f} msg/s",
+            f"  gateway accept rate during the run: "
+            f"{e['accept_with_workers']['messages_per_second']:.1f} msg/s; "
+            f"gateway alone (workers stopped): {e['gateway_alone']['messages_per_second']:.1f}"
+            f" msg/s; end to end / gateway alone: {e['ratio_to_gateway_alone']:.2f}x",
+        ]
+    if "kill" in result:
+        k = result["kill"]
+        lines += [
+            "",
+            f"(c) kill run: {k['accepted']:,} accepted, {k['kills']} SIGKILLs in {k['seconds']} s;"
+            f" at the sink: {k['delivered_once']:,} once, {k['missing']} missing, "
+            f"{k['duplicated']} duplicated ({k['extra_copies']} extra copies)",
+            f"  recipients: {k['recipient_statuses']}",
+        ]
+    lines += ["", *goal_lines(result["goals"])]
+    return "\n".join(lines)
+
+
+# --- orchestration --------------------------------------------------------------------------------
+
+
+def run(cfg, stack: contextlib.ExitStack) -> dict:
+    work = scratch_dir(stack, "pipelinebench-")
+    raise_fd_limit()
+    name = f"bench_{os.getpid()}"
+    result = {"config": {k: v for k, v in vars(cfg).items()}}
+    step(f"preparing PostgreSQL template database {name} (migrate)")
+    env = gateway_env(throwaway_database(stack, name), work / "data")
+    manage(env, "migrate", "--noinput", "--verbosity", "0")
+    tables = model_tables(env, *TABLES)
+    sections = {"processing": processing, "e2e": end_to_end, "kill": kill_run}
+    result["errors"] = {}
+    for section, function in sections.items():
+        if section not in cfg.only:
+            continue
+        # Each section has a database (a copy of the migrated template) and a RabbitMQ virtual
+        # host of its own: nothing left over by one section (queued tasks, submissions the sweep
+        # would find) can reach the next.
+        with contextlib.ExitStack() as section_stack:
+            try:
+                own = f"{name}_{section}"
+                database_url = throwaway_database(section_stack, own, template=name)
+                broker = prepare_vhost(section_stack, own)
+                section_env = {**env, "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker}
+                db = Db(database_url, tables)
+                section_stack.callback(db.close)
+                result[section] = function(cfg, section_stack, section_env, broker, db, work)
+            except Exception as exc:
+                result["errors"][section] = f"{type(exc).__name__}: {exc}"[-3000:]
+                step(f"{section} failed: {result['errors'][section]}")
+    result["goals"] = goals(result)
+    return result
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = benchmark_parser("bench.pipeline", __doc__)
+    add = parser.add_argument
+    add("--messages", type=int, help="messages per processing / e2e run (default 10000; quick 300)")
+    add("--workers", type=int, default=2, help="worker processes for e2e and kill (default 2)")
+    add("--pool", default="threads", choices=["threads", "solo", "prefork"],
+        help="pool of the e2e / kill workers (default threads)")  # fmt: skip
+    add("--concurrency", type=int, default=4, help="threads per e2e / kill worker (default 4)")
+    add("--load-concurrency", type=int, default=20, help="loadgen sessions (default 20)")
+    add("--sink", default="smtp-sink", choices=["smtp-sink", "python"], help="e2e relay sink")
+    add("--kill-run", dest="kill_messages", type=int,
+        help="messages of the kill run (default 10000; quick 200)")  # fmt: skip
+    add("--only", default="processing,e2e,kill", help="sections, comma separated")
+    add("--timeout", type=float, default=900.0, help="seconds a run may take")
+    cfg = parser.parse_args(argv)
+    if cfg.messages is None:
+        cfg.messages = 300 if cfg.quick else 10_000
+    if cfg.kill_messages is None:
+        cfg.kill_messages = 200 if cfg.quick else 10_000
+    cfg.kill_every = (1.0, 2.0) if cfg.quick else (2.0, 5.0)
+    cfg.only = [s.strip() for s in cfg.only.split(",") if s.strip()]
+    if cfg.quick:
+        cfg.timeout = min(cfg.timeout, 120.0)
+    return cfg
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    if not reachable("127.0.0.1", 5432) or not reachable("127.0.0.1", 5672):
+        print("PostgreSQL (5432) and RabbitMQ (5672) must answer on 127.0.0.1", file=sys.stderr)
+        return 2
+    result = run_benchmark(cfg, run, report)
+    incomplete = [
+        name for name in ("processing", "e2e", "kill") if name in result
+        and not (all(r["completed"] for r in result[name]["runs"].values())
+                 if name == "processing" else result[name]["completed"])
+    ]  # fmt: skip
+    if result["errors"] or incomplete:
+        print(f"crashed: {sorted(result['errors'])}, incomplete: {incomplete}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""``python -m bench.pipeline --quick`` runs end to end (PostgreSQL + RabbitMQ) and writes sane
+JSON. No timing thresholds: the figures belong to the benchmark, not to the test suite."""
+
+import pytest
+
+from conftest import require_service
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+
+def test_pipeline_bench_quick(run_quick):
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    _, result = run_quick("bench.pipeline", timeout=240)
+    assert result["errors"] == {}
+    processing = result["processing"]
+    messages = result["config"]["messages"]
+    for run in processing["runs"].values():
+        assert run["completed"] and run["left_unprocessed"] == 0
+        assert run["messages_per_second"] > 0
+    assert processing["direct"]["messages"] == messages
+    statuses = processing["statuses"]
+    assert statuses.get("accepted", 0) == 0
+    assert statuses["failed"] == processing["bounces"] > 0  # the unknown-stream ones
+    e2e = result["e2e"]
+    assert e2e["completed"] and e2e["delivered"] == e2e["accepted"] == messages
+    assert e2e["messages_per_second"] > 0 and e2e["gateway_alone"]["messages_per_second"] > 0
+    kill = result["kill"]
+    assert kill["completed"] and kill["missing"] == 0
+    assert kill["delivered_once"] + kill["duplicated"] == kill["accepted"]
+    assert {g["goal"].split()[0] for g in result["goals"]} == {"processing", "end", "run"}

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class OutboundConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "outbound"
+    verbose_name = "Messages"
+
+    def ready(self):
+        from streams.signals import subscription_changed
+
+        from .events import record_subscription_change
+
+        subscription_changed.connect(record_subscription_change, dispatch_uid="outbound.events")

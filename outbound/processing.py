@@ -1,0 +1,331 @@
+"""Processing: from an accepted submission to an outbound message, or SMTPApiError bounces.
+
+The rules of Postmark's SMTP API live here: which stream, the ``X-PM-*`` headers, the recipient
+limit, inactive recipients. Problems found after the ``250`` cannot be told to the client, so each
+becomes an ``SMTPApiError`` bounce per affected recipient, whose dump holds the long error message
+and the message as received.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from bounces.services import record_bounce
+from bounces.types import SMTP_API_ERROR
+from outbound import mime
+from outbound.events import record_bounce_event
+from outbound.intake import process_report
+from outbound.models import OutboundMessage, Recipient, Submission
+from servers.models import Server
+from streams.models import Endpoint, MessageStream, StreamType
+from streams.services import sending_refusal
+from streams.suppressions import inactive_among, normalise
+
+log = logging.getLogger(__name__)
+
+MAX_TAG_LENGTH = 1000
+MAX_METADATA_FIELDS = 10
+MAX_METADATA_KEY_LENGTH = 20
+MAX_METADATA_VALUE_LENGTH = 80
+TRACK_LINKS_VALUES = {"none": "None", "htmlandtext": "HtmlAndText", "htmlonly": "HtmlOnly",
+                      "textonly": "TextOnly"}  # fmt: skip
+INACTIVE_MESSAGE = (
+    "You tried to send to recipient(s) that have been marked as inactive. "
+    "Found inactive addresses: {addresses}. Inactive recipients are ones that have generated "
+    "a hard bounce, a spam complaint, or a manual suppression."
+)
+
+
+@dataclass
+class Problem:
+    """An error found after acceptance, in Postmark's terms."""
+
+    error_code: int
+    message: str  # the long message, as the API would return it
+    details: str  # the short description for the bounce's Details
+    recipients: list[str] | None = None  # None: every recipient of the message
+
+
+@dataclass
+class ParsedMessage:
+    """What processing needs from the headers of a submission."""
+
+    charset: str = ""
+    from_address: str = ""
+    subject: str = ""
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    stream_id: str = ""  # X-PM-Message-Stream, first occurrence
+    tag: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    track_opens: bool | None = None
+    track_links: str | None = None
+    keep_id: bool = False
+    message_id_header: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _bool(value: str) -> bool | None:
+    return {"true": True, "false": False}.get(value.strip().lower())
+
+
+def parse_headers(raw: bytes) -> ParsedMessage:
+    """Read the headers that matter. Never raises: what is wrong becomes a Problem."""
+    header_block, _, _ = mime.split_message(raw)
+    parsed = ParsedMessage(charset=mime.declared_charset(header_block))
+    to_values, cc_values = [], []
+    metadata_keys: dict[str, int] = {}
+    for name, raw_field in mime.fields(header_block):
+        if not name:
+            continue
+        value = mime.field_value(raw_field, parsed.charset)
+        if name == "from" and not parsed.from_address:
+            parsed.from_address = value
+        elif name == "subject" and not parsed.subject:
+            parsed.subject = value
+        elif name == "to":
+            to_values.append(value)
+        elif name == "cc":
+            cc_values.append(value)
+        elif name == "message-id" and not parsed.message_id_header:
+            parsed.message_id_header = value
+        elif name == "x-pm-message-stream" and not parsed.stream_id:
+            parsed.stream_id = value.strip()
+        elif name == "x-pm-tag" and not parsed.tag:
+            parsed.tag = value
+        elif name.startswith("x-pm-metadata-"):
+            _add_metadata(parsed, mime.header_name(raw_field)[len("x-pm-metadata-") :], value,
+                          metadata_keys)  # fmt: skip
+        elif name in ("x-pm-trackopens", "x-pm-track-opens"):
+            parsed.track_opens = _bool(value)
+            if parsed.track_opens is None:
+                parsed.problems.append(_invalid(f"X-PM-TrackOpens must be true or false, not "
+                                                f"'{value}'."))  # fmt: skip
+        elif name in ("x-pm-tracklinks", "x-pm-track-links"):
+            parsed.track_links = TRACK_LINKS_VALUES.get(value.strip().lower())
+            if parsed.track_links is None:
+                parsed.problems.append(
+                    _invalid(
+                        f"X-PM-TrackLinks must be None, HtmlAndText, HtmlOnly or TextOnly, "
+                        f"not '{value}'."
+                    )  # fmt: skip
+                )
+        elif name == "x-pm-keepid":
+            parsed.keep_id = _bool(value) is True
+    parsed.to = mime.addresses(to_values)
+    parsed.cc = mime.addresses(cc_values)
+    if len(parsed.tag) > MAX_TAG_LENGTH:
+        parsed.problems.append(_invalid(f"The tag is longer than {MAX_TAG_LENGTH} characters."))
+    return parsed
+
+
+def _invalid(message: str) -> Problem:
+    return Problem(300, f"Invalid email request: {message}", message)
+
+
+def _add_metadata(parsed: ParsedMessage, key: str, value: str, seen: dict[str, int]) -> None:
+    """One metadata field; a repeated key (in any case) gets an incremental number appended."""
+    if not key:
+        parsed.problems.append(_invalid("An X-PM-Metadata- header has no key."))
+        return
+    if len(key) > MAX_METADATA_KEY_LENGTH:
+        parsed.problems.append(
+            _invalid(f"Metadata key '{key}' is longer than {MAX_METADATA_KEY_LENGTH} characters.")
+        )
+        return
+    if len(value) > MAX_METADATA_VALUE_LENGTH:
+        parsed.problems.append(
+            _invalid(
+                f"The value of metadata key '{key}' is longer than "
+                f"{MAX_METADATA_VALUE_LENGTH} characters."
+            )  # fmt: skip
+        )
+        return
+    count = seen.get(key.lower(), 0)
+    seen[key.lower()] = count + 1
+    final_key = key if count == 0 else f"{key}{count}"
+    parsed.metadata[final_key] = value
+    if len(parsed.metadata) > MAX_METADATA_FIELDS:
+        parsed.problems.append(
+            _invalid(f"A message may have at most {MAX_METADATA_FIELDS} metadata fields.")
+        )
+        parsed.metadata.pop(final_key)
+
+
+def resolve_stream(
+    server: Server, submission_stream: MessageStream | None, header_stream: str, endpoint: str
+) -> tuple[MessageStream | None, str, Problem | None]:
+    """The stream a message goes to, the stream ID to report, and the problem if any.
+
+    SMTP tokens and IP credentials fix the stream; server tokens name it in X-PM-Message-Stream
+    (default ``outbound``)."""
+    stream = submission_stream
+    stream_id = stream.stream_id if stream else (header_stream or "outbound")
+    if stream is None:
+        stream = MessageStream.objects.filter(server=server, stream_id=stream_id).first()
+        if stream is None:
+            text = f"The stream provided: '{stream_id}' does not exist on this server."
+            return None, stream_id, Problem(1235, text, text)
+    if stream.archived:
+        text = f"The stream provided: '{stream_id}' is archived and cannot send."
+        return stream, stream_id, Problem(1236, text, text)
+    refusal = sending_refusal(stream.message_stream_type, stream_id, endpoint)
+    if refusal:
+        return stream, stream_id, Problem(1236, refusal, refusal)
+    return stream, stream_id, None
+
+
+def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_problem):
+    """Every problem with a submission: message-level ones first, then inactive recipients."""
+    problems = list(parsed.problems)
+    if stream_problem:
+        problems.insert(0, stream_problem)
+    if len(submission.rcpt_to) > settings.SMTP_MAX_RECIPIENTS:
+        problems.append(
+            _invalid(
+                f"A message may have at most {settings.SMTP_MAX_RECIPIENTS} recipients, "
+                f"this one has {len(submission.rcpt_to)}."
+            )  # fmt: skip
+        )
+    if stream is not None and not problems:
+        inactive = inactive_among(stream, submission.rcpt_to)
+        if inactive:
+            listed = ", ".join(sorted(inactive))
+            problems.append(
+                Problem(
+                    406,
+                    INACTIVE_MESSAGE.format(addresses=listed),
+                    f"Inactive recipient: {listed}",
+                    recipients=[r for r in submission.rcpt_to if normalise(r) in inactive],
+                )
+            )
+    return problems
+
+
+def delivered_content(
+    raw: bytes, message_id_header: str, keep_id: bool, message_id: uuid.UUID
+) -> tuple[bytes, str]:
+    """The message as it will be delivered: no X-PM-* or Bcc header, and a Message-ID derived
+    from the MessageID unless the client asked to keep its own. Returns the bytes and the
+    Message-ID header value."""
+    if keep_id and message_id_header:
+        return mime.rewrite(raw, _drop_private, []), message_id_header
+    new_id = f"<{message_id}@{settings.MESSAGE_ID_DOMAIN}>"
+    content = mime.rewrite(
+        raw,
+        lambda name: _drop_private(name) or name == "message-id",
+        [f"Message-ID: {new_id}".encode()],
+    )
+    return content, new_id
+
+
+def _drop_private(name: str) -> bool:
+    return name.startswith("x-pm-") or name == "bcc"
+
+
+def dump_text(problem: Problem, raw: bytes, charset: str) -> str:
+    """The SMTPApiError dump: the long error message with its code, then the message received."""
+    return (
+        f"ErrorCode: {problem.error_code}\r\n"
+        f"Message: {problem.message}\r\n"
+        "\r\n"
+        f"{mime.decode_bytes(raw, charset)}"
+    )
+
+
+def examine(submission: Submission):
+    """Parse a submission and find its problems, writing nothing: (parsed headers, stream,
+    stream ID, problems). Strict mode runs this in the SMTP session before answering."""
+    parsed = parse_headers(bytes(submission.raw))
+    stream, stream_id, stream_problem = resolve_stream(
+        submission.server, submission.stream, parsed.stream_id, submission.endpoint
+    )
+    return parsed, stream, stream_id, find_problems(submission, parsed, stream, stream_problem)
+
+
+def process_submission(submission_id: int) -> str:
+    """Process one accepted submission, once: returns its new status (or the old one when it was
+    already processed). Database errors propagate so the task is retried. Queuing the delivery
+    of what it made is the caller's (``outbound.tasks.process_submissions``)."""
+    with transaction.atomic():
+        submission = (
+            Submission.objects.select_for_update(of=("self",))
+            .select_related("server", "stream")
+            .filter(pk=submission_id)
+            .first()
+        )
+        if submission is None or submission.status not in (
+            Submission.Status.ACCEPTED,
+            Submission.Status.REJECTED,
+        ):
+            return submission.status if submission else "missing"
+        if submission.endpoint == Endpoint.BOUNCE:
+            submission.status = process_report(submission)
+            submission.save(update_fields=["status"])
+            return submission.status
+        raw = bytes(submission.raw)
+        parsed, stream, stream_id, problems = examine(submission)
+        failed: set[str] = set()
+        for problem in problems:
+            affected = problem.recipients if problem.recipients is not None else submission.rcpt_to
+            for recipient in affected:
+                bounce = record_bounce(
+                    server=submission.server,
+                    stream=stream,
+                    message_stream=stream_id,
+                    type=SMTP_API_ERROR,
+                    email=recipient,
+                    message_id=submission.message_id,
+                    from_address=mime.first_address(parsed.from_address) or submission.mail_from,
+                    subject=parsed.subject,
+                    tag=parsed.tag[:MAX_TAG_LENGTH],
+                    metadata=parsed.metadata,
+                    details=problem.details,
+                    content=dump_text(problem, raw, parsed.charset),
+                    bounced_at=submission.received_at,
+                )
+                record_bounce_event(bounce)
+                failed.add(recipient)
+        active = [r for r in submission.rcpt_to if r not in failed]
+        if active and submission.status == Submission.Status.ACCEPTED:
+            _create_outbound(submission, stream, parsed, raw, active)
+            submission.status = Submission.Status.PROCESSED
+        else:
+            submission.status = Submission.Status.FAILED
+        submission.save(update_fields=["status"])
+        return submission.status
+
+
+def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
+    server = submission.server
+    content, message_id_header = delivered_content(
+        raw, parsed.message_id_header, parsed.keep_id, submission.message_id
+    )
+    header_recipients = {a.lower() for a in parsed.to + parsed.cc}
+    track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
+        server.track_opens or bool(parsed.track_opens)
+    )
+    message = OutboundMessage.objects.create(
+        message_id=submission.message_id,
+        submission=submission,
+        server=server,
+        stream=stream,
+        from_address=parsed.from_address or submission.mail_from,
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=[r for r in submission.rcpt_to if r.lower() not in header_recipients],
+        recipients=active,
+        subject=parsed.subject,
+        tag=parsed.tag,
+        metadata=parsed.metadata,
+        track_opens=track_opens,
+        track_links=parsed.track_links or server.track_links,
+        message_id_header=message_id_header,
+        size=len(content),
+        content=content,
+        received_at=submission.received_at,
+    )
+    Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])

@@ -1,0 +1,109 @@
+"""The project's admin site: the operator dashboard, and what a model's change page shows that its
+own app cannot know (a message's webhook posts, the message behind a bounce).
+
+It sits at the top of the dependency order (it may import every app) and is installed through
+``postmark_site.apps.PostmarkAdminConfig``, so each app's ``admin.py`` registers with it through
+``django.contrib.admin.site`` as usual. Every model admin registered here is scoped by staff server
+access: a class without ``ServerScopedAdmin`` (e.g. django.contrib.auth's) gets it.
+"""
+
+import contextlib
+
+from django.contrib import admin
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_safe
+
+from bounces.models import Bounce
+from outbound.models import OutboundMessage
+from servers.access import visible_server_ids, visible_servers
+from servers.scoping import ServerScopedAdmin, change_url
+
+from . import dashboard as stats
+
+
+class PostmarkAdminSite(admin.AdminSite):
+    site_header = "Postmark-compatible mail"
+    site_title = "Mail admin"
+    index_title = "Servers, streams, messages and bounces"
+
+    def __init__(self, name="admin"):
+        super().__init__(name)
+        # model -> function(request, obj) -> extra context of its change page
+        self.change_page_context = {
+            OutboundMessage: message_page_context,
+            Bounce: bounce_page_context,
+        }
+
+    def register(self, model_or_iterable, admin_class=None, **options):
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, ServerScopedAdmin):
+            admin_class = type(admin_class.__name__, (ServerScopedAdmin, admin_class), {})
+        super().register(model_or_iterable, admin_class, **options)
+
+    def get_urls(self):
+        return [
+            path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            *super().get_urls(),
+        ]
+
+    @staticmethod
+    def _dashboard_context(request) -> dict:
+        visible = visible_server_ids(request.user)
+        window = request.GET.get("window", stats.DEFAULT_WINDOW)
+        if window not in stats.WINDOWS:
+            window = stats.DEFAULT_WINDOW
+        selected = None
+        with contextlib.suppress(ValueError):
+            selected = int(request.GET.get("server", ""))
+        if selected is not None and visible is not None and selected not in visible:
+            raise Http404("No such server.")
+        ids = [selected] if selected is not None else visible
+        data = stats.collect(ids)
+        label = stats.WINDOWS[window][0]
+        overall = [stats.Bucket(b) for b in stats.window_buckets(window, data.now)]
+        for server_stats in data.servers:
+            for total, bucket in zip(overall, server_stats.series[window], strict=True):
+                total.counts.add(bucket.counts)
+            server_stats.chart = stats.chart_svg(
+                server_stats.series[window], window, title=f"{server_stats.server.name}: {label}"
+            )
+        servers_for_menu = (
+            data.servers and [s.server for s in data.servers]
+            if selected is None
+            else list(visible_servers(request.user).only("id", "name"))
+        )
+        return {
+            "title": "Dashboard",
+            "data": data,
+            "window": window,
+            "window_label": label,
+            "windows": [(key, value[0]) for key, value in stats.WINDOWS.items()],
+            "selected_server": selected,
+            "servers_for_menu": servers_for_menu or [],
+            "overall_chart": stats.chart_svg(overall, window, title=f"All servers: {label}"),
+            "window_keys": list(stats.WINDOWS),
+        }
+
+    @method_decorator(require_safe)
+    def dashboard_view(self, request):
+        context = {**self.each_context(request), **self._dashboard_context(request)}
+        return TemplateResponse(request, "admin/dashboard.html", context)
+
+
+def message_page_context(request, message) -> dict:
+    return {"timeline": stats.message_timeline(message)}
+
+
+def bounce_page_context(request, bounce) -> dict:
+    """A link to the message the bounce is about, when it is still kept."""
+    message = (
+        OutboundMessage.objects.filter(server_id=bounce.server_id, message_id=bounce.message_id)
+        .only("id")
+        .first()
+        if bounce.message_id
+        else None
+    )
+    return {"message_url": change_url(message) if message else ""}

@@ -1,0 +1,252 @@
+from django import forms
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from servers.scoping import ScopedModelAdmin
+from webhooks.dispatch import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    UnsafeUrl,
+    check_url,
+    retry_now,
+    split_credentials,
+    validate_headers,
+)
+from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
+
+# --- Webhooks -------------------------------------------------------------------------------------
+
+
+class WebhookForm(forms.ModelForm):
+    """The URL is checked like the API does (http/https, SSRF guard); ``user:pass@`` in it moves
+    to basic auth."""
+
+    http_auth_password = forms.CharField(
+        label="basic auth password",
+        required=False,
+        widget=forms.PasswordInput(render_value=True),
+    )
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "stream",
+            "url",
+            "http_auth_username",
+            "http_auth_password",
+            "http_headers",
+            "delivery_enabled",
+            "bounce_enabled",
+            "bounce_include_content",
+            "spam_complaint_enabled",
+            "spam_complaint_include_content",
+            "open_enabled",
+            "open_post_first_open_only",
+            "click_enabled",
+            "subscription_change_enabled",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["http_auth_password"].initial = self.instance.http_auth_password
+
+    def clean_url(self):
+        clean, user, password = split_credentials(self.cleaned_data["url"])
+        try:
+            check_url(clean)
+        except UnsafeUrl as exc:
+            raise forms.ValidationError(exc.message) from None
+        self._url_credentials = (user, password)
+        return clean
+
+    def clean_http_headers(self):
+        try:
+            return validate_headers(self.cleaned_data.get("http_headers"))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        user, password = getattr(self, "_url_credentials", ("", ""))
+        if (user or password) and not (
+            cleaned.get("http_auth_username") or cleaned.get("http_auth_password")
+        ):
+            cleaned["http_auth_username"], cleaned["http_auth_password"] = user, password
+        return cleaned
+
+    def save(self, commit=True):
+        webhook = super().save(commit=False)
+        webhook.http_auth_username = self.cleaned_data.get("http_auth_username") or ""
+        webhook.http_auth_password = self.cleaned_data.get("http_auth_password") or ""
+        if commit:
+            webhook.save()
+        return webhook
+
+
+@admin.register(Webhook)
+class WebhookAdmin(ScopedModelAdmin):
+    form = WebhookForm
+    list_display = ("id", "url", "stream", "triggers", "created_at")
+    list_filter = ("stream__server",)
+    search_fields = ("url",)
+    list_select_related = ("stream__server",)
+    readonly_fields = ("signing_secret_display", "recent_deliveries", "created_at", "updated_at")
+    actions = ["regenerate_signing_secret"]
+    fieldsets = (
+        (None, {"fields": ("stream", "url", "http_auth_username", "http_auth_password",
+                           "http_headers")}),
+        ("Triggers", {"fields": (
+            "delivery_enabled",
+            ("bounce_enabled", "bounce_include_content"),
+            ("spam_complaint_enabled", "spam_complaint_include_content"),
+            ("open_enabled", "open_post_first_open_only"),
+            "click_enabled",
+            "subscription_change_enabled",
+        )}),
+        ("Signature and activity", {"fields": ("signing_secret_display", "recent_deliveries",
+                                               "created_at", "updated_at")}),
+    )  # fmt: skip
+
+    @admin.display(description="Triggers")
+    def triggers(self, obj):
+        names = [
+            label
+            for label, on in (
+                ("Delivery", obj.delivery_enabled),
+                ("Bounce", obj.bounce_enabled),
+                ("SpamComplaint", obj.spam_complaint_enabled),
+                ("Open", obj.open_enabled),
+                ("Click", obj.click_enabled),
+                ("SubscriptionChange", obj.subscription_change_enabled),
+            )
+            if on
+        ]
+        return ", ".join(names) or "(none)"
+
+    @admin.display(description="signing secret")
+    def signing_secret_display(self, obj):
+        if not obj.pk:
+            return "(generated when the webhook is saved)"
+
+        return format_html(
+            '<code>{}</code><br>{}: sha256=HMAC-SHA256(secret, {} + "." + body)',
+            obj.signing_secret,
+            SIGNATURE_HEADER,
+            TIMESTAMP_HEADER,
+        )
+
+    @admin.display(description="recent deliveries")
+    def recent_deliveries(self, obj):
+        if not obj.pk:
+            return "-"
+
+        rows = []
+        for delivery in obj.deliveries.select_related("event").order_by("-id")[:20]:
+            last = delivery.attempt_log.order_by("-id").first()
+            rows.append(
+                (
+                    reverse("admin:webhooks_webhookdelivery_change", args=[delivery.pk]),
+                    delivery.pk,
+                    delivery.event.type,
+                    delivery.event.recipient,
+                    delivery.get_status_display(),
+                    delivery.attempts,
+                    last.started_at.strftime("%Y-%m-%d %H:%M:%S") if last else "",
+                    (last.status_code or last.error[:80]) if last else "",
+                    f"{last.latency_ms} ms" if last else "",
+                )
+            )
+        if not rows:
+            return "(none yet)"
+        body = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            rows,
+        )
+        return format_html(
+            "<table><tr><th>delivery</th><th>event</th><th>recipient</th><th>status</th>"
+            "<th>attempts</th><th>last try</th><th>answer</th><th>latency</th></tr>{}</table>",
+            body,
+        )
+
+    @admin.action(description="Generate a new signing secret", permissions=["change"])
+    def regenerate_signing_secret(self, request, queryset):
+        for webhook in queryset:
+            webhook.new_signing_secret()
+            webhook.save(update_fields=["signing_secret_encrypted", "updated_at"])
+        self.message_user(request, f"New signing secret for {queryset.count()} webhook(s).")
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "started_at", "status_code", "latency_ms", "response_excerpt", "error")
+    readonly_fields = fields
+    ordering = ("-id",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ScopedModelAdmin):
+    list_display = (
+        "id",
+        "event_type",
+        "recipient",
+        "webhook",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "created_at",
+    )
+    list_filter = ("status", "event__type", "webhook__stream__server")
+    search_fields = ("event__recipient", "webhook__url")
+    list_select_related = ("event", "webhook__stream__server")
+    actions = ["retry_now"]
+    inlines = [WebhookAttemptInline]
+    fields = (
+        "webhook",
+        "event_type",
+        "recipient",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_retry_permission(self, request):
+        # has_change_permission is False (deliveries are records): retrying needs the change right.
+        return request.user.has_perm("webhooks.change_webhookdelivery")
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+
+    @admin.display(description="event")
+    def event_type(self, obj):
+        return obj.event.type
+
+    @admin.display(description="recipient")
+    def recipient(self, obj):
+        return obj.event.recipient
+
+    @admin.action(description="Retry now", permissions=["retry"])
+    def retry_now(self, request, queryset):
+        done = retry_now(queryset)
+        self.message_user(request, f"Queued {done} delivery(ies) to be posted again.",
+                          messages.SUCCESS)  # fmt: skip
