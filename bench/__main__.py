@@ -4,7 +4,9 @@
 
 Each section runs as its own subprocess (its own throwaway database, processes and clean-up):
 
-    gateway     python -m bench.gateway           the SMTP gateway against a bare aiosmtpd sink
+    gateway     python -m bench.gateway           the SMTP gateway against a bare aiosmtpd sink:
+                                                  throughput, latency, memory, and the DATA
+                                                  phase fed the same hostile inputs
     processing  python -m bench.pipeline --only processing
     e2e         python -m bench.pipeline --only e2e
     kill        python -m bench.pipeline --only kill

@@ -101,6 +101,30 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin")
 
 
+def proc_status_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of ``pid`` from /proc/<pid>/status, in MB (VmRSS, VmHWM: the peak RSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset the peak RSS (VmHWM) of ``pid`` to its current RSS; False where Linux does not let
+    this process do it (then VmHWM is the peak since the process started)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of every thread of ``pid`` so far (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scratch_dir(stack: contextlib.ExitStack, prefix: str) -> Path:
     """A temporary folder (removed by ``stack``) for logs and files, with an empty ``data``
     folder inside for DATA_DIR: a benchmark never touches the project's ./data."""

@@ -4,6 +4,11 @@ Sessions hand their submission to ``GroupCommitter.commit`` and await it; the wr
 everything queued since its last commit and saves it in one database transaction, so durability
 costs one fsync per batch rather than one per message, and the event loop never waits on the
 database.
+
+Batching is for speed, never for failure: when the database refuses a batch because of what is in
+it, each record is committed again on its own, so only the record at fault fails (with
+:class:`RecordRefused`) and the others are stored. When the database is unavailable, every record
+of the batch fails with the database's error, for the sessions to answer 451.
 """
 
 import asyncio
@@ -12,11 +17,31 @@ import queue
 import threading
 from collections.abc import Callable
 
-from django.db import connection
+import psycopg
+from django.db import DataError, IntegrityError, connection
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+# Errors about the values themselves: committing the same record again can never succeed.
+REFUSED_VALUES = (
+    DataError,
+    IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    UnicodeError,
+    ValueError,
+)
+
+
+class RecordRefused(Exception):
+    """The database refused this record for what it holds (its batch neighbours were stored)."""
+
+
+def refused_values(error: BaseException) -> bool:
+    """Whether ``error`` is about the values committed rather than the database's availability."""
+    return isinstance(error, REFUSED_VALUES)
 
 
 class GroupCommitter:
@@ -25,8 +50,10 @@ class GroupCommitter:
         save_batch: Callable[[list], None],
         max_batch: int = 256,
         after_commit: Callable[[list], None] | None = None,
+        refused: Callable[[BaseException], bool] = refused_values,
     ):
         self._save_batch = save_batch
+        self._refused = refused
         self._after_commit = after_commit
         self._max_batch = max_batch
         self._queue: queue.Queue = queue.Queue()
@@ -34,7 +61,8 @@ class GroupCommitter:
         self._thread.start()
 
     async def commit(self, record) -> None:
-        """Return once ``record`` is committed; raise if the batch could not be committed."""
+        """Return once ``record`` is committed. Raises :class:`RecordRefused` when the database
+        refuses the record itself, or the database's error when it could not be reached."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put((record, loop, future))
@@ -66,27 +94,60 @@ class GroupCommitter:
         connection.close()
 
     def _commit_batch(self, batch: list) -> None:
-        error: BaseException | None = None
+        records = [record for record, _, _ in batch]
         try:
-            self._save_batch([record for record, _, _ in batch])
+            self._save_batch(records)
+            outcomes: list[BaseException | None] = [None] * len(records)
         except Exception as exc:
             log.error("group commit of %d submission(s) failed: %s", len(batch), exc)
-            error = exc
-            connection.close()  # reconnect next time: the database may have gone away
+            if not self._refused(exc):
+                connection.close()  # reconnect next time: the database may have gone away
+                outcomes = [exc] * len(records)
+            elif len(records) == 1:
+                outcomes = [_refusal(exc)]
+            else:
+                outcomes = self._commit_one_by_one(records)
         by_loop: dict = {}
-        for _, loop, future in batch:
-            by_loop.setdefault(loop, []).append(future)
-        for loop, futures in by_loop.items():  # one wake-up of each event loop per batch
-            loop.call_soon_threadsafe(_settle_all, futures, error)
-        if error is None and self._after_commit is not None:
+        for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, settled in by_loop.items():  # one wake-up of each event loop per batch
+            loop.call_soon_threadsafe(_settle_all, settled)
+        stored = [record for record, outcome in zip(records, outcomes, strict=True) if not outcome]
+        if stored and self._after_commit is not None:
             try:
-                self._after_commit([record for record, _, _ in batch])
+                self._after_commit(stored)
             except Exception:
                 log.exception("after-commit hook failed")
 
+    def _commit_one_by_one(self, records: list) -> list[BaseException | None]:
+        """Commit each record in a transaction of its own; the outcome of each. Stops at the first
+        error that is not about a record's values (the database went away): the records not
+        tried yet fail with it, rather than each waiting for the database in turn."""
+        outcomes: list[BaseException | None] = []
+        for index, record in enumerate(records):
+            try:
+                self._save_batch([record])
+            except Exception as exc:
+                if not self._refused(exc):
+                    log.error("commit of a single submission failed: %s", exc)
+                    connection.close()
+                    outcomes += [exc] * (len(records) - index)
+                    break
+                outcomes.append(_refusal(exc))
+            else:
+                outcomes.append(None)
+        return outcomes
 
-def _settle_all(futures: list[asyncio.Future], error: BaseException | None) -> None:
-    for future in futures:
+
+def _refusal(error: BaseException) -> RecordRefused:
+    log.warning("the database refused a submission: %r", error)
+    refusal = RecordRefused(str(error))
+    refusal.__cause__ = error
+    return refusal
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, BaseException | None]]) -> None:
+    for future, error in settled:
         if future.done():
             continue
         if error is None:

@@ -1,7 +1,8 @@
 """The SMTP protocol edge: aiosmtpd sessions, AUTH mechanisms, limits and the durable accept.
 
 Only protocol lives here. Who may send is decided in ``smtpgw.credentials``, SASL arithmetic in
-``smtpgw.sasl``, and the records are written by ``streams.submissions`` through the group
+``smtpgw.sasl``, what the service can store in ``smtpgw.storable``, the message data is read by
+``smtpgw.data_reader``, and the records are written by ``outbound.submissions`` through the group
 committer. Anything that touches the database runs in a thread pool, never on the event loop.
 """
 
@@ -16,7 +17,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 from django.conf import settings
 from django.utils import timezone
 
@@ -25,8 +26,9 @@ from outbound.processing import examine
 from outbound.submissions import note_token_use, save_submissions
 from outbound.tasks import enqueue_processing
 from servers.crypto import same
-from smtpgw import credentials, sasl
-from smtpgw.committer import Dispatcher, GroupCommitter
+from smtpgw import credentials, sasl, storable
+from smtpgw.committer import Dispatcher, GroupCommitter, RecordRefused
+from smtpgw.data_reader import DataReader, read_data
 from smtpgw.limits import ConnectionLimits, FailureThrottle
 from streams.listeners import Listener
 from streams.models import Endpoint
@@ -41,6 +43,7 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 TEMPORARY_AUTH_FAILURE = "454 4.7.0 Temporary authentication failure, try again later"
 TOO_MANY_FAILURES = "421 4.7.0 Too many failed authentication attempts, try again later"
 NOT_STORED = "451 4.3.0 The message could not be stored; please try again later"
+CANNOT_STORE = "554 5.3.0 Message refused: it holds a value the service cannot store"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
 SMUGGLING = (
@@ -77,23 +80,6 @@ def with_enhanced_code(status: str) -> str:
         return status
     enhanced = DEFAULT_ENHANCED.get(code) or DEFAULT_ENHANCED[code[0]]
     return f"{code} {enhanced} {text}" if text else f"{code} {enhanced}"
-
-
-def is_smuggling(content: bytes) -> bool:
-    """A line holding only a dot, framed on either side by anything but CRLF: the shape of SMTP
-    smuggling, where another server would see the end of the message where we do not."""
-    for marker in (b"\n.", b"\r."):
-        start = content.find(marker)
-        while start != -1:
-            after = content[start + 2 : start + 4]
-            if after[:1] in (b"\r", b"\n"):  # the dot is alone on its line
-                framed = (
-                    marker == b"\n." and content[start - 1 : start] == b"\r" and after == b"\r\n"
-                )
-                if not framed:
-                    return True
-            start = content.find(marker, start + 1)
-    return False
 
 
 class Gateway:
@@ -238,12 +224,64 @@ class GatewaySMTP(SMTP):
             status = with_enhanced_code(status)
         await super().push(status)
 
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname):
+        refusal = storable.helo_refusal(hostname) if hostname else ""
+        if refusal:
+            await self.push(refusal)
+            return
+        await super().smtp_HELO(hostname)
+
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname):
+        refusal = storable.helo_refusal(hostname) if hostname else ""
+        if refusal:
+            await self.push(refusal)
+            return
         self._verbatim = True  # EHLO lines carry no enhanced codes (RFC 2034)
         try:
             await super().smtp_EHLO(hostname)
         finally:
             self._verbatim = False
+
+    # --- message data -------------------------------------------------------------------------
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA command with the data read by :class:`DataReader`: the same replies
+        and state changes, in memory bounded by the size limit and time linear in the bytes."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = DataReader(self.line_length_limit, self.data_size_limit)
+        try:
+            await read_data(self._reader, data)
+        except asyncio.CancelledError:
+            log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if data.error:
+            await self.push(data.error)
+            self._set_post_data_state()
+            return
+        if data.smuggling:
+            status = self.event_handler.log(self, self.session, self.envelope, SMUGGLING)
+        else:
+            content = data.take_content()
+            self.envelope.content = self.envelope.original_content = content
+            status = MISSING
+            if "DATA" in self._handle_hooks:
+                status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     # --- authentication -----------------------------------------------------------------------
     async def check_auth_needed(self, caller_method: str) -> bool:
@@ -282,6 +320,9 @@ class GatewaySMTP(SMTP):
 
     async def _verify(self, mechanism: str, username: str, check) -> AuthResult:
         """Look the user name up (in the thread pool) and apply ``check(secret)``."""
+        if storable.storage_problem(username):  # no look-up can match it (nor hold it: NUL)
+            self.gateway.throttle.record_failure(self.client_ip)
+            return AuthResult(success=False, handled=False, message=credentials.BAD_CREDENTIALS)
         try:
             credential = credentials.cached(username)
             if credential is credentials.MISS:
@@ -418,6 +459,9 @@ class TransactionHandler:
 
     async def handle_MAIL(self, server: GatewaySMTP, session, envelope, address, options):
         server._mail_started = time.monotonic()
+        refusal = storable.sender_refusal(address)
+        if refusal:
+            return self.log(server, session, envelope, refusal)
         if self.listener.endpoint == Endpoint.BOUNCE:
             envelope.mail_from = address
             envelope.mail_options.extend(options)
@@ -431,6 +475,9 @@ class TransactionHandler:
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server: GatewaySMTP, session, envelope, address, options):
+        refusal = storable.recipient_refusal(address)
+        if refusal:
+            return refusal
         if self.listener.endpoint == Endpoint.BOUNCE:
             return await self.bounce_recipient(session, envelope, address, options)
         if len(envelope.rcpt_tos) >= self.gateway.max_recipients:
@@ -458,8 +505,6 @@ class TransactionHandler:
 
     async def handle_DATA(self, server: GatewaySMTP, session, envelope):
         content: bytes = envelope.original_content
-        if is_smuggling(content):
-            return self.log(server, session, envelope, SMUGGLING)
         identity = session.identity
         row = {
             "message_id": uuid.uuid4(),
@@ -470,7 +515,7 @@ class TransactionHandler:
             "credential": identity.credential,
             "auth_mechanism": getattr(session, "auth_mechanism", ""),
             "client_address": server.client_ip,
-            "client_helo": (session.host_name or "")[:255],
+            "client_helo": session.host_name or "",
             "tls_version": server.tls_version(),
             "mail_from": envelope.mail_from or "",
             "rcpt_to": list(envelope.rcpt_tos),
@@ -479,6 +524,10 @@ class TransactionHandler:
             "status": Submission.Status.ACCEPTED,
             "received_at": timezone.now(),
         }
+        problem = storable.row_problem(row)
+        if problem:
+            log.warning("submission refused before commit: %s", problem)
+            return self.log(server, session, envelope, f"{CANNOT_STORE} ({problem})")
         refusal = ""
         if identity.strict:
             refusal = await self.gateway.run_blocking(strict_refusal, row)
@@ -487,6 +536,8 @@ class TransactionHandler:
                 row["status"] = Submission.Status.REJECTED
         try:
             await self.gateway.committer.commit(row)
+        except RecordRefused:
+            return self.log(server, session, envelope, CANNOT_STORE)
         except Exception:
             return self.log(server, session, envelope, NOT_STORED)
         return self.log(

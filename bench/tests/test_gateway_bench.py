@@ -13,3 +13,12 @@ def test_quick_benchmark_runs_and_checks_durability(run_quick):
     assert result["durability"]["passed"], result["durability"]
     assert result["durability"]["rows"] > 0
     assert "PASS" in stdout or "MISS" in stdout
+    # The DATA phase fed the gateway and the sink the same inputs, and both answered as aiosmtpd.
+    for server in ("gateway", "sink"):
+        figures = result["data"][server]
+        assert figures["endless"]["reply"].startswith("500"), figures["endless"]
+        assert figures["lines"]["reply_codes"] == ["250"], figures["lines"]
+        assert figures["beside"]["beside_messages"] > 0
+    goals = [goal["goal"] for goal in result["goals"]]
+    assert any("without CRLF" in goal for goal in goals)
+    assert any("empty lines" in goal for goal in goals)

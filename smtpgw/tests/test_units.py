@@ -2,8 +2,9 @@
 
 import pytest
 
+from smtpgw.data_reader import is_smuggling
 from smtpgw.limits import ConnectionLimits, FailureThrottle
-from smtpgw.server import is_smuggling, with_enhanced_code
+from smtpgw.server import with_enhanced_code
 from streams.listeners import Listener
 
 
