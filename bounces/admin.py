@@ -84,7 +84,7 @@ class BounceAdmin(ScopedModelAdmin):
         elif not self.has_reactivate_permission(request):
             reason = "You may not change bounces."
         return {
-            "smtp_api_error": smtp_api_error(bounce.content)
+            "smtp_api_error": smtp_api_error(bounce.dump_text)
             if bounce.type == SMTP_API_ERROR
             else None,
             "dump_url": reverse("admin:bounces_bounce_dump", args=[bounce.pk]),
@@ -96,9 +96,9 @@ class BounceAdmin(ScopedModelAdmin):
     @method_decorator(require_safe)
     def bounce_dump(self, request, object_id):
         bounce = self.scoped_object(request, object_id)
-        if not bounce.content:
+        if not bounce.dump_available:
             raise Http404("This bounce has no raw source.")
-        return source_response(request, bounce.content.encode("utf-8"), f"bounce-{bounce.pk}.eml")
+        return source_response(request, bounce.dump_text.encode("utf-8"), f"bounce-{bounce.pk}.eml")
 
     @method_decorator(require_POST)
     def bounce_reactivate(self, request, object_id):
@@ -133,12 +133,12 @@ class BounceAdmin(ScopedModelAdmin):
 
     @admin.display(description="Dump")
     def dump(self, obj):
-        if not obj.content:
+        if not obj.dump_available:
             return "(no dump)"
         return format_html(
             '<pre style="white-space: pre-wrap; overflow-wrap: anywhere; max-height: 40em; '
             'overflow: auto;">{}</pre>',
-            obj.content,
+            obj.dump_text,
         )
 
     @admin.action(
@@ -158,14 +158,14 @@ class BounceAdmin(ScopedModelAdmin):
 
 
 def smtp_api_error(content: str) -> dict:
-    """The long error message at the head of an SMTP API error dump (see
-    ``outbound.processing.dump_text``): {"code": ..., "message": ...}."""
+    """The (first) long error message at the head of an SMTP API error dump (see
+    ``outbound.processing.dump_head``): {"code": ..., "message": ...}."""
     head = content.replace("\r\n", "\n").split("\n\n", 1)[0]
     found = {}
     for line in head.split("\n"):
         key, _, value = line.partition(": ")
         if key == "ErrorCode":
-            found["code"] = value.strip()
+            found.setdefault("code", value.strip())
         elif key == "Message":
-            found["message"] = value.strip()
+            found.setdefault("message", value.strip())
     return found

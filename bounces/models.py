@@ -5,6 +5,17 @@ from servers.models import Server
 from streams.models import MessageStream
 
 
+class Dump(models.Model):
+    """A raw source shared by several bounces: the message as received, kept once for the
+    SMTPApiErrors of all its recipients rather than copied into each."""
+
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"dump {self.pk} ({len(self.text)} characters)"
+
+
 class Bounce(models.Model):
     """A Postmark bounce record. Every field of the API object is derived from these columns."""
 
@@ -22,7 +33,13 @@ class Bounce(models.Model):
     tag = models.CharField(max_length=1000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     details = models.TextField(blank=True)
-    content = models.TextField(blank=True, help_text="The dump: raw source of the bounce.")
+    content = models.TextField(
+        blank=True, help_text="The dump: raw source of the bounce (its head, when shared)."
+    )
+    # The shared rest of the dump (the message as received), after ``content``.
+    source = models.ForeignKey(
+        Dump, on_delete=models.SET_NULL, null=True, blank=True, related_name="bounces"
+    )
     bounced_at = models.DateTimeField()
     inactive = models.BooleanField(default=False)
     can_activate = models.BooleanField(default=False)
@@ -69,7 +86,12 @@ class Bounce(models.Model):
 
     @property
     def dump_available(self) -> bool:
-        return bool(self.content)
+        return bool(self.content) or self.source_id is not None
+
+    @property
+    def dump_text(self) -> str:
+        """The whole dump: this bounce's own text, then the shared source if there is one."""
+        return self.content + (self.source.text if self.source_id is not None else "")
 
 
 # --- Webhooks (compat §4) -------------------------------------------------------------------------

@@ -19,7 +19,10 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
+from servers import crypto
+
 VERP_LOCAL_PART = "pm_bounces"
+VERP_TAG_PURPOSE = b"verp"
 MAX_BYTES = 2 * 1024 * 1024  # parse at most this much; the report parts come before the original
 MAX_TEXT = 100_000  # characters of notification text searched by the heuristics
 MAX_PARTS = 200
@@ -29,8 +32,10 @@ MAX_HEADER = 4000  # characters of a header value looked at
 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _UUID_RE = re.compile(rf"\s*<?\s*({_UUID})\s*>?\s*", re.I)
-_VERP_ADDR_RE = re.compile(rf"{VERP_LOCAL_PART}\+({_UUID})@[^@\s<>]+", re.I)
-_VERP_IN_TEXT_RE = re.compile(rf"{VERP_LOCAL_PART}\+({_UUID})@".encode(), re.I)
+VERP_TAG_LENGTH = 10  # hex digits: 40 bits of HMAC, checked before a report may touch anything
+_VERP_TAG = rf"(?:\.([0-9a-f]{{{VERP_TAG_LENGTH}}}))?"
+_VERP_ADDR_RE = re.compile(rf"{VERP_LOCAL_PART}\+({_UUID}){_VERP_TAG}@[^@\s<>]+", re.I)
+_VERP_IN_TEXT_RE = re.compile(rf"{VERP_LOCAL_PART}\+({_UUID}){_VERP_TAG}@".encode(), re.I)
 _MESSAGE_ID_RE = re.compile(r"<[^<>\s]{1,500}>")
 _MESSAGE_ID_UUID_RE = re.compile(rf"<({_UUID})@[^<>\s]{{1,255}}>", re.I)
 _ENHANCED_RE = re.compile(r"(?<!\d)(?<!\d\.)([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
@@ -56,23 +61,32 @@ class Report:
 
 
 def verp_address(message_id: str, domain: str) -> str:
-    """The return path for a message: ``pm_bounces+<MessageID>@<domain>`` (ValueError if bad)."""
+    """The return path for a message: ``pm_bounces+<MessageID>.<tag>@<domain>`` (ValueError if
+    bad). The tag is a keyed HMAC of the MessageID (under SECRETS_KEY): only the service can make
+    one, so an address it did not hand out is refused at RCPT by the bounce MX."""
     canonical = str(uuid.UUID(str(message_id).strip()))
     domain = str(domain).strip().lstrip("@")
     if not domain or "@" in domain or any(c.isspace() for c in domain):
         raise ValueError(f"not a bounce domain: {domain!r}")
-    return f"{VERP_LOCAL_PART}+{canonical}@{domain}"
+    tag = crypto.tag(VERP_TAG_PURPOSE, canonical, VERP_TAG_LENGTH)
+    return f"{VERP_LOCAL_PART}+{canonical}.{tag}@{domain}"
 
 
 def message_id_from_verp(address: str) -> str:
-    """The MessageID (lower-case UUID) in a VERP address, or "" if it is not one of ours."""
+    """The MessageID (lower-case UUID) in a VERP address, or "" if it is not one of ours (no tag,
+    or a tag the service did not make)."""
     try:
         text = str(address or "").strip()
         if ";" in text:  # DSN address-type prefix, e.g. "rfc822; pm_bounces+…@…"
             text = text.split(";", 1)[1]
         addr = parseaddr(text)[1] or text.strip().strip("<>")
         match = _VERP_ADDR_RE.fullmatch(addr.strip())
-        return str(uuid.UUID(match.group(1))) if match else ""
+        if not match:
+            return ""
+        message_id = str(uuid.UUID(match.group(1)))
+        if not crypto.tag_matches(VERP_TAG_PURPOSE, message_id, match.group(2), VERP_TAG_LENGTH):
+            return ""  # not an address the service handed out
+        return message_id
     except Exception:
         return ""
 
@@ -140,21 +154,33 @@ def _reply_code(text: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+# The enhanced status details (RFC 3463) that say the recipient's address itself does not work:
+# bad mailbox (x.1.1), bad destination system (x.1.2), bad syntax (x.1.3), mailbox moved
+# (x.1.6), null MX (x.1.10, RFC 7505).
+ADDRESS_STATUSES = frozenset({"1.1", "1.2", "1.3", "1.6", "1.10"})
+# The sender's address was refused (bad sender mailbox x.1.7, bad sender system x.1.8).
+SENDER_STATUSES = frozenset({"1.7", "1.8"})
+_UNKNOWN_ADDRESS_RE = re.compile(
+    r"\buser unknown|\bunknown user|no such (?:user|mailbox|recipient|account|address)"
+    r"|(?:user|recipient|mailbox|addressee) (?:not found|unknown|does not exist|doesn't exist)"
+    r"|\bunknown (?:recipient|mailbox|local[- ]part)|invalid (?:recipient|mailbox)\b"
+    r"|recipientnotfound|account (?:that you tried to reach )?(?:does not|doesn't) exist",
+    re.I,
+)
+
+
 def classify_smtp_reply(code: int, enhanced: str, text: str) -> str:
     """A Postmark bounce Type for an SMTP reply (code, enhanced status code, reply text).
 
-    5xx → HardBounce unless refined: x.1.3 BadEmailAddress, 5.1.x HardBounce, 5.2.x SoftBounce
-    (mailbox full or disabled), x.4.3/x.4.4 DnsError, 5.7.x Blocked; 4xx → Transient (DnsError
-    for DNS trouble).  Generic codes (x.0.0 or none) fall back to text heuristics.
+    5xx → HardBounce unless refined: x.1.3 BadEmailAddress, 5.1.x HardBounce, except the
+    sender's address (5.1.7, 5.1.8: Blocked, the receiving system refuses our sender), 5.2.x and
+    5.3.4 SoftBounce (mailbox full or disabled, message too big), x.4.3/x.4.4 DnsError, 5.7.x
+    Blocked; 4xx → Transient (DnsError for DNS trouble). Generic codes (x.0.0 or none) fall back
+    to text heuristics.
     """
     text = str(text or "")[:MAX_TEXT]
     enhanced = _first_enhanced(str(enhanced or "")) or _first_enhanced(text)
-    try:
-        code = int(code or 0)
-    except (TypeError, ValueError):
-        code = 0
-    if not 200 <= code < 600:
-        code = _reply_code(text)
+    code = _int_code(code, text)
     klass = code // 100 if code else (int(enhanced[0]) if enhanced else 0)
     detail = enhanced.split(".", 1)[1] if enhanced else ""  # "1.1" for 5.1.1
     rule = _text_rule(text)
@@ -170,9 +196,11 @@ def classify_smtp_reply(code: int, enhanced: str, text: str) -> str:
     if klass == 5:
         if detail == "1.3":
             return "BadEmailAddress"
+        if detail in SENDER_STATUSES:
+            return "Blocked"
         if detail.startswith("1.") and detail != "1.0":
             return "HardBounce"
-        if detail.startswith("2.") and detail != "2.0":
+        if (detail.startswith("2.") and detail != "2.0") or detail == "3.4":
             return "SoftBounce"
         if detail == "4.7":  # delivery time expired: the address itself may be fine
             return "SoftBounce"
@@ -184,6 +212,73 @@ def classify_smtp_reply(code: int, enhanced: str, text: str) -> str:
     if klass == 0 and rule:
         return rule
     return "Unknown"
+
+
+def _int_code(code, text: str) -> int:
+    try:
+        code = int(code or 0)
+    except (TypeError, ValueError):
+        code = 0
+    return code if 200 <= code < 600 else _reply_code(text)
+
+
+def address_rejected(code: int, enhanced: str, text: str) -> bool:
+    """Whether a permanent reply says the recipient's address itself does not work: an address
+    status (x.1.1, x.1.2, x.1.3, x.1.6, x.1.10), or without a specific status code a text that
+    says so unambiguously ("user unknown", and nothing about spam, policy or a full mailbox)."""
+    text = str(text or "")[:MAX_TEXT]
+    enhanced = _first_enhanced(str(enhanced or "")) or _first_enhanced(text)
+    code = _int_code(code, text)
+    if not (500 <= code < 600 or (not code and enhanced.startswith("5"))):
+        return False
+    detail = enhanced.split(".", 1)[1] if enhanced else ""
+    if detail in ADDRESS_STATUSES:
+        return True
+    if detail not in ("", "0.0", "1.0"):
+        return False  # a specific code about something else (policy, mailbox full, sender…)
+    if not _UNKNOWN_ADDRESS_RE.search(text):
+        return False
+    # Unambiguous: no other rule (spam, policy, a full mailbox, DNS trouble) matches as well.
+    return all(name == "HardBounce" or not p.search(text) for name, p in _TEXT_RULES_RE)
+
+
+class Stage:
+    """The SMTP command a reply answered."""
+
+    MAIL = "MAIL"  # MAIL FROM: about the sender or the session, never one recipient
+    RCPT = "RCPT"  # RCPT TO: about this recipient
+    DATA = "DATA"  # the DATA command or the message body: about the message
+
+
+@dataclass(frozen=True)
+class SmtpFailure:
+    """What a non-2xx reply means for the recipients it concerns."""
+
+    type: str  # the Postmark bounce Type to record
+    permanent: bool  # bounce now, never retry (5xx); else a deferral, retried later
+    deactivates: bool  # the address itself does not work: deactivate it (HardBounce + suppression)
+
+
+def classify_smtp_failure(stage: str, code: int, enhanced: str, text: str) -> SmtpFailure:
+    """What a 4xx or 5xx reply at ``stage`` does to its recipients.
+
+    4xx is a deferral at every stage. A 5xx to RCPT bounces that recipient, and deactivates it
+    only when the reply is about the address (``address_rejected``). A 5xx to MAIL FROM or to the
+    message (DATA) bounces the message for its recipients by the type its code gives (Blocked for
+    policy and sender refusals, SoftBounce for size, HardBounce otherwise) but deactivates no
+    one: the addresses were never the problem. A 530 to MAIL FROM (authentication required) is
+    the relay's configuration, so it is retried."""
+    text = str(text or "")[:MAX_TEXT]
+    code = _int_code(code, text)
+    kind = classify_smtp_reply(code, enhanced, text)
+    if code // 100 != 5 or (stage == Stage.MAIL and code == 530):
+        return SmtpFailure(kind if kind == "DnsError" else "Transient", False, False)
+    if kind in ("Transient", "DnsError", "Unknown"):
+        kind = "HardBounce"  # a permanent reply is never "delayed"
+    deactivates = stage == Stage.RCPT and address_rejected(code, enhanced, text)
+    if deactivates and kind not in ("HardBounce", "BadEmailAddress"):
+        kind = "HardBounce"
+    return SmtpFailure(kind, True, deactivates)
 
 
 # ---------------------------------------------------------------------------------------------

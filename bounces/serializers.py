@@ -30,7 +30,7 @@ def bounce_json(bounce, content: bool = False, metadata: bool = False) -> dict:
         "Email": bounce.email or "",
         "From": bounce.from_address or "",
         "BouncedAt": timestamp(bounce.bounced_at),
-        "DumpAvailable": bool(bounce.content),
+        "DumpAvailable": bounce.dump_available,
         "Inactive": bool(bounce.inactive),
         "CanActivate": bool(bounce.can_activate),
         "Subject": bounce.subject or "",
@@ -39,7 +39,7 @@ def bounce_json(bounce, content: bool = False, metadata: bool = False) -> dict:
         values = bounce.metadata if isinstance(bounce.metadata, dict) else {}
         data["Metadata"] = {str(k): "" if v is None else str(v) for k, v in values.items()}
     if content:
-        data["Content"] = bounce.content or ""
+        data["Content"] = bounce.dump_text
     return data
 
 

@@ -3,10 +3,18 @@
 from django.db import transaction
 from django.utils import timezone
 
-from bounces.models import Bounce
+from bounces.models import Bounce, Dump
 from bounces.types import BOUNCE_TYPES, SPAM_COMPLAINT
 from streams.models import MessageStream, Suppression
 from streams.suppressions import normalise, reactivate
+
+
+def storable(text: str, limit: int | None = None) -> str:
+    """``text`` as a column can hold it: no NUL (PostgreSQL refuses it), at most ``limit``
+    characters. For values that describe a failure; input that is stored as data is refused
+    before it gets here."""
+    text = str(text or "").replace("\x00", "\ufffd")
+    return text[:limit] if limit else text
 
 
 def record_bounce(
@@ -23,6 +31,7 @@ def record_bounce(
     metadata: dict | None = None,
     details: str = "",
     content: str = "",
+    source: Dump | None = None,
     inactive: bool = False,
     can_activate: bool = False,
     bounced_at=None,
@@ -32,16 +41,17 @@ def record_bounce(
     return Bounce.objects.create(
         server=server,
         stream=stream,
-        message_stream=message_stream,
+        message_stream=storable(message_stream, 100),
         type=type,
-        email=email,
+        email=storable(email, 320),
         message_id=message_id,
-        from_address=from_address[:320],
-        subject=subject,
-        tag=tag[:1000],
+        from_address=storable(from_address, 320),
+        subject=storable(subject),
+        tag=storable(tag, 1000),
         metadata=metadata or {},
         details=details,
         content=content,
+        source=source,
         inactive=inactive,
         can_activate=can_activate,
         bounced_at=bounced_at or timezone.now(),

@@ -46,8 +46,13 @@ class SubmissionAdmin(ScopedModelAdmin):
 
     @admin.display(description="raw source")
     def raw_source(self, obj):
-        text = bytes(obj.raw).decode("utf-8", "replace")
-        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+        raw = bytes(obj.raw)
+        if not raw and obj.status != Submission.Status.ACCEPTED:
+            # Kept once: as the outbound message, or as the dump of its SMTP API errors.
+            return "Not kept once processed: see the message, or the SMTP API errors' dumps."
+        return format_html(
+            '<pre style="white-space: pre-wrap">{}</pre>', raw.decode("utf-8", "replace")
+        )
 
 
 class RecipientInline(admin.TabularInline):

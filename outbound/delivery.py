@@ -1,41 +1,66 @@
 """Delivery: relay each outbound message and record what happened to every recipient.
 
-Per recipient: 2xx → Delivery event; 5xx → a bounce of the refined type (HardBounce deactivates the
-address); 4xx or no connection → retried on a backoff schedule, with a Transient (or DnsError)
-bounce at the first deferral and a SoftBounce when giving up. Recipient state is committed before
-DATA and right after each reply, so a task that runs again never sends to a recipient already
-delivered; only a worker that dies between the remote server's 250 and the next commit (a few
-milliseconds) leaves a recipient to be sent again.
+A worker first *takes* the message's due recipients (``Claim``: a lease and an attempt counted,
+in one conditional UPDATE through ``postmark_site.leases``), so no two workers ever send to the
+same recipient; it renews the lease before every SMTP transaction and before DATA, and writes
+each result only while it still holds the recipient. A lease that runs out frees the recipient:
+one left ``sending`` by a worker that died is *in doubt* and is sent again (at least once, as
+MTAs do; a duplicate needs a death in the milliseconds between the remote 250 and the commit).
+
+Per recipient: 2xx → Delivery event; 4xx or no connection → retried on a backoff schedule, with a
+Transient (or DnsError) bounce at the first deferral and a SoftBounce when giving up; 5xx → a
+bounce, by the stage that refused (``bounces.reports.classify_smtp_failure``): at RCPT of the
+type the reply gives, deactivating the address only when the reply is about the address; at MAIL
+FROM or DATA for every recipient of the transaction, deactivating no one. A domain that does not
+exist or publishes a null MX bounces at once; so does a non-ASCII address when the next hop does
+not offer SMTPUTF8. An unexpected error is the message's own: counted on its recipients, retried,
+and after ``DELIVERY_ERROR_LIMIT`` of them the recipients are ``failed`` with a SoftBounce.
 """
 
 import logging
+import re
 import smtplib
 import socket
 import ssl
 import threading
 import time
 from collections import defaultdict
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from bounces.reports import classify_smtp_reply, verp_address
-from bounces.services import record_bounce
+from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_address
+from bounces.services import record_bounce, storable
 from outbound.events import record_bounce_event, record_message_event
 from outbound.mime import first_address
 from outbound.models import MessageEvent, OutboundMessage, Recipient
 from outbound.tracking import apply_tracking
-from outbound.transport import DnsFailure, Host, address_of, destination_of, hosts_for
+from outbound.transport import (
+    DnsFailure,
+    Host,
+    PermanentDnsFailure,
+    UnsendableAddress,
+    address_of,
+    destination_of,
+    envelope_address,
+    hosts_for,
+)
+from postmark_site import leases
 from servers.models import DeliveryType
 from streams.models import Suppression
 from streams.suppressions import suppress
 
 log = logging.getLogger(__name__)
 
-DEACTIVATING_TYPES = {"HardBounce"}
 TERMINAL = {Recipient.Status.DELIVERED, Recipient.Status.BOUNCED, Recipient.Status.FAILED,
             Recipient.Status.SANDBOXED}  # fmt: skip
+# Waiting to be sent: new, deferred, or in doubt (its worker died during DATA).
+WAITING = [Recipient.Status.PENDING, Recipient.Status.DEFERRED, Recipient.Status.SENDING]
+# The database itself is unreachable: not the message's fault, so the task is retried whole.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 class Transcript(list):
@@ -46,7 +71,7 @@ class Transcript(list):
 
     def server(self, code: int, text: bytes | str) -> None:
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        for line in text.splitlines() or [""]:
+        for line in storable(text).splitlines() or [""]:
             self.append(f"S: {code} {line}")
 
     def text(self) -> str:
@@ -158,30 +183,123 @@ def pool() -> ConnectionPool:
     return _pool
 
 
+# --- claiming recipients --------------------------------------------------------------------------
+
+
+def lease_seconds() -> float:
+    """How long a worker holds the recipients it took, renewed before every transaction and
+    before DATA: long enough for DATA's three waits (the DATA reply, sending, the final reply),
+    each bounded by OUTBOUND_TIMEOUT. A recipient whose worker died is free again after it."""
+    return settings.OUTBOUND_TIMEOUT * 4
+
+
+def claimable(recipients, now):
+    """The recipients waiting and due, that nobody holds."""
+    due = recipients.filter(status__in=WAITING).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    return leases.free(due, now)
+
+
+class Claim:
+    """The recipients of one message this worker has taken, and the lease it holds them by.
+
+    Every write of a result is conditional on the lease (``finish``): a worker that lost a
+    recipient (its lease ran out and another worker took it) can no longer record anything
+    for it, and ``renew`` tells it which ones it still holds before it sends."""
+
+    def __init__(self, message: OutboundMessage, recipients: list[Recipient], until):
+        self.message = message
+        self.until = until
+        self._taken = [r.pk for r in recipients]
+        self._held = {r.pk: r for r in recipients}
+
+    @classmethod
+    def take(cls, message: OutboundMessage, now=None) -> "Claim":
+        """Take the message's due recipients: one conditional UPDATE leases them and counts an
+        attempt on each; those another worker took first are left out. A recipient whose last
+        lease ran out unfinished (its worker died or stalled) counts an error as well."""
+        now = now or timezone.now()
+        due = claimable(message.deliveries.all(), now)
+        rows = dict(due.values_list("pk", "leased_until"))
+        if not rows:
+            return cls(message, [], None)
+        seconds = lease_seconds()
+        leases.take(due.filter(pk__in=list(rows)), seconds, now, count_attempt=True)
+        until = now + timedelta(seconds=seconds)
+        ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
+        abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
+        if abandoned:
+            ours.filter(pk__in=abandoned).update(errors=F("errors") + 1)
+        return cls(message, list(ours.order_by("pk")), until)
+
+    def __bool__(self) -> bool:
+        return bool(self._held)
+
+    def recipients(self) -> list[Recipient]:
+        """The recipients still held, without a result yet."""
+        return list(self._held.values())
+
+    def holds(self, recipient: Recipient) -> bool:
+        return recipient.pk in self._held
+
+    def _mine(self, pks):
+        return Recipient.objects.filter(pk__in=list(pks), leased_until=self.until)
+
+    def reload(self) -> None:
+        """Hold exactly what the database says this claim holds (after a failed transaction
+        rolled back results that were believed recorded)."""
+        self._held = {r.pk: r for r in self._mine(self._taken).order_by("pk")}
+
+    def renew(self) -> None:
+        """Extend the lease of every recipient still held once a quarter of it has gone (so
+        that DATA always starts with three quarters left); forget those lost meanwhile."""
+        now = timezone.now()
+        seconds = lease_seconds()
+        if not self._held or self.until - now > timedelta(seconds=seconds * 3 / 4):
+            return
+        leases.lease(self._mine(self._held), seconds, now)
+        self.until = now + timedelta(seconds=seconds)
+        self._forget_lost()
+
+    def _forget_lost(self) -> None:
+        kept = set(self._mine(self._held).values_list("pk", flat=True))
+        for pk in set(self._held) - kept:
+            log.warning("recipient %s of %s was taken by another worker", pk, self.message)
+            del self._held[pk]
+
+    def mark_sending(self, recipients: list[Recipient]) -> list[Recipient]:
+        """Mark ``recipients`` as being sent, if still held (DATA follows: from now on a dead
+        worker leaves them in doubt); returns those still held."""
+        self.renew()
+        held = [r for r in recipients if self.holds(r)]
+        marked = self._mine(r.pk for r in held).update(status=Recipient.Status.SENDING)
+        if marked < len(held):
+            self._forget_lost()
+        return [r for r in held if self.holds(r)]
+
+    def finish(self, recipient: Recipient, **fields) -> bool:
+        """Record a result and end the lease, if the recipient is still held; returns whether
+        it was. Call inside the transaction that records the result's event or bounce."""
+        fields.setdefault("updated_at", timezone.now())
+        if recipient.pk not in self._held:
+            return False
+        del self._held[recipient.pk]
+        if not leases.release(self._mine([recipient.pk]), **fields):
+            return False
+        for name, value in fields.items():
+            setattr(recipient, name, value)
+        recipient.leased_until = None
+        return True
+
+
 # --- the task's work ------------------------------------------------------------------------------
 
 
-def in_doubt_after() -> timezone.timedelta:
-    """A recipient still 'sending' this long after its DATA began belongs to a worker that died
-    mid-transaction: whether the remote server got the message is unknown, so it is sent again
-    (at least once, as MTAs do; the window is the few milliseconds between the remote server's
-    reply and the commit that records it)."""
-    return timezone.timedelta(seconds=settings.OUTBOUND_TIMEOUT * 3)
-
-
-def due_recipients(message: OutboundMessage, now) -> list[Recipient]:
-    stale_sending = now - in_doubt_after()
-    return [
-        r
-        for r in message.deliveries.all()
-        if r.status == Recipient.Status.PENDING
-        or (r.status == Recipient.Status.DEFERRED and (r.next_attempt_at or now) <= now)
-        or (r.status == Recipient.Status.SENDING and r.updated_at < stale_sending)
-    ]
-
-
 def deliver_message(outbound_id: int) -> str:
-    """Deliver the due recipients of one message; returns the message's status."""
+    """Deliver the due recipients of one message; returns the message's status. An unexpected
+    error is this message's alone: it is counted on the recipients and never raised, except an
+    unreachable database (the task is retried)."""
     message = (
         OutboundMessage.objects.select_related("server", "stream").filter(pk=outbound_id).first()
     )
@@ -189,15 +307,35 @@ def deliver_message(outbound_id: int) -> str:
         return "missing"
     if message.server.delivery_type == DeliveryType.SANDBOX:
         return _sandbox(message)
-    now = timezone.now()
+    claim = Claim.take(message)
+    if claim:
+        try:
+            _give_up_on_repeated_errors(claim)
+            _deliver_claimed(claim)
+        except DATABASE_UNAVAILABLE:
+            raise
+        except Exception as exc:
+            log.exception("delivering message %s failed", message.message_id)
+            unexpected_error(claim, exc)
+    return refresh_status(message)
+
+
+def _deliver_claimed(claim: Claim) -> None:
+    message = claim.message
     by_destination: dict[str, list[Recipient]] = defaultdict(list)
-    for recipient in due_recipients(message, now):
-        by_destination[destination_of(recipient.email)].append(recipient)
+    for recipient in claim.recipients():
+        try:
+            envelope_address(recipient.email)
+            destination = destination_of(recipient.email)
+        except UnsendableAddress as exc:
+            failure = SmtpFailure("BadEmailAddress", permanent=True, deactivates=False)
+            bounced(claim, recipient, failure, f"Not sent: {exc}", Transcript())
+            continue
+        by_destination[destination].append(recipient)
     for destination, recipients in by_destination.items():
         batches = [[r] for r in recipients] if tracked(message) else [recipients]
         for batch in batches:
-            _deliver_to(message, destination, batch)
-    return refresh_status(message)
+            _deliver_to(claim, destination, batch)
 
 
 def _sandbox(message: OutboundMessage) -> str:
@@ -229,16 +367,25 @@ def refresh_status(message: OutboundMessage) -> str:
     return status
 
 
-def _deliver_to(message: OutboundMessage, destination: str, recipients: list[Recipient]) -> None:
+def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient]) -> None:
     transcript = Transcript()
     try:
         hosts = hosts_for(destination)
+    except PermanentDnsFailure as exc:
+        failure = SmtpFailure("HardBounce", permanent=True, deactivates=True)
+        transcript.append(f"-- {exc}")
+        for recipient in recipients:
+            bounced(claim, recipient, failure, f"{exc.status} {exc}", transcript)
+        return
     except DnsFailure as exc:
         for recipient in recipients:
-            defer(message, recipient, str(exc), transcript, dns=True)
+            defer(claim, recipient, str(exc), transcript, dns=True)
         return
     last_error = "no mail host could be reached"
     for host in hosts:
+        recipients = [r for r in recipients if claim.holds(r)]
+        if not recipients:
+            return
         transcript.append(f"-- connecting to {host.host}:{host.port}")
         try:
             connection = pool().acquire(host)
@@ -253,16 +400,16 @@ def _deliver_to(message: OutboundMessage, destination: str, recipients: list[Rec
             continue
         reusable = False
         try:
-            reusable = _transaction(connection, message, recipients, transcript)
+            reusable = _transaction(claim, connection, host, recipients, transcript)
             return
         except (OSError, smtplib.SMTPException) as exc:
             last_error = f"{host.host}:{host.port}: {_describe(exc)}"
             transcript.append(f"-- {last_error}")
-            recipients = [r for r in recipients if r.status not in TERMINAL]
         finally:
             pool().release(host, connection, reusable)
     for recipient in recipients:
-        defer(message, recipient, last_error, transcript)
+        if claim.holds(recipient):
+            defer(claim, recipient, last_error, transcript)
 
 
 def _describe(exc: Exception) -> str:
@@ -273,41 +420,64 @@ def _describe(exc: Exception) -> str:
     return str(exc) or exc.__class__.__name__
 
 
-def _transaction(connection, message, recipients, transcript) -> bool:
+def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -> bool:
     """One SMTP transaction for the recipients; returns whether the connection can be reused."""
+    message = claim.message
+    claim.renew()
+    smtputf8_offered = connection.has_extn("smtputf8")
+    envelope: list[tuple[Recipient, str]] = []
+    needs_smtputf8 = False
+    for recipient in recipients:
+        if not claim.holds(recipient):
+            continue
+        address, utf8 = envelope_address(recipient.email)
+        if utf8 and not smtputf8_offered:
+            no_smtputf8(claim, recipient, host, transcript)
+            continue
+        needs_smtputf8 = needs_smtputf8 or utf8
+        envelope.append((recipient, address))
+    if not envelope:
+        return True
     sender = verp_address(str(message.message_id), settings.BOUNCE_DOMAIN)
-    transcript.client(f"MAIL FROM:<{sender}>")
-    code, text = connection.mail(
-        sender, ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
-    )
+    options = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
+    if needs_smtputf8:
+        options.append("SMTPUTF8")  # smtplib then writes the commands in UTF-8
+    transcript.client(" ".join([f"MAIL FROM:<{sender}>", *options]))
+    code, text = connection.mail(sender, options)
     transcript.server(code, text)
     if code >= 400:
-        for recipient in recipients:
-            apply_reply(message, recipient, code, text, transcript)
-        return code < 500 and code != 421
+        for recipient, _ in envelope:
+            apply_reply(claim, recipient, Stage.MAIL, code, text, transcript)
+        return code != 421
     accepted = []
-    for recipient in recipients:
-        transcript.client(f"RCPT TO:<{recipient.email}>")
-        code, text = connection.rcpt(recipient.email)
+    for recipient, address in envelope:
+        transcript.client(f"RCPT TO:<{address}>")
+        # Not smtplib's rcpt(): it re-parses the address as a header would, and can change it.
+        code, text = connection.docmd("RCPT", f"TO:<{address}>")
         transcript.server(code, text)
         if code in (250, 251):
             accepted.append(recipient)
         else:
-            apply_reply(message, recipient, code, text, transcript)
+            apply_reply(claim, recipient, Stage.RCPT, code, text, transcript)
     if not accepted:
         connection.rset()
         return True
-    Recipient.objects.filter(pk__in=[r.pk for r in accepted]).update(
-        status=Recipient.Status.SENDING, updated_at=timezone.now()
-    )
+    sending = claim.mark_sending(accepted)
+    if len(sending) < len(accepted):
+        # Some were taken over while this transaction went on: never send them a copy.
+        transcript.client("RSET")
+        connection.rset()
+        return _transaction(claim, connection, host, sending, transcript) if sending else True
     transcript.client("DATA")
-    code, text = connection.data(
-        apply_tracking(message, accepted[0].email if tracked(message) else None)
-    )
+    content = message_bytes(message, accepted[0].email if tracked(message) else None)
+    try:
+        code, text = connection.data(content)
+    except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
+        code, text = exc.smtp_code, exc.smtp_error
     transcript.server(code, text)
     for recipient in accepted:
-        apply_reply(message, recipient, code, text, transcript)
-    return True
+        apply_reply(claim, recipient, Stage.DATA, code, text, transcript)
+    return code != 421
 
 
 def tracked(message: OutboundMessage) -> bool:
@@ -315,29 +485,48 @@ def tracked(message: OutboundMessage) -> bool:
     return message.track_opens or message.track_links != "None"
 
 
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def crlf(content: bytes) -> bytes:
+    """``content`` with every line ending CRLF, as SMTP requires (RFC 5321 §2.3.8): a bare LF
+    or CR in the stored message would otherwise be relayed as it came (and a bare line end
+    before a dot is how messages are smuggled past the next hop)."""
+    return _BARE_LINE_END.sub(b"\r\n", content) if _BARE_LINE_END.search(content) else content
+
+
+def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
+    """The bytes sent after DATA: tracking applied, then line endings made CRLF. A signature
+    over the message (DKIM) belongs after ``crlf``, over exactly these bytes."""
+    return crlf(apply_tracking(message, recipient))
+
+
 # --- results --------------------------------------------------------------------------------------
 
 
-def apply_reply(message, recipient: Recipient, code: int, text: bytes | str, transcript) -> None:
-    reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    reply = f"{code} {' '.join(reply.split())}"
+def _one_line(code: int, text: bytes | str) -> str:
+    reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return storable(f"{code} {' '.join(reply.split())}")
+
+
+def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transcript) -> None:
+    reply = _one_line(code, text)
     if 200 <= code < 300:
-        delivered(message, recipient, reply)
-    elif 500 <= code < 600:
-        bounced(message, recipient, code, reply, transcript)
+        delivered(claim, recipient, reply)
+        return
+    enhanced = reply.split(" ", 2)[1] if reply.count(" ") >= 1 else ""
+    failure = classify_smtp_failure(stage, code, enhanced if enhanced[:1].isdigit() else "", reply)
+    if failure.permanent:
+        bounced(claim, recipient, failure, reply, transcript)
     else:
-        defer(message, recipient, reply, transcript)
+        defer(claim, recipient, reply, transcript)
 
 
-@transaction.atomic
-def delivered(message: OutboundMessage, recipient: Recipient, reply: str) -> None:
-    now = timezone.now()
-    recipient.status = Recipient.Status.DELIVERED
-    recipient.last_reply = reply
-    recipient.attempts += 1
-    recipient.save(update_fields=["status", "last_reply", "attempts", "updated_at"])
-    record_message_event(message, MessageEvent.Type.DELIVERY, recipient.email, details=reply,
-                         occurred_at=now)  # fmt: skip
+def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
+    with transaction.atomic():
+        if claim.finish(recipient, status=Recipient.Status.DELIVERED, last_reply=reply):
+            record_message_event(claim.message, MessageEvent.Type.DELIVERY, recipient.email,
+                                 details=reply, occurred_at=timezone.now())  # fmt: skip
 
 
 def _bounce(message, recipient, bounce_type: str, details: str, transcript, **extra):
@@ -353,32 +542,37 @@ def _bounce(message, recipient, bounce_type: str, details: str, transcript, **ex
         subject=message.subject,
         tag=message.tag,
         metadata=message.metadata,
-        details=details,
-        content=dump,
+        details=storable(details),
+        content=storable(dump),
         **extra,
     )
     record_bounce_event(bounce, outbound=message)
     return bounce
 
 
-@transaction.atomic
-def bounced(message, recipient: Recipient, code: int, reply: str, transcript) -> None:
-    enhanced = reply.split(" ", 2)[1] if reply.count(" ") >= 1 else ""
-    bounce_type = classify_smtp_reply(code, enhanced if enhanced[:1].isdigit() else "", reply)
-    if bounce_type in ("Transient", "DnsError"):
-        bounce_type = "HardBounce"  # a permanent reply is never "delayed"
-    deactivate = bounce_type in DEACTIVATING_TYPES
-    bounce = _bounce(
-        message, recipient, bounce_type, reply, transcript,
-        inactive=deactivate, can_activate=deactivate,
-    )  # fmt: skip
-    if deactivate:
-        suppress(message.stream, recipient.email, Suppression.Reason.HARD_BOUNCE,
-                 Suppression.Origin.RECIPIENT, bounce=bounce)  # fmt: skip
-    recipient.status = Recipient.Status.BOUNCED
-    recipient.last_reply = reply
-    recipient.attempts += 1
-    recipient.save(update_fields=["status", "last_reply", "attempts", "updated_at"])
+def bounced(claim: Claim, recipient: Recipient, failure: SmtpFailure, reply: str, transcript):
+    """A permanent failure: a bounce of the failure's type, never retried; the address is
+    deactivated (HardBounce suppression, can be reactivated) only when the failure says so."""
+    with transaction.atomic():
+        if not claim.finish(recipient, status=Recipient.Status.BOUNCED, last_reply=reply):
+            return
+        bounce = _bounce(
+            claim.message, recipient, failure.type, reply, transcript,
+            inactive=failure.deactivates, can_activate=failure.deactivates,
+        )  # fmt: skip
+        if failure.deactivates:
+            suppress(claim.message.stream, recipient.email, Suppression.Reason.HARD_BOUNCE,
+                     Suppression.Origin.RECIPIENT, bounce=bounce)  # fmt: skip
+
+
+def no_smtputf8(claim: Claim, recipient: Recipient, host: Host, transcript) -> None:
+    """A non-ASCII local part needs SMTPUTF8 (RFC 6531), which the next hop does not offer."""
+    reason = (
+        f"Not sent: the address {recipient.email} needs SMTPUTF8 (RFC 6531), which the mail "
+        f"server {host.host} does not offer"
+    )
+    transcript.append(f"-- {reason}")
+    bounced(claim, recipient, SmtpFailure("HardBounce", True, False), reason, transcript)
 
 
 def retry_delay(attempts: int) -> float:
@@ -388,38 +582,86 @@ def retry_delay(attempts: int) -> float:
     )
 
 
-@transaction.atomic
-def defer(message, recipient: Recipient, reason: str, transcript, dns: bool = False) -> None:
+def defer(claim: Claim, recipient: Recipient, reason: str, transcript, dns: bool = False) -> None:
+    message = claim.message
     now = timezone.now()
-    recipient.attempts += 1
-    recipient.last_reply = reason
-    age = (now - message.received_at).total_seconds()
-    if age >= settings.DELIVERY_GIVE_UP_AFTER:
-        _bounce(message, recipient, "SoftBounce",
-                f"Gave up after {recipient.attempts} attempts: {reason}", transcript)  # fmt: skip
-        recipient.status = Recipient.Status.FAILED
-    else:
-        if not recipient.delayed_reported:
+    reason = storable(reason)
+    with transaction.atomic():
+        if (now - message.received_at).total_seconds() >= settings.DELIVERY_GIVE_UP_AFTER:
+            if claim.finish(recipient, status=Recipient.Status.FAILED, last_reply=reason):
+                details = f"Gave up after {recipient.attempts} attempts: {reason}"
+                _bounce(message, recipient, "SoftBounce", details, transcript)
+            return
+        first = not recipient.delayed_reported
+        recorded = claim.finish(
+            recipient,
+            status=Recipient.Status.DEFERRED,
+            last_reply=reason,
+            delayed_reported=True,
+            next_attempt_at=now + timedelta(seconds=retry_delay(recipient.attempts)),
+        )
+        if recorded and first:
             _bounce(message, recipient, "DnsError" if dns else "Transient", reason, transcript)
-            recipient.delayed_reported = True
-        recipient.status = Recipient.Status.DEFERRED
-        recipient.next_attempt_at = now + timezone.timedelta(
-            seconds=retry_delay(recipient.attempts)
-        )
-    recipient.save()
 
 
-def next_retry_in(message: OutboundMessage) -> float | None:
-    """Seconds until the message's earliest deferred (or in-doubt) recipient is due, if any."""
+# --- unexpected errors ----------------------------------------------------------------------------
+
+
+def _failed_by_errors(claim: Claim, recipient: Recipient, **fields) -> None:
+    details = (
+        f"The message could not be delivered: {recipient.errors} tries failed with an unexpected "
+        f"error or were cut short, so delivery to this recipient stopped. Last: "
+        f"{fields.get('last_reply') or recipient.last_reply or 'nothing recorded'}"
+    )
+    with transaction.atomic():
+        if claim.finish(recipient, status=Recipient.Status.FAILED, **fields):
+            _bounce(claim.message, recipient, "SoftBounce", details, Transcript())
+
+
+def _give_up_on_repeated_errors(claim: Claim) -> None:
+    """Recipients whose earlier tries kept failing unexpectedly (or whose workers kept dying)
+    are not tried again: they end ``failed``, with a bounce that says why."""
+    for recipient in claim.recipients():
+        if recipient.errors >= settings.DELIVERY_ERROR_LIMIT:
+            _failed_by_errors(claim, recipient)
+
+
+def unexpected_error(claim: Claim, exc: Exception) -> None:
+    """Count an unexpected error on the recipients still held: retried on the backoff schedule,
+    or ``failed`` once they reached DELIVERY_ERROR_LIMIT errors."""
+    error = storable(f"{exc.__class__.__name__}: {exc}"[:1000])
+    now = timezone.now()
+    claim.reload()
+    for recipient in claim.recipients():
+        recipient.errors += 1
+        fields = {
+            "errors": recipient.errors,
+            "last_reply": f"Unexpected error while delivering: {error}",
+        }
+        if recipient.errors >= settings.DELIVERY_ERROR_LIMIT:
+            _failed_by_errors(claim, recipient, **fields)
+        else:
+            claim.finish(
+                recipient,
+                status=Recipient.Status.DEFERRED,
+                next_attempt_at=now + timedelta(seconds=retry_delay(recipient.attempts)),
+                **fields,
+            )
+
+
+# --- what comes next ------------------------------------------------------------------------------
+
+
+def next_retry_in(message: OutboundMessage | int, now=None) -> float | None:
+    """Seconds until the message's next waiting recipient is due (its next attempt, or the end
+    of the lease of the worker holding it), if any waits."""
+    now = now or timezone.now()
+    message_id = message if isinstance(message, int) else message.pk
+    waiting = Recipient.objects.filter(message_id=message_id, status__in=WAITING)
     due = [
-        r.next_attempt_at
-        if r.status == Recipient.Status.DEFERRED
-        else r.updated_at + in_doubt_after()
-        for r in message.deliveries.filter(
-            status__in=[Recipient.Status.DEFERRED, Recipient.Status.SENDING]
-        )
+        max([t for t in times if t is not None], default=now)
+        for times in waiting.values_list("next_attempt_at", "leased_until")
     ]
-    due = [d for d in due if d is not None]
     if not due:
         return None
-    return max((min(due) - timezone.now()).total_seconds(), 0.0)
+    return max((min(due) - now).total_seconds(), 0.0)

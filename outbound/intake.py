@@ -6,18 +6,21 @@ dump. A hard bounce deactivates the recipient (reactivatable); a spam complaint 
 good; the other types are recorded and deactivate nothing.
 """
 
+import logging
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
 
-from bounces.reports import message_id_from_verp, parse_report
+from bounces.reports import address_rejected, message_id_from_verp, parse_report
 from bounces.services import record_bounce
 from outbound.events import record_bounce_event
 from outbound.mime import declared_charset, decode_bytes, first_address, split_message
 from outbound.models import OutboundMessage, Recipient
 from streams.models import Suppression
 from streams.suppressions import suppress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,36 @@ DEACTIVATES = {
 
 @transaction.atomic
 def process_report(submission) -> str:
-    """Record the bounce a received report describes; returns the new submission status."""
+    """Record the bounce a received report describes; returns the new submission status.
+
+    The report is about the message its VERP address stands for (checked at RCPT by its keyed
+    tag), whatever its body claims, and may only affect that message's recipients: a report that
+    names anyone else deactivates nobody and stays on the submission, ``failed``, for operators
+    (anyone who received one message could otherwise suppress any address)."""
     raw = bytes(submission.raw)
-    verp_id = next((message_id_from_verp(r) for r in submission.rcpt_to if r), "")
+    verp_id = next((m for m in (message_id_from_verp(r) for r in submission.rcpt_to) if m), "")
+    if not verp_id:
+        return submission.Status.FAILED
     report = parse_report(raw, verp_message_id=verp_id)
     message = (
         OutboundMessage.objects.select_related("stream", "server")
-        .filter(message_id=report.message_id or verp_id)
+        .filter(message_id=verp_id)
         .first()
     )
     if message is None:  # purged since: nothing to link the report to
         return submission.Status.FAILED
     email = report.recipient or _only_recipient(message)
+    if report.recipient and not _is_recipient(message, report.recipient):
+        log.warning(
+            "report %s at the bounce MX names %s, not a recipient of message %s: ignored",
+            submission.message_id, report.recipient, message.message_id,
+        )  # fmt: skip
+        return submission.Status.FAILED
     deactivation = DEACTIVATES.get(report.type)
+    if report.type == "HardBounce" and not address_rejected(
+        0, report.status, report.diagnostic or report.status
+    ):
+        deactivation = None  # a permanent failure, but not of the address (policy, content…)
     bounce = record_bounce(
         server=message.server,
         stream=message.stream,
@@ -101,6 +121,14 @@ def process_report(submission) -> str:
         )
     record_bounce_event(bounce, outbound=message)
     return submission.Status.PROCESSED
+
+
+def _is_recipient(message: OutboundMessage, email: str) -> bool:
+    wanted = email.strip().lower()
+    return (
+        wanted in {r.lower() for r in message.recipients}
+        or message.deliveries.filter(email__iexact=wanted).exists()
+    )
 
 
 def _only_recipient(message: OutboundMessage) -> str:

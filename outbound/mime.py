@@ -10,8 +10,10 @@ import contextlib
 import email.header
 import email.utils
 import re
+import warnings
 
 FIELD_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 CHARSET_PARAM = re.compile(rb'charset\s*=\s*"?([A-Za-z0-9._:+-]+)"?', re.I)
 
 
@@ -51,9 +53,9 @@ def declared_charset(header_block: bytes) -> str:
             if match:
                 charset = match.group(1).decode("ascii").lower()
                 try:
-                    b"".decode(charset)
+                    b"a".decode(charset)
                     return charset
-                except LookupError:
+                except (LookupError, UnicodeError):  # unknown, or a codec that refuses all
                     return ""
     return ""
 
@@ -61,29 +63,38 @@ def declared_charset(header_block: bytes) -> str:
 def decode_bytes(data: bytes, charset: str = "") -> str:
     """Text from bytes: UTF-8 if valid, else the declared charset, else UTF-8 with replacement
     characters. ASCII always survives, except NUL, which no text column of PostgreSQL can hold:
-    it becomes U+FFFD."""
+    it becomes U+FFFD, as does a lone surrogate."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = ""
         if charset:
-            with contextlib.suppress(UnicodeDecodeError, LookupError):
+            # UnicodeError, not only UnicodeDecodeError: some codecs (e.g. "undefined") refuse
+            # everything with the base class.
+            with contextlib.suppress(UnicodeError, LookupError), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. unicode_escape warns of bad escapes
                 text = data.decode(charset)
         text = text or data.decode("utf-8", "replace")
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    # A codec such as unicode_escape can yield lone surrogates, which UTF-8 (and PostgreSQL)
+    # cannot hold.
+    return LONE_SURROGATE.sub("\ufffd", text)
 
 
 def field_value(raw_field: bytes, charset: str = "") -> str:
-    """The unfolded, RFC 2047-decoded value of a raw header field."""
+    """The unfolded, RFC 2047-decoded value of a raw header field, without NUL (an encoded word
+    can carry one, and no text column of PostgreSQL holds it)."""
     _, _, value = raw_field.partition(b":")
     text = decode_bytes(value, charset)
     text = re.sub(r"\r?\n[ \t]+", " ", text).strip()
     if "=?" not in text:
         return text
     try:
-        return str(email.header.make_header(email.header.decode_header(text)))
+        text = str(email.header.make_header(email.header.decode_header(text)))
     except Exception:  # malformed encoded words: keep the text as it came
         return text
+    return text.replace("\x00", "")
 
 
 def header_name(raw_field: bytes) -> str:

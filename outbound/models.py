@@ -97,11 +97,14 @@ class OutboundMessage(Leased):
         return str(self.message_id)
 
 
-class Recipient(models.Model):
+class Recipient(Leased):
     """Delivery state of one recipient of an outbound message.
 
-    The state is committed before and after every SMTP exchange, so a task that runs again
-    (a worker died, the broker redelivered) skips what is already delivered or bounced."""
+    A worker takes the recipient (``leases``: a lease and ``attempts`` + 1, in one conditional
+    UPDATE) before it sends, and writes each result only while it still holds it, so no two
+    workers send to the same recipient. A lease that runs out (the worker died, or stalled past
+    it) frees the recipient, and it is sent again: one left ``sending`` is *in doubt*, since the
+    remote server may have taken the message just before the worker died."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -117,11 +120,15 @@ class Recipient(models.Model):
     )
     email = models.CharField(max_length=320)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_reply = models.TextField(blank=True)
     delayed_reported = models.BooleanField(
         default=False, help_text="A Transient (or DnsError) bounce was recorded for a deferral."
+    )
+    errors = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Tries that ended in an unexpected error or whose worker never finished.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import transaction
 
+from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
 from outbound import mime
@@ -26,7 +27,17 @@ from streams.suppressions import inactive_among, normalise
 
 log = logging.getLogger(__name__)
 
+DEFAULT_STREAM = "outbound"
+# Processing failed for a reason of the service's own (a bug, or input nothing else caught).
+PROCESSING_ERROR_CODE = 500
+PROCESSING_FAILED = (
+    "The message could not be processed ({error}), so it was not sent. The service's operators "
+    "find the details in its logs under this MessageID."
+)
+
 MAX_TAG_LENGTH = 1000
+MAX_ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255; the width of every address column
+MAX_HEADER_VALUE_LENGTH = 998  # RFC 5322's line limit; the width of From and Message-ID
 MAX_METADATA_FIELDS = 10
 MAX_METADATA_KEY_LENGTH = 20
 MAX_METADATA_VALUE_LENGTH = 80
@@ -163,7 +174,7 @@ def resolve_stream(
     SMTP tokens and IP credentials fix the stream; server tokens name it in X-PM-Message-Stream
     (default ``outbound``)."""
     stream = submission_stream
-    stream_id = stream.stream_id if stream else (header_stream or "outbound")
+    stream_id = stream.stream_id if stream else (header_stream or DEFAULT_STREAM)
     if stream is None:
         stream = MessageStream.objects.filter(server=server, stream_id=stream_id).first()
         if stream is None:
@@ -179,19 +190,39 @@ def resolve_stream(
 
 
 def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_problem):
-    """Every problem with a submission: message-level ones first, then inactive recipients."""
+    """Every problem with a submission: message-level ones first, then inactive recipients and
+    addresses that cannot be stored (these fail alone)."""
     problems = list(parsed.problems)
     if stream_problem:
         problems.insert(0, stream_problem)
-    if len(submission.rcpt_to) > settings.SMTP_MAX_RECIPIENTS:
+    recipients = unique_recipients(submission.rcpt_to)
+    if len(recipients) > settings.SMTP_MAX_RECIPIENTS:
         problems.append(
             _invalid(
                 f"A message may have at most {settings.SMTP_MAX_RECIPIENTS} recipients, "
-                f"this one has {len(submission.rcpt_to)}."
+                f"this one has {len(recipients)}."
             )  # fmt: skip
         )
+    if len(parsed.from_address) > MAX_HEADER_VALUE_LENGTH:
+        problems.append(
+            _invalid(f"The From header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        )
+    if parsed.keep_id and len(parsed.message_id_header) > MAX_HEADER_VALUE_LENGTH:
+        problems.append(
+            _invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        )
+    per_recipient = []
+    for recipient in recipients:
+        if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
+            problem = _invalid(
+                f"The recipient address '{recipient[:80]}…' is not a valid address: at most "
+                f"{MAX_ADDRESS_LENGTH} characters, and no NUL."
+            )
+            problem.recipients = [recipient]
+            per_recipient.append(problem)
     if stream is not None and not problems:
-        inactive = inactive_among(stream, submission.rcpt_to)
+        unstorable = {r for p in per_recipient for r in p.recipients}
+        inactive = inactive_among(stream, [r for r in recipients if r not in unstorable])
         if inactive:
             listed = ", ".join(sorted(inactive))
             problems.append(
@@ -199,10 +230,10 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
                     406,
                     INACTIVE_MESSAGE.format(addresses=listed),
                     f"Inactive recipient: {listed}",
-                    recipients=[r for r in submission.rcpt_to if normalise(r) in inactive],
+                    recipients=[r for r in recipients if normalise(r) in inactive],
                 )
             )
-    return problems
+    return problems + per_recipient
 
 
 def delivered_content(
@@ -226,13 +257,11 @@ def _drop_private(name: str) -> bool:
     return name.startswith("x-pm-") or name == "bcc"
 
 
-def dump_text(problem: Problem, raw: bytes, charset: str) -> str:
-    """The SMTPApiError dump: the long error message with its code, then the message received."""
+def dump_head(problems: list[Problem]) -> str:
+    """The head of an SMTPApiError dump: each long error message with its code, then a blank
+    line; the message as received follows (the shared ``Dump``)."""
     return (
-        f"ErrorCode: {problem.error_code}\r\n"
-        f"Message: {problem.message}\r\n"
-        "\r\n"
-        f"{mime.decode_bytes(raw, charset)}"
+        "".join(f"ErrorCode: {p.error_code}\r\nMessage: {p.message}\r\n" for p in problems) + "\r\n"
     )
 
 
@@ -264,39 +293,130 @@ def process_submission(submission_id: int) -> str:
             return submission.status if submission else "missing"
         if submission.endpoint == Endpoint.BOUNCE:
             submission.status = process_report(submission)
-            submission.save(update_fields=["status"])
+            # A report linked to no message stays as it came, for operators to look at.
+            finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
             return submission.status
         raw = bytes(submission.raw)
         parsed, stream, stream_id, problems = examine(submission)
-        failed: set[str] = set()
-        for problem in problems:
-            affected = problem.recipients if problem.recipients is not None else submission.rcpt_to
-            for recipient in affected:
-                bounce = record_bounce(
-                    server=submission.server,
-                    stream=stream,
-                    message_stream=stream_id,
-                    type=SMTP_API_ERROR,
-                    email=recipient,
-                    message_id=submission.message_id,
-                    from_address=mime.first_address(parsed.from_address) or submission.mail_from,
-                    subject=parsed.subject,
-                    tag=parsed.tag[:MAX_TAG_LENGTH],
-                    metadata=parsed.metadata,
-                    details=problem.details,
-                    content=dump_text(problem, raw, parsed.charset),
-                    bounced_at=submission.received_at,
-                )
-                record_bounce_event(bounce)
-                failed.add(recipient)
-        active = [r for r in submission.rcpt_to if r not in failed]
+        recipients = unique_recipients(submission.rcpt_to)
+        failed = record_problems(submission, parsed, stream, stream_id, problems, raw, recipients)
+        active = [r for r in recipients if r not in failed]
         if active and submission.status == Submission.Status.ACCEPTED:
             _create_outbound(submission, stream, parsed, raw, active)
             submission.status = Submission.Status.PROCESSED
         else:
             submission.status = Submission.Status.FAILED
-        submission.save(update_fields=["status"])
+        finish(submission)
         return submission.status
+
+
+def note_failure(submission_id: int, error: BaseException) -> str:
+    """Count a try of processing that failed unexpectedly (``error``, already logged); after
+    PROCESSING_ATTEMPTS tries the submission becomes ``failed``, with an SMTPApiError for each
+    recipient that says so and holds the message in its dump: the sender sees it through the
+    bounce API and webhooks, and no sweep takes it again. Returns the submission's status."""
+    with transaction.atomic():
+        submission = (
+            Submission.objects.select_for_update(of=("self",))
+            .select_related("server", "stream")
+            .filter(pk=submission_id)
+            .first()
+        )
+        if submission is None or submission.status not in (
+            Submission.Status.ACCEPTED,
+            Submission.Status.REJECTED,
+        ):
+            return submission.status if submission else "missing"
+        submission.attempts += 1
+        if submission.attempts < settings.PROCESSING_ATTEMPTS:
+            submission.save(update_fields=["attempts"])
+            return submission.status
+        text = PROCESSING_FAILED.format(error=type(error).__name__)
+        problem = Problem(PROCESSING_ERROR_CODE, text, text)
+        try:
+            with transaction.atomic():
+                raw = bytes(submission.raw)
+                parsed = parse_headers(raw)
+                recipients = unique_recipients(submission.rcpt_to)
+                stream_id = submission.stream.stream_id if submission.stream else DEFAULT_STREAM
+                record_problems(
+                    submission, parsed, submission.stream, stream_id, [problem], raw, recipients
+                )
+        except Exception:
+            log.exception("could not record the failure of submission %s", submission.message_id)
+        submission.status = Submission.Status.FAILED
+        finish(submission, "attempts")
+        return submission.status
+
+
+def finish(submission: Submission, *fields: str, keep_raw: bool = False) -> None:
+    """Save the submission's final status and drop its raw bytes: from here on the message is
+    kept once, as the outbound message (what is delivered) or as the dump of its SMTPApiErrors."""
+    if not keep_raw:
+        submission.raw = b""
+    submission.leased_until = None
+    submission.save(update_fields=["status", "raw", "leased_until", *fields])
+
+
+def unique_recipients(rcpt_to: list[str]) -> list[str]:
+    """The envelope recipients, each address once (in any letter case), in their order."""
+    seen: set[str] = set()
+    unique = []
+    for recipient in rcpt_to:
+        if normalise(recipient) not in seen:
+            seen.add(normalise(recipient))
+            unique.append(recipient)
+    return unique
+
+
+def record_problems(submission, parsed, stream, stream_id, problems, raw, recipients) -> set[str]:
+    """One SMTPApiError per affected recipient, listing all of its problems; the message as
+    received is stored once, as the shared rest of their dumps. Returns the failed recipients."""
+    by_recipient: dict[str, list[Problem]] = {}
+    for problem in problems:
+        for recipient in problem.recipients if problem.recipients is not None else recipients:
+            listed = by_recipient.setdefault(recipient, [])
+            if all((p.error_code, p.message) != (problem.error_code, problem.message)
+                   for p in listed):  # fmt: skip
+                listed.append(problem)
+    if not by_recipient:
+        return set()
+    report_stream, report_stream_id = where_errors_go(submission.server, stream, stream_id)
+    source = Dump.objects.create(text=mime.decode_bytes(raw, parsed.charset))
+    for recipient, its_problems in by_recipient.items():
+        bounce = record_bounce(
+            server=submission.server,
+            stream=report_stream,
+            message_stream=report_stream_id,
+            type=SMTP_API_ERROR,
+            email=recipient,
+            message_id=submission.message_id,
+            from_address=mime.first_address(parsed.from_address) or submission.mail_from,
+            subject=parsed.subject,
+            tag=parsed.tag[:MAX_TAG_LENGTH],
+            metadata=parsed.metadata,
+            details="; ".join(p.details for p in its_problems),
+            content=dump_head(its_problems),
+            source=source,
+            bounced_at=submission.received_at,
+        )
+        record_bounce_event(bounce)
+    return set(by_recipient)
+
+
+def where_errors_go(server: Server, stream: MessageStream | None, stream_id: str):
+    """The stream an SMTPApiError is filed under, and its ID: the message's own stream, unless it
+    does not exist, is archived or is inbound; then the server's default transactional stream
+    (``outbound``), where the default bounce query, the dashboard and its webhooks show it. The
+    error's text names the stream that was asked for."""
+    if (
+        stream is not None
+        and not stream.archived
+        and stream.message_stream_type != (StreamType.INBOUND)
+    ):
+        return stream, stream_id
+    default = MessageStream.objects.filter(server=server, stream_id=DEFAULT_STREAM).first()
+    return default, DEFAULT_STREAM
 
 
 def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
@@ -316,7 +436,9 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
         from_address=parsed.from_address or submission.mail_from,
         to=parsed.to,
         cc=parsed.cc,
-        bcc=[r for r in submission.rcpt_to if r.lower() not in header_recipients],
+        bcc=[
+            r for r in unique_recipients(submission.rcpt_to) if r.lower() not in header_recipients
+        ],  # fmt: skip
         recipients=active,
         subject=parsed.subject,
         tag=parsed.tag,

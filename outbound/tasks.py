@@ -1,14 +1,13 @@
 import logging
 
-from celery import shared_task
+from celery import current_app, shared_task
 from django.conf import settings
-from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from outbound.delivery import deliver_message, next_retry_in
+from outbound.delivery import claimable, deliver_message, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
-from outbound.processing import process_submission
+from outbound.processing import note_failure, process_submission
 from postmark_site import leases
 
 log = logging.getLogger(__name__)
@@ -24,16 +23,25 @@ log = logging.getLogger(__name__)
 def process_submissions(message_ids: list[str]) -> int:
     """Process accepted submissions, named by MessageID (the gateway sends one task per
     committed batch). The batch commits once, each submission in a savepoint of its own: one
-    fsync for the batch, and a submission that fails is retried without undoing the others."""
-    pks = sorted(Submission.objects.filter(message_id__in=message_ids).values_list("pk", flat=True))
-    failed = []
+    fsync for the batch, and a submission that fails fails alone. An unexpected error is counted
+    on its row (``processing.note_failure``); only an unreachable database retries the batch."""
+    rows = sorted(
+        Submission.objects.filter(message_id__in=message_ids).values_list("pk", "message_id")
+    )
+    pks = [pk for pk, _ in rows]
+    unavailable, broken = [], []
     with transaction.atomic():
-        for submission_id in pks:
+        for submission_id, message_id in rows:
             try:
                 process_submission(submission_id)
-            except DatabaseError:
-                log.exception("processing submission %s failed; it will be retried", submission_id)
-                failed.append(submission_id)
+            except (OperationalError, InterfaceError):
+                log.exception("processing %s: the database failed; it will be retried", message_id)
+                unavailable.append(submission_id)
+            except Exception as exc:
+                log.exception("processing %s failed", message_id)
+                broken.append((submission_id, exc))
+    for submission_id, exc in broken:
+        note_failure(submission_id, exc)
     # One delivery task for the batch's new messages (a message queued twice is harmless).
     enqueue_deliveries(
         list(
@@ -44,8 +52,8 @@ def process_submissions(message_ids: list[str]) -> int:
             ).values_list("pk", flat=True)
         )
     )
-    if failed:
-        raise DatabaseError(f"{len(failed)} submission(s) of the batch failed")
+    if unavailable:
+        raise DatabaseError(f"{len(unavailable)} submission(s) of the batch could not be processed")
     return len(message_ids)
 
 
@@ -75,9 +83,11 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
         ),
         seconds=age,
         now=now,
+        # Fresh rows first: a row that keeps failing never goes ahead of the others.
+        order=("attempts", "pk"),
     )
-    rows = Submission.objects.filter(pk__in=taken).order_by("id").values_list("id", "message_id")
-    ids = [str(message_id) for _, message_id in rows]
+    message_ids = dict(Submission.objects.filter(pk__in=taken).values_list("id", "message_id"))
+    ids = [str(message_ids[pk]) for pk in taken]
     for start in range(0, len(ids), 256):
         enqueue_processing(ids[start : start + 256])
     return len(ids)
@@ -92,20 +102,41 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
 )
 def deliver(outbound_id: int | list[int]) -> str:
     """Deliver one message's due recipients (or each of a list of messages'), and come back
-    when deferred ones are due."""
-    if isinstance(outbound_id, list):
-        return ", ".join(deliver_one(one) for one in outbound_id)
-    return deliver_one(outbound_id)
+    when deferred ones are due. Each message fails alone: an error in one is logged and counted
+    on its recipients (``delivery.deliver_message``), and the others still go; only an
+    unreachable database retries the task."""
+    ids = outbound_id if isinstance(outbound_id, list) else [outbound_id]
+    results = []
+    for one in ids:
+        try:
+            results.append(deliver_one(one))
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            log.exception("delivery of message %s failed", one)
+            results.append("error")
+    return ", ".join(results)
 
 
 def deliver_one(outbound_id: int) -> str:
     status = deliver_message(outbound_id)
-    message = OutboundMessage.objects.filter(pk=outbound_id).first()
-    if message is not None and status == OutboundMessage.Status.QUEUED:
-        delay = next_retry_in(message)
-        if delay is not None:
-            enqueue_delivery(outbound_id, countdown=delay)
+    if status == OutboundMessage.Status.QUEUED:
+        schedule_next_delivery(outbound_id)
     return status
+
+
+def schedule_next_delivery(outbound_id: int) -> None:
+    """Queue the message's next try when its next recipient is due within
+    DELIVERY_MAX_COUNTDOWN; a later one waits in the database, where the sweep finds it once due.
+    A broker holds a countdown task unacknowledged, and cancels or redelivers what it holds too
+    long (RabbitMQ's consumer timeout, Redis's visibility timeout), so no countdown is longer."""
+    delay = next_retry_in(outbound_id)
+    if delay is None:
+        return
+    if delay <= settings.DELIVERY_MAX_COUNTDOWN and not current_app.conf.task_always_eager:
+        enqueue_delivery(outbound_id, countdown=delay)
+    else:
+        leases.release(OutboundMessage.objects.filter(pk=outbound_id))
 
 
 def enqueue_deliveries(outbound_ids: list[int]) -> None:
@@ -123,28 +154,27 @@ def enqueue_deliveries(outbound_ids: list[int]) -> None:
 
 def enqueue_delivery(outbound_id: int, countdown: float = 0) -> None:
     """Queue the delivery task, noting when it is due so that the sweep leaves it alone."""
+    countdown = min(max(countdown, 0.0), settings.DELIVERY_MAX_COUNTDOWN)
     leases.lease(
         OutboundMessage.objects.filter(pk=outbound_id), countdown + settings.SWEEP_AFTER_SECONDS
     )
     try:
-        deliver.apply_async((outbound_id,), countdown=countdown, retry=False)
+        deliver.apply_async((outbound_id,), countdown=countdown or None, retry=False)
     except Exception as exc:  # the sweep will find it
         log.warning("could not queue delivery of message %s: %s", outbound_id, exc)
 
 
 def requeue_due_deliveries(grace_seconds: float | None = None) -> int:
-    """Queue delivery again for messages with recipients that should have been tried by now."""
+    """Queue delivery for messages with recipients due now that nobody holds (deferrals whose
+    time came, recipients of a lost task, recipients in doubt after a worker died), unless a
+    task queued for the message should still be on its way (the message's lease)."""
     age = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
     now = timezone.now()
-    cutoff = now - timezone.timedelta(seconds=age)
-    waiting = Recipient.objects.filter(
-        Q(status=Recipient.Status.DEFERRED, next_attempt_at__lt=cutoff)
-        | Q(status__in=[Recipient.Status.PENDING, Recipient.Status.SENDING], updated_at__lt=cutoff)
-    )
-    # Only messages whose last queued task should have run by now (their lease ran out): a
-    # backlog still waiting in the queue is not queued again by every sweep.
+    due = claimable(Recipient.objects.all(), now)
+    # A message is taken (queued) at most once per ``age``: a backlog merely waiting in the
+    # queue is not queued again by every sweep.
     ids = leases.take_ids(
-        OutboundMessage.objects.filter(pk__in=waiting.values("message_id")), seconds=age, now=now
+        OutboundMessage.objects.filter(pk__in=due.values("message_id")), seconds=age, now=now
     )
     for outbound_id in ids:
         enqueue_delivery(outbound_id)

@@ -1,15 +1,32 @@
-"""Where outbound mail goes: a smarthost, or the recipient domain's MX hosts (RFC 5321 §5)."""
+"""Where outbound mail goes: a smarthost, or the recipient domain's MX hosts (RFC 5321 §5), and
+how a recipient's address is written in the envelope (RFC 6531)."""
 
 import dataclasses
 import urllib.parse
 
 import dns.exception
+import dns.name
 import dns.resolver
 from django.conf import settings
 
 
 class DnsFailure(Exception):
     """The destination could not be looked up (temporary by Postmark's definition: DnsError)."""
+
+
+class PermanentDnsFailure(DnsFailure):
+    """The domain does not exist (NXDOMAIN) or publishes a null MX (RFC 7505): it will never
+    take mail, so its recipients bounce at once. ``status`` is the enhanced status code that
+    says so (5.1.2 bad destination system, 5.1.10 null MX)."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
+
+
+class UnsendableAddress(ValueError):
+    """An address no SMTP command can carry (control characters, spaces, angle brackets, no
+    domain, a domain that is not a valid IDN)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,11 +62,51 @@ def relay_from_url(url: str) -> Host:
     )
 
 
+def ascii_domain(domain: str) -> str:
+    """A domain as DNS and a plain-ASCII envelope carry it: IDN labels become A-labels
+    (``bücher.example`` → ``xn--bcher-kva.example``). UnsendableAddress when it cannot."""
+    try:
+        if domain.isascii():
+            dns.name.from_text(domain)  # labels of at most 63 octets, no empty label…
+            return domain.lower()
+        return dns.name.from_unicode(domain).to_text(omit_final_dot=True).lower()
+    except (dns.exception.DNSException, UnicodeError) as exc:
+        raise UnsendableAddress(f"{domain!r} is not a valid domain name: {exc}") from None
+
+
+_FORBIDDEN = frozenset(chr(c) for c in range(33)) | {"\x7f", "<", ">"}
+
+
+def envelope_address(email: str) -> tuple[str, bool]:
+    """The address as RCPT TO carries it, and whether that needs SMTPUTF8 (RFC 6531).
+
+    ASCII addresses go as they are. A non-ASCII domain behind an ASCII local part goes as
+    A-labels, which any server takes; a non-ASCII local part can only go in UTF-8, to a server
+    that offers SMTPUTF8. UnsendableAddress for what no SMTP command can carry."""
+    local, at, domain = email.rpartition("@")
+    if not at or not local or not domain.strip("."):
+        raise UnsendableAddress(f"{email!r} is not an address: it needs a local part and a domain")
+    if any(c in _FORBIDDEN for c in email):
+        raise UnsendableAddress(
+            f"{email!r} holds a character no SMTP command can carry (control, space, < or >)"
+        )
+    try:
+        email.encode("utf-8")
+    except UnicodeError:
+        raise UnsendableAddress(f"{email!r} is not valid Unicode text") from None
+    ascii_host = ascii_domain(domain)  # checks the domain, whichever way it is written
+    if email.isascii():
+        return email, False
+    if local.isascii():
+        return f"{local}@{ascii_host}", False
+    return email, True
+
+
 def destination_of(email: str) -> str:
     """What recipients are grouped by: the relay, or the domain whose MX hosts take them."""
     if settings.OUTBOUND_SMTP_RELAY or not settings.OUTBOUND_DIRECT_MX:
         return "relay"
-    return email.rsplit("@", 1)[-1].lower()
+    return ascii_domain(email.rsplit("@", 1)[-1])
 
 
 def _resolver() -> dns.resolver.Resolver:
@@ -68,25 +125,40 @@ def _resolver() -> dns.resolver.Resolver:
     return resolver
 
 
+def _not_found(domain: str) -> PermanentDnsFailure:
+    return PermanentDnsFailure(
+        f"Host or domain name not found: {domain} does not exist (NXDOMAIN)", "5.1.2"
+    )
+
+
 def mx_hosts(domain: str) -> list[Host]:
-    """The domain's MX hosts by preference; with no MX, the domain itself (the A fallback)."""
+    """The domain's MX hosts by preference; with no MX, the domain itself (the A fallback).
+
+    PermanentDnsFailure when the domain does not exist or publishes a null MX; DnsFailure when
+    the look-up failed (a time-out, SERVFAIL), which is worth trying again later."""
     resolver = _resolver()
     port = settings.OUTBOUND_MX_PORT
     try:
         answer = resolver.resolve(domain, "MX")
         records = sorted(answer, key=lambda r: r.preference)
-        hosts = [str(r.exchange).rstrip(".") for r in records]
-        if hosts == [""]:  # RFC 7505 null MX: the domain accepts no mail
-            raise DnsFailure(f"{domain} publishes a null MX: it accepts no mail")
+        # "." is the null MX (RFC 7505): alone, the domain accepts no mail; beside real MX
+        # records (a misconfiguration) it is skipped.
+        hosts = [h for h in (str(r.exchange).rstrip(".") for r in records) if h]
+        if not hosts:
+            raise PermanentDnsFailure(
+                f"{domain} publishes a null MX (RFC 7505): the domain accepts no mail", "5.1.10"
+            )
         return [Host(h, port) for h in hosts]
     except dns.resolver.NoAnswer:
         pass
     except dns.resolver.NXDOMAIN:
-        raise DnsFailure(f"Host or domain name not found: {domain} (NXDOMAIN)") from None
+        raise _not_found(domain) from None
     except dns.exception.DNSException as exc:
         raise DnsFailure(f"DNS lookup of MX for {domain} failed: {exc}") from None
     try:
         resolver.resolve(domain, "A")
+    except dns.resolver.NXDOMAIN:
+        raise _not_found(domain) from None
     except dns.exception.DNSException as exc:
         raise DnsFailure(f"{domain} has no MX and no A record: {exc}") from None
     return [Host(domain, port)]

@@ -46,21 +46,20 @@ def take(queryset, seconds: float, now=None, *, count_attempt: bool = False) -> 
     return free(queryset, now).update(**fields)
 
 
-def take_ids(queryset, seconds: float, now=None, limit: int = 10_000) -> list:
-    """Lease up to ``limit`` free rows of ``queryset`` (in primary-key order); returns the ids
-    this call took (a row taken meanwhile by someone else is left out)."""
+def take_ids(queryset, seconds: float, now=None, limit: int = 10_000, order=("pk",)) -> list:
+    """Lease up to ``limit`` free rows of ``queryset``, first in ``order``; returns the ids this
+    call took, in that order (a row taken meanwhile by someone else is left out)."""
     now = now or timezone.now()
-    candidates = list(free(queryset, now).order_by("pk").values_list("pk", flat=True)[:limit])
+    candidates = list(free(queryset, now).order_by(*order).values_list("pk", flat=True)[:limit])
     if not candidates:
         return []
     until = now + timedelta(seconds=seconds)
     model = queryset.model
     free(model.objects.filter(pk__in=candidates), now).update(leased_until=until)
-    return list(
-        model.objects.filter(pk__in=candidates, leased_until=until)
-        .order_by("pk")
-        .values_list("pk", flat=True)
+    taken = set(
+        model.objects.filter(pk__in=candidates, leased_until=until).values_list("pk", flat=True)
     )
+    return [pk for pk in candidates if pk in taken]
 
 
 def lease(queryset, seconds: float, now=None) -> int:

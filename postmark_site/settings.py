@@ -175,12 +175,19 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# One task reserved per worker slot: with late acknowledgement a reserved task waits,
+# unacknowledged, behind the running one, and a delivery can take minutes (brokers cancel or
+# redeliver tasks held too long: RabbitMQ's consumer timeout, Redis's visibility timeout). A worker
+# dedicated to short tasks (webhooks) may raise it with --prefetch-multiplier.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 # Work still waiting this long is queued again by the periodic sweep.
 SWEEP_AFTER_SECONDS = env.float("SWEEP_AFTER_SECONDS", default=60.0)
+# Tries of processing a submission that fail unexpectedly before it becomes failed (with an
+# SMTPApiError per recipient, so the sender sees it).
+PROCESSING_ATTEMPTS = env.int("PROCESSING_ATTEMPTS", default=3)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {
@@ -271,6 +278,13 @@ BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
 DELIVERY_RETRY_MAX = env.float("DELIVERY_RETRY_MAX", default=4 * 3600.0)
 DELIVERY_GIVE_UP_AFTER = env.float("DELIVERY_GIVE_UP_AFTER", default=72 * 3600.0)
+# Longest countdown a delivery retry is queued with; a later retry waits in the database and the
+# sweep queues it when due (brokers cancel or redeliver tasks held longer than their timeouts:
+# RabbitMQ's consumer timeout is 30 minutes, Redis's visibility timeout 1 hour).
+DELIVERY_MAX_COUNTDOWN = env.float("DELIVERY_MAX_COUNTDOWN", default=300.0)
+# Unexpected errors (or workers that died) while delivering to a recipient before it is given up:
+# it becomes failed, with a SoftBounce that says why.
+DELIVERY_ERROR_LIMIT = env.int("DELIVERY_ERROR_LIMIT", default=3)
 
 # --- Webhooks (bounces.webhooks) -----------------------------------------------------------------
 # Seconds to wait for a webhook receiver (connect, send, answer).

@@ -5,6 +5,11 @@ look-up digest (a slow password hash would cap AUTH at a few per second). CRAM-M
 need the secret itself on the server side, so it is also kept encrypted (Fernet: AES-128-CBC plus
 HMAC-SHA256). Both keys are derived from ``settings.SECRETS_KEY``, which lives in the environment
 (or a key file in DATA_DIR), never in the database: a database dump alone reveals no secret.
+
+Rotation: ``SECRETS_KEY`` may hold several keys, comma-separated, newest first. New values are
+encrypted and digested under the newest; decryption and look-ups accept every configured key, so
+``manage.py rotatesecrets`` can move each stored secret to the newest key while the service runs,
+and the old key is dropped from the setting once it has finished.
 """
 
 import base64
@@ -15,38 +20,78 @@ import string
 import uuid
 from functools import lru_cache
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
-def _derive(purpose: bytes) -> bytes:
+def configured_keys() -> tuple[str, ...]:
+    """The configured secrets keys, newest first."""
+    keys = tuple(key.strip() for key in settings.SECRETS_KEY.split(",") if key.strip())
+    if not keys:
+        raise ImproperlyConfigured("SECRETS_KEY is empty")
+    return keys
+
+
+def _derive(secrets_key: str, purpose: bytes) -> bytes:
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose)
-    return hkdf.derive(settings.SECRETS_KEY.encode())
+    return hkdf.derive(secrets_key.encode())
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def _keys(secrets_key: str) -> tuple[bytes, Fernet]:
-    digest_key = _derive(b"postmark-site token digest v1")
-    fernet = Fernet(base64.urlsafe_b64encode(_derive(b"postmark-site token encryption v1")))
-    return digest_key, fernet
+    digest_key = _derive(secrets_key, b"postmark-site token digest v1")
+    encryption_key = _derive(secrets_key, b"postmark-site token encryption v1")
+    return digest_key, Fernet(base64.urlsafe_b64encode(encryption_key))
 
 
-def digest(value: str) -> str:
-    """HMAC-SHA256 of a token under the server key: what the database indexes for look-ups."""
-    digest_key, _ = _keys(settings.SECRETS_KEY)
+def _digest(secrets_key: str, value: str) -> str:
+    digest_key, _ = _keys(secrets_key)
     return hmac.new(digest_key, value.encode(), hashlib.sha256).hexdigest()
 
 
+def digest(value: str) -> str:
+    """HMAC-SHA256 of a token under the newest key: what the database indexes for look-ups."""
+    return _digest(configured_keys()[0], value)
+
+
+def digests(value: str) -> list[str]:
+    """The token's digest under every configured key: a look-up matches a row digested under
+    any of them (during a rotation, some rows still are under the old key)."""
+    return [_digest(key, value) for key in configured_keys()]
+
+
+def _tag(secrets_key: str, purpose: bytes, value: str, length: int) -> str:
+    key = _derive(secrets_key, b"postmark-site tag v1 " + purpose)
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:length]
+
+
+def tag(purpose: bytes, value: str, length: int = 10) -> str:
+    """A short keyed tag of ``value`` under the newest key, for addresses the service hands out
+    and must recognise as its own (e.g. VERP return paths)."""
+    return _tag(configured_keys()[0], purpose, value, length)
+
+
+def tag_matches(purpose: bytes, value: str, given: str, length: int = 10) -> bool:
+    """Whether ``given`` is the tag of ``value`` under any configured key (constant time)."""
+    given = str(given or "").lower()
+    return any(
+        hmac.compare_digest(_tag(key, purpose, value, length), given) for key in configured_keys()
+    )
+
+
 def encrypt(value: str) -> str:
-    _, fernet = _keys(settings.SECRETS_KEY)
+    _, fernet = _keys(configured_keys()[0])
     return fernet.encrypt(value.encode()).decode()
 
 
 def decrypt(token: str) -> str:
-    _, fernet = _keys(settings.SECRETS_KEY)
-    return fernet.decrypt(token.encode()).decode()
+    """Decrypt under whichever configured key encrypted it."""
+    return (
+        MultiFernet([_keys(key)[1] for key in configured_keys()]).decrypt(token.encode()).decode()
+    )
 
 
 def new_api_token() -> str:

@@ -1,6 +1,7 @@
 """bounces.reports: classifying bounces, complaints and auto-replies (pure Python, no database)."""
 
 import random
+import re
 import time
 from pathlib import Path
 
@@ -196,9 +197,9 @@ def test_classify_smtp_reply(code, enhanced, text, expected):
 
 def test_verp_round_trip():
     address = verp_address(ID, "bounces.mailer.example")
-    assert address == f"pm_bounces+{ID}@bounces.mailer.example"
+    assert re.fullmatch(rf"pm_bounces\+{ID}\.[0-9a-f]{{10}}@bounces\.mailer\.example", address)
     assert message_id_from_verp(address) == ID
-    assert verp_address(ID.upper(), "b.example") == f"pm_bounces+{ID}@b.example"
+    assert verp_address(ID.upper(), "b.example") == verp_address(ID, "b.example")
     for form in (address.upper(), f"<{address}>", f"rfc822; {address}", f"Acme <{address}>"):
         assert message_id_from_verp(form) == ID
 
@@ -210,6 +211,8 @@ def test_verp_round_trip():
         "pm_bounces@bounces.mailer.example",
         "pm_bounces+not-a-uuid@bounces.mailer.example",
         f"pm_bounces+{ID}x@bounces.mailer.example",
+        f"pm_bounces+{ID}@bounces.mailer.example",  # no tag: not an address the service made
+        f"pm_bounces+{ID}.0123456789@bounces.mailer.example",  # a forged tag
         f"bounces+{ID}@bounces.mailer.example",
         f"xpm_bounces+{ID}@bounces.mailer.example",
         f"pm_bounces+{ID}@",

@@ -1,10 +1,17 @@
 """Real servers for delivery tests: an SMTP sink that answers per recipient, and a tiny DNS server.
 
-Recipients' local parts choose the answer: ``ok…`` 250, ``later…`` 450 (then 250 once the address
-has been deferred ``later_times`` times), ``gone…`` 550 5.1.1, ``full…`` 552 5.2.2, ``blocked…``
-550 5.7.1, ``down…`` 421 and disconnect.
+Recipients' local parts choose the answer at RCPT: ``ok…`` 250, ``later…`` 450 (then 250 once the
+address has been deferred ``later_times`` times), ``gone…`` 550 5.1.1, ``full…`` 552 5.2.2,
+``blocked…`` 550 5.7.1, ``moved…`` 550 (no enhanced code, ambiguous text), ``down…`` 421. At
+the end of DATA, a transaction with a ``spam…`` recipient gets 554 5.7.1, one with a ``huge…``
+recipient 552 5.3.4 and one with a ``slowly…`` recipient 451 4.3.0.
+
+Whole-session answers are set on the sink: ``mail_reply`` answers MAIL FROM, ``data_reply``
+answers the DATA command itself (before 354); ``smtputf8`` says whether EHLO offers SMTPUTF8
+(RFC 6531); ``rcpt_delay`` slows every RCPT down (to make concurrent deliveries overlap).
 """
 
+import asyncio
 import socket
 import threading
 from collections import Counter
@@ -14,6 +21,7 @@ import dns.message
 import dns.rcode
 import dns.rrset
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 from conftest import free_port
 
@@ -23,15 +31,28 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
+    smtp_utf8: bool = False
 
 
 @dataclass
 class SinkHandler:
     later_times: int = 1
+    mail_reply: str | None = None
+    data_reply: str | None = None
+    rcpt_delay: float = 0.0
     messages: list[Received] = field(default_factory=list)
     deferrals: Counter = field(default_factory=Counter)
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_reply:
+            return self.mail_reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.rcpt_delay:
+            await asyncio.sleep(self.rcpt_delay)
         local = address.split("@")[0].lower()
         if local.startswith("gone"):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
@@ -39,6 +60,10 @@ class SinkHandler:
             return f"552 5.2.2 <{address}>: Mailbox full"
         if local.startswith("blocked"):
             return "550 5.7.1 Service unavailable; client host blocked using zen.spamhaus.org"
+        if local.startswith("moved"):
+            return "550 Requested action not taken: mailbox unavailable"
+        if local.startswith("down"):
+            return "421 4.3.2 Service shutting down"
         if local.startswith("later") and self.deferrals[address] < self.later_times:
             self.deferrals[address] += 1
             return f"450 4.2.0 <{address}>: Greylisted, try again later"
@@ -46,17 +71,47 @@ class SinkHandler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        locals_ = [address.split("@")[0].lower() for address in envelope.rcpt_tos]
+        if any(local.startswith("spam") for local in locals_):
+            return "554 5.7.1 Message rejected: content looks like spam"
+        if any(local.startswith("huge") for local in locals_):
+            return "552 5.3.4 Message too big for system"
+        if any(local.startswith("slowly") for local in locals_):
+            return "451 4.3.0 Temporary local problem, try again later"
         self.messages.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.content,
+                bool(getattr(envelope, "smtp_utf8", False)),
+            )
         )
         return f"250 2.0.0 Ok: queued as SINK{len(self.messages)}"
 
 
+class _SinkSMTP(SMTP):
+    """aiosmtpd's server, able to refuse the DATA command itself (before 354)."""
+
+    async def smtp_DATA(self, arg):
+        reply = self.event_handler.data_reply
+        if reply and self.envelope is not None and self.envelope.rcpt_tos:
+            await self.push(reply)
+            return
+        await super().smtp_DATA(arg)
+
+
+class _SinkController(Controller):
+    def factory(self):
+        return _SinkSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpSink:
-    def __init__(self, later_times: int = 1):
-        self.handler = SinkHandler(later_times)
+    def __init__(self, later_times: int = 1, smtputf8: bool = True, **answers):
+        self.handler = SinkHandler(later_times, **answers)
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = _SinkController(
+            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+        )
 
     def __enter__(self):
         self.controller.start()
@@ -69,14 +124,21 @@ class SmtpSink:
     def messages(self) -> list[Received]:
         return self.handler.messages
 
+    def delivered_to(self) -> Counter:
+        """How many copies each recipient received."""
+        return Counter(r for m in self.messages for r in m.rcpt_tos)
+
 
 class DnsServer:
-    """Answers A and MX queries from a table over real UDP on 127.0.0.1; NXDOMAIN otherwise."""
+    """Answers A and MX queries from a table over real UDP on 127.0.0.1; NXDOMAIN for names not in
+    it, SERVFAIL (a temporary failure) for the names in ``servfail``. A null MX (RFC 7505) is the
+    record ``"0 ."``."""
 
-    def __init__(self, records: dict[tuple[str, str], list[str]]):
+    def __init__(self, records: dict[tuple[str, str], list[str]], servfail=()):
         self.records = {
             (name.rstrip(".").lower(), rtype): v for (name, rtype), v in records.items()
         }
+        self.servfail = {name.rstrip(".").lower() for name in servfail}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -101,7 +163,9 @@ class DnsServer:
             name = question.name.to_text().rstrip(".").lower()
             rtype = dns.rdatatype.to_text(question.rdtype)
             values = self.records.get((name, rtype))
-            if values:
+            if name in self.servfail:
+                response.set_rcode(dns.rcode.SERVFAIL)
+            elif values:
                 response.answer.append(dns.rrset.from_text(question.name, 60, "IN", rtype, *values))
             elif not any(key[0] == name for key in self.records):
                 response.set_rcode(dns.rcode.NXDOMAIN)

@@ -1,9 +1,13 @@
-"""Delivery through real local SMTP and DNS servers: delivered, retried, hard and soft bounces."""
+"""Delivery through real local SMTP and DNS servers: delivered, retried, hard and soft bounces,
+each by the stage that refused; destinations that can never work; SMTPUTF8; line endings."""
+
+import uuid
 
 import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
+from bounces.reports import verp_address
 from conftest import accepted_submission, free_port
 from outbound import tasks
 from outbound.delivery import deliver_message, retry_delay
@@ -12,6 +16,7 @@ from outbound.processing import process_submission
 from outbound.tests.sinks import DnsServer, SmtpSink
 from servers.models import DeliveryType
 from streams.models import Suppression
+from streams.services import get_stream
 
 RAW = (
     b"From: App <app@example.com>\r\n"
@@ -50,6 +55,39 @@ def recipient(message, email) -> Recipient:
     return message.deliveries.get(email=email)
 
 
+def queued_message(server, rcpts, content: bytes | None = None) -> OutboundMessage:
+    """A message as processing leaves it (queued, one pending row per recipient), for tests
+    that start at delivery."""
+    message_id = uuid.uuid4()
+    default = f"Message-ID: <{message_id}@test>\r\nSubject: Queued\r\n\r\nhi\r\n".encode()
+    message = OutboundMessage.objects.create(
+        message_id=message_id,
+        server=server,
+        stream=get_stream(server, "outbound"),
+        from_address="app@example.com",
+        recipients=list(rcpts),
+        subject="Queued",
+        content=content or default,
+        received_at=timezone.now(),
+    )
+    Recipient.objects.bulk_create([Recipient(message=message, email=r) for r in rcpts])
+    return message
+
+
+def relay_to(settings, sink) -> None:
+    settings.OUTBOUND_SMTP_RELAY = f"smtp://127.0.0.1:{sink.port}?starttls=never"
+
+
+def bounces() -> list[tuple]:
+    return list(
+        Bounce.objects.order_by("email").values_list("email", "type", "inactive", "can_activate")
+    )
+
+
+def statuses(message) -> dict[str, str]:
+    return dict(message.deliveries.values_list("email", "status"))
+
+
 @pytest.mark.django_db
 def test_sandbox_servers_deliver_nothing(server, sink):
     message = outbound(server, ["ok@example.net"])
@@ -65,7 +103,7 @@ def test_delivered(live, sink, settings):
     assert deliver_message(message.pk) == "sent"
     [received] = sink.messages  # both recipients in one transaction
     assert received.rcpt_tos == ["ok1@example.net", "ok2@example.net"]
-    assert received.mail_from == f"pm_bounces+{message.message_id}@bounces.example.org"
+    assert received.mail_from == verp_address(message.message_id, "bounces.example.org")
     assert b"X-PM-" not in received.content and b"Bcc:" not in received.content
     assert b"client-id@example.com" not in received.content  # Message-ID rewritten
     events = MessageEvent.objects.filter(outbound=message, type="Delivery")
@@ -182,13 +220,13 @@ def test_direct_mx_delivery_through_real_dns(live, settings):
         settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns_server.port}"]
         settings.OUTBOUND_MX_PORT = sink.port
         message = outbound(live, ["ok@example.test", "ok@nomx.test", "ok@nowhere.test"])
-        assert deliver_message(message.pk) == "queued"
+        assert deliver_message(message.pk) == "sent"
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
         "ok@example.test",
         "ok@nomx.test",  # the A fallback of RFC 5321 §5.1
     ]
     dns_bounce = Bounce.objects.get()
-    assert (dns_bounce.type, dns_bounce.email) == ("DnsError", "ok@nowhere.test")
+    assert (dns_bounce.type, dns_bounce.email) == ("HardBounce", "ok@nowhere.test")
     assert "NXDOMAIN" in dns_bounce.details
 
 
@@ -223,3 +261,213 @@ def test_the_sweep_requeues_each_stuck_submission_once_per_interval(server, sett
     assert tasks.requeue_stuck_submissions() == 1
     assert tasks.requeue_stuck_submissions() == 0
     assert published == [[str(submission.message_id)]]
+
+
+# --- Bounces by stage: only a refusal of the address deactivates it ------------------------------
+
+
+@pytest.mark.django_db
+def test_an_ambiguous_refusal_at_rcpt_bounces_without_deactivating(live, sink):
+    """A 550 without an address status or an unambiguous text may be policy: no suppression."""
+    message = outbound(live, ["moved@example.net"])
+    assert deliver_message(message.pk) == "bounced"
+    assert bounces() == [("moved@example.net", "HardBounce", False, False)]
+    assert not Suppression.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("reply", "bounce_type"),
+    [
+        (
+            "550 5.1.8 <pm_bounces@example.org>: Sender address rejected: Domain not found",
+            "Blocked",
+        ),
+        ("553 5.1.7 The sender address is not a valid address", "Blocked"),
+        ("554 5.7.1 Sender not permitted by local policy", "Blocked"),
+        ("550 Sender rejected", "HardBounce"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_refused_sender_bounces_the_message_without_deactivating(
+    live, settings, reply, bounce_type
+):
+    with SmtpSink(mail_reply=reply) as sink:
+        relay_to(settings, sink)
+        message = outbound(live, ["ok@example.net", "gone@example.net"])
+        assert deliver_message(message.pk) == "bounced"
+        assert bounces() == [
+            ("gone@example.net", bounce_type, False, False),
+            ("ok@example.net", bounce_type, False, False),
+        ]
+        assert set(Bounce.objects.values_list("details", flat=True)) == {reply}
+        assert "C: MAIL FROM:<pm_bounces+" in Bounce.objects.first().content
+        assert not Suppression.objects.exists()
+        assert set(statuses(message).values()) == {"bounced"}
+        # Not retried: a second run sends and records nothing.
+        Recipient.objects.update(next_attempt_at=timezone.now())
+        assert deliver_message(message.pk) == "bounced"
+        assert Bounce.objects.count() == 2 and sink.messages == []
+
+
+@pytest.mark.parametrize(
+    "reply", ["451 4.3.0 Try again later", "530 5.7.0 Authentication required"]
+)
+@pytest.mark.django_db
+def test_a_temporary_refusal_of_the_sender_is_a_deferral(live, settings, reply):
+    """4xx, and 530 (the relay wants us to authenticate: configuration, not the message)."""
+    with SmtpSink(mail_reply=reply) as sink:
+        relay_to(settings, sink)
+        message = outbound(live, ["ok@example.net"])
+        assert deliver_message(message.pk) == "queued"
+    assert statuses(message) == {"ok@example.net": "deferred"}
+    assert bounces() == [("ok@example.net", "Transient", False, False)]
+
+
+@pytest.mark.parametrize(
+    ("rcpt", "bounce_type", "details"),
+    [
+        ("spam@example.net", "Blocked", "554 5.7.1 Message rejected"),
+        ("huge@example.net", "SoftBounce", "552 5.3.4 Message too big"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_refused_message_body_bounces_without_deactivating(
+    live, sink, rcpt, bounce_type, details
+):
+    """A 5xx at the end of DATA is about the message: every recipient of the transaction
+    bounces, none is deactivated, and it is not retried for 72 hours."""
+    message = outbound(live, [rcpt, "ok@example.net"])
+    assert deliver_message(message.pk) == "bounced"
+    assert bounces() == sorted(
+        [(rcpt, bounce_type, False, False), ("ok@example.net", bounce_type, False, False)]
+    )
+    assert all(d.startswith(details) for d in Bounce.objects.values_list("details", flat=True))
+    assert "C: DATA" in Bounce.objects.first().content
+    assert not Suppression.objects.exists()
+    assert set(statuses(message).values()) == {"bounced"}
+    assert sink.messages == []
+
+
+@pytest.mark.django_db
+def test_a_refused_data_command_bounces_at_once(live, settings):
+    """Before, a 5xx to the DATA command itself raised in smtplib and was retried for 72 h."""
+    with SmtpSink(data_reply="554 5.7.1 Relay access denied by policy") as sink:
+        relay_to(settings, sink)
+        message = outbound(live, ["ok@example.net"])
+        assert deliver_message(message.pk) == "bounced"
+    assert bounces() == [("ok@example.net", "Blocked", False, False)]
+    assert Bounce.objects.get().details == "554 5.7.1 Relay access denied by policy"
+    assert statuses(message) == {"ok@example.net": "bounced"}
+
+
+@pytest.mark.django_db
+def test_a_temporary_refusal_at_data_is_a_deferral(live, sink):
+    message = outbound(live, ["slowly@example.net"])
+    assert deliver_message(message.pk) == "queued"
+    assert statuses(message) == {"slowly@example.net": "deferred"}
+    assert bounces() == [("slowly@example.net", "Transient", False, False)]
+
+
+# --- Destinations that can never work ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_nxdomain_and_null_mx_bounce_at_once_and_servfail_is_retried(live, settings):
+    records = {
+        ("example.test", "MX"): ["10 mx.example.test."],
+        ("mx.example.test", "A"): ["127.0.0.1"],
+        ("nullmx.test", "MX"): ["0 ."],  # RFC 7505: accepts no mail
+    }
+    with SmtpSink() as sink, DnsServer(records, servfail=["broken.test"]) as dns_server:
+        settings.OUTBOUND_SMTP_RELAY = ""
+        settings.OUTBOUND_DIRECT_MX = True
+        settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns_server.port}"]
+        settings.OUTBOUND_MX_PORT = sink.port
+        rcpts = ["ok@example.test", "ok@nullmx.test", "ok@nowhere.test", "ok@broken.test"]
+        message = outbound(live, rcpts)
+        assert deliver_message(message.pk) == "queued"  # broken.test waits for its DNS
+        assert sink.delivered_to() == {"ok@example.test": 1}
+    assert statuses(message) == {
+        "ok@example.test": "delivered",
+        "ok@nullmx.test": "bounced",
+        "ok@nowhere.test": "bounced",
+        "ok@broken.test": "deferred",
+    }
+    assert bounces() == [
+        ("ok@broken.test", "DnsError", False, False),
+        ("ok@nowhere.test", "HardBounce", True, True),
+        ("ok@nullmx.test", "HardBounce", True, True),
+    ]
+    nullmx = Bounce.objects.get(email="ok@nullmx.test").details
+    assert nullmx.startswith("5.1.10 ") and "null MX" in nullmx
+    nxdomain = Bounce.objects.get(email="ok@nowhere.test").details
+    assert nxdomain.startswith("5.1.2 ") and "NXDOMAIN" in nxdomain
+    assert sorted(Suppression.objects.values_list("email", flat=True)) == [
+        "ok@nowhere.test",
+        "ok@nullmx.test",
+    ]
+
+
+# --- Addresses: SMTPUTF8, IDN, and what no command can carry --------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_non_ascii_address_goes_with_smtputf8_where_offered(live, settings):
+    with SmtpSink(smtputf8=True) as sink:
+        relay_to(settings, sink)
+        message = queued_message(live, ["jörg@example.net", "ok@example.net"])
+        assert deliver_message(message.pk) == "sent"
+    [received] = sink.messages
+    assert received.rcpt_tos == ["jörg@example.net", "ok@example.net"]
+    assert received.smtp_utf8  # MAIL FROM carried SMTPUTF8
+    assert not Bounce.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_non_ascii_address_bounces_where_smtputf8_is_not_offered(live, settings):
+    with SmtpSink(smtputf8=False) as sink:
+        relay_to(settings, sink)
+        message = queued_message(live, ["jörg@example.net", "ok@example.net"])
+        assert deliver_message(message.pk) == "sent"
+    [received] = sink.messages
+    assert received.rcpt_tos == ["ok@example.net"] and not received.smtp_utf8
+    assert statuses(message) == {"jörg@example.net": "bounced", "ok@example.net": "delivered"}
+    assert bounces() == [("jörg@example.net", "HardBounce", False, False)]
+    details = Bounce.objects.get().details
+    assert "SMTPUTF8" in details and "jörg@example.net" in details and "127.0.0.1" in details
+
+
+@pytest.mark.django_db
+def test_an_international_domain_goes_as_a_labels(live, settings):
+    with SmtpSink(smtputf8=False) as sink:
+        relay_to(settings, sink)
+        message = queued_message(live, ["ok@bücher.example"])
+        assert deliver_message(message.pk) == "sent"
+    assert sink.messages[0].rcpt_tos == ["ok@xn--bcher-kva.example"]
+
+
+@pytest.mark.django_db
+def test_an_address_no_command_can_carry_bounces(live, sink):
+    evil = "x@example.net>\r\nRCPT TO:<y@example.net"
+    message = queued_message(live, [evil, "ok@example.net"])
+    assert deliver_message(message.pk) == "sent"
+    assert sink.delivered_to() == {"ok@example.net": 1}
+    assert bounces() == [(evil, "BadEmailAddress", False, False)]
+
+
+# --- Line endings --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_bare_line_ends_are_sent_as_crlf(live, sink):
+    content = (
+        b"Subject: Line ends\nX-Test: 1\n\n"
+        b"first line\n.\nafter a lone dot\rbare CR\r\n..two dots\nlast"
+    )
+    message = queued_message(live, ["ok@example.net"], content=content)
+    assert deliver_message(message.pk) == "sent"
+    [received] = sink.messages
+    assert received.content == (
+        b"Subject: Line ends\r\nX-Test: 1\r\n\r\n"
+        b"first line\r\n.\r\nafter a lone dot\r\nbare CR\r\n..two dots\r\nlast\r\n"
+    )

@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
+from bounces.reports import verp_address
 from conftest import subprocess_env
 from outbound.models import OutboundMessage, Recipient
 from outbound.tasks import deliver
@@ -104,7 +105,7 @@ def test_killed_workers_lose_nothing(server, rabbitmq_url, start_process):
     assert delivered_count() == MESSAGES, Counter(
         Recipient.objects.values_list("status", flat=True)
     )
-    expected = {f"pm_bounces+{m.message_id}@localhost" for m in messages}
+    expected = {verp_address(m.message_id, "localhost") for m in messages}
     assert set(per_message) == expected  # every message reached the sink
     duplicates = sum(n - 1 for n in per_message.values())
     # Only a delivery in the few milliseconds between the sink's 250 and the commit recording it

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
+from bounces.reports import verp_address
 from outbound.models import OutboundMessage, Recipient, Submission
 from outbound.processing import process_submission
 from servers.models import DeliveryType
@@ -53,7 +54,7 @@ def report_for(name: str, message: OutboundMessage) -> bytes:
 
 
 def verp(message) -> str:
-    return f"pm_bounces+{message.message_id}@{BOUNCE_DOMAIN}"
+    return verp_address(message.message_id, BOUNCE_DOMAIN)
 
 
 def deliver_report(gateway, message, raw: bytes) -> None:
@@ -115,4 +116,32 @@ def test_the_bounce_mx_is_never_a_relay(gateway, server, settings):
         assert code == 550, (address, reply)
     code, _ = client.rcpt(verp(message))
     assert code == 250
+    client.quit()
+
+
+def test_a_forged_complaint_naming_a_stranger_suppresses_nobody(gateway, server, settings):
+    """Anyone who received one message knows its return path; a report sent there may still only
+    affect that message's recipients."""
+    settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    message = sent_message(server, ["attacker@example.org"])
+    # The ARF names judy.smith@yahoo.com, who never received this message.
+    deliver_report(gateway, message, report_for("arf_yahoo_abuse.eml", message))
+    assert not Bounce.objects.exists()
+    assert not Suppression.objects.exists()
+    report = Submission.objects.get(endpoint="bounce")
+    assert report.status == "failed"
+    assert b"feedback@arf.mail.yahoo.com" in bytes(report.raw)  # kept for operators
+
+
+def test_return_paths_the_service_did_not_issue_are_refused(gateway, server, settings):
+    message = sent_message(server, ["a@example.org"])
+    untagged = f"pm_bounces+{message.message_id}@{BOUNCE_DOMAIN}"
+    forged = f"pm_bounces+{message.message_id}.0123456789@{BOUNCE_DOMAIN}"
+    client = smtplib.SMTP("127.0.0.1", gateway.bounce_port, timeout=10)
+    client.ehlo("mx.remote.example")
+    client.mail("")
+    for address in (untagged, forged):
+        code, reply = client.rcpt(address)
+        assert code == 550, (address, reply)
+    assert client.rcpt(verp(message))[0] == 250
     client.quit()

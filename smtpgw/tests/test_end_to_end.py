@@ -63,9 +63,10 @@ def test_unknown_stream_becomes_an_smtp_api_error(gateway, creds, worker):
     wait_for(lambda: Bounce.objects.filter(message_id=message_id).exists(), what="the bounce")
     bounce = Bounce.objects.get(message_id=message_id)
     assert bounce.type == "SMTPApiError"
-    assert bounce.message_stream == "does-not-exist"
-    assert "ErrorCode: 1235" in bounce.content
-    assert "Message-ID: <hello@example.com>" in bounce.content
+    assert bounce.message_stream == "outbound"  # where the default bounce query finds it
+    assert "'does-not-exist'" in bounce.details
+    assert "ErrorCode: 1235" in bounce.dump_text
+    assert "Message-ID: <hello@example.com>" in bounce.dump_text
 
 
 def test_strict_mode_refuses_in_session_and_still_records(gateway, creds, worker):
