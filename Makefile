@@ -7,7 +7,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench fuzz venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +39,38 @@ test: venv lint
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
 	fi
 
+# The HTTP API's property-based tests with many more examples than `make test` runs: new random
+# inputs every run, failures kept in data/hypothesis-api and tried first the next time; on SQLite,
+# then on PostgreSQL when it is reachable. E.g. make fuzz-api API_FUZZ_EXAMPLES=20000.
+API_FUZZ_EXAMPLES ?= 2000
+FUZZ_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/fuzz_api
+.PHONY: fuzz-api
+fuzz-api: venv
+	PATH="$(BIN):$$PATH" API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) DATA_DIR=$(CURDIR)/data/fuzz-api-sqlite \
+	  $(PY) -m pytest --timeout=0 api/tests/test_api_fuzz.py $(PYTEST_ARGS)
+	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+	  echo "== the same on PostgreSQL"; \
+	  PATH="$(BIN):$$PATH" API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) \
+	    DATA_DIR=$(CURDIR)/data/fuzz-api-postgres DATABASE_URL=$(FUZZ_POSTGRES_URL) \
+	    $(PY) -m pytest --timeout=0 api/tests/test_api_fuzz.py $(PYTEST_ARGS); \
+	else \
+	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
+	fi
+
 # Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin),
 # each in throwaway databases, then one PASS/MISS table; e.g. make bench BENCH_ARGS="--quick" or
 # BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on 127.0.0.1.
 bench: venv
 	PATH="$(BIN):$$PATH" $(PY) -m bench $(BENCH_ARGS)
+
+# The generated-input tests (marked fuzz) with many more examples than make test runs; PostgreSQL is
+# the stricter database, so they run there when it is reachable. FUZZ_EXAMPLES sets the count.
+FUZZ_EXAMPLES ?= 2000
+fuzz: venv
+	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+	  db="DATABASE_URL=$(TEST_POSTGRES_URL)"; fi; \
+	env $$db FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/fuzz \
+	  $(PY) -m pytest -m fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) data

@@ -12,6 +12,12 @@ from servers.models import ServerToken
 
 SERVER_TOKEN_HEADER = "X-Postmark-Server-Token"
 ACCOUNT_TOKEN_HEADER = "X-Postmark-Account-Token"
+# Tokens are UUIDs; anything longer, or not printable ASCII, is not looked up.
+MAX_TOKEN_LENGTH = 200
+
+
+def plausible_token(token: str) -> bool:
+    return len(token) <= MAX_TOKEN_LENGTH and token.isascii() and token.isprintable()
 
 
 class ServerPrincipal:
@@ -39,7 +45,7 @@ class ServerTokenAuthentication(authentication.BaseAuthentication):
                     "header; an Account token cannot be used here."
                 )
             raise exceptions.AuthenticationFailed(MISSING_TOKEN_MESSAGE)
-        record = ServerToken.find(token)
+        record = ServerToken.find(token) if plausible_token(token) else None
         if record is None:
             raise exceptions.AuthenticationFailed(BAD_TOKEN_MESSAGE)
         return ServerPrincipal(record.server), record.server

@@ -3,7 +3,8 @@
 
 - ``PostmarkJSONRenderer``: ``application/json; charset=utf-8``.
 - ``LenientJSONParser`` and ``LenientNegotiation``: a body is read as JSON whatever its content type
-  (or none); an ``Accept`` header that matches nothing still gets JSON.
+  (or none); an ``Accept`` header that matches nothing still gets JSON. A body nested deeper than
+  ``MAX_JSON_DEPTH``, or holding a lone surrogate or a non-finite number, is invalid JSON (402).
 - ``exception_handler``: DRF's exception handler (``REST_FRAMEWORK["EXCEPTION_HANDLER"]``).
 - ``handler400``/``handler404``/``handler500``: Django-level handlers (root URLconf) that answer in
   Postmark's shape for API paths and fall back to Django's pages for the admin and static files.
@@ -11,6 +12,7 @@
 
 import json
 import logging
+import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -21,6 +23,8 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+
+from api.text import has_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ MISSING_TOKEN_MESSAGE = (
 )
 BAD_TOKEN_MESSAGE = "Request does not contain a valid Server token."
 INVALID_JSON_MESSAGE = "Received invalid JSON input."
+# Postmark's bodies nest three or four levels; far deeper input is refused before any view walks it.
+MAX_JSON_DEPTH = 32
 
 
 class ApiError(exceptions.APIException):
@@ -68,9 +74,40 @@ class PostmarkJSONRenderer(JSONRenderer):
     charset = "utf-8"
 
 
+_TOO_DEEP = f"Objects and arrays may be nested at most {MAX_JSON_DEPTH} levels deep."
+_LONE_SURROGATE = (
+    "A string holds a lone UTF-16 surrogate (\\ud800 to \\udfff), which is not a character."
+)
+
+
+def json_problem(data) -> str | None:
+    """Why parsed JSON cannot be taken although Python's parser read it, or None: nesting deeper
+    than ``MAX_JSON_DEPTH``, a lone UTF-16 surrogate (``"\\ud800"``: not a character, so it cannot
+    be stored or even sent back), or a number that is not finite (``NaN``, ``1e999``)."""
+    pending = [(data, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return _TOO_DEEP
+            if isinstance(value, dict):
+                for key in value:
+                    if has_surrogate(key):
+                        return _LONE_SURROGATE
+                pending.extend((item, depth + 1) for item in value.values())
+            else:
+                pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if has_surrogate(value):
+                return _LONE_SURROGATE
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "Numbers must be finite (NaN, Infinity and 1e999 are not)."
+    return None
+
+
 class LenientJSONParser(BaseParser):
     """Parses any request body as JSON. An empty body is ``{}``; anything else that is not JSON
-    is Postmark's error 402."""
+    (or that ``json_problem`` refuses) is Postmark's error 402."""
 
     media_type = "*/*"
 
@@ -82,9 +119,15 @@ class LenientJSONParser(BaseParser):
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw.decode("utf-8-sig"))
+            data = json.loads(raw.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError):
             raise exceptions.ParseError(INVALID_JSON_MESSAGE) from None
+        except RecursionError:  # nested deeper than Python's parser can go
+            raise ApiError(INVALID_JSON, f"{INVALID_JSON_MESSAGE} {_TOO_DEEP}") from None
+        problem = json_problem(data)
+        if problem:
+            raise ApiError(INVALID_JSON, f"{INVALID_JSON_MESSAGE} {problem}")
+        return data
 
 
 class LenientNegotiation(DefaultContentNegotiation):

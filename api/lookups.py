@@ -7,11 +7,14 @@ from api.errors import (
     STREAM_NOT_FOUND,
     ApiError,
 )
+from api.text import quoted, text_problem
+from streams.models import MessageStream
 from streams.services import StreamError, get_stream
 
 DEFAULT_STREAM = "outbound"
 ID_RE = re.compile(r"^[0-9]{1,19}$")
 MAX_ID = 2**63 - 1
+MAX_STREAM_ID_LENGTH = MessageStream._meta.get_field("stream_id").max_length
 
 
 def server_of(request):
@@ -20,7 +23,17 @@ def server_of(request):
 
 
 def stream_of(request, stream_id: str):
-    """The server's stream ``stream_id``, or the API error for an unknown or unusable one."""
+    """The server's stream ``stream_id``, or the API error for an unknown or unusable one. An id
+    no stream can have (not text, too long, NUL) is not looked up: it does not exist."""
+    if (
+        not isinstance(stream_id, str)
+        or len(stream_id) > MAX_STREAM_ID_LENGTH
+        or text_problem(stream_id)
+    ):
+        raise ApiError(
+            STREAM_NOT_FOUND,
+            f"The stream provided: '{quoted(stream_id)}' does not exist on this server.",
+        )
     try:
         return get_stream(server_of(request), stream_id)
     except StreamError as exc:

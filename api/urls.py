@@ -4,6 +4,7 @@ every spelling clients use onto these (compat §2), so this URLconf is never the
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
+from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
 from api.views import bounces, stats, suppressions, webhooks
 
 
@@ -11,6 +12,13 @@ class SchemaView(SpectacularJSONAPIView):
     authentication_classes = []
     permission_classes = []
     urlconf = "api.urls"
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors (e.g. a wrong method) are Postmark's JSON like everywhere else, not a schema.
+        if response.status_code >= 400:
+            request.accepted_renderer = PostmarkJSONRenderer()
+            request.accepted_media_type = JSON_CONTENT_TYPE
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 urlpatterns = [

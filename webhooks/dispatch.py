@@ -82,6 +82,17 @@ def allow_private() -> bool:
 # --- URLs and the SSRF guard ----------------------------------------------------------------------
 
 
+# A webhook URL is stored in a column of this size; a host name has at most 253 characters.
+MAX_URL_LENGTH = Webhook._meta.get_field("url").max_length
+MAX_HOST_LENGTH = 253
+# Control characters (NUL included) and lone surrogates: never part of a URL that can be sent.
+_UNSENDABLE_RE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# What a header value may hold: tab, visible ASCII, space and obs-text (RFC 9110 §5.5), i.e. what
+# http.client can send (Latin-1) without control characters.
+_HEADER_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+MAX_CUSTOM_HEADERS = 50
+
+
 class UnsafeUrl(ValueError):
     """A webhook URL that is refused; ``message`` says why, for the API and the admin."""
 
@@ -91,8 +102,12 @@ class UnsafeUrl(ValueError):
 
 
 def split_credentials(url: str) -> tuple[str, str, str]:
-    """``https://user:pass@host/x`` → (``https://host/x``, ``user``, ``pass``)."""
-    parts = urlsplit(url.strip())
+    """``https://user:pass@host/x`` → (``https://host/x``, ``user``, ``pass``). A URL that cannot
+    even be split comes back as given, for ``check_url`` to refuse with its reason."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip(), "", ""
     if "@" not in parts.netloc:
         return url.strip(), "", ""
     userinfo, _, hostport = parts.netloc.rpartition("@")
@@ -134,24 +149,53 @@ class Target:
     path: str  # path and query, as sent in the request line
 
 
+def _shown(url: str) -> str:
+    return url if len(url) <= 200 else url[:200] + "…"
+
+
 def parse_url(url: str) -> Target:
+    """The target of an http(s) URL with a valid host name; raises ``UnsafeUrl`` otherwise."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl(f"The webhook URL must not be longer than {MAX_URL_LENGTH} characters.")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeUrl(f"The webhook URL '{url}' is not a valid URL ({exc}).") from None
+        raise UnsafeUrl(f"The webhook URL '{_shown(url)}' is not a valid URL ({exc}).") from None
     scheme = (parts.scheme or "").lower()
     if scheme not in ("http", "https"):
-        raise UnsafeUrl(f"The webhook URL '{url}' must start with http:// or https://.")
+        raise UnsafeUrl(f"The webhook URL '{_shown(url)}' must start with http:// or https://.")
     host = parts.hostname or ""
     if not host:
-        raise UnsafeUrl(f"The webhook URL '{url}' has no host name.")
+        raise UnsafeUrl(f"The webhook URL '{_shown(url)}' has no host name.")
     if any(c.isspace() for c in url):
-        raise UnsafeUrl(f"The webhook URL '{url}' contains white space.")
+        raise UnsafeUrl(f"The webhook URL '{_shown(url)}' contains white space.")
+    if _UNSENDABLE_RE.search(url):
+        raise UnsafeUrl(
+            f"The webhook URL '{_shown(url)}' contains a control character (e.g. NUL) or a lone "
+            "surrogate."
+        )
+    _check_host(host)
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
         path += "?" + parts.query
     return Target(scheme, host, port or (443 if scheme == "https" else 80), path)
+
+
+def _check_host(host: str) -> None:
+    """Refuse a host name that cannot be looked up at all: the resolver encodes it with IDNA,
+    which fails (``UnicodeError``) on an empty label, a label over 63 characters or a character
+    IDNA forbids."""
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        encoded = b""
+    if not encoded or len(encoded) > MAX_HOST_LENGTH:
+        raise UnsafeUrl(
+            f"The webhook URL's host name '{_shown(host)}' is not a valid host name: each part "
+            f"between dots must be 1 to 63 characters (international names valid IDNA), and "
+            f"the whole name at most {MAX_HOST_LENGTH}."
+        )
 
 
 def resolve(host: str, port: int) -> list[str]:
@@ -173,9 +217,10 @@ def checked_addresses(target: Target, private_ok: bool | None = None) -> list[st
         for address in addresses:
             why = address_refused(address)
             if why:
+                # The address itself is never told: it would map the service's network.
                 raise UnsafeUrl(
-                    f"The webhook URL's host '{target.host}' resolves to {address}, a {why} "
-                    "address; webhooks can only be posted to public addresses."
+                    f"The webhook URL's host '{target.host}' resolves to a {why} address; "
+                    "webhooks can only be posted to public addresses."
                 )
     return addresses
 
@@ -197,6 +242,8 @@ def validate_headers(headers) -> list[dict]:
         return []
     if not isinstance(headers, list):
         raise ValueError('HttpHeaders must be a list of {"Name": ..., "Value": ...} objects.')
+    if len(headers) > MAX_CUSTOM_HEADERS:
+        raise ValueError(f"HttpHeaders: at most {MAX_CUSTOM_HEADERS} headers can be set.")
     clean = []
     for entry in headers:
         if not isinstance(entry, dict):
@@ -205,14 +252,14 @@ def validate_headers(headers) -> list[dict]:
         name = lowered.get("name")
         value = lowered.get("value")
         value = "" if value is None else value
-        if not isinstance(name, str) or not _HEADER_NAME_RE.match(name):
+        if not isinstance(name, str) or not _HEADER_NAME_RE.fullmatch(name):
             raise ValueError(f"HttpHeaders: '{name}' is not a valid header name.")
         if name.lower() in FORBIDDEN_HEADERS:
             raise ValueError(f"HttpHeaders: the header '{name}' cannot be set.")
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise ValueError(f"HttpHeaders: the value of '{name}' must be a string.")
         value = str(value)
-        if "\r" in value or "\n" in value or "\0" in value or len(value) > 4000:
+        if not _HEADER_VALUE_RE.fullmatch(value) or len(value) > 4000:
             raise ValueError(f"HttpHeaders: the value of '{name}' is not a valid header value.")
         clean.append({"Name": name, "Value": value})
     return clean
@@ -416,6 +463,7 @@ class Result:
     excerpt: str = ""
     error: str = ""
     latency_ms: int = 0
+    refused: bool = False  # the SSRF guard refused the destination: retrying cannot help
 
     @property
     def ok(self) -> bool:
@@ -431,7 +479,7 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float | None = None
     try:
         target = parse_url(url)
     except UnsafeUrl as exc:
-        result.error = exc.message
+        result.error, result.refused = exc.message, True
         return result
     key = (target.scheme, target.host, target.port)
     pool = _connections()
@@ -445,9 +493,10 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float | None = None
                 conn.timeout = timeout
                 if conn.sock is not None:
                     conn.sock.settimeout(timeout)
-            conn.request("POST", target.path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read(MAX_RESPONSE_READ + 1)
+            with _deadline(conn, started + timeout):
+                conn.request("POST", target.path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read(MAX_RESPONSE_READ + 1)
             result.status_code = response.status
             result.excerpt = data[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
             if len(data) > MAX_RESPONSE_READ or response.will_close:
@@ -456,7 +505,7 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float | None = None
                 pool[key] = conn
             break
         except UnsafeUrl as exc:
-            result.error = exc.message
+            result.error, result.refused = exc.message, True
             break
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
             if conn is not None:
@@ -472,6 +521,39 @@ def http_post(url: str, body: bytes, headers: dict, timeout: float | None = None
             break
     result.latency_ms = int((time.monotonic() - started) * 1000)
     return result
+
+
+@contextlib.contextmanager
+def _deadline(conn, deadline: float):
+    """One overall deadline for a POST: a receiver that dribbles its answer a byte at a time
+    cannot hold the worker's thread past it (a socket timeout alone restarts with every byte)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the webhook's deadline passed")
+    if conn.sock is not None:
+        conn.sock.settimeout(remaining)
+    expired = threading.Event()
+
+    def cut():
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(remaining, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if expired.is_set():
+            raise TimeoutError("the webhook's deadline passed") from exc
+        raise
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise TimeoutError("the webhook's deadline passed")
 
 
 def _describe(exc: Exception) -> str:
@@ -567,6 +649,8 @@ def _record(delivery, body, result: Result, started_at) -> str:
         fields.update(status=WebhookDelivery.Status.DELIVERED, next_attempt_at=None, payload="")
     elif result.status_code == 403:
         fields.update(status=WebhookDelivery.Status.STOPPED, next_attempt_at=None)
+    elif result.refused:  # the destination is not allowed: retrying cannot change that
+        fields.update(status=WebhookDelivery.Status.FAILED, next_attempt_at=None)
     else:
         delays = retry_delays()
         if number <= len(delays):

@@ -152,7 +152,7 @@ def test_credentials_in_the_url_become_http_auth(api):
         ({"Url": ""}, "Url"),
         ({"Url": "ftp://example.com/x"}, "http"),
         ({"Url": "http://127.0.0.1/hook"}, "public addresses"),
-        ({"Url": "http://localhost:8080/hook"}, "127.0.0.1"),
+        ({"Url": "http://localhost:8080/hook"}, "a loopback address"),
         ({"Url": "http://[::1]/hook"}, "public addresses"),
         ({"Url": "http://[::ffff:169.254.169.254]/"}, "public addresses"),
         ({"Url": "http://10.0.0.1/"}, "public addresses"),

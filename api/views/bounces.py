@@ -1,5 +1,7 @@
 """The bounce API (compat §3): list, tags, one bounce, its dump, and activation."""
 
+import uuid
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -13,6 +15,7 @@ from api.errors import (
 )
 from api.lookups import DEFAULT_STREAM, ID_RE, MAX_ID, server_of
 from api.params import QueryParams
+from api.text import quoted
 from bounces.models import Bounce
 from bounces.serializers import bounce_json
 from bounces.services import CannotActivate, activate_bounce
@@ -25,7 +28,7 @@ MAX_WINDOW = 10_000
 def _get_bounce(request, bounce_id: str) -> Bounce:
     not_found = ApiError(
         BOUNCE_NOT_FOUND,
-        f"Bounce not found: there is no bounce with ID {bounce_id} on this server.",
+        f"Bounce not found: there is no bounce with ID {quoted(bounce_id)} on this server.",
     )
     if not ID_RE.match(bounce_id or "") or int(bounce_id) > MAX_ID:
         raise not_found
@@ -101,12 +104,12 @@ class BounceListView(APIView):
 
 
 def _uuid(params: QueryParams, value: str):
-    import uuid
-
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise params.error(f"The 'messageID' parameter '{value}' is not a MessageID.") from None
+        raise params.error(
+            f"The 'messageID' parameter '{quoted(value)}' is not a MessageID."
+        ) from None
 
 
 class BounceTagsView(APIView):
@@ -134,7 +137,7 @@ class BounceDetailView(APIView):
 class BounceDumpView(APIView):
     @extend_schema(operation_id="get_bounce_dump", responses=OpenApiTypes.OBJECT)
     def get(self, request, bounce_id: str):
-        return Response({"Body": _get_bounce(request, bounce_id).content or ""})
+        return Response({"Body": _get_bounce(request, bounce_id).dump_text})
 
 
 class BounceActivateView(APIView):

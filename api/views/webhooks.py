@@ -11,7 +11,14 @@ from api.errors import (
 )
 from api.lookups import DEFAULT_STREAM, ID_RE, MAX_ID, server_of, stream_of
 from api.params import QueryParams
-from webhooks.dispatch import UnsafeUrl, check_url, split_credentials, validate_headers
+from api.text import has_control, quoted
+from webhooks.dispatch import (
+    MAX_URL_LENGTH,
+    UnsafeUrl,
+    check_url,
+    split_credentials,
+    validate_headers,
+)
 from webhooks.models import Webhook
 from webhooks.serializers import webhook_json
 
@@ -19,6 +26,8 @@ _P = OpenApiParameter
 
 
 WEBHOOK_NOT_FOUND = 404
+MAX_USERNAME_LENGTH = Webhook._meta.get_field("http_auth_username").max_length
+MAX_PASSWORD_LENGTH = 1000
 _TRIGGERS = {
     # Postmark trigger → {its field: our model field}
     "open": {"enabled": "open_enabled", "postfirstopenonly": "open_post_first_open_only"},
@@ -49,24 +58,45 @@ def _flag(value, name: str) -> bool:
     raise ApiError(INVALID_REQUEST, f"{name} must be true or false.")
 
 
+def _credentials(username: str, password: str) -> tuple[str, str]:
+    """Basic-auth credentials as they can be stored and sent: RFC 7617 allows no control
+    characters (NUL included), and the user name has a column of its own."""
+    for what, value, limit in (
+        ("Username", username, MAX_USERNAME_LENGTH),
+        ("Password", password, MAX_PASSWORD_LENGTH),
+    ):
+        if len(value) > limit:
+            raise ApiError(
+                INVALID_REQUEST, f"HttpAuth {what} must not be longer than {limit} characters."
+            )
+        if has_control(value):
+            raise ApiError(
+                INVALID_REQUEST, f"HttpAuth {what} must not contain control characters (e.g. NUL)."
+            )
+    return username, password
+
+
 def _apply_webhook(webhook, data: dict, creating: bool) -> None:
     """Set the fields a Postmark webhook body gives (absent or null ones stay as they are)."""
     auth = data.get("httpauth")
     if auth is not None:
         auth = _lower_keys(auth, "HttpAuth")
-        webhook.http_auth_username = str(auth.get("username") or "")
-        webhook.http_auth_password = str(auth.get("password") or "")
+        webhook.http_auth_username, webhook.http_auth_password = _credentials(
+            str(auth.get("username") or ""), str(auth.get("password") or "")
+        )
     url = data.get("url")
     if url is None and creating:
         raise ApiError(INVALID_REQUEST, "Url is required: the address to post events to.")
     if url is not None:
         if not isinstance(url, str) or not url.strip():
             raise ApiError(INVALID_REQUEST, "Url must be a non-empty http:// or https:// URL.")
-        if len(url) > 2000:
-            raise ApiError(INVALID_REQUEST, "Url must not be longer than 2000 characters.")
+        if len(url) > MAX_URL_LENGTH:
+            raise ApiError(
+                INVALID_REQUEST, f"Url must not be longer than {MAX_URL_LENGTH} characters."
+            )
         clean, user, password = split_credentials(url)
         if (user or password) and not (auth and (auth.get("username") or auth.get("password"))):
-            webhook.http_auth_username, webhook.http_auth_password = user, password
+            webhook.http_auth_username, webhook.http_auth_password = _credentials(user, password)
         try:
             check_url(clean)
         except UnsafeUrl as exc:
@@ -100,7 +130,7 @@ def _webhook_body(request) -> dict:
 def _get_webhook(request, webhook_id: str):
     not_found = ApiError(
         WEBHOOK_NOT_FOUND,
-        f"Webhook not found: there is no webhook with ID {webhook_id} on this server.",
+        f"Webhook not found: there is no webhook with ID {quoted(webhook_id)} on this server.",
         http_status=404,
     )
     if not ID_RE.match(webhook_id or "") or int(webhook_id) > MAX_ID:
