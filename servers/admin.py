@@ -39,17 +39,20 @@ class AccountTokenAdmin(ServerTokenAdmin):
 
 @admin.register(StaffServerAccess)
 class StaffServerAccessAdmin(ScopedModelAdmin):
-    """Which servers a staff user is limited to. Only superusers manage these."""
+    """Which servers a staff user may see: some, or all (a staff user without a record sees none).
+    Only superusers manage these."""
 
     list_display = ("user", "server_list", "created_at")
     filter_horizontal = ("servers",)
-    fields = ("user", "servers")
+    fields = ("user", "all_servers", "servers")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user").prefetch_related("servers")
 
     @admin.display(description="servers")
     def server_list(self, obj):
+        if obj.all_servers:
+            return "(all servers)"
         return ", ".join(s.name for s in obj.servers.all()) or "(none)"
 
     def has_module_permission(self, request):

@@ -87,7 +87,7 @@ class ApiTokenBase(models.Model):
             return None
         found = (
             cls._default_manager.select_related(*cls.look_up_with)
-            .filter(token_digest=crypto.digest(token))
+            .filter(token_digest__in=crypto.digests(token))
             .first()
         )
         if found is not None and crypto.same(found.token, token):
@@ -137,16 +137,19 @@ class AccountToken(ApiTokenBase):
 class StaffServerAccess(models.Model):
     """Limits a staff user to some servers in the admin and the dashboard.
 
-    A staff user without this record sees every server (superusers always do). With it, the user
-    sees only ``servers`` — possibly none — and nothing of any other server anywhere: lists,
-    counts, filters, search, raw sources, the dashboard. The record, not its server rows, is what
-    limits, so deleting a server never widens what a limited user sees.
+    A staff user sees no server until given access: the record's ``servers``, or every server
+    with ``all_servers`` (an explicit grant; superusers always see everything). Nothing of any
+    other server shows anywhere: lists, counts, filters, search, raw sources, the dashboard.
+    Deleting a server never widens what a user sees.
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="server_access"
     )
     servers = models.ManyToManyField(Server, blank=True, related_name="staff_access")
+    all_servers = models.BooleanField(
+        "all servers", default=False, help_text="Every server, present and future."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -154,6 +157,8 @@ class StaffServerAccess(models.Model):
         verbose_name_plural = "staff server access"
 
     def __str__(self):
+        if self.all_servers:
+            return f"{self.user}: all servers"
         return f"{self.user}: limited to {self.servers.count()} server(s)"
 
     @classmethod
@@ -169,8 +174,11 @@ class StaffServerAccess(models.Model):
             found = None
         else:
             access = cls.objects.filter(user=user).first()
-            found = (
-                None if access is None else frozenset(access.servers.values_list("id", flat=True))
-            )
+            if access is None:
+                found = frozenset()
+            elif access.all_servers:
+                found = None
+            else:
+                found = frozenset(access.servers.values_list("id", flat=True))
         user._visible_server_ids = found
         return found

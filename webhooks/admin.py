@@ -22,10 +22,15 @@ class WebhookForm(forms.ModelForm):
     """The URL is checked like the API does (http/https, SSRF guard); ``user:pass@`` in it moves
     to basic auth."""
 
+    # The stored password is never rendered back into the page: blank keeps it.
     http_auth_password = forms.CharField(
         label="basic auth password",
         required=False,
-        widget=forms.PasswordInput(render_value=True),
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave blank to keep the current password.",
+    )
+    clear_http_auth_password = forms.BooleanField(
+        label="remove the basic auth password", required=False
     )
 
     class Meta:
@@ -35,6 +40,7 @@ class WebhookForm(forms.ModelForm):
             "url",
             "http_auth_username",
             "http_auth_password",
+            "clear_http_auth_password",
             "http_headers",
             "delivery_enabled",
             "bounce_enabled",
@@ -46,11 +52,6 @@ class WebhookForm(forms.ModelForm):
             "click_enabled",
             "subscription_change_enabled",
         ]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            self.fields["http_auth_password"].initial = self.instance.http_auth_password
 
     def clean_url(self):
         clean, user, password = split_credentials(self.cleaned_data["url"])
@@ -79,7 +80,9 @@ class WebhookForm(forms.ModelForm):
     def save(self, commit=True):
         webhook = super().save(commit=False)
         webhook.http_auth_username = self.cleaned_data.get("http_auth_username") or ""
-        webhook.http_auth_password = self.cleaned_data.get("http_auth_password") or ""
+        password = self.cleaned_data.get("http_auth_password") or ""
+        if password or self.cleaned_data.get("clear_http_auth_password") or not webhook.pk:
+            webhook.http_auth_password = password
         if commit:
             webhook.save()
         return webhook
@@ -96,7 +99,7 @@ class WebhookAdmin(ScopedModelAdmin):
     actions = ["regenerate_signing_secret"]
     fieldsets = (
         (None, {"fields": ("stream", "url", "http_auth_username", "http_auth_password",
-                           "http_headers")}),
+                           "clear_http_auth_password", "http_headers")}),
         ("Triggers", {"fields": (
             "delivery_enabled",
             ("bounce_enabled", "bounce_include_content"),

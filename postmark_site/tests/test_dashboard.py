@@ -181,6 +181,9 @@ def test_smtp_configuration_details(staff, server, settings):
                  "CRAM-MD5", "DIGEST-MD5", "PLAIN", "LOGIN", "in clear unless TLS is on",
                  server.api_tokens[0]):  # fmt: skip
         assert text in page, text
+    # With a server token the user name is the token: no mechanism keeps it off the wire.
+    words = " ".join(page.split())
+    assert "crosses the wire with every method, CRAM-MD5 and DIGEST-MD5 included" in words
     endpoints = listeners.smtp_endpoints()
     assert [(e.kind, e.host, e.starttls_ports, e.tls_ports) for e in endpoints] == [
         ("transactional", "smtp.mail.example", [2525, 587], [465]),

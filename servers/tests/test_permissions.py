@@ -26,12 +26,14 @@ def _fresh_dashboard_cache():
     cache.clear()
 
 
-def staff_user(username, *servers, limited=True):
+def staff_user(username, *servers, limited=True, view_only=False):
     user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=APPS))
-    if limited:
-        access = StaffServerAccess.objects.create(user=user)
-        access.servers.set(servers)
+    permissions = Permission.objects.filter(content_type__app_label__in=APPS)
+    if view_only:
+        permissions = permissions.filter(codename__startswith="view_")
+    user.user_permissions.set(permissions)
+    access = StaffServerAccess.objects.create(user=user, all_servers=not limited)
+    access.servers.set(servers)
     client = Client()
     client.force_login(user)
     return client
@@ -236,3 +238,96 @@ def test_non_staff_get_the_login_page(world):
     for url in [reverse("admin:dashboard"), *source_urls(world["mine"])]:
         response = client.get(url)
         assert response.status_code == 302 and "/login/" in response["Location"], url
+
+
+@pytest.mark.django_db
+def test_a_staff_user_without_a_grant_sees_no_server(world):
+    user = User.objects.create_user("new-staff", password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label__in=APPS))
+    client = Client()
+    client.force_login(user)
+    page = client.get(reverse("admin:servers_server_changelist")).content.decode()
+    assert "Mine" not in page and "Theirs-secret-server" not in page
+    dashboard = client.get(reverse("admin:dashboard")).content.decode()
+    assert "Theirs-secret-server" not in dashboard and "Mine" not in dashboard
+    # An explicit grant of all servers opens everything.
+    StaffServerAccess.objects.create(user=user, all_servers=True)
+    client.force_login(User.objects.get(pk=user.pk))
+    page = client.get(reverse("admin:servers_server_changelist")).content.decode()
+    assert "Mine" in page and "Theirs-secret-server" in page
+
+
+# Every admin action with what it would change, for a view-only staff user who must not run it.
+ACTIONS = [
+    ("admin:servers_server_changelist", "disable_smtp", lambda w: w["server"]),
+    ("admin:servers_server_changelist", "generate_api_token", lambda w: w["server"]),
+    ("admin:streams_messagestream_changelist", "archive", lambda w: w["stream"]),
+    ("admin:streams_smtptoken_changelist", "revoke", lambda w: w["token"]),
+    ("admin:streams_ipcredential_changelist", "revoke", lambda w: w["credential"]),
+    ("admin:bounces_bounce_changelist", "reactivate", lambda w: w["hard"]),
+    ("admin:webhooks_webhook_changelist", "regenerate_signing_secret", lambda w: w["webhook"]),
+    ("admin:webhooks_webhookdelivery_changelist", "retry_now", lambda w: w["delivery"]),
+]
+
+
+@pytest.fixture
+def everything(world):
+    from outbound.events import record_event
+    from streams.models import IpCredential
+    from webhooks.models import Webhook, WebhookDelivery
+
+    mine = world["mine"]
+    stream = mine["stream"]
+    webhook = Webhook.objects.create(stream=stream, url="https://hooks.example/x")
+    event = record_event(
+        server_id=mine["server"].pk, stream_id=stream.pk, type="Delivery", recipient="a@b.example"
+    )
+    return {
+        **mine,
+        "credential": IpCredential.objects.create(stream=stream, cidr="192.0.2.0/24"),
+        "webhook": webhook,
+        "delivery": WebhookDelivery.objects.create(
+            webhook=webhook, event=event, status="failed", attempts=10
+        ),
+    }
+
+
+def snapshot(obj):
+    """Every column of the row as stored, plus what hangs off a server (its API tokens)."""
+    row = type(obj).objects.filter(pk=obj.pk).values().first()
+    if hasattr(obj, "tokens"):
+        row["tokens"] = obj.tokens.count()
+    return row
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("changelist", "action", "target"), ACTIONS)
+def test_a_view_only_staff_user_runs_no_action(everything, changelist, action, target):
+    obj = target(everything)
+    viewer = staff_user(f"viewer-{action}", everything["server"], view_only=True)
+    listing = viewer.get(reverse(changelist))
+    assert listing.status_code == 200
+    assert f'value="{action}"' not in listing.content.decode()  # not even offered
+    before = snapshot(obj)
+    viewer.post(reverse(changelist), {"action": action, "_selected_action": [obj.pk]})
+    assert snapshot(obj) == before
+
+
+@pytest.mark.django_db
+def test_the_webhook_password_is_never_rendered_back(everything, admin_client):
+    webhook = everything["webhook"]
+    webhook.http_auth_username, webhook.http_auth_password = "hook-user", "s3cret-Passw0rd"
+    webhook.save()
+    url = reverse("admin:webhooks_webhook_change", args=[webhook.pk])
+    assert "s3cret-Passw0rd" not in admin_client.get(url).content.decode()
+    # Saving the form with the password left blank keeps it.
+    form = {
+        "stream": webhook.stream_id, "url": webhook.url, "http_auth_username": "hook-user",
+        "http_auth_password": "", "http_headers": "[]", "delivery_enabled": "on",
+    }  # fmt: skip
+    assert admin_client.post(url, form).status_code == 302
+    webhook.refresh_from_db()
+    assert webhook.http_auth_password == "s3cret-Passw0rd"
+    admin_client.post(url, {**form, "clear_http_auth_password": "on"})
+    webhook.refresh_from_db()
+    assert webhook.http_auth_password == ""
