@@ -573,7 +573,7 @@ def kill_run(cfg, stack, env, broker, db, work: Path) -> dict:
     seconds = time.monotonic() - started
     acknowledged = set(Path(ids_file).read_text().split()) if os.path.exists(ids_file) else set()
     sent = Counter()
-    verp = re.compile(r"pm_bounces\+([0-9a-f-]{36})@", re.I)
+    verp = re.compile(r"pm_bounces\+([0-9a-f-]{36})(?:\.[0-9a-f]+)?@", re.I)
     for line in sink_log.read_text().splitlines() if sink_log.exists() else []:
         match = verp.search(line)
         if match:
