@@ -47,6 +47,16 @@ def redis_url():
     return REDIS_URL
 
 
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -166,3 +176,15 @@ def other_server(db):
     from streams.services import create_server
 
     return create_server("Other server")
+
+
+@pytest.fixture
+def worker(start_process):
+    """A real Celery worker process on the embedded filesystem queue the gateway publishes to."""
+    process = start_process(
+        ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
+        env=subprocess_env(CELERY_BROKER_URL=""),
+        name="worker",
+    )
+    process.wait_for("ready", timeout=60)
+    return process

@@ -280,16 +280,8 @@ def process_submission(submission_id: int) -> str:
     already processed). Database errors propagate so the task is retried. Queuing the delivery
     of what it made is the caller's (``outbound.tasks.process_submissions``)."""
     with transaction.atomic():
-        submission = (
-            Submission.objects.select_for_update(of=("self",))
-            .select_related("server", "stream")
-            .filter(pk=submission_id)
-            .first()
-        )
-        if submission is None or submission.status not in (
-            Submission.Status.ACCEPTED,
-            Submission.Status.REJECTED,
-        ):
+        submission = _waiting_submission(submission_id)
+        if submission is None or submission.status not in WAITING:
             return submission.status if submission else "missing"
         if submission.endpoint == Endpoint.BOUNCE:
             submission.status = process_report(submission)
@@ -310,22 +302,27 @@ def process_submission(submission_id: int) -> str:
         return submission.status
 
 
+WAITING = (Submission.Status.ACCEPTED, Submission.Status.REJECTED)
+
+
+def _waiting_submission(submission_id: int) -> Submission | None:
+    """The submission, locked for this transaction (another worker's try waits for it)."""
+    return (
+        Submission.objects.select_for_update(of=("self",))
+        .select_related("server", "stream")
+        .filter(pk=submission_id)
+        .first()
+    )
+
+
 def note_failure(submission_id: int, error: BaseException) -> str:
     """Count a try of processing that failed unexpectedly (``error``, already logged); after
     PROCESSING_ATTEMPTS tries the submission becomes ``failed``, with an SMTPApiError for each
     recipient that says so and holds the message in its dump: the sender sees it through the
     bounce API and webhooks, and no sweep takes it again. Returns the submission's status."""
     with transaction.atomic():
-        submission = (
-            Submission.objects.select_for_update(of=("self",))
-            .select_related("server", "stream")
-            .filter(pk=submission_id)
-            .first()
-        )
-        if submission is None or submission.status not in (
-            Submission.Status.ACCEPTED,
-            Submission.Status.REJECTED,
-        ):
+        submission = _waiting_submission(submission_id)
+        if submission is None or submission.status not in WAITING:
             return submission.status if submission else "missing"
         submission.attempts += 1
         if submission.attempts < settings.PROCESSING_ATTEMPTS:

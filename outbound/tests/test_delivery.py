@@ -14,7 +14,6 @@ from outbound.delivery import deliver_message, retry_delay
 from outbound.models import MessageEvent, OutboundMessage, Recipient
 from outbound.processing import process_submission
 from outbound.tests.sinks import DnsServer, SmtpSink
-from servers.models import DeliveryType
 from streams.models import Suppression
 from streams.services import get_stream
 
@@ -29,20 +28,6 @@ RAW = (
     b"\r\n"
     b"Hello.\r\n"
 )
-
-
-@pytest.fixture
-def live(server):
-    server.delivery_type = DeliveryType.LIVE
-    server.save()
-    return server
-
-
-@pytest.fixture
-def sink(settings):
-    with SmtpSink() as running:
-        settings.OUTBOUND_SMTP_RELAY = f"smtp://127.0.0.1:{running.port}?starttls=never"
-        yield running
 
 
 def outbound(server, rcpts, raw=RAW) -> OutboundMessage:

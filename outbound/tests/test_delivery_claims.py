@@ -22,23 +22,8 @@ from outbound.tests.sinks import SmtpSink
 from outbound.tests.test_delivery import queued_message, relay_to, statuses
 from postmark_site import leases
 from postmark_site.celery import app
-from servers.models import DeliveryType
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def live(server):
-    server.delivery_type = DeliveryType.LIVE
-    server.save()
-    return server
-
-
-@pytest.fixture
-def sink(settings):
-    with SmtpSink() as running:
-        relay_to(settings, running)
-        yield running
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from bounces.models import Bounce
-from conftest import subprocess_env
+from conftest import subprocess_env, wait_for
 from outbound import tasks
 from outbound.models import OutboundMessage, Recipient
 from outbound.tests.sinks import SmtpSink
@@ -20,15 +20,6 @@ from outbound.tests.test_delivery import queued_message
 from servers.models import DeliveryType
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def worker_args(n: int) -> list[str]:

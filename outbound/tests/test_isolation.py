@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bounces.models import Bounce, Dump
-from conftest import accepted_submission, subprocess_env
+from conftest import accepted_submission
 from outbound import processing, tasks
 from outbound.models import OutboundMessage, Recipient, Submission
 from smtpgw.tests.conftest import MESSAGE, creds, gateway, send  # noqa: F401 - fixtures
@@ -166,17 +166,6 @@ def test_nul_and_unknown_charsets_in_headers_never_stop_processing(server):
 
 
 # --- Through the real gateway and a real worker --------------------------------------------------
-
-
-@pytest.fixture
-def worker(start_process):
-    process = start_process(
-        ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
-        env=subprocess_env(CELERY_BROKER_URL=""),
-        name="worker",
-    )
-    process.wait_for("ready", timeout=60)
-    return process
 
 
 POISON = {

@@ -1,13 +1,11 @@
 """From SMTP to processed records, with every part real: the gateway process, the broker, a
 Celery worker process, the database."""
 
-import time
-
 import pytest
 from django.conf import settings
 
 from bounces.models import Bounce
-from conftest import subprocess_env
+from conftest import subprocess_env, wait_for
 from outbound.models import OutboundMessage, Submission
 from outbound.tasks import requeue_stuck_submissions
 from servers.models import Server
@@ -16,27 +14,6 @@ from streams.services import get_stream
 from streams.suppressions import suppress
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def worker(start_process):
-    """A real Celery worker on the embedded filesystem queue the gateway publishes to."""
-    process = start_process(
-        ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
-        env=subprocess_env(CELERY_BROKER_URL=""),
-        name="worker",
-    )
-    process.wait_for("ready", timeout=60)
-    return process
 
 
 def test_a_message_is_processed_by_a_real_worker(gateway, creds, worker):

@@ -1,25 +1,14 @@
 """Webhooks through a real Celery worker process on the embedded filesystem queue."""
 
-import time
-
 import pytest
 
-from conftest import subprocess_env
+from conftest import subprocess_env, wait_for
 from outbound.events import record_message_event
 from streams.services import get_stream
 from webhooks.models import WebhookDelivery
 from webhooks.tests.test_webhooks import Receiver, all_triggers, outbound
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_real_worker_posts_every_event(server, start_process, settings):
