@@ -333,10 +333,20 @@ class GatewaySMTP(SMTP):
         verified = credential is not None and check(credential.secret)
         if not verified:
             self.gateway.throttle.record_failure(self.client_ip)
-            log.info("AUTH %s refused for %s from %s", mechanism, username[:64], self.client_ip)
+            log.info(
+                "AUTH %s refused for %s from %s",
+                mechanism,
+                credentials.username_label(username),
+                self.client_ip,
+            )
             return AuthResult(success=False, handled=False, message=credentials.BAD_CREDENTIALS)
         if credential.refusal:
-            log.info("AUTH %s for %s refused: %s", mechanism, username[:64], credential.refusal)
+            log.info(
+                "AUTH %s for %s refused: %s",
+                mechanism,
+                credentials.username_label(username),
+                credential.refusal,
+            )
             return AuthResult(success=False, handled=False, message=credential.refusal)
         self.gateway.throttle.record_success(self.client_ip)
         return AuthResult(success=True, auth_data=credential.identity)
