@@ -21,6 +21,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 from django.conf import settings
 from django.utils import timezone
 
+from outbound.limits import sending_limit_refusal
 from outbound.models import Submission
 from outbound.processing import examine
 from outbound.submissions import note_token_use, save_submissions
@@ -477,6 +478,9 @@ class TransactionHandler:
             envelope.mail_options.extend(options)
             return "250 2.1.0 Sender OK"
         refusal = credentials.endpoint_refusal(session.identity, self.listener.endpoint)
+        if not refusal:
+            server_id = session.identity.server_id
+            refusal = await self.gateway.run_blocking(sending_limit_refusal, server_id)
         if refusal:
             self.log(server, session, envelope, refusal)
             return refusal
