@@ -80,23 +80,32 @@ _cache: dict[int, tuple[float, SendingUse]] = {}
 def sending_limit_refusal(server_id: int) -> str:
     """At MAIL: the 451 4.7.1 reply when the server is over one of its limits, else '' (and the
     message is counted in this process's figures until they are next read)."""
-    ttl = settings.SMTP_SENDING_LIMIT_CACHE_SECONDS
-    now = time.monotonic()
+    refusal = cached_refusal(server_id)
+    if refusal is not None:
+        return refusal
+    use = sending_use(server_id)
+    with _lock:
+        if len(_cache) >= CACHE_ENTRIES:
+            _cache.clear()
+        _cache[server_id] = (time.monotonic() + settings.SMTP_SENDING_LIMIT_CACHE_SECONDS, use)
+        return _count(use)
+
+
+def cached_refusal(server_id: int) -> str | None:
+    """:func:`sending_limit_refusal` from this process's figures, or None when they must be read
+    from the database first. Cheap enough for the gateway's event loop."""
     with _lock:
         hit = _cache.get(server_id)
-    if hit is None or hit[0] <= now:
-        use = sending_use(server_id)
-        with _lock:
-            if len(_cache) >= CACHE_ENTRIES:
-                _cache.clear()
-            _cache[server_id] = (now + ttl, use)
-            hit = _cache[server_id]
-    use = hit[1]
-    with _lock:
-        refusal = use.refusal()
-        if not refusal and use.limited:
-            use.last_minute += 1
-            use.last_day += 1
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return _count(hit[1])
+
+
+def _count(use: SendingUse) -> str:
+    refusal = use.refusal()
+    if not refusal and use.limited:
+        use.last_minute += 1
+        use.last_day += 1
     return refusal
 
 

@@ -21,7 +21,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 from django.conf import settings
 from django.utils import timezone
 
-from outbound.limits import sending_limit_refusal
+from outbound import limits as sending_limits
 from outbound.models import Submission
 from outbound.processing import examine
 from outbound.submissions import note_token_use, save_submissions
@@ -522,7 +522,11 @@ class TransactionHandler:
         refusal = credentials.endpoint_refusal(session.identity, self.listener.endpoint)
         if not refusal:
             server_id = session.identity.server_id
-            refusal = await self.gateway.run_blocking(sending_limit_refusal, server_id)
+            refusal = sending_limits.cached_refusal(server_id)
+            if refusal is None:
+                refusal = await self.gateway.run_blocking(
+                    sending_limits.sending_limit_refusal, server_id
+                )
         if refusal:
             self.log(server, session, envelope, refusal)
             return refusal

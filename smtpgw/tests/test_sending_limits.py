@@ -122,6 +122,11 @@ def test_the_cache_counts_what_this_process_lets_through(settings, django_assert
         refusals = [limits.sending_limit_refusal(server.pk) for _ in range(5)]
     assert refusals[:3] == ["", "", ""]
     assert all(r.startswith("451 4.7.1 ") for r in refusals[3:])
+    unlimited = create_server("Cached, no limits")
+    assert limits.cached_refusal(unlimited.pk) is None  # not read yet: the gateway asks a thread
+    assert limits.sending_limit_refusal(unlimited.pk) == ""
+    with django_assert_num_queries(0):
+        assert limits.cached_refusal(unlimited.pk) == ""  # on the event loop, no query
 
 
 def test_the_admin_page_shows_limits_and_use(admin_client):
