@@ -23,7 +23,8 @@ from streams.services import create_server, create_smtp_token, get_stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5")
+# PLAIN and LOGIN both with and without the initial response on the AUTH line.
+MECHANISMS = ("PLAIN", "PLAIN-no-IR", "LOGIN", "LOGIN-IR", "CRAM-MD5", "DIGEST-MD5")
 VERBOSE = {"LOG_LEVEL": "DEBUG", "AIOSMTPD_LOG_LEVEL": "DEBUG"}
 
 
@@ -40,12 +41,14 @@ def authenticate(client: smtplib.SMTP, mechanism: str, user: str, password: str)
         if mechanism == "DIGEST-MD5":
             return digest_md5(client, user, password)[0]
         client.user, client.password = user, password
+        name = mechanism.split("-")[0] if mechanism != "CRAM-MD5" else mechanism
         method = {
             "PLAIN": client.auth_plain,
             "LOGIN": client.auth_login,
             "CRAM-MD5": client.auth_cram_md5,
-        }[mechanism]
-        return client.auth(mechanism, method, initial_response_ok=mechanism == "PLAIN")[0]
+        }[name]
+        initial = mechanism in ("PLAIN", "LOGIN-IR")
+        return client.auth(name, method, initial_response_ok=initial)[0]
     except smtplib.SMTPAuthenticationError as error:
         return error.smtp_code
 
