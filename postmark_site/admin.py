@@ -17,8 +17,10 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_safe
 
 from bounces.models import Bounce
+from outbound.limits import sending_use
 from outbound.models import OutboundMessage
 from servers.access import visible_server_ids, visible_servers
+from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
 
 from . import dashboard as stats
@@ -35,6 +37,7 @@ class PostmarkAdminSite(admin.AdminSite):
         self.change_page_context = {
             OutboundMessage: message_page_context,
             Bounce: bounce_page_context,
+            Server: server_page_context,
         }
 
     def register(self, model_or_iterable, admin_class=None, **options):
@@ -95,6 +98,11 @@ class PostmarkAdminSite(admin.AdminSite):
 
 def message_page_context(request, message) -> dict:
     return {"timeline": stats.message_timeline(message)}
+
+
+def server_page_context(request, server) -> dict:
+    """The server's SMTP sending limits with their current use (read now, not cached)."""
+    return {"sending_use": sending_use(server.pk, whole_day=True)}
 
 
 def bounce_page_context(request, bounce) -> dict:

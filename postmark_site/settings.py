@@ -230,6 +230,8 @@ SMTP_PROCESSES = env.int("SMTP_PROCESSES", default=1)
 SMTP_HOSTNAME = env.str("SMTP_HOSTNAME", default="")
 SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=10 * 1024 * 1024)
 SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=50)
+# Seconds a gateway process reuses a server's sending-limit figures (servers.Server limits).
+SMTP_SENDING_LIMIT_CACHE_SECONDS = env.float("SMTP_SENDING_LIMIT_CACHE_SECONDS", default=2.0)
 SMTP_TLS_CERT = env.str("SMTP_TLS_CERT", default="")
 SMTP_TLS_KEY = env.str("SMTP_TLS_KEY", default="")
 SMTP_REQUIRE_TLS_FOR_PLAIN_AUTH = env.bool("SMTP_REQUIRE_TLS_FOR_PLAIN_AUTH", default=False)

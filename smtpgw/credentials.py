@@ -29,6 +29,14 @@ ACCOUNT_TOKEN = (
 TOKEN_REVOKED = "535 5.7.8 This SMTP token has been revoked: generate a new one"
 
 
+def username_label(username: str) -> str:
+    """What logs may show of an SMTP user name, which may be a server token (a secret): its
+    length and, when long enough that they reveal little, its last four characters."""
+    if len(username) < 16:
+        return f"({len(username)} characters)"
+    return f"…{username[-4:]}"
+
+
 @dataclass(frozen=True)
 class Identity:
     """What an authenticated session may do: send for one server (and maybe one stream)."""

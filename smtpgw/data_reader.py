@@ -12,7 +12,8 @@ steps per kilobyte whatever the line lengths. While the bytes stream in it
   a line longer than ``line_length_limit`` bytes with its CRLF (``500``) and more than
   ``size_limit`` bytes of data (``552``);
 - undoes dot-stuffing (RFC 5321 4.5.2);
-- applies the gateway's smuggling rule (:func:`is_smuggling`) to the unstuffed content;
+- applies the gateway's smuggling rule (:func:`is_smuggling`) to the bytes as they arrived and
+  to the unstuffed content (``CRLF . LF`` would otherwise pass as a dot-stuffed line);
 
 and keeps nothing it will refuse: from the moment one of these is certain, bytes are only scanned
 for the end of data and dropped. Memory is bounded by the size limit plus the largest chunk.
@@ -100,7 +101,11 @@ class DataReader:
         self._total = 0
         self._doomed = False  # a limit will certainly be reached: keep nothing from now on
         self._pieces: list[bytes] = []
-        self._scanner = _SmugglingScanner()
+        self._scanner = _SmugglingScanner()  # the unstuffed content
+        # The bytes as sent, after the CRLF that ended the DATA command: unstuffing removes the
+        # dot of CRLF "." LF (or a bare CR), which another server may read as the end of data.
+        self._wire_scanner = _SmugglingScanner()
+        self._wire_scanner.feed(b"\r\n", final=False)
 
     @property
     def content(self) -> bytes:
@@ -142,10 +147,15 @@ class DataReader:
             raw = window if (start == 0 and stop == len(window)) else window[start:stop]
             line_start, after_cr = self._line_len == 0, self._last_cr
             self._check_lines(raw)
+            if self.keeping and self._wire_scanner.feed(raw, final):
+                self.smuggling = True
             if self.keeping:
                 self._keep(_unstuff(raw, line_start, after_cr), final)
         elif final and self.keeping:
-            self._keep(b"", final)
+            if self._wire_scanner.feed(b"", final):
+                self.smuggling = True
+            else:
+                self._keep(b"", final)
         if not self.keeping:
             self._pieces.clear()
 

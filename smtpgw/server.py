@@ -21,6 +21,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 from django.conf import settings
 from django.utils import timezone
 
+from outbound import limits as sending_limits
 from outbound.models import Submission
 from outbound.processing import examine
 from outbound.submissions import note_token_use, save_submissions
@@ -46,6 +47,9 @@ NOT_STORED = "451 4.3.0 The message could not be stored; please try again later"
 CANNOT_STORE = "554 5.3.0 Message refused: it holds a value the service cannot store"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
+TLS_ALREADY_ACTIVE = "503 5.5.1 TLS is already active on this connection"
+NO_AUTH_AT_BOUNCE_MX = "502 5.5.1 AUTH is not available here: this host only receives bounces"
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 SMUGGLING = (
     "550 5.5.2 Message refused: bare CR or LF next to a line holding only a dot "
     "(only CRLF line endings are allowed around it)"
@@ -219,6 +223,13 @@ class GatewaySMTP(SMTP):
         ssl_object = self.transport.get_extra_info("ssl_object")
         return ssl_object.version() if ssl_object is not None else ""
 
+    @syntax("STARTTLS")
+    async def smtp_STARTTLS(self, arg: str):
+        if self.tls_active():  # aiosmtpd would start a second TLS layer inside the first
+            await self.push(TLS_ALREADY_ACTIVE)
+            return
+        await super().smtp_STARTTLS(arg)
+
     async def push(self, status):
         if isinstance(status, str) and not self._verbatim:
             status = with_enhanced_code(status)
@@ -303,6 +314,9 @@ class GatewaySMTP(SMTP):
         return list(AUTH_MECHANISMS)
 
     async def smtp_AUTH(self, arg):
+        if self.listener.endpoint == Endpoint.BOUNCE:
+            await self.push(NO_AUTH_AT_BOUNCE_MX)
+            return
         if self.gateway.throttle.blocked(self.client_ip):
             await self.push(TOO_MANY_FAILURES)
             self.transport.close()
@@ -333,10 +347,20 @@ class GatewaySMTP(SMTP):
         verified = credential is not None and check(credential.secret)
         if not verified:
             self.gateway.throttle.record_failure(self.client_ip)
-            log.info("AUTH %s refused for %s from %s", mechanism, username[:64], self.client_ip)
+            log.info(
+                "AUTH %s refused for %s from %s",
+                mechanism,
+                credentials.username_label(username),
+                self.client_ip,
+            )
             return AuthResult(success=False, handled=False, message=credentials.BAD_CREDENTIALS)
         if credential.refusal:
-            log.info("AUTH %s for %s refused: %s", mechanism, username[:64], credential.refusal)
+            log.info(
+                "AUTH %s for %s refused: %s",
+                mechanism,
+                credentials.username_label(username),
+                credential.refusal,
+            )
             return AuthResult(success=False, handled=False, message=credential.refusal)
         self.gateway.throttle.record_success(self.client_ip)
         return AuthResult(success=True, auth_data=credential.identity)
@@ -350,6 +374,35 @@ class GatewaySMTP(SMTP):
                 await self.push("501 5.5.2 Can't decode base64")
                 return MISSING
         return await self.challenge_auth(challenge)
+
+    async def challenge_auth(self, challenge, encode_to_b64=True, log_client_response=False):
+        """aiosmtpd's AUTH round, with an over-long answer refused as RFC 4954 says (500 5.5.6)
+        instead of an exception logged with its traceback. Answers are never logged."""
+        challenge = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (base64.b64encode(challenge) if encode_to_b64 else challenge))
+        try:
+            line = await self._reader.readuntil()
+        except asyncio.LimitOverrunError as error:
+            await self._reader.read(error.consumed)
+            while True:  # skip the rest of the line, however long
+                try:
+                    await self._reader.readuntil()
+                    break
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.read(more.consumed)
+            await self.push(AUTH_LINE_TOO_LONG)
+            return MISSING
+        except asyncio.IncompleteReadError:  # the client left mid-exchange
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
 
     async def auth_PLAIN(self, _, args: list[str]) -> AuthResult:
         data = await self._read_response(b"", args, initial=True)
@@ -467,6 +520,13 @@ class TransactionHandler:
             envelope.mail_options.extend(options)
             return "250 2.1.0 Sender OK"
         refusal = credentials.endpoint_refusal(session.identity, self.listener.endpoint)
+        if not refusal:
+            server_id = session.identity.server_id
+            refusal = sending_limits.cached_refusal(server_id)
+            if refusal is None:
+                refusal = await self.gateway.run_blocking(
+                    sending_limits.sending_limit_refusal, server_id
+                )
         if refusal:
             self.log(server, session, envelope, refusal)
             return refusal

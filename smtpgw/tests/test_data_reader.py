@@ -75,7 +75,8 @@ def read_in_chunks(stream: bytes, cuts, line_limit=1001, size_limit=0):
 
 def expected(stream: bytes, line_limit: int, size_limit: int):
     error, content, rest = aiosmtpd_data(stream, line_limit, size_limit)
-    smuggling = not error and smuggling_as_it_was(content)
+    wire = b"\r\n" + stream[: len(stream) - len(rest) - 3]  # as sent, after DATA's CRLF
+    smuggling = not error and (smuggling_as_it_was(content) or smuggling_as_it_was(wire))
     return error, smuggling, b"" if error or smuggling else content, rest
 
 
@@ -97,6 +98,10 @@ CASES = [
     b"a\r\n.\r.\r\n.\r\n",
     b"a\n.\r\nb\r\n.\r\n",
     b"a\r\n.\nb\r\n.\r\n",
+    b".\nb\r\n.\r\n",
+    b".\rb\r\n.\r\n",
+    b"a\r\n.\rb\r\n.\r\n",
+    b"a\r\n..\nb\r\n.\r\n",
     b"a\r.\rb\r\n.\r\n",
     b"a\r\n..\r\n..\r\n..\r\nb\r\n.\r\n",
     b"\r\r\r\n\n\n\r\n.\r\n",
@@ -299,3 +304,20 @@ def test_the_content_is_handed_over_not_copied():
     assert reader.feed(b"Subject: x\r\n\r\n..dot\r\n.\r\n") == b""
     assert reader.take_content() == b"Subject: x\r\n\r\n.dot\r\n"
     assert reader.content == b""
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"a\r\n.\nb\r\n.\r\n", b"a\r\n.\rb\r\n.\r\n", b".\nb\r\n.\r\n", b".\rb\r\n.\r\n"],
+)
+def test_a_lone_dot_after_crlf_but_before_a_bare_line_break_is_smuggling(stream):
+    """Read as a dot-stuffed line, CRLF "." LF would lose its dot and pass; another server may
+    take it for the end of data, so it is refused like every other unframed lone dot."""
+    reader, rest = read_in_chunks(stream, [])
+    assert reader.smuggling and reader.content == b"" and rest == b""
+
+
+def test_a_stuffed_dot_line_is_not_smuggling():
+    reader, _ = read_in_chunks(b"a\r\n..\r\n...\r\nb\r\n.\r\n", [])
+    assert not reader.smuggling
+    assert reader.content == b"a\r\n.\r\n..\r\nb\r\n"
