@@ -147,6 +147,7 @@ class GatewaySMTP(SMTP):
         self.gateway = gateway
         self.listener = listener
         self.client_ip = ""
+        self.proxied_peer: tuple[str, int] | None = None  # set by smtpgw.proxy on +proxy listeners
         self.refused = False
         self._verbatim = False
         self._mail_started = 0.0
@@ -172,7 +173,7 @@ class GatewaySMTP(SMTP):
     def connection_made(self, transport):
         first_call = self.transport is None
         if first_call:
-            peer = transport.get_extra_info("peername") or ("", 0)
+            peer = self.proxied_peer or transport.get_extra_info("peername") or ("", 0)
             self.client_ip = str(peer[0])
             refusal = ""
             if self.gateway.shutting_down:
