@@ -20,7 +20,7 @@ import logging
 import math
 import time
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 
 from servers import crypto
@@ -98,6 +98,16 @@ def purge_expired(window: float, now: float | None = None) -> int:
     return deleted
 
 
+def _reconnecting(func, *args):
+    """Run ``func`` in a pool thread; after a database error, drop the thread's connection so
+    that the next call reconnects (the database may have gone away and come back)."""
+    try:
+        return func(*args)
+    except DatabaseError:
+        connection.close()
+        raise
+
+
 class SharedThrottle:
     """The gateway's view of the shared counters: at most ``limit`` failures per client address
     and ``username_limit`` per user name within ``window`` seconds (a limit of 0 disables it).
@@ -157,7 +167,7 @@ class SharedThrottle:
                 return "address" if subject.startswith("ip:") else "username"
         if not limits:
             return ""
-        counts = await self.run_blocking(recent_failures, list(limits), self.window)
+        counts = await self.run_blocking(_reconnecting, recent_failures, list(limits), self.window)
         blocked = self._remember(counts, limits)
         if any(subject.startswith("ip:") for subject in blocked):
             return "address"
@@ -170,11 +180,13 @@ class SharedThrottle:
         if not limits:
             return
         try:
-            counts = await self.run_blocking(count_failure, list(limits), self.window)
+            counts = await self.run_blocking(
+                _reconnecting, count_failure, list(limits), self.window
+            )
             self._remember(counts, limits)
             if self._clock() >= self._next_purge:
                 self._next_purge = self._clock() + bucket_seconds(self.window)
-                await self.run_blocking(purge_expired, self.window)
+                await self.run_blocking(_reconnecting, purge_expired, self.window)
         except Exception:
             log.exception("could not record an authentication failure")
 

@@ -199,3 +199,11 @@ def test_a_user_name_sprayed_from_many_addresses_is_throttled(gateways, creds):
     # Another user name from the same address is not affected.
     code, _ = client.docmd("AUTH", "PLAIN " + _plain(creds.broadcast_key, creds.broadcast_secret))
     assert code == 235
+
+
+def test_recording_a_failure_purges_expired_buckets():
+    AuthFailureCount.objects.create(subject="ip:192.0.2.1", bucket_start=1_000, count=5)
+    thr = SharedThrottle(_inline, limit=3, window=300, username_limit=3)
+    asyncio.run(thr.record_failure("192.0.2.2", "key"))
+    assert not AuthFailureCount.objects.filter(bucket_start=1_000).exists()
+    assert AuthFailureCount.objects.count() == 2  # the new failure: its address and user name
