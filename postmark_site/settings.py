@@ -237,6 +237,11 @@ SMTP_TLS_KEY = env.str("SMTP_TLS_KEY", default="")
 SMTP_REQUIRE_TLS_FOR_PLAIN_AUTH = env.bool("SMTP_REQUIRE_TLS_FOR_PLAIN_AUTH", default=False)
 SMTP_AUTH_FAILURE_LIMIT = env.int("SMTP_AUTH_FAILURE_LIMIT", default=10)
 SMTP_AUTH_FAILURE_WINDOW = env.float("SMTP_AUTH_FAILURE_WINDOW", default=300.0)
+# Failed logins per user name within the window, from any number of addresses (0: no limit).
+SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME = env.int("SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME", default=30)
+# Listeners marked +proxy take the PROXY protocol header only from these networks (CIDRs).
+SMTP_PROXY_TRUSTED = env.list("SMTP_PROXY_TRUSTED", default=[])
+SMTP_PROXY_TIMEOUT = env.float("SMTP_PROXY_TIMEOUT", default=5.0)
 SMTP_AUTH_CACHE_SECONDS = env.float("SMTP_AUTH_CACHE_SECONDS", default=5.0)
 SMTP_IDLE_TIMEOUT = env.float("SMTP_IDLE_TIMEOUT", default=300.0)
 SMTP_MAX_CONNECTIONS = env.int("SMTP_MAX_CONNECTIONS", default=5000)

@@ -1,43 +1,7 @@
-"""Per-process protections: authentication-failure throttling and connection caps.
+"""Per-process connection caps (authentication failures are throttled across processes, in
+``smtpgw.throttle``)."""
 
-They are kept in memory, per gateway process: with N processes sharing a port, a client gets at
-most N times the configured budget, which still caps password guessing at a trickle.
-"""
-
-import time
-from collections import Counter, deque
-
-
-class FailureThrottle:
-    """At most ``limit`` authentication failures per client address within ``window`` seconds."""
-
-    def __init__(self, limit: int, window: float, clock=time.monotonic):
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._failures: dict[str, deque] = {}
-
-    def _recent(self, address: str) -> deque:
-        failures = self._failures.get(address)
-        if failures is None:
-            return deque()
-        cutoff = self._clock() - self.window
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        if not failures:
-            del self._failures[address]
-        return failures
-
-    def blocked(self, address: str) -> bool:
-        return self.limit > 0 and len(self._recent(address)) >= self.limit
-
-    def record_failure(self, address: str) -> None:
-        if len(self._failures) > 100_000:  # bound memory under an address-spraying attack
-            self._failures.clear()
-        self._failures.setdefault(address, deque()).append(self._clock())
-
-    def record_success(self, address: str) -> None:
-        self._failures.pop(address, None)
+from collections import Counter
 
 
 class ConnectionLimits:

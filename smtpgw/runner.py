@@ -10,7 +10,7 @@ import sys
 from django.conf import settings
 from django.db import connections
 
-from smtpgw import tls
+from smtpgw import proxy, tls
 from smtpgw.server import Gateway
 from streams.listeners import Listener
 
@@ -85,7 +85,15 @@ async def _serve_process(listeners: list[Listener]) -> None:
     gateway = Gateway()
     context = tls.server_context()
     servers = []
+    trusted = proxy.trusted_networks(settings.SMTP_PROXY_TRUSTED)
     for listener in listeners:
+        if listener.proxy:
+            factory = gateway.protocol_factory(listener, context)
+            proxied = proxy.ProxyServer(
+                listener, factory, context, trusted, settings.SMTP_PROXY_TIMEOUT
+            )
+            servers.append(await proxied.start())
+            continue
         servers.append(
             await loop.create_server(
                 gateway.protocol_factory(listener, context),

@@ -30,7 +30,8 @@ from servers.crypto import same
 from smtpgw import credentials, sasl, storable
 from smtpgw.committer import Dispatcher, GroupCommitter, RecordRefused
 from smtpgw.data_reader import DataReader, read_data
-from smtpgw.limits import ConnectionLimits, FailureThrottle
+from smtpgw.limits import ConnectionLimits
+from smtpgw.throttle import SharedThrottle
 from streams.listeners import Listener
 from streams.models import Endpoint
 
@@ -98,8 +99,11 @@ class Gateway:
         self.committer = GroupCommitter(
             save_submissions, settings.SMTP_COMMIT_BATCH, after_commit=self.after_commit
         )
-        self.throttle = FailureThrottle(
-            settings.SMTP_AUTH_FAILURE_LIMIT, settings.SMTP_AUTH_FAILURE_WINDOW
+        self.throttle = SharedThrottle(
+            self.run_blocking,
+            settings.SMTP_AUTH_FAILURE_LIMIT,
+            settings.SMTP_AUTH_FAILURE_WINDOW,
+            settings.SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME,
         )
         self.limits = ConnectionLimits(
             settings.SMTP_MAX_CONNECTIONS, settings.SMTP_MAX_CONNECTIONS_PER_ADDRESS
@@ -151,6 +155,7 @@ class GatewaySMTP(SMTP):
         self.gateway = gateway
         self.listener = listener
         self.client_ip = ""
+        self.proxied_peer: tuple[str, int] | None = None  # set by smtpgw.proxy on +proxy listeners
         self.refused = False
         self._verbatim = False
         self._mail_started = 0.0
@@ -176,7 +181,7 @@ class GatewaySMTP(SMTP):
     def connection_made(self, transport):
         first_call = self.transport is None
         if first_call:
-            peer = transport.get_extra_info("peername") or ("", 0)
+            peer = self.proxied_peer or transport.get_extra_info("peername") or ("", 0)
             self.client_ip = str(peer[0])
             refusal = ""
             if self.gateway.shutting_down:
@@ -334,8 +339,14 @@ class GatewaySMTP(SMTP):
 
     async def _verify(self, mechanism: str, username: str, check) -> AuthResult:
         """Look the user name up (in the thread pool) and apply ``check(secret)``."""
+        refusal = await self.gateway.throttle.refusal(self.client_ip, username)
+        if refusal:  # the shared counters say no, whichever process counted the failures
+            await self.push(refusal)
+            if refusal.startswith("421"):
+                self.transport.close()
+            return AuthResult(success=False, handled=True)
         if storable.storage_problem(username):  # no look-up can match it (nor hold it: NUL)
-            self.gateway.throttle.record_failure(self.client_ip)
+            await self.gateway.throttle.record_failure(self.client_ip, username)
             return AuthResult(success=False, handled=False, message=credentials.BAD_CREDENTIALS)
         try:
             credential = credentials.cached(username)
@@ -346,7 +357,7 @@ class GatewaySMTP(SMTP):
             return AuthResult(success=False, handled=False, message=TEMPORARY_AUTH_FAILURE)
         verified = credential is not None and check(credential.secret)
         if not verified:
-            self.gateway.throttle.record_failure(self.client_ip)
+            await self.gateway.throttle.record_failure(self.client_ip, username)
             log.info(
                 "AUTH %s refused for %s from %s",
                 mechanism,
@@ -362,7 +373,6 @@ class GatewaySMTP(SMTP):
                 credential.refusal,
             )
             return AuthResult(success=False, handled=False, message=credential.refusal)
-        self.gateway.throttle.record_success(self.client_ip)
         return AuthResult(success=True, auth_data=credential.identity)
 
     async def _read_response(self, challenge: bytes | str, args: list[str], initial: bool):

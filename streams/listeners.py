@@ -1,5 +1,5 @@
-"""Listener specifications: ``KIND[+tls]=HOST:PORT`` (SMTP_LISTEN, ``runsmtp --listen``), read
-by the gateway to listen and by the server page to tell clients where to dial
+"""Listener specifications: ``KIND[+proxy][+tls]=HOST:PORT`` (SMTP_LISTEN, ``runsmtp
+--listen``), read by the gateway to listen and by the server page to tell clients where to dial
 (``smtp_endpoints``)."""
 
 import ipaddress
@@ -16,24 +16,35 @@ class Listener:
     host: str
     port: int
     implicit_tls: bool = False
+    proxy: bool = False  # a PROXY protocol header (v1 or v2) from a trusted balancer comes first
 
     def __str__(self):
-        return f"{self.endpoint}{'+tls' if self.implicit_tls else ''}={self.host}:{self.port}"
+        flags = ("+proxy" if self.proxy else "") + ("+tls" if self.implicit_tls else "")
+        return f"{self.endpoint}{flags}={self.host}:{self.port}"
 
     @classmethod
     def parse(cls, spec: str) -> "Listener":
-        """``KIND[+tls]=HOST:PORT``, e.g. ``transactional=0.0.0.0:587``, ``broadcast+tls=:465``."""
+        """``KIND[+proxy][+tls]=HOST:PORT``, e.g. ``transactional=0.0.0.0:587``,
+        ``broadcast+tls=:465``, ``transactional+proxy+tls=10.0.0.5:465``."""
         try:
             kind, address = spec.strip().split("=", 1)
             host, port = address.rsplit(":", 1)
-            kind, _, tls = kind.partition("+")
-            if kind not in KINDS or tls not in ("", "tls"):
+            kind, *flags = kind.split("+")
+            if kind not in KINDS or len(set(flags)) != len(flags):
                 raise ValueError
-            return cls(kind, host.strip("[]") or "0.0.0.0", int(port), tls == "tls")  # noqa: S104
+            if not set(flags) <= {"tls", "proxy"}:
+                raise ValueError
+            return cls(
+                kind,
+                host.strip("[]") or "0.0.0.0",  # noqa: S104
+                int(port),
+                "tls" in flags,
+                "proxy" in flags,
+            )
         except ValueError:
             raise ValueError(
-                f"bad listener {spec!r}: use KIND[+tls]=HOST:PORT with KIND transactional, "
-                "broadcast or bounce, e.g. transactional=127.0.0.1:2525"
+                f"bad listener {spec!r}: use KIND[+proxy][+tls]=HOST:PORT with KIND "
+                "transactional, broadcast or bounce, e.g. transactional=127.0.0.1:2525"
             ) from None
 
 

@@ -3,44 +3,9 @@
 import pytest
 
 from smtpgw.data_reader import is_smuggling
-from smtpgw.limits import ConnectionLimits, FailureThrottle
+from smtpgw.limits import ConnectionLimits
 from smtpgw.server import with_enhanced_code
 from streams.listeners import Listener
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-def test_throttle_blocks_after_the_limit_and_forgets_after_the_window():
-    clock = Clock()
-    throttle = FailureThrottle(limit=3, window=60, clock=clock)
-    for _ in range(2):
-        throttle.record_failure("192.0.2.1")
-    assert not throttle.blocked("192.0.2.1")
-    throttle.record_failure("192.0.2.1")
-    assert throttle.blocked("192.0.2.1")
-    assert not throttle.blocked("192.0.2.2")
-    clock.now += 61
-    assert not throttle.blocked("192.0.2.1")
-
-
-def test_throttle_success_clears_failures():
-    throttle = FailureThrottle(limit=2, window=60)
-    throttle.record_failure("a")
-    throttle.record_success("a")
-    throttle.record_failure("a")
-    assert not throttle.blocked("a")
-
-
-def test_throttle_limit_zero_disables():
-    throttle = FailureThrottle(limit=0, window=60)
-    throttle.record_failure("a")
-    assert not throttle.blocked("a")
 
 
 def test_connection_limits():

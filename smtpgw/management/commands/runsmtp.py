@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from smtpgw.proxy import trusted_networks
 from smtpgw.runner import serve
 from streams.listeners import Listener
 
@@ -12,9 +13,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--listen",
             action="append",
-            metavar="KIND[+tls]=HOST:PORT",
+            metavar="KIND[+proxy][+tls]=HOST:PORT",
             help="A listener, repeatable; KIND is transactional or broadcast, +tls for implicit "
-            "TLS. Default: SMTP_LISTEN.",
+            "TLS, +proxy for a PROXY protocol header from a balancer in SMTP_PROXY_TRUSTED. "
+            "Default: SMTP_LISTEN.",
         )
         parser.add_argument(
             "--processes",
@@ -31,4 +33,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not listeners:
             raise CommandError("No listener: give --listen or set SMTP_LISTEN.")
+        try:
+            trusted = trusted_networks(settings.SMTP_PROXY_TRUSTED)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if any(listener.proxy for listener in listeners) and not trusted:
+            raise CommandError(
+                "A +proxy listener needs SMTP_PROXY_TRUSTED: the load balancers' addresses "
+                "(CIDRs) whose PROXY headers are believed."
+            )
         raise SystemExit(serve(listeners, processes))
