@@ -239,6 +239,9 @@ SMTP_AUTH_FAILURE_LIMIT = env.int("SMTP_AUTH_FAILURE_LIMIT", default=10)
 SMTP_AUTH_FAILURE_WINDOW = env.float("SMTP_AUTH_FAILURE_WINDOW", default=300.0)
 # Failed logins per user name within the window, from any number of addresses (0: no limit).
 SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME = env.int("SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME", default=30)
+# How often (seconds) a gateway process reads which subjects the others have blocked; 0 reads
+# the counters on every AUTH (exact across processes, but one query per login).
+SMTP_AUTH_THROTTLE_REFRESH = env.float("SMTP_AUTH_THROTTLE_REFRESH", default=1.0)
 # Listeners marked +proxy take the PROXY protocol header only from these networks (CIDRs).
 SMTP_PROXY_TRUSTED = env.list("SMTP_PROXY_TRUSTED", default=[])
 SMTP_PROXY_TIMEOUT = env.float("SMTP_PROXY_TIMEOUT", default=5.0)

@@ -104,6 +104,7 @@ class Gateway:
             settings.SMTP_AUTH_FAILURE_LIMIT,
             settings.SMTP_AUTH_FAILURE_WINDOW,
             settings.SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME,
+            refresh=settings.SMTP_AUTH_THROTTLE_REFRESH,
         )
         self.limits = ConnectionLimits(
             settings.SMTP_MAX_CONNECTIONS, settings.SMTP_MAX_CONNECTIONS_PER_ADDRESS

@@ -4,6 +4,7 @@ throttle's decisions, and real SMTP sessions against two gateways on one databas
 import asyncio
 import base64
 import smtplib
+import time
 
 import pytest
 
@@ -143,8 +144,13 @@ def gateways(tmp_path):
         running.process.stop()
 
 
+# SMTP_AUTH_THROTTLE_REFRESH=0: each AUTH reads the shared counters, so the count is exact across
+# processes; by default a process reads the others' blocks once a second (see the test below).
+EXACT = {"SMTP_AUTH_THROTTLE_REFRESH": 0}
+
+
 def test_two_gateways_share_the_throttle_and_a_success_does_not_reset_it(gateways, creds):
-    env = {"SMTP_AUTH_FAILURE_LIMIT": 3, "SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME": 0}
+    env = {"SMTP_AUTH_FAILURE_LIMIT": 3, "SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME": 0, **EXACT}
     first, second = gateways(**env), gateways(**env)
     client = first.smtp()
     for _ in range(2):
@@ -166,7 +172,7 @@ def test_two_gateways_share_the_throttle_and_a_success_does_not_reset_it(gateway
 
 
 def test_runsmtp_processes_share_the_throttle(gateways, creds):
-    gateway = gateways(SMTP_AUTH_FAILURE_LIMIT=4, SMTP_PROCESSES=2)
+    gateway = gateways(SMTP_AUTH_FAILURE_LIMIT=4, SMTP_PROCESSES=2, **EXACT)
     refused = 0
     for _ in range(12):  # new connections, spread by the kernel over both processes
         try:
@@ -180,6 +186,25 @@ def test_runsmtp_processes_share_the_throttle(gateways, creds):
         refused += code == 421
         client.close()
     assert refused == 8  # the fifth attempt and every later one, whichever process took it
+
+
+def test_a_process_learns_the_others_blocks_within_the_refresh(gateways, creds):
+    """The default: a process reads which subjects the others blocked once per refresh interval
+    (one query per interval, not one per login)."""
+    env = {"SMTP_AUTH_FAILURE_LIMIT": 3, "SMTP_AUTH_FAILURE_LIMIT_PER_USERNAME": 0,
+           "SMTP_AUTH_THROTTLE_REFRESH": 0.5}  # fmt: skip
+    first, second = gateways(**env), gateways(**env)
+    client = second.smtp()  # the second process has read its (empty) snapshot
+    assert client.docmd("AUTH", "PLAIN " + _plain(creds.access_key, creds.secret))[0] == 235
+    client.quit()
+    for _ in range(3):
+        client = first.smtp()
+        assert client.docmd("AUTH", "PLAIN " + _plain(creds.access_key, "wrong"))[0] == 535
+        client.close()
+    time.sleep(0.7)
+    client = second.smtp()
+    code, reply = client.docmd("AUTH", "PLAIN " + _plain(creds.access_key, creds.secret))
+    assert (code, reply[:5]) == (421, b"4.7.0")
 
 
 def test_a_user_name_sprayed_from_many_addresses_is_throttled(gateways, creds):
