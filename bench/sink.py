@@ -14,8 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import datetime
-import ipaddress
 import logging
 import multiprocessing
 import os
@@ -27,8 +25,11 @@ import ssl
 import sys
 import tempfile
 import uuid
+from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, AuthResult
+
+from smtpgw.tls import write_self_signed
 
 DATA_SIZE_LIMIT = 10 * 1024 * 1024
 SERVER_HOSTNAME = "sink.localhost"
@@ -47,40 +48,11 @@ def accept_any(server, session, envelope, mechanism, auth_data) -> AuthResult:
 
 
 def make_self_signed(directory: str) -> tuple[str, str]:
-    """Write a throwaway self-signed certificate for localhost; return (cert, key) paths."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt_names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = os.path.join(directory, "sink-cert.pem")
-    key_path = os.path.join(directory, "sink-key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return cert_path, key_path
+    """Write a throwaway self-signed certificate for localhost (the gateway's own generator, so
+    both sides of a STARTTLS comparison use the same kind of key); return (cert, key) paths."""
+    cert, key = Path(directory) / "sink-cert.pem", Path(directory) / "sink-key.pem"
+    write_self_signed(cert, key, "localhost")
+    return str(cert), str(key)
 
 
 def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
