@@ -7,7 +7,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench fuzz venv clean
+.PHONY: run test lint bench fuzz venv clean node-clients
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Postmark's Node.js client, which the compatibility tests drive (skipped when npm is missing).
+clients/node/node_modules/.installed: clients/node/package.json clients/node/package-lock.json
+	@if command -v npm > /dev/null; then \
+	  cd clients/node && npm ci --silent --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "== npm is missing: the Node.js client tests are skipped"; fi
+
+node-clients: clients/node/node_modules/.installed
+
 # The whole suite on SQLite, then again on PostgreSQL when it is reachable (in CI it must be).
-test: venv lint
+test: venv lint node-clients
 	PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 	  echo "== the same suite on PostgreSQL"; \
@@ -73,4 +81,4 @@ fuzz: venv
 	  $(PY) -m pytest -m fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data clients/node/node_modules

@@ -188,3 +188,31 @@ def worker(start_process):
     )
     process.wait_for("ready", timeout=60)
     return process
+
+
+NODE_CLIENTS = ROOT / "clients" / "node"
+
+
+@pytest.fixture
+def postmark_js():
+    """Postmark's Node.js client (clients/node, installed by ``make test``), unmodified: call
+    ``postmark_js(base_url, "Server"|"Account", token, method, *args)`` → the parsed outcome,
+    ``{"ok": True, "result": ...}`` or ``{"ok": False, "code": ..., "statusCode": ..., ...}``."""
+    import json
+    import shutil
+
+    if shutil.which("node") is None or not (NODE_CLIENTS / "node_modules" / "postmark").is_dir():
+        message = "Node.js or clients/node/node_modules is missing (make test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def call(base_url: str, kind: str, token: str, method: str, *args):
+        done = subprocess.run(
+            ["node", "call.js", base_url, kind, token, method, *(json.dumps(a) for a in args)],
+            cwd=NODE_CLIENTS, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return call
