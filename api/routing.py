@@ -26,6 +26,13 @@ FIXED_WORDS = frozenset(
         "suppressions",
         "delete",
         "openapi.json",
+        "messages",
+        "outbound",
+        "details",
+        "opens",
+        "clicks",
+        "archive",
+        "unarchive",
     }
 )
 

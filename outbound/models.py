@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Upper
 
 from bounces.models import Bounce
 from postmark_site.leases import Leased
@@ -91,6 +92,14 @@ class OutboundMessage(Leased):
             models.Index(fields=["server", "stream", "-received_at"]),
             models.Index(fields=["server", "tag"]),
             models.Index(fields=["status"]),
+            # The Messages API's filters (outbound.queries); on PostgreSQL, trigram indexes on
+            # From and Subject and a GIN index on metadata too: see migration 0003.
+            models.Index(
+                fields=["server", "stream", "status", "-received_at"], name="message_status_recent"
+            ),
+            models.Index(
+                fields=["server", "stream", "tag", "-received_at"], name="message_tag_recent"
+            ),
         ]
 
     def __str__(self):
@@ -137,7 +146,11 @@ class Recipient(Leased):
         constraints = [
             models.UniqueConstraint(fields=["message", "email"], name="one_delivery_per_recipient")
         ]
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"]),
+            # The Messages API's recipient filter (any letter case).
+            models.Index(Upper("email"), name="recipient_email_upper"),
+        ]
 
     def __str__(self):
         return f"{self.email} ({self.status})"
