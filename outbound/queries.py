@@ -35,9 +35,10 @@ STATUS_MEMBERS = {
 _POSTMARK_STATUS = {ours: theirs for theirs, members in STATUS_MEMBERS.items() for ours in members}
 
 
-def postmark_status(message: OutboundMessage) -> str:
-    """``Queued``, ``Sent`` or ``Processed``: the Status the API reports for ``message``."""
-    return _POSTMARK_STATUS.get(message.status, QUEUED).capitalize()
+def postmark_status(status: str) -> str:
+    """``Queued``, ``Sent`` or ``Processed``: the Status the API reports for a message whose
+    status (``OutboundMessage.Status``) is ``status``."""
+    return _POSTMARK_STATUS.get(status, QUEUED).capitalize()
 
 
 def as_message_id(value: str) -> uuid.UUID | None:

@@ -37,35 +37,46 @@ def _strings(values) -> dict:
     return {str(k): "" if v is None else str(v) for k, v in values.items()}
 
 
+# The columns a list item is made of (``values()`` of them is all ``GET /messages/outbound`` reads).
+LIST_FIELDS = (
+    "message_id", "tag", "to", "cc", "bcc", "recipients", "received_at", "from_address",
+    "subject", "status", "track_opens", "track_links", "metadata", "stream_id",
+)  # fmt: skip
+
+
+def message_row_json(row: dict, stream_id: str, names=None, attachments=()) -> dict:
+    """One item of ``GET /messages/outbound`` from the ``LIST_FIELDS`` of a message (a
+    ``values()`` row), its stream's ID, and optionally the display names of its To and Cc
+    addresses (lower-cased address → name) and its attachments' file names."""
+    return {
+        "MessageID": str(row["message_id"]),
+        "Tag": row["tag"] or "",
+        "To": _people(row["to"], names),
+        "Cc": _people(row["cc"], names),
+        "Bcc": _people(row["bcc"]),
+        "Recipients": list(row["recipients"] or []),
+        "ReceivedAt": timestamp(row["received_at"]),
+        "From": row["from_address"] or "",
+        "Subject": row["subject"] or "",
+        "Attachments": list(attachments),
+        "Status": postmark_status(row["status"]),
+        "TrackOpens": bool(row["track_opens"]),
+        "TrackLinks": row["track_links"] or "None",
+        "Metadata": _strings(row["metadata"]),
+        "MessageStream": stream_id,
+        "Sandboxed": row["status"] == OutboundMessage.Status.SANDBOXED,
+    }
+
+
 def message_json(message: OutboundMessage, parsed=None) -> dict:
-    """One item of ``GET /messages/outbound``. ``parsed`` (the message's ``EmailMessage``, as
-    ``parse_content`` gives it) adds display names and attachments; without it, lists read from
-    the columns alone and show no attachments."""
-    names = {}
-    attachments: list[str] = []
+    """The list item of one message. ``parsed`` (its ``EmailMessage``, as ``parse_content``
+    gives it) adds display names and attachments, as the details show them."""
+    names, attachments = {}, []
     if parsed is not None:
         names = _names(parsed.get_all("to", []) + parsed.get_all("cc", []))
-        attachments = [
-            part.get_filename() or "" for part in parsed.iter_attachments() if part.get_filename()
-        ]
-    return {
-        "MessageID": str(message.message_id),
-        "Tag": message.tag or "",
-        "To": _people(message.to, names),
-        "Cc": _people(message.cc, names),
-        "Bcc": _people(message.bcc),
-        "Recipients": list(message.recipients or []),
-        "ReceivedAt": timestamp(message.received_at),
-        "From": message.from_address or "",
-        "Subject": message.subject or "",
-        "Attachments": attachments,
-        "Status": postmark_status(message),
-        "TrackOpens": bool(message.track_opens),
-        "TrackLinks": message.track_links or "None",
-        "Metadata": _strings(message.metadata),
-        "MessageStream": message.stream.stream_id,
-        "Sandboxed": message.status == OutboundMessage.Status.SANDBOXED,
-    }
+        attachments = [p.get_filename() for p in parsed.iter_attachments() if p.get_filename()]
+    row = {name: getattr(message, name) for name in LIST_FIELDS}
+    return message_row_json(row, message.stream.stream_id, names, attachments)
 
 
 def parse_content(message: OutboundMessage):

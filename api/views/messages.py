@@ -23,7 +23,8 @@ from outbound.queries import (
     filter_messages,
     filter_reader_events,
 )
-from outbound.serializers import message_details_json, message_json
+from outbound.serializers import LIST_FIELDS, message_details_json, message_row_json
+from streams.models import MessageStream
 from webhooks.serializers import webhook_payload
 
 MESSAGE_QUERY = 700
@@ -123,12 +124,13 @@ class OutboundMessageListView(APIView):
             metadata=metadata_filters(request, params),
         )
         total = found.count()
-        page = (
-            found.select_related("stream")
-            .defer("content")
-            .order_by("-received_at", "-id")[offset : offset + count]
+        page = found.order_by("-received_at", "-id").values(*LIST_FIELDS)[offset : offset + count]
+        # Rows, not model instances: building 500 of those would cost more than the query.
+        stream_ids = dict(
+            MessageStream.objects.filter(server=server_of(request)).values_list("id", "stream_id")
         )
-        return Response({"TotalCount": total, "Messages": [message_json(m) for m in page]})
+        messages = [message_row_json(row, stream_ids.get(row["stream_id"], "")) for row in page]
+        return Response({"TotalCount": total, "Messages": messages})
 
 
 class OutboundMessageDetailsView(APIView):
@@ -161,10 +163,19 @@ def _reader_events(request, kind: str, message_id: str | None, key: str):
         agent={name: params.get(name) for name in AGENT_FILTERS if params.get(name)},
     )
     total = found.count()
-    page = found.select_related("stream", "outbound", "bounce").defer("outbound__content")
-    page = page.order_by("-occurred_at", "-id")[offset : offset + count]
+    page = (
+        found.select_related("stream", "outbound")
+        .only(*READER_EVENT_FIELDS)
+        .order_by("-occurred_at", "-id")[offset : offset + count]
+    )
     return Response({"TotalCount": total, key: [webhook_payload(e) for e in page]})
 
+
+# What an Open or Click payload reads (webhooks.serializers.webhook_payload).
+READER_EVENT_FIELDS = (
+    "server_id", "type", "recipient", "message_id", "data", "occurred_at", "bounce_id",
+    "stream__stream_id", "outbound__tag", "outbound__metadata",
+)  # fmt: skip
 
 _READER_PARAMETERS = [
     _P("count", int, required=True),
