@@ -1,6 +1,6 @@
 """Every benchmark of the project, one after the other, with one summary of every goal.
 
-    python -m bench [--quick] [--only gateway,processing,e2e,kill,api,webhooks,admin]
+    python -m bench [--quick] [--only gateway,processing,e2e,kill,api,messages,webhooks,admin]
 
 Each section runs as its own subprocess (its own throwaway database, processes and clean-up):
 
@@ -11,6 +11,7 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     e2e         python -m bench.pipeline --only e2e
     kill        python -m bench.pipeline --only kill
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
+    messages    python -m bench.messages_api      the Messages API over 1,000,000 messages
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.dashboard import TARGET_MS as ADMIN_TARGET_MS
 
-SECTIONS = ["gateway", "processing", "e2e", "kill", "api", "webhooks", "admin"]
+SECTIONS = ["gateway", "processing", "e2e", "kill", "api", "messages", "webhooks", "admin"]
 PIPELINE = ("processing", "e2e", "kill")
 
 
@@ -134,6 +135,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "api.json"
         args = ["-m", "bench.bounce_api", *quick, "--json", str(path)]
         steps.append((["api"], "api", args, path, None))
+    if "messages" in cfg.only:
+        path = work / "messages.json"
+        args = ["-m", "bench.messages_api", *quick, "--json", str(path)]
+        steps.append((["messages"], "messages", args, path, None))
     if "webhooks" in cfg.only:
         # Its embedded filesystem broker in a temporary DATA_DIR: RabbitMQ's default virtual host
         # is shared with other runs, whose workers could take these tasks.
@@ -161,6 +166,7 @@ MODULES = {
     "e2e": "bench.pipeline",
     "kill": "bench.pipeline",
     "api": "bench.bounce_api",
+    "messages": "bench.messages_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
 }
