@@ -1,7 +1,6 @@
 import django.db.models.functions.text
 from django.db import migrations, models
 
-
 POSTGRES_INDEXES = {
     # fromemail and subject are case-insensitive substring searches (UPPER(x) LIKE UPPER(%v%)).
     "message_from_trigram": (
