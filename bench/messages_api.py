@@ -59,7 +59,12 @@ agent = {"UserAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.
 with connection.cursor() as cursor:
     cursor.execute(f"UPDATE {messages} SET status = CASE WHEN id % 100 < 3 THEN 'queued' "
                    f"WHEN id % 100 < 5 THEN 'sandboxed' WHEN id % 100 < 6 THEN 'bounced' "
-                   f"ELSE status END, metadata = CASE WHEN id % 10 < 3 THEN "
+                   f"ELSE status END, "
+                   f"from_address = CASE WHEN id % 10 = 0 THEN 'Billing <billing@example.com>' "
+                   f"ELSE from_address END, "
+                   f"from_email = CASE WHEN id % 10 = 0 THEN 'billing@example.com' "
+                   f"ELSE 'app@example.com' END, "
+                   f"metadata = CASE WHEN id % 10 < 3 THEN "
                    f"jsonb_build_object('order', (id % 100000)::text) ELSE metadata END")
     for kind, share, extra in (("Open", 10, {"FirstOpen": True, "ReadSeconds": 0}),
                                ("Click", 33, {"OriginalLink": "https://example.com/x",
@@ -134,7 +139,8 @@ def requests_for(conn, server_id: int, skip: int) -> dict:
         "baseline: GET /messages/outbound/<id>/dump": f"/messages/outbound/{message_id}/dump",
         "none (server + stream only)": base,
         "recipient": f"{base}&recipient={recipient}",
-        "fromemail": f"{base}&fromemail=app@example.com",
+        "fromemail (90 % of the mail)": f"{base}&fromemail=app@example.com",
+        "fromemail (10 %)": f"{base}&fromemail=billing@example.com",
         "tag": f"{base}&tag={tag}",
         "status=queued": f"{base}&status=queued",
         "status=processed": f"{base}&status=processed",

@@ -62,6 +62,15 @@ def with_recipient(queryset: QuerySet, email: str) -> QuerySet:
     )
 
 
+def with_sender(queryset: QuerySet, value: str) -> QuerySet:
+    """Messages from ``value``: an address (with "@") is the From address, in any letter case;
+    anything else is a part of the From header (e.g. its display name)."""
+    value = value.strip()
+    if "@" in value:
+        return queryset.filter(from_email=value.strip("<>").lower())
+    return queryset.filter(from_address__icontains=value)
+
+
 def with_metadata(queryset: QuerySet, key: str, value: str) -> QuerySet:
     """Messages whose metadata ``key`` is ``value``. On PostgreSQL a JSON containment test (the
     GIN index on metadata answers it); elsewhere the key's text."""
@@ -87,8 +96,9 @@ def filter_messages(
     metadata: dict[str, str] | None = None,
 ) -> QuerySet:
     """``queryset`` narrowed by every filter given (None: no filter). ``since`` is inclusive,
-    ``until`` exclusive; ``from_email`` and ``subject`` match a part, in any letter case; ``tag``
-    matches exactly; ``stream`` is a MessageStream (or its primary key)."""
+    ``until`` exclusive; ``subject`` matches a part, in any letter case; ``tag``
+    matches exactly; ``stream`` is a MessageStream (or its primary key); ``from_email`` as
+    ``with_sender``."""
     if message_id is not None:
         queryset = queryset.filter(message_id=message_id)
     if stream is not None:
@@ -96,7 +106,7 @@ def filter_messages(
     if recipient:
         queryset = with_recipient(queryset, recipient)
     if from_email:
-        queryset = queryset.filter(from_address__icontains=from_email)
+        queryset = with_sender(queryset, from_email)
     if tag:
         queryset = queryset.filter(tag=tag)
     if status:
@@ -123,7 +133,8 @@ def search_messages(queryset: QuerySet, term: str) -> QuerySet:
         return filter_messages(queryset, message_id=message_id)
     if "@" in term and " " not in term:
         by_recipient = filter_messages(queryset, recipient=term).values("pk")
-        return queryset.filter(Q(pk__in=by_recipient) | Q(from_address__icontains=term))
+        by_sender = filter_messages(queryset, from_email=term).values("pk")
+        return queryset.filter(Q(pk__in=by_recipient) | Q(pk__in=by_sender))
     return queryset.filter(Q(subject__icontains=term) | Q(tag=term))
 
 

@@ -399,3 +399,17 @@ def test_postmark_js_lists_and_reads_messages(live_server, postmark_js, server):
     clicks = postmark_js(live_server.url, "Server", token, "getMessageClicks", {"count": 5})
     assert clicks["ok"], clicks
     assert clicks["result"]["Clicks"][0]["OriginalLink"] == "https://example.com/a"
+
+
+@pytest.mark.django_db
+def test_messages_stored_before_from_email_get_it_from_the_migration(api, server):
+    import importlib
+
+    from django.apps import apps
+
+    message = make_message(server, from_address='"Old, Sender" <Old@Example.com>')
+    OutboundMessage.objects.filter(pk=message.pk).update(from_email="")
+    assert listing(api, "&fromemail=old@example.com")["TotalCount"] == 0
+    migration = importlib.import_module("outbound.migrations.0003_message_queries")
+    migration.fill_from_email(apps, None)
+    assert found_ids(listing(api, "&fromemail=<OLD@example.com>")) == [str(message.message_id)]

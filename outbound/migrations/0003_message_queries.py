@@ -2,7 +2,8 @@ import django.db.models.functions.text
 from django.db import migrations, models
 
 POSTGRES_INDEXES = {
-    # fromemail and subject are case-insensitive substring searches (UPPER(x) LIKE UPPER(%v%)).
+    # fromemail without "@" and subject are case-insensitive substring searches
+    # (UPPER(x) LIKE UPPER(%v%)).
     "message_from_trigram": (
         'ON outbound_outboundmessage USING gin (UPPER("from_address"::text) gin_trgm_ops)'
     ),
@@ -29,6 +30,22 @@ def drop_postgres_indexes(apps, schema_editor):
             schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
+def fill_from_email(apps, schema_editor):
+    """The From address of the messages stored before the column existed."""
+    from outbound.mime import first_address
+
+    OutboundMessage = apps.get_model("outbound", "OutboundMessage")
+    rows = OutboundMessage.objects.filter(from_email="").exclude(from_address="")
+    batch = []
+    for message in rows.only("id", "from_address").iterator(chunk_size=2000):
+        message.from_email = first_address(message.from_address).lower()[:320]
+        batch.append(message)
+        if len(batch) >= 2000:
+            OutboundMessage.objects.bulk_update(batch, ["from_email"])
+            batch = []
+    OutboundMessage.objects.bulk_update(batch, ["from_email"])
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("outbound", "0002_recipient_lease"),
@@ -37,16 +54,42 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RemoveIndex(
+            model_name="outboundmessage",
+            name="outbound_ou_server__82896b_idx",
+        ),
+        migrations.AddField(
+            model_name="outboundmessage",
+            name="from_email",
+            field=models.CharField(
+                blank=True, db_default="", default="", editable=False, max_length=320
+            ),
+        ),
+        migrations.RunPython(fill_from_email, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name="outboundmessage",
             index=models.Index(
-                fields=["server", "stream", "status", "-received_at"], name="message_status_recent"
+                fields=["server", "stream", "-received_at", "-id"], name="message_recent"
             ),
         ),
         migrations.AddIndex(
             model_name="outboundmessage",
             index=models.Index(
-                fields=["server", "stream", "tag", "-received_at"], name="message_tag_recent"
+                fields=["server", "stream", "status", "-received_at", "-id"],
+                name="message_status_recent",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="outboundmessage",
+            index=models.Index(
+                fields=["server", "stream", "tag", "-received_at", "-id"], name="message_tag_recent"
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="outboundmessage",
+            index=models.Index(
+                fields=["server", "stream", "from_email", "-received_at", "-id"],
+                name="message_from_recent",
             ),
         ),
         migrations.AddIndex(
