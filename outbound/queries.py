@@ -22,6 +22,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KT, KeyTransform
 
+from bounces.queries import as_message_id
 from outbound.models import MessageEvent, OutboundMessage, Recipient
 
 QUEUED, SENT, PROCESSED = "queued", "sent", "processed"
@@ -39,15 +40,6 @@ def postmark_status(status: str) -> str:
     """``Queued``, ``Sent`` or ``Processed``: the Status the API reports for a message whose
     status (``OutboundMessage.Status``) is ``status``."""
     return _POSTMARK_STATUS.get(status, QUEUED).capitalize()
-
-
-def as_message_id(value: str) -> uuid.UUID | None:
-    """``value`` as a MessageID (any UUID spelling, ``<…>`` brackets allowed), or None."""
-    text = (value or "").strip().strip("<>").strip()
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
 
 
 def with_status(queryset: QuerySet, status: str) -> QuerySet:
