@@ -97,7 +97,8 @@ class OutboundMessage(Leased):
             models.Index(fields=["server", "tag"]),
             models.Index(fields=["status"]),
             # The Messages API's filters (outbound.queries), each in its order (newest first,
-            # ties by id) so that a page is read from the index without a sort; on PostgreSQL,
+            # ties by id) so that a page is read from the index without a sort; tag and sender
+            # first, so that the admin's search (every server) uses them too. On PostgreSQL,
             # trigram indexes on From and Subject and a GIN index on metadata too (migration 0003).
             models.Index(fields=["server", "stream", "-received_at", "-id"], name="message_recent"),
             models.Index(
@@ -105,10 +106,10 @@ class OutboundMessage(Leased):
                 name="message_status_recent",
             ),
             models.Index(
-                fields=["server", "stream", "tag", "-received_at", "-id"], name="message_tag_recent"
+                fields=["tag", "server", "stream", "-received_at", "-id"], name="message_tag_recent"
             ),
             models.Index(
-                fields=["server", "stream", "from_email", "-received_at", "-id"],
+                fields=["from_email", "server", "stream", "-received_at", "-id"],
                 name="message_from_recent",
             ),
         ]

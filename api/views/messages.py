@@ -126,12 +126,21 @@ class OutboundMessageListView(APIView):
             metadata=metadata_filters(request, params),
         )
         total = found.count()
-        page = found.order_by("-received_at", "-id").values(*LIST_FIELDS)[offset : offset + count]
-        # Rows, not model instances: building 500 of those would cost more than the query.
+        # The page's ids first, from the index alone (a deep page skips up to 9,500 index
+        # entries, not 9,500 rows), then those rows: as values, not model instances (building
+        # 500 of those would cost more than the queries).
+        newest_first = found.order_by("-received_at", "-id").values_list("id", flat=True)
+        ids = list(newest_first[offset : offset + count])
+        found_rows = OutboundMessage.objects.filter(id__in=ids).values("id", *LIST_FIELDS)
+        rows = {row["id"]: row for row in found_rows}
         stream_ids = dict(
             MessageStream.objects.filter(server=server_of(request)).values_list("id", "stream_id")
         )
-        messages = [message_row_json(row, stream_ids.get(row["stream_id"], "")) for row in page]
+        messages = [
+            message_row_json(rows[i], stream_ids.get(rows[i]["stream_id"], ""))
+            for i in ids
+            if i in rows
+        ]
         return Response({"TotalCount": total, "Messages": messages})
 
 

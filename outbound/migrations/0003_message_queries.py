@@ -92,13 +92,13 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="outboundmessage",
             index=models.Index(
-                fields=["server", "stream", "tag", "-received_at", "-id"], name="message_tag_recent"
+                fields=["tag", "server", "stream", "-received_at", "-id"], name="message_tag_recent"
             ),
         ),
         migrations.AddIndex(
             model_name="outboundmessage",
             index=models.Index(
-                fields=["server", "stream", "from_email", "-received_at", "-id"],
+                fields=["from_email", "server", "stream", "-received_at", "-id"],
                 name="message_from_recent",
             ),
         ),
