@@ -86,11 +86,14 @@ LOAD_HEADERS = (
 
 # --- scripts run in Django subprocesses (python -c SCRIPT JSON) --------------------------------
 
+# A server with an SMTP token; the load's sender domain (example.com) verified.
 SETUP = """
 import json, sys, django
 django.setup()
 from streams.services import create_server, create_smtp_token, get_stream
+from domains.models import Domain
 cfg = json.loads(sys.argv[1])
+Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
 server = create_server(cfg["name"], delivery_type=cfg["delivery_type"])
 token, secret = create_smtp_token(get_stream(server, "outbound"))
 print(json.dumps({"server": server.id, "user": token.access_key, "password": secret}))
@@ -114,16 +117,19 @@ if not domain.keys.filter(state="active").exists():
 print(json.dumps({"server": server.id}))
 """
 
-# Fills ``sets`` of ``count`` accepted submissions for a new Sandbox server; writes each set's
-# MessageIDs to ``<ids_prefix><set>.txt``. Realistic mix: 60 % SMTP token (stream fixed at AUTH),
-# 38 % server token naming outbound (or nothing), 2 % server token naming an unknown stream.
+# Fills ``sets`` of ``count`` accepted submissions for a new Sandbox server (their sender's domain,
+# example.com, verified); writes each set's MessageIDs to ``<ids_prefix><set>.txt``. Realistic
+# mix: 60 % SMTP token (stream fixed at AUTH), 38 % server token naming outbound (or nothing),
+# 2 % server token naming an unknown stream.
 FILL = r"""
 import json, random, sys, time, uuid, django
 django.setup()
 from django.utils import timezone
 from outbound.submissions import save_submissions
 from streams.services import create_server, create_smtp_token, get_stream
+from domains.models import Domain
 cfg = json.loads(sys.argv[1])
+Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
 rng = random.Random(7)
 server = create_server(cfg["name"])
 stream = get_stream(server, "outbound")
