@@ -2,6 +2,7 @@
 verifications and the DKIM key rotation. Domains are account-wide: every server may send as a
 verified one."""
 
+from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -86,6 +87,8 @@ class DomainListView(AccountView):
         except IdentityError as exc:
             code = exc.error_code if exc.error_code == DOMAIN_EXISTS else INVALID_DOMAIN_FIELDS
             raise ApiError(code, exc.message) from None
+        except IntegrityError:  # the same name, created by a concurrent request
+            raise ApiError(DOMAIN_EXISTS, "This domain already exists.") from None
         return _details(domain)
 
 

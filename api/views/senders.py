@@ -1,7 +1,7 @@
 """The Sender Signatures API (compat §8, account token): list, create, read, edit, delete,
 resend the confirmation, and the SPF and DKIM requests that act on the signature's domain."""
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -118,6 +118,8 @@ class SenderListView(AccountView):
                 _request_confirmation(signature)
         except IdentityError as exc:
             raise _invalid(exc) from None
+        except IntegrityError:  # the same address, created by a concurrent request
+            raise ApiError(SENDER_EXISTS, "This signature already exists.") from None
         return Response(sender_json(signature))
 
 
