@@ -15,7 +15,7 @@ MAX_ADDRESS_LENGTH = 320
 
 
 class IdentityError(ValueError):
-    """Input an interface reports to its user (the API as ErrorCode 300 or 505…, the admin and
+    """Input an interface reports to its user (the API as ErrorCode 300 or 512…, the admin and
     commands as a message)."""
 
     def __init__(self, message: str, error_code: int = 300):
@@ -57,7 +57,7 @@ def create_domain(name: str, return_path: str | None = None, ed25519: bool = Fal
     signs or may send until verification sees the records."""
     domain_name = valid_domain_name(name)
     if Domain.objects.filter(name=domain_name).exists():
-        raise IdentityError("This domain already exists.", error_code=505)
+        raise IdentityError("This domain already exists.", error_code=512)
     domain = Domain.objects.create(
         name=domain_name, return_path_domain=valid_return_path(domain_name, return_path)
     )
@@ -112,3 +112,47 @@ def confirm_sender(signature: SenderSignature) -> None:
         signature.confirmed = True
         signature.confirmed_at = timezone.now()
         signature.save(update_fields=["confirmed", "confirmed_at", "updated_at"])
+
+
+@transaction.atomic
+def edit_domain_return_path(domain: Domain, return_path: str | None) -> Domain:
+    """A new custom Return-Path (empty: the default ``pm-bounces.<domain>``). A changed host
+    must be verified again before the return path uses it."""
+    host = valid_return_path(domain.name, return_path)
+    if host != domain.return_path_domain:
+        domain.return_path_domain = host
+        domain.return_path_verified = False
+        domain.return_path_checked_at = None
+        domain.save(
+            update_fields=[
+                "return_path_domain", "return_path_verified", "return_path_checked_at",
+                "updated_at",
+            ]
+        )  # fmt: skip
+    return domain
+
+
+UNCHANGED = object()
+
+
+def edit_sender(
+    signature: SenderSignature,
+    name=UNCHANGED,
+    reply_to=UNCHANGED,
+    return_path=UNCHANGED,
+    note=UNCHANGED,
+) -> SenderSignature:
+    """Change the fields given (``UNCHANGED`` leaves one as it is; an empty reply-to or
+    Return-Path removes it). The address itself never changes: it is what was confirmed."""
+    if name is not UNCHANGED:
+        signature.name = (name or "")[:255]
+    if reply_to is not UNCHANGED:
+        signature.reply_to = valid_address(reply_to, "ReplyToEmail") if reply_to else ""
+    if return_path is not UNCHANGED:
+        signature.return_path_domain = (
+            valid_return_path(signature.domain, return_path) if return_path else ""
+        )
+    if note is not UNCHANGED:
+        signature.confirmation_note = (note or "")[:400]
+    signature.save()
+    return signature

@@ -67,7 +67,7 @@ def test_duplicates_are_refused():
     create_domain("shop.test", "mail.shop.test")
     with pytest.raises(IdentityError) as refused:
         create_domain("SHOP.test")
-    assert refused.value.error_code == 505
+    assert refused.value.error_code == 512
     create_sender("a@shop.test")
     with pytest.raises(IdentityError) as refused:
         create_sender("A@shop.test")
