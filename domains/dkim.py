@@ -43,8 +43,6 @@ _SIGNED = {name.encode(): rank for rank, name in enumerate(SIGNED_HEADERS)}
 OVERSIGNED = (b"from",)
 
 _FIELD_END = re.compile(rb"\r\n(?![ \t])")  # a line end that is not a fold
-_WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")  # runs of WSP other than a single space
-_WSP_BEFORE_EOL = re.compile(rb"[ \t]+(?=\r\n)")
 _WSP_ANY = re.compile(rb"[ \t]+")
 _CRLF = b"\r\n"
 
@@ -160,7 +158,11 @@ def split_message(message: bytes) -> tuple[bytes, bytes]:
 
 def relaxed_header(name: bytes, value: bytes) -> bytes:
     """One field in relaxed canonical form (RFC 6376 §3.4.2), CRLF-terminated."""
-    value = _WSP_ANY.sub(b" ", value.replace(_CRLF, b"")).strip(b" \t")
+    if b"\r\n" in value:
+        value = value.replace(_CRLF, b"")
+    if b"\t" in value or b"  " in value:
+        value = _WSP_ANY.sub(b" ", value)
+    value = value.strip(b" \t")
     return name.rstrip(b" \t").lower() + b":" + value + _CRLF
 
 
@@ -171,10 +173,14 @@ def relaxed_body(body: bytes) -> bytes:
         return b""
     if not body.endswith(_CRLF):
         body += _CRLF
-    if b" \r\n" in body or b"\t" in body:
-        body = _WSP_BEFORE_EOL.sub(b"", body)
-    if b"\t" in body or b"  " in body:
-        body = _WSP_RUN.sub(b" ", body)
+    # WSP runs to one space, then no space before a line end: plain replaces, which run at
+    # memory speed where a regex scanning a text full of spaces costs ~10 ns a byte.
+    if b"\t" in body:
+        body = body.replace(b"\t", b" ")
+    while b"  " in body:  # halves every run per pass
+        body = body.replace(b"  ", b" ")
+    if b" \r\n" in body:
+        body = body.replace(b" \r\n", b"\r\n")
     stripped = body.rstrip(b"\r\n")
     tail = len(body) - len(stripped)
     if tail % 2 == 0 and body.endswith(_CRLF * (tail // 2)):
