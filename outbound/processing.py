@@ -16,6 +16,7 @@ from django.db import transaction
 from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
+from domains.identity import sender_refusal
 from outbound import mime
 from outbound.events import record_bounce_event
 from outbound.intake import process_report
@@ -211,6 +212,10 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
         problems.append(
             _invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
         )
+    if not problems:
+        problems.extend(
+            sender_problems(mime.first_address(parsed.from_address) or submission.mail_from)
+        )
     per_recipient = []
     for recipient in recipients:
         if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
@@ -234,6 +239,16 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
                 )
             )
     return problems + per_recipient
+
+
+def sender_problems(address: str) -> list[Problem]:
+    """The sender-identity problem of a From address (``domains.identity``), if any."""
+    refusal = sender_refusal(address)
+    if refusal is None:
+        return []
+    code, message = refusal
+    details = message if code != 400 else f"'{address}' is not a confirmed Sender Signature."
+    return [Problem(code, message, details)]
 
 
 def delivered_content(

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "servers",
     "streams",
     "bounces",
+    "domains",
     "outbound",
     "webhooks",
     "api",
@@ -283,6 +284,8 @@ OUTBOUND_TLS_VERIFY = env.bool("OUTBOUND_TLS_VERIFY", default=True)
 OUTBOUND_CONNECTIONS_PER_DESTINATION = env.int("OUTBOUND_CONNECTIONS_PER_DESTINATION", default=4)
 # The domain of the VERP return path pm_bounces+<MessageID>@BOUNCE_DOMAIN.
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
+# The domain a sender's SPF record includes (compat §8's informational SPF record).
+SPF_INCLUDE_DOMAIN = env.str("SPF_INCLUDE_DOMAIN", default="") or BOUNCE_DOMAIN
 # Deferred recipients are retried after RETRY_BASE seconds, doubling up to RETRY_MAX, until
 # GIVE_UP_AFTER seconds have passed since the message was received (then: SoftBounce).
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
