@@ -5,7 +5,8 @@
 message, one per signer, computed over exactly the bytes given (the bytes sent after DATA, CRLF
 line ends). The canonicalisation runs on bytes with regexes compiled once, the body hash once for
 all signers, and the private-key operation in OpenSSL through ``cryptography``: well under a
-millisecond of CPU per message, where a pure-Python RSA signature costs about 13 ms.
+millisecond of CPU per message, where a pure-Python RSA signature costs about 13 ms. (Keys
+are made, published and loaded by ``domains.keys``.)
 
 Signed: the usual header fields (``SIGNED_HEADERS``) present in the message, every occurrence,
 and ``From`` once more than it occurs (over-signed), so that no ``From`` can be added in transit
@@ -15,20 +16,18 @@ without breaking the signature.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-RSA = "rsa"
-ED25519 = "ed25519"
+from .keys import ED25519, RSA
+
 ALGORITHMS = {RSA: "rsa-sha256", ED25519: "ed25519-sha256"}
-RSA_BITS = 2048
 
 # In the order they are listed in h= (the message's own order decides the hash order of
 # repeated fields, bottom-up as RFC 6376 §5.4.2 says).
@@ -47,72 +46,13 @@ _WSP_ANY = re.compile(rb"[ \t]+")
 _CRLF = b"\r\n"
 
 
-# --- keys -----------------------------------------------------------------------------------------
-
-
-def generate_rsa_key(bits: int = RSA_BITS) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-def generate_ed25519_key() -> ed25519.Ed25519PrivateKey:
-    return ed25519.Ed25519PrivateKey.generate()
-
-
-def generate_key(algorithm: str = RSA):
-    if algorithm == RSA:
-        return generate_rsa_key()
-    if algorithm == ED25519:
-        return generate_ed25519_key()
-    raise ValueError(f"unknown DKIM key algorithm {algorithm!r}")
-
-
-def private_key_pem(key) -> bytes:
-    """The private key as unencrypted PKCS#8 PEM (encrypt it before storing it)."""
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def load_private_key(pem: bytes):
-    """A private key from PEM, parsed once per process (parsing an RSA key costs more than
-    signing with it)."""
-    key = serialization.load_pem_private_key(pem, password=None)
-    algorithm_of(key)  # refuses any other kind of key
-    return key
-
-
 def algorithm_of(key) -> str:
-    """``rsa`` or ``ed25519`` for a private or public key."""
+    """``rsa`` or ``ed25519`` for a private or public key (ValueError for any other kind)."""
     if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return RSA
     if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
         return ED25519
     raise ValueError(f"not a DKIM key: {type(key).__name__}")
-
-
-def public_key_base64(key) -> str:
-    """The ``p=`` value: for RSA the SubjectPublicKeyInfo DER, for Ed25519 the raw 32-byte key
-    (RFC 8463 §4.2), base64-encoded."""
-    public = key.public_key() if hasattr(key, "public_key") else key
-    if algorithm_of(public) == RSA:
-        der = public.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    else:
-        der = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(der).decode("ascii")
-
-
-def dns_txt_value(key) -> str:
-    """The TXT record to publish at ``<selector>._domainkey.<domain>`` for a key."""
-    return f"v=DKIM1; k={algorithm_of(key)}; p={public_key_base64(key)}"
-
-
-def dns_host(selector: str, domain: str) -> str:
-    return f"{selector}._domainkey.{domain}"
 
 
 # --- signing --------------------------------------------------------------------------------------
@@ -125,19 +65,17 @@ def _ascii_domain(domain: str) -> str:
 
 @dataclass(frozen=True)
 class Signer:
-    """Who signs: ``d=`` domain, ``s=`` selector and a loaded private key (RSA or Ed25519)."""
+    """Who signs: ``d=`` domain, ``s=`` selector and a loaded private key (RSA or Ed25519, which
+    sets ``algorithm``)."""
 
     domain: str
     selector: str
     key: object
+    algorithm: str = field(init=False)
 
     def __post_init__(self):
         object.__setattr__(self, "domain", _ascii_domain(self.domain))
-        algorithm_of(self.key)
-
-    @property
-    def algorithm(self) -> str:
-        return algorithm_of(self.key)
+        object.__setattr__(self, "algorithm", algorithm_of(self.key))
 
     def signature(self, digest: bytes) -> bytes:
         """The signature over the SHA-256 ``digest`` of the signed header data."""
@@ -200,8 +138,8 @@ def signed_fields(header_block: bytes) -> tuple[list[bytes], bytes]:
     """(the h= names, the canonical signed fields in hash order) of a header block."""
     found: dict[bytes, list[bytes]] = {}
     if header_block:
-        for field in _FIELD_END.split(header_block):
-            name, colon, value = field.partition(b":")
+        for line in _FIELD_END.split(header_block):
+            name, colon, value = line.partition(b":")
             if not colon:
                 continue
             key = name.rstrip(b" \t").lower()

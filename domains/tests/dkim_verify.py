@@ -1,8 +1,9 @@
 """An independent verifier for the tests: dkimpy, with DNS answered from published records."""
 
 import dkim as dkimpy
+from cryptography.hazmat.primitives import serialization
 
-from domains import dkim
+from domains import dkim, keys
 
 
 class PublishedKeys:
@@ -11,13 +12,12 @@ class PublishedKeys:
     def __init__(self):
         self.records: dict[str, str] = {}
 
-    def publish(self, signer_or_host, value: str | None = None) -> None:
-        if isinstance(signer_or_host, dkim.Signer):
-            host = dkim.dns_host(signer_or_host.selector, signer_or_host.domain)
-            value = dkim.dns_txt_value(signer_or_host.key)
-        else:
-            host = signer_or_host
+    def publish(self, host: str, value: str) -> None:
         self.records[host.rstrip(".").lower()] = value
+
+    def publish_key(self, key) -> None:
+        """Publish a ``DkimKey``'s record, as its domain's owner would."""
+        self.publish(key.host, key.text_value)
 
     def remove(self, host: str) -> None:
         self.records.pop(host.rstrip(".").lower(), None)
@@ -25,6 +25,14 @@ class PublishedKeys:
     def __call__(self, name: bytes, timeout: int = 5) -> bytes | None:
         value = self.records.get(name.decode("ascii").rstrip(".").lower())
         return value.encode("ascii") if value is not None else None
+
+
+def new_signer(domain: str, selector: str, algorithm: str, dns: PublishedKeys) -> dkim.Signer:
+    """A signer with a fresh key pair, its record published."""
+    pem, public = keys.generate(algorithm)
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    dns.publish(f"{selector}._domainkey.{domain}", keys.txt_value(algorithm, public))
+    return dkim.Signer(domain, selector, key)
 
 
 def verify_all(message: bytes, dns: PublishedKeys) -> list[bool]:

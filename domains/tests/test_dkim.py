@@ -7,11 +7,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from domains import dkim
-from domains.tests.dkim_verify import PublishedKeys, signature_tags, verify_all
-
-RSA_KEY = dkim.generate_rsa_key()
-ED_KEY = dkim.generate_ed25519_key()
+from domains import dkim, keys
+from domains.tests.dkim_verify import PublishedKeys, new_signer, signature_tags, verify_all
 
 MESSAGE = (
     b"From: Shop <orders@shop.example>\r\n"
@@ -33,16 +30,12 @@ def dns():
 
 @pytest.fixture
 def rsa_signer(dns):
-    signer = dkim.Signer("shop.example", "pm2026", RSA_KEY)
-    dns.publish(signer)
-    return signer
+    return new_signer("shop.example", "pm2026", keys.RSA, dns)
 
 
 @pytest.fixture
 def ed_signer(dns):
-    signer = dkim.Signer("shop.example", "pm2026e", ED_KEY)
-    dns.publish(signer)
-    return signer
+    return new_signer("shop.example", "pm2026e", keys.ED25519, dns)
 
 
 def signed(message: bytes, *signers) -> bytes:
@@ -192,7 +185,7 @@ def test_a_second_from_breaks_a_message_that_had_none(dns, rsa_signer):
 
 def test_a_wrong_published_key_fails(dns, rsa_signer):
     message = signed(MESSAGE, rsa_signer)
-    dns.publish("pm2026._domainkey.shop.example", dkim.dns_txt_value(dkim.generate_rsa_key()))
+    dns.publish("pm2026._domainkey.shop.example", keys.txt_value("rsa", keys.generate("rsa")[1]))
     assert verify_all(message, dns) == [False]
 
 
@@ -211,54 +204,38 @@ def test_split_message():
     assert dkim.split_message(b"\r\nbody") == (b"", b"body")
 
 
-# --- keys -----------------------------------------------------------------------------------------
+# --- keys (domains.keys) ---------------------------------------------------------------------
 
 
-def test_rsa_txt_record_publishes_the_subject_public_key_info():
-    value = dkim.dns_txt_value(RSA_KEY)
-    assert value.startswith("v=DKIM1; k=rsa; p=")
-    der = base64.b64decode(value.split("p=", 1)[1])
-    public = serialization.load_der_public_key(der)
-    assert public.public_numbers() == RSA_KEY.public_key().public_numbers()
-    assert RSA_KEY.key_size == 2048
+def test_rsa_record_publishes_the_subject_public_key_info_of_a_2048_bit_key():
+    pem, public = keys.generate(keys.RSA)
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert keys.txt_value(keys.RSA, public) == f"k=rsa;p={public}"
+    der = base64.b64decode(public)
+    assert serialization.load_der_public_key(der).public_numbers() == (
+        key.public_key().public_numbers()
+    )
+    assert key.key_size == 2048
 
 
-def test_ed25519_txt_record_publishes_the_raw_32_byte_key():
-    value = dkim.dns_txt_value(ED_KEY)
-    assert value.startswith("v=DKIM1; k=ed25519; p=")
-    raw = base64.b64decode(value.split("p=", 1)[1])
-    assert len(raw) == 32
-    assert raw == ED_KEY.public_key().public_bytes(
+def test_ed25519_record_publishes_the_raw_32_byte_key():
+    pem, public = keys.generate(keys.ED25519)
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert keys.txt_value(keys.ED25519, public).startswith("k=ed25519;p=")
+    assert base64.b64decode(public) == key.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
 
 
-def test_generate_key_by_algorithm():
-    assert dkim.algorithm_of(dkim.generate_key("ed25519")) == "ed25519"
-    with pytest.raises(ValueError):
-        dkim.generate_key("dsa")
-
-
-def test_keys_are_parsed_once_per_process():
-    pem = dkim.private_key_pem(ED_KEY)
-    assert dkim.load_private_key(pem) is dkim.load_private_key(pem)
-    assert dkim.dns_txt_value(dkim.load_private_key(pem)) == dkim.dns_txt_value(ED_KEY)
-
-
 def test_other_kinds_of_key_are_refused():
-    key = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(ValueError):
-        dkim.Signer("shop.example", "s", key)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )  # fmt: skip
-    with pytest.raises(ValueError):
-        dkim.load_private_key(pem)
+        dkim.Signer("shop.example", "s", ec.generate_private_key(ec.SECP256R1()))
 
 
-def test_an_international_domain_signs_as_its_a_label(dns):
-    signer = dkim.Signer("Bücher.example", "s1", ED_KEY)
+def test_an_international_domain_signs_as_its_a_label(dns, ed_signer):
+    signer = dkim.Signer("Bücher.example", "s1", ed_signer.key)
     assert signer.domain == "xn--bcher-kva.example"
-    dns.publish(signer)
+    dns.publish(
+        "s1._domainkey.xn--bcher-kva.example", dns.records["pm2026e._domainkey.shop.example"]
+    )
     assert verify_all(signed(MESSAGE, signer), dns) == [True]

@@ -11,18 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domains import dkim
-from domains.tests.dkim_verify import PublishedKeys, verify_all
+from domains import dkim, keys
+from domains.tests.dkim_verify import PublishedKeys, new_signer, verify_all
 
 pytestmark = pytest.mark.fuzz
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 
-RSA = dkim.Signer("fuzz.example", "r", dkim.generate_rsa_key())
-ED = dkim.Signer("fuzz.example", "e", dkim.generate_ed25519_key())
 DNS = PublishedKeys()
-DNS.publish(RSA)
-DNS.publish(ED)
+RSA = new_signer("fuzz.example", "r", keys.RSA, DNS)
+ED = new_signer("fuzz.example", "e", keys.ED25519, DNS)
 
 NAMES = [n.encode() for n in dkim.SIGNED_HEADERS] + [
     b"From", b"TO", b"Subject", b"X-Custom", b"Received", b"X-PM-Tag", b"Content-Type",
