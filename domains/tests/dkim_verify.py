@@ -1,5 +1,7 @@
 """An independent verifier for the tests: dkimpy, with DNS answered from published records."""
 
+import re
+
 import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 
@@ -58,3 +60,13 @@ def signature_tags(message: bytes) -> list[dict[str, str]]:
             tags = dkimpy.util.parse_tag_value(value)
             found.append({k.decode(): v.decode() for k, v in tags.items()})
     return found
+
+
+_SIGNATURE_FIELD = re.compile(rb"\ADKIM-Signature:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*", re.I)
+
+
+def unsigned(content: bytes) -> bytes:
+    """``content`` without the DKIM-Signature fields in front of it."""
+    while match := _SIGNATURE_FIELD.match(content):
+        content = content[match.end() :]
+    return content
