@@ -26,6 +26,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -499,7 +500,13 @@ def crlf(content: bytes) -> bytes:
 
 def sender_address(message: OutboundMessage) -> str:
     """The From address (addr-spec) whose domain signs the message and takes its bounces."""
-    return first_address(message.from_address) or message.from_address
+    return _addr_spec(message.from_address)
+
+
+@lru_cache(maxsize=1024)
+def _addr_spec(from_header: str) -> str:
+    # Parsing the header costs more than the cached key look-up; senders repeat themselves.
+    return first_address(from_header) or from_header
 
 
 def unsigned_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
