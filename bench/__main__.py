@@ -1,6 +1,6 @@
 """Every benchmark of the project, one after the other, with one summary of every goal.
 
-    python -m bench [--quick] [--only gateway,processing,e2e,postfix,kill,api,webhooks,admin]
+    python -m bench [--quick] [--only gateway,processing,e2e,postfix,kill,api,webhooks,admin,dkim]
 
 Each section runs as its own subprocess (its own throwaway database, processes and clean-up):
 
@@ -16,6 +16,8 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
+    dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
+                                                  Ed25519, both) against an unsigned run
 
 (processing, e2e, postfix and kill share one ``bench.pipeline`` subprocess when selected
 together.) A section whose module is absent is skipped with a note. The exit status is 0 unless
@@ -38,7 +40,7 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.dashboard import TARGET_MS as ADMIN_TARGET_MS
 
-SECTIONS = ["gateway", "processing", "e2e", "postfix", "kill", "api", "webhooks", "admin"]
+SECTIONS = ["gateway", "processing", "e2e", "postfix", "kill", "api", "webhooks", "admin", "dkim"]
 PIPELINE = ("processing", "e2e", "postfix", "kill")
 
 
@@ -155,6 +157,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         if cfg.quick:
             args += ["--messages", "20000", "--bounces", "5000", "--repeat", "2"]
         steps.append((["admin"], "admin", args, None, None))
+    if "dkim" in cfg.only:
+        path = work / "dkim.json"
+        args = ["-m", "bench.dkim", *quick, "--json", str(path)]
+        steps.append((["dkim"], "dkim", args, path, None))
     return steps
 
 
@@ -167,6 +173,7 @@ MODULES = {
     "api": "bench.bounce_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
+    "dkim": "bench.dkim",
 }
 
 

@@ -286,6 +286,11 @@ OUTBOUND_CONNECTIONS_PER_DESTINATION = env.int("OUTBOUND_CONNECTIONS_PER_DESTINA
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
 # The domain a sender's SPF record includes (compat §8's informational SPF record).
 SPF_INCLUDE_DOMAIN = env.str("SPF_INCLUDE_DOMAIN", default="") or BOUNCE_DOMAIN
+# Messages whose From domain is not DKIM-verified are signed with d= this domain's key (made on
+# first use; publish its TXT record, listed with the domains). A worker re-reads the keys of a
+# From domain after this many seconds (a rotated or revoked key stops signing by then).
+DKIM_SERVICE_DOMAIN = env.str("DKIM_SERVICE_DOMAIN", default="") or BOUNCE_DOMAIN
+DKIM_KEY_CACHE_SECONDS = env.float("DKIM_KEY_CACHE_SECONDS", default=30.0)
 # Deferred recipients are retried after RETRY_BASE seconds, doubling up to RETRY_MAX, until
 # GIVE_UP_AFTER seconds have passed since the message was received (then: SoftBounce).
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
