@@ -34,6 +34,12 @@ class Domain(models.Model):
     # What broke at the last check (a record that vanished or changed); empty when all is well.
     dns_problem = models.TextField(blank=True)
     dns_problem_since = models.DateTimeField(null=True, blank=True)
+    periodic_checks = models.BooleanField(
+        "periodic DNS checks",
+        default=True,
+        help_text="Off: the periodic re-check leaves this domain alone (the demo's domain, whose "
+        "records no DNS publishes). Verify now still checks it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
