@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import keys
+from . import keys, signals
 from .identity import ascii_domain
 from .models import DkimKey, Domain, SenderSignature, return_path_default
 
@@ -145,3 +145,13 @@ def safe_to_remove(key: DkimKey | None, now=None) -> bool:
     if key is None or key.state != DkimKey.State.REVOKED or key.revoked_at is None:
         return False
     return (now or timezone.now()) - key.revoked_at >= revoked_key_grace()
+
+
+def request_confirmation(signature: SenderSignature) -> None:
+    """Send (again) the confirmation message of an unconfirmed signature: on creation and on
+    "resend". The message pipeline, above this app, sends it (``confirmation_requested``)."""
+    if signature.confirmed:
+        raise IdentityError("This sender signature is already confirmed.")
+    signature.confirmation_sent_at = timezone.now()
+    signature.save(update_fields=["confirmation_sent_at", "updated_at"])
+    signals.confirmation_requested.send(sender=SenderSignature, signature=signature)
