@@ -23,7 +23,7 @@ def records_table(domain: Domain) -> str:
             state = "verified" if row["verified"] else "not verified"
             state += f", last checked {_when(row['checked_at'])}"
         lines += [
-            f"  {row['record']} ({state})",
+            f"  {row['record']}: {state}",
             f"    type:  {row['type']}",
             f"    host:  {row['host']}",
             f"    value: {row['value']}",
