@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -29,17 +29,27 @@ from streams.services import create_server
 SYSTEM_STREAM = "outbound"
 
 
-@transaction.atomic
 def system_stream() -> MessageStream:
-    """The stream the service's own messages go through, made on first use."""
+    """The stream the service's own messages go through, made on first use (when two processes
+    make it at once, the server's unique name lets one win and the other use it)."""
     server = Server.objects.filter(name=settings.SYSTEM_SERVER_NAME).first()
     if server is None:
-        server = create_server(settings.SYSTEM_SERVER_NAME, delivery_type=DeliveryType.LIVE)
+        try:
+            with transaction.atomic():
+                server = create_server(settings.SYSTEM_SERVER_NAME, delivery_type=DeliveryType.LIVE)
+        except IntegrityError:
+            server = Server.objects.get(name=settings.SYSTEM_SERVER_NAME)
+    _system_signature()
+    return MessageStream.objects.get(server=server, stream_id=SYSTEM_STREAM)
+
+
+def _system_signature() -> None:
+    """The System From is the operator's own address: a confirmed signature (get_or_create
+    copes with a concurrent creation)."""
     SenderSignature.objects.get_or_create(
         email=settings.SYSTEM_FROM.strip().lower(),
         defaults={"name": "Mail service", "confirmed": True, "confirmed_at": timezone.now()},
     )
-    return MessageStream.objects.get(server=server, stream_id=SYSTEM_STREAM)
 
 
 def confirmation_link(signature: SenderSignature) -> str:

@@ -89,7 +89,9 @@ class PostmarkAdminSite(admin.AdminSite):
             "servers_for_menu": servers_for_menu or [],
             "overall_chart": stats.chart_svg(overall, window, title=f"All servers: {label}"),
             "window_keys": list(stats.WINDOWS),
-            "refused_senders": [s for s in sender_states(ids) if not s.allowed],
+            "refused_senders": [
+                s for s in sender_states(ids, recent_messages=False) if not s.allowed
+            ],
             "sender_days": RECENT_DAYS,
         }
 
