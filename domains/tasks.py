@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import Domain

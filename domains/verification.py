@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from . import keys
 from .models import DkimKey, Domain
+from .services import rotate_dkim  # noqa: F401 - a rotation's first step; verification ends it
 
 VERIFIED = "verified"
 MISSING = "missing"  # a definite answer: no such name, or no record of the type

@@ -250,3 +250,21 @@ def test_which_domains_are_due(dns, settings):
 def test_the_beat_schedule_runs_the_recheck(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["domains.recheck"]
     assert entry["task"] == recheck_domains.name
+
+
+def test_one_domain_failing_does_not_stop_the_recheck_of_the_others(dns, monkeypatch):
+    from domains import tasks
+
+    Domain.objects.all().delete()
+    first, second = create_domain("first.test"), create_domain("second.test")
+    real = tasks.verify_domain
+
+    def verify(domain):
+        if domain.pk == first.pk:
+            raise RuntimeError("boom")
+        return real(domain)
+
+    monkeypatch.setattr(tasks, "verify_domain", verify)
+    assert recheck_domains() == 1
+    assert Domain.objects.get(pk=second.pk).dkim_checked_at is not None
+    assert Domain.objects.get(pk=first.pk).dkim_checked_at is None
