@@ -29,7 +29,7 @@ def due_domains(now=None):
             | (in_service & Q(dkim_checked_at__lt=often))
             | (~in_service & Q(dkim_checked_at__lt=seldom))
         )
-        .order_by("dkim_checked_at", "pk")
+        .order_by(F("dkim_checked_at").asc(nulls_first=True), "pk")
     )
 
 
