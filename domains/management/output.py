@@ -2,6 +2,7 @@
 
 from domains.details import records_to_publish
 from domains.models import Domain
+from domains.services import revoked_key_grace, safe_to_remove
 from domains.verification import RecordCheck
 
 
@@ -53,6 +54,15 @@ def checks_table(domain: Domain, checks: list[RecordCheck]) -> str:
         f"{'yes' if domain.return_path_verified else 'no'}; SPF verified: "
         f"{'yes' if domain.spf_verified else 'no'} (informational)."
     )
+    for key in domain.keys.filter(state="revoked").order_by("pk"):
+        if safe_to_remove(key):
+            lines.append(f"Revoked key {key.host}: its TXT record is safe to remove from DNS.")
+        else:
+            until = _when(key.revoked_at + revoked_key_grace())
+            lines.append(
+                f"Revoked key {key.host}: keep its TXT record until {until} (messages it "
+                "signed may still be on their way)."
+            )
     if not domain.dkim_verified:
         lines.append(
             f"Until DKIM is verified, mail From @{domain.name} is refused (ErrorCode 400), "

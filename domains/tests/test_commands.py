@@ -94,7 +94,10 @@ def test_rotatedkim_prints_the_new_key(dns):
     assert (data["DKIMPendingHost"], data["DKIMHost"]) == (new.host, first.host)
     dns.set(new.host, "TXT", [new.text_value])
     out = run("verifydomain", "shop.test")
-    assert "DKIM (revoked" not in out
+    assert f"Revoked key {first.host}: keep its TXT record until " in out
+    DkimKey.objects.filter(pk=first.pk).update(revoked_at=first.created_at.replace(year=2020))
+    out = run("verifydomain", "shop.test")
+    assert f"Revoked key {first.host}: its TXT record is safe to remove from DNS." in out
     table = run("createdomain", "other.test")  # a second domain prints only its own records
     assert new.host not in table
 
