@@ -268,3 +268,17 @@ def test_one_domain_failing_does_not_stop_the_recheck_of_the_others(dns, monkeyp
     assert recheck_domains() == 1
     assert Domain.objects.get(pk=second.pk).dkim_checked_at is not None
     assert Domain.objects.get(pk=first.pk).dkim_checked_at is None
+
+
+def test_a_name_server_that_never_answers_is_a_temporary_failure(settings):
+    import socket
+
+    from domains.verification import lookup
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{silent.getsockname()[1]}"]
+        settings.DNS_VERIFY_TIMEOUT = 0.5
+        found = lookup("shop.test", "TXT")
+    assert found.temporary and found.values == []
+    assert found.error == "the look-up of shop.test timed out"

@@ -137,3 +137,20 @@ def test_expired_tampered_and_stale_links_are_refused_with_a_clear_page(settings
     # A token made for an address confirms only that address, even with the same ID reused.
     forged = signing.TimestampSigner(salt=SALT).sign_object({"id": 1, "email": "x@y.test"})
     assert client.get(f"/senders/confirm/{forged}").status_code == 400
+
+
+@pytest.mark.django_db
+def test_the_system_server_made_concurrently_is_used_once(settings, monkeypatch):
+    from outbound import confirmations
+
+    stream = system_stream()
+    real = Server.objects.filter
+
+    def not_seen_yet(*args, **kwargs):  # another process made it between the look-up and now
+        found = real(*args, **kwargs)
+        monkeypatch.setattr(Server.objects, "filter", real)
+        return found.none()
+
+    monkeypatch.setattr(Server.objects, "filter", not_seen_yet)
+    assert confirmations.system_stream() == stream
+    assert Server.objects.filter(name=settings.SYSTEM_SERVER_NAME).count() == 1
