@@ -54,16 +54,17 @@ def records_to_publish(domain: Domain) -> list[dict]:
                 "checked_at": domain.dkim_checked_at,
             }
         )
-    rows.append(
-        {
-            "record": "Return-Path",
-            "type": "CNAME",
-            "host": domain.return_path_domain,
-            "value": domain.return_path_cname_value,
-            "verified": domain.return_path_verified,
-            "checked_at": domain.return_path_checked_at,
-        }
-    )
+    if domain.return_path_domain:  # the service's own domain has none
+        rows.append(
+            {
+                "record": "Return-Path",
+                "type": "CNAME",
+                "host": domain.return_path_domain,
+                "value": domain.return_path_cname_value,
+                "verified": domain.return_path_verified,
+                "checked_at": domain.return_path_checked_at,
+            }
+        )
     rows.append(
         {
             "record": "SPF (informational)",

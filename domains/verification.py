@@ -179,6 +179,9 @@ def check_dkim_key(key: DkimKey) -> RecordCheck:
 def check_return_path(domain: Domain) -> RecordCheck:
     host = domain.return_path_domain
     expected = domain.return_path_cname_value.rstrip(".").lower()
+    if not host:  # e.g. the service's own domain, whose bounces use BOUNCE_DOMAIN itself
+        return RecordCheck(RETURN_PATH, host, "CNAME", expected, [], MISSING,
+                           "The domain has no custom Return-Path domain.")  # fmt: skip
     found = lookup(host, "CNAME")
     common = {"record": RETURN_PATH, "host": host, "type": "CNAME", "expected": expected,
               "found": found.values}  # fmt: skip

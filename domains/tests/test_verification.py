@@ -116,6 +116,13 @@ def test_the_return_path_must_point_to_the_bounce_host(dns):
     assert Domain.objects.get(pk=domain.pk).return_path_verified
 
 
+def test_a_domain_without_a_custom_return_path_is_not_looked_up(dns):
+    domain = Domain.objects.create(name="service.test")  # as the service's own domain is made
+    check = verify_return_path(domain)
+    assert (check.status, check.detail) == (MISSING, "The domain has no custom Return-Path domain.")
+    assert not Domain.objects.get(pk=domain.pk).return_path_verified
+
+
 def test_spf_needs_the_include(dns):
     domain = create_domain("shop.test")
     dns.set("shop.test", "TXT", ["google-site-verification=x", "v=spf1 mx -all"])
