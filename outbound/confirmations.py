@@ -2,10 +2,8 @@
 
 ``domains`` asks for it (``domains.signals.confirmation_requested``, connected in
 ``outbound.apps``); it is built here and stored as a Submission of the System server's
-``outbound`` stream, so it takes the path every message takes (processing, DKIM signing,
-delivery, bounces). The System server (SYSTEM_SERVER_NAME, Live) is made on first use; its From
-(SYSTEM_FROM, by default ``postmaster@<BOUNCE_DOMAIN>``) is a confirmed sender signature, made
-with it, since the operator owns that address: the From rule treats it like any other.
+``outbound`` stream (``outbound.system``), so it takes the path every message takes
+(processing, DKIM signing, delivery, bounces).
 """
 
 import email.policy
@@ -14,42 +12,16 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from domains.confirmation import confirmation_token
 from domains.models import SenderSignature
 from outbound.models import Submission
+from outbound.system import system_stream
 from outbound.tasks import enqueue_processing
-from servers.models import DeliveryType, Server
-from streams.models import CredentialKind, Endpoint, MessageStream
-from streams.services import create_server
-
-SYSTEM_STREAM = "outbound"
-
-
-def system_stream() -> MessageStream:
-    """The stream the service's own messages go through, made on first use (when two processes
-    make it at once, the server's unique name lets one win and the other use it)."""
-    server = Server.objects.filter(name=settings.SYSTEM_SERVER_NAME).first()
-    if server is None:
-        try:
-            with transaction.atomic():
-                server = create_server(settings.SYSTEM_SERVER_NAME, delivery_type=DeliveryType.LIVE)
-        except IntegrityError:
-            server = Server.objects.get(name=settings.SYSTEM_SERVER_NAME)
-    _system_signature()
-    return MessageStream.objects.get(server=server, stream_id=SYSTEM_STREAM)
-
-
-def _system_signature() -> None:
-    """The System From is the operator's own address: a confirmed signature (get_or_create
-    copes with a concurrent creation)."""
-    SenderSignature.objects.get_or_create(
-        email=settings.SYSTEM_FROM.strip().lower(),
-        defaults={"name": "Mail service", "confirmed": True, "confirmed_at": timezone.now()},
-    )
+from streams.models import CredentialKind, Endpoint
 
 
 def confirmation_link(signature: SenderSignature) -> str:

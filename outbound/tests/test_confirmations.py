@@ -11,15 +11,19 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from conftest import subprocess_env, wait_for
+from bounces.models import Bounce
+from conftest import accepted_submission, subprocess_env, wait_for
 from domains.confirmation import SALT, confirmation_token
 from domains.identity import sender_refusal
 from domains.models import SenderSignature
 from domains.services import IdentityError, create_sender, request_confirmation
-from outbound.confirmations import confirmation_message, send_confirmation, system_stream
+from outbound.confirmations import confirmation_message, send_confirmation
 from outbound.models import OutboundMessage, Submission
+from outbound.processing import process_submission
+from outbound.system import system_stream
 from outbound.tests.sinks import SmtpSink
 from servers.models import Server
+from streams.services import create_server
 
 LINK = re.compile(r"http://testserver(/senders/confirm/\S+)")
 
@@ -92,10 +96,22 @@ def test_the_message_goes_through_the_system_stream_as_a_submission(settings):
     assert Server.objects.filter(name=settings.SYSTEM_SERVER_NAME).count() == 1
     assert (submission.rcpt_to, submission.status) == (["owner@shop.test"], "accepted")
     assert b"https://mail.example.test/senders/confirm/" in bytes(submission.raw)
-    # The System server's From is a confirmed signature: the From rule lets it send.
-    assert sender_refusal(settings.SYSTEM_FROM) is None
     message = confirmation_message(signature)
     assert "note" not in message.get_content()  # no personal note, no "Their note:"
+
+    # The System server may send as SYSTEM_FROM, which is not a signature of the account (the
+    # account's lists show only its own), and no other server may.
+    assert process_submission(submission.pk) == "processed"
+    assert OutboundMessage.objects.get(submission=submission).recipients == ["owner@shop.test"]
+    assert list(SenderSignature.objects.values_list("email", flat=True)) == ["owner@shop.test"]
+    assert sender_refusal(settings.SYSTEM_FROM)[0] == 400
+    other = create_server("Tenant")
+    raw = f"From: {settings.SYSTEM_FROM}\r\nTo: ann@example.net\r\nSubject: x\r\n\r\nx\r\n"
+    forged = accepted_submission(other, raw.encode(), ["ann@example.net"])
+    assert process_submission(forged.pk) == "failed"
+    assert Bounce.objects.get(message_id=forged.message_id).details == (
+        f"'{settings.SYSTEM_FROM}' is not a confirmed Sender Signature."
+    )
 
 
 @pytest.mark.django_db
@@ -141,7 +157,7 @@ def test_expired_tampered_and_stale_links_are_refused_with_a_clear_page(settings
 
 @pytest.mark.django_db
 def test_the_system_server_made_concurrently_is_used_once(settings, monkeypatch):
-    from outbound import confirmations
+    from outbound import system
 
     stream = system_stream()
     real = Server.objects.filter
@@ -152,5 +168,5 @@ def test_the_system_server_made_concurrently_is_used_once(settings, monkeypatch)
         return found.none()
 
     monkeypatch.setattr(Server.objects, "filter", not_seen_yet)
-    assert confirmations.system_stream() == stream
+    assert system.system_stream() == stream
     assert Server.objects.filter(name=settings.SYSTEM_SERVER_NAME).count() == 1
