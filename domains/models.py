@@ -28,12 +28,18 @@ class Domain(models.Model):
     dkim_verified = models.BooleanField("DKIM verified", default=False)
     return_path_verified = models.BooleanField("Return-Path verified", default=False)
     spf_verified = models.BooleanField("SPF verified", default=False)
-    dkim_checked_at = models.DateTimeField(null=True, blank=True)
-    return_path_checked_at = models.DateTimeField(null=True, blank=True)
-    spf_checked_at = models.DateTimeField(null=True, blank=True)
+    dkim_checked_at = models.DateTimeField("DKIM checked at", null=True, blank=True)
+    return_path_checked_at = models.DateTimeField("Return-Path checked at", null=True, blank=True)
+    spf_checked_at = models.DateTimeField("SPF checked at", null=True, blank=True)
     # What broke at the last check (a record that vanished or changed); empty when all is well.
-    dns_problem = models.TextField(blank=True)
-    dns_problem_since = models.DateTimeField(null=True, blank=True)
+    dns_problem = models.TextField("DNS problem", blank=True)
+    dns_problem_since = models.DateTimeField("DNS problem since", null=True, blank=True)
+    periodic_checks = models.BooleanField(
+        "periodic DNS checks",
+        default=True,
+        help_text="Off: the periodic re-check leaves this domain alone (the demo's domain, whose "
+        "records no DNS publishes). Verify now still checks it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from . import keys
 from .models import DkimKey, Domain, SenderSignature
+from .services import safe_to_remove
 
 ACTIVE, PENDING, REVOKED = DkimKey.State.ACTIVE, DkimKey.State.PENDING, DkimKey.State.REVOKED
 # Receivers score RSA keys under 1024 bits as weak (Postmark's WeakDKIM).
@@ -89,8 +90,7 @@ def dkim_json(domain: Domain | None, spf_host: str = "", spf_text: str = "") -> 
         "DKIMPendingTextValue": pending_value,
         "DKIMRevokedHost": revoked_host,
         "DKIMRevokedTextValue": revoked_value,
-        # A revoked key signs nothing any more: its record may go.
-        "SafeToRemoveRevokedKeyFromDNS": bool(revoked_host),
+        "SafeToRemoveRevokedKeyFromDNS": safe_to_remove(domain.key(REVOKED)),
         "DKIMUpdateStatus": "Pending" if pending_host else "Verified",
     }
 

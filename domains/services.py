@@ -3,10 +3,11 @@ admin, management commands)."""
 
 import re
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import keys
+from . import keys, signals
 from .identity import ascii_domain
 from .models import DkimKey, Domain, SenderSignature, return_path_default
 
@@ -156,3 +157,45 @@ def edit_sender(
         signature.confirmation_note = (note or "")[:400]
     signature.save()
     return signature
+
+
+@transaction.atomic
+def rotate_dkim(domain: Domain) -> list[DkimKey]:
+    """Start a key rotation (Postmark's rotateDKIM): a new pending key for each algorithm the
+    domain signs with, to be published beside the current one. The current key keeps signing
+    until verification sees the new record (``domains.verification``), which then revokes it.
+    A rotation already pending is returned as it is, so asking twice publishes nothing new."""
+    Domain.objects.select_for_update().filter(pk=domain.pk).first()
+    algorithms = [keys.RSA]
+    if domain.keys.filter(algorithm=keys.ED25519).exclude(state=DkimKey.State.REVOKED).exists():
+        algorithms.append(keys.ED25519)
+    pending = []
+    for algorithm in algorithms:
+        key = domain.key(DkimKey.State.PENDING, algorithm)
+        pending.append(key or DkimKey.generate(domain, algorithm))
+    return pending
+
+
+def revoked_key_grace() -> timezone.timedelta:
+    """How long a revoked key's record must stay in DNS: every message it signed was signed
+    before it was revoked, and is delivered (or given up) within DELIVERY_GIVE_UP_AFTER of its
+    arrival; one more day covers receivers that verify late (a relay's queue, a spam filter)."""
+    return timezone.timedelta(seconds=settings.DELIVERY_GIVE_UP_AFTER + 24 * 3600)
+
+
+def safe_to_remove(key: DkimKey | None, now=None) -> bool:
+    """Postmark's SafeToRemoveRevokedKeyFromDNS: the key is revoked and no message signed with
+    it can still be on its way (``revoked_key_grace``)."""
+    if key is None or key.state != DkimKey.State.REVOKED or key.revoked_at is None:
+        return False
+    return (now or timezone.now()) - key.revoked_at >= revoked_key_grace()
+
+
+def request_confirmation(signature: SenderSignature) -> None:
+    """Send (again) the confirmation message of an unconfirmed signature: on creation and on
+    "resend". The message pipeline, above this app, sends it (``confirmation_requested``)."""
+    if signature.confirmed:
+        raise IdentityError("This sender signature is already confirmed.")
+    signature.confirmation_sent_at = timezone.now()
+    signature.save(update_fields=["confirmation_sent_at", "updated_at"])
+    signals.confirmation_requested.send(sender=SenderSignature, signature=signature)

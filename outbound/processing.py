@@ -21,6 +21,7 @@ from outbound import mime
 from outbound.events import record_bounce_event
 from outbound.intake import process_report
 from outbound.models import OutboundMessage, Recipient, Submission
+from outbound.system import is_system_sender
 from servers.models import Server
 from streams.models import Endpoint, MessageStream, StreamType
 from streams.services import sending_refusal
@@ -212,10 +213,9 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
         problems.append(
             _invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
         )
-    if not problems:
-        problems.extend(
-            sender_problems(mime.first_address(parsed.from_address) or submission.mail_from)
-        )
+    sender = mime.first_address(parsed.from_address) or submission.mail_from
+    if not problems and not is_system_sender(submission.server, sender):
+        problems.extend(sender_problems(sender))
     per_recipient = []
     for recipient in recipients:
         if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:

@@ -19,8 +19,8 @@ from domains.services import (
     create_domain,
     create_sender,
     edit_sender,
+    request_confirmation,
 )
-from domains.signals import confirmation_requested
 
 # Postmark's error codes of the Sender Signatures API.
 SENDER_QUERY = 500
@@ -77,9 +77,7 @@ def _fields(data: dict) -> dict:
 
 def _request_confirmation(signature: SenderSignature) -> None:
     """The confirmation message goes out once the signature is committed."""
-    transaction.on_commit(
-        lambda: confirmation_requested.send(sender=SenderSignature, signature=signature)
-    )
+    transaction.on_commit(lambda: request_confirmation(signature))
 
 
 def _invalid(exc: IdentityError) -> ApiError:
