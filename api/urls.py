@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
-from api.views import bounces, stats, suppressions, webhooks
+from api.views import bounces, email, stats, suppressions, webhooks
 
 
 class SchemaView(SpectacularJSONAPIView):
@@ -54,5 +54,7 @@ urlpatterns = [
         webhooks.WebhookDetailView.as_view(),
         name="webhook",
     ),
+    path("email", email.EmailView.as_view(), name="email"),
+    path("email/batch", email.EmailBatchView.as_view(), name="email-batch"),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
 ]
