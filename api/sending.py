@@ -45,7 +45,7 @@ STRUCTURAL_HEADERS = frozenset(
 )  # fmt: skip
 HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 # Characters of a domain: letters and digits of any script, '-' and '.'.
-DOMAIN_LABEL = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$")
+DOMAIN_LABEL = re.compile(r"^[^\W_](?:(?:[^\W_]|-)*[^\W_])?$")
 LOCAL_PART_SPECIALS = re.compile(r'[\s()<>\[\]:;@\\,"\x00-\x1f\x7f]')
 NO_BODY = "Provide either email TextBody or HtmlBody or both."
 ZERO_RECIPIENTS = "Zero recipients specified"
