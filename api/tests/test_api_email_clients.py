@@ -11,9 +11,8 @@ from anymail.exceptions import AnymailRecipientsRefused
 from anymail.message import attach_inline_image
 from django.core.mail import EmailMultiAlternatives, get_connection
 
-from conftest import subprocess_env, wait_for
+from conftest import wait_for
 from outbound.models import OutboundMessage, Recipient
-from outbound.tests.sinks import SmtpSink
 from servers.models import DeliveryType
 from streams.services import get_stream
 from streams.suppressions import suppress
@@ -21,26 +20,6 @@ from streams.suppressions import suppress
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
-
-
-@pytest.fixture
-def sink():
-    with SmtpSink() as running:
-        yield running
-
-
-@pytest.fixture
-def relaying_worker(sink, start_process):
-    """A real worker on the embedded queue, relaying to the sink."""
-    process = start_process(
-        ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
-        env=subprocess_env(
-            CELERY_BROKER_URL="", OUTBOUND_SMTP_RELAY=f"smtp://127.0.0.1:{sink.port}?starttls=never"
-        ),
-        name="worker",
-    )
-    process.wait_for("ready", timeout=60)
-    return process
 
 
 @pytest.fixture
@@ -85,7 +64,7 @@ def anymail(settings, live_server, token):
     return get_connection("anymail.backends.postmark.EmailBackend")
 
 
-def test_anymail_single_send(anymail, sink, relaying_worker):
+def test_anymail_single_send(anymail, relay_sink, relaying_worker):
     message = EmailMultiAlternatives(
         "Welcome", "Hello!", "Shop <shop@example.com>", ["Joe <ok1@example.net>"],
         cc=["ok2@example.net"], bcc=["ok3@example.net"], reply_to=["help@example.com"],
@@ -103,7 +82,7 @@ def test_anymail_single_send(anymail, sink, relaying_worker):
         "ok1@example.net": "sent", "ok2@example.net": "sent", "ok3@example.net": "sent"
     }  # fmt: skip
     assert delivered(message_id) == ["ok1@example.net", "ok2@example.net", "ok3@example.net"]
-    [relayed] = received(sink, 1)
+    [relayed] = received(relay_sink, 1)
     assert relayed["Subject"] == "Welcome" and relayed["X-Custom"] == "1"
     assert str(relayed["To"]) == "Joe <ok1@example.net>" and relayed["Bcc"] is None
     assert relayed["Reply-To"] == "help@example.com"
@@ -112,7 +91,7 @@ def test_anymail_single_send(anymail, sink, relaying_worker):
     assert out.tag == "welcome" and out.metadata == {"user": "42"}
 
 
-def test_anymail_batch_with_merge_data(anymail, sink, relaying_worker):
+def test_anymail_batch_with_merge_data(anymail, relay_sink, relaying_worker):
     message = EmailMultiAlternatives(
         "Hi", "Hello", "shop@example.com", ["ok-a@example.net", "B <ok-b@example.net>"],
         connection=anymail,
@@ -128,10 +107,10 @@ def test_anymail_batch_with_merge_data(anymail, sink, relaying_worker):
     assert first != second  # one message per To address
     assert delivered(first) == ["ok-a@example.net"] and delivered(second) == ["ok-b@example.net"]
     assert OutboundMessage.objects.get(message_id=second).metadata == {"n": "2"}
-    assert len(received(sink, 2)) == 2
+    assert len(received(relay_sink, 2)) == 2
 
 
-def test_anymail_attachment_and_inline_image(anymail, sink, relaying_worker):
+def test_anymail_attachment_and_inline_image(anymail, relay_sink, relaying_worker):
     message = EmailMultiAlternatives(
         "Report", "See attached", "shop@example.com", ["ok@example.net"], connection=anymail
     )
@@ -140,7 +119,7 @@ def test_anymail_attachment_and_inline_image(anymail, sink, relaying_worker):
     message.attach_alternative(f"<p><img src='cid:{cid}'></p>", "text/html")
     message.send()
     assert message.anymail_status.status == {"sent"}
-    [relayed] = received(sink, 1)
+    [relayed] = received(relay_sink, 1)
     related = next(p for p in relayed.walk() if p.get_content_type() == "multipart/related")
     logo = related.get_payload()[1]
     assert logo["Content-ID"] == f"<{cid}>" and logo.get_content() == PNG
@@ -149,7 +128,9 @@ def test_anymail_attachment_and_inline_image(anymail, sink, relaying_worker):
     assert csv.get_content().replace("\r\n", "\n") == "a,b\n1,2\n"
 
 
-def test_anymail_partly_inactive_recipients_are_rejected(anymail, server, sink, relaying_worker):
+def test_anymail_partly_inactive_recipients_are_rejected(
+    anymail, server, relay_sink, relaying_worker
+):
     suppress(get_stream(server, "outbound"), "gone@example.net", "HardBounce", "Recipient")
     message = EmailMultiAlternatives(
         "Hi", "Hello", "shop@example.com", ["ok@example.net", "Gone@example.net"],
@@ -161,8 +142,8 @@ def test_anymail_partly_inactive_recipients_are_rejected(anymail, server, sink, 
     assert delivered(message.anymail_status.recipients["ok@example.net"].message_id) == [
         "ok@example.net"
     ]
-    [relayed] = received(sink, 1)
-    assert sink.messages[0].rcpt_tos == ["ok@example.net"]
+    [relayed] = received(relay_sink, 1)
+    assert relay_sink.messages[0].rcpt_tos == ["ok@example.net"]
     assert "Gone@example.net" in str(relayed["To"])  # the header is the sender's
 
     everyone_gone = EmailMultiAlternatives(
@@ -176,7 +157,7 @@ def test_anymail_partly_inactive_recipients_are_rejected(anymail, server, sink, 
 # --- postmarker --------------------------------------------------------------------------------
 
 
-def test_postmarker_send_and_send_batch(live_server, token, sink, relaying_worker):
+def test_postmarker_send_and_send_batch(live_server, token, relay_sink, relaying_worker):
     from postmarker.core import PostmarkClient
 
     client = PostmarkClient(server_token=token, root_api_url=live_server.url + "/")
@@ -194,7 +175,7 @@ def test_postmarker_send_and_send_batch(live_server, token, sink, relaying_worke
     )  # fmt: skip
     assert [a["ErrorCode"] for a in answers] == [0, 0]
     assert delivered(answers[1]["MessageID"]) == ["ok3@example.net"]
-    messages = received(sink, 3)
+    messages = received(relay_sink, 3)
     assert sorted(str(m["Subject"]) for m in messages) == ["A", "B", "One"]
     one = next(m for m in messages if m["Subject"] == "One")
     assert one["X-A"] == "b"
@@ -204,7 +185,9 @@ def test_postmarker_send_and_send_batch(live_server, token, sink, relaying_worke
 # --- postmark.js -------------------------------------------------------------------------------
 
 
-def test_postmark_js_send_email_and_batch(live_server, token, sink, relaying_worker, postmark_js):
+def test_postmark_js_send_email_and_batch(
+    live_server, token, relay_sink, relaying_worker, postmark_js
+):
     content = base64.b64encode(b"hello").decode()
     outcome = postmark_js(
         live_server.url, "Server", token, "sendEmail",
@@ -229,6 +212,6 @@ def test_postmark_js_send_email_and_batch(live_server, token, sink, relaying_wor
          "MessageStream": "nope"},
     )  # fmt: skip
     assert not failed["ok"] and failed["code"] == 1235 and failed["statusCode"] == 422
-    messages = received(sink, 2)
+    messages = received(relay_sink, 2)
     [attachment] = next(m for m in messages if m["Subject"] == "JS").iter_attachments()
     assert attachment.get_content() in ("hello", b"hello")
