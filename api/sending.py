@@ -17,6 +17,7 @@ import email.policy
 import email.utils
 import ipaddress
 import mimetypes
+import quopri
 import re
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,18 @@ TOO_LARGE = 413
 # Bodies are 7-bit clean (quoted-printable or base64 where needed), lines CRLF-terminated: any
 # next hop takes them, with or without 8BITMIME.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
+
+
+class _WrittenPolicy(email.policy.EmailPolicy):
+    """POLICY for a message that is only written out (no attachments, so no content-manager
+    calls): a header stored as written (``set_header``) is read back as its text, as the
+    generator needs, instead of being parsed into a header object first."""
+
+    def header_fetch_parse(self, name, value):
+        return value if hasattr(value, "name") else "".join(value.splitlines())
+
+
+WRITTEN_POLICY = _WrittenPolicy(linesep="\r\n", cte_type="7bit")
 # Headers the message's structure owns: a custom header of these names is left out.
 STRUCTURAL_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "subject", "date", "mime-version", "content-type",
@@ -47,6 +60,8 @@ HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 # Characters of a domain: letters and digits of any script, '-' and '.'.
 DOMAIN_LABEL = re.compile(r"^[^\W_](?:(?:[^\W_]|-)*[^\W_])?$")
 LOCAL_PART_SPECIALS = re.compile(r'[\s()<>\[\]:;@\\,"\x00-\x1f\x7f]')
+# Text a 7bit body may hold as it is: printable ASCII, tab and line breaks.
+SEVEN_BIT_SAFE = re.compile(r"^[\t\n\x20-\x7e]*$")
 NO_BODY = "Provide either email TextBody or HtmlBody or both."
 ZERO_RECIPIENTS = "Zero recipients specified"
 
@@ -274,25 +289,28 @@ def compose(item) -> Composed:
     size = len(text_body) + len(html_body) + sum(len(a[1]) for a in attachments)
     if size > settings.SMTP_MAX_MESSAGE_SIZE:
         raise too_large()
-    message = EmailMessage(policy=POLICY)
+    message = EmailMessage(policy=POLICY if attachments else WRITTEN_POLICY)
     try:
-        message["From"] = address_header(senders[:1])
+        set_header(message, "From", address_header(senders[:1]))
         if to:
-            message["To"] = address_header(to)
+            set_header(message, "To", address_header(to))
         if cc:
-            message["Cc"] = address_header(cc)
+            set_header(message, "Cc", address_header(cc))
         if reply_to:
-            message["Reply-To"] = address_header(reply_to)
+            set_header(message, "Reply-To", address_header(reply_to))
         subject = one_line(fields.text("Subject"))
         if subject:
-            message["Subject"] = subject
-        message["Date"] = email.utils.formatdate(usegmt=True)
+            set_header(message, "Subject", subject)
+        set_header(message, "Date", email.utils.formatdate(usegmt=True))
         for name, value in _pm_headers(fields) + _custom_headers(fields):
-            message[name] = value
-        _add_bodies(message, text_body, html_body, attachments)
-        for part in message.walk():
-            if part is not message:
-                del part["MIME-Version"]  # EmailMessage gives every part one
+            set_header(message, name, value)
+        if attachments:
+            _add_bodies(message, text_body, html_body, attachments)
+            for part in message.walk():
+                if part is not message:
+                    del part["MIME-Version"]  # EmailMessage gives every part one
+        else:
+            _add_text_bodies(message, text_body, html_body)
         raw = message.as_bytes()
     except Refused:
         raise
@@ -314,6 +332,53 @@ def too_large() -> Refused:
     return Refused(
         TOO_LARGE, f"The message is larger than the limit of {limit} bytes.", http_status=413
     )
+
+
+def set_header(message: EmailMessage, name: str, value: str) -> None:
+    """Set a header field. A short value of printable ASCII — the usual case — is stored as it
+    is written (our own values are valid fields already: addresses checked and formatted by
+    ``email.utils.formataddr``, one line), skipping the header registry's parsing, which costs
+    more than all else a message needs here; any other value goes through the registry, which
+    encodes (RFC 2047) and folds it."""
+    if value.isascii() and value.isprintable() and len(name) + len(value) + 2 <= 78:
+        message.set_raw(name, value)
+    else:
+        message[name] = value
+
+
+def _add_text_bodies(message: EmailMessage, text: str, html: str) -> None:
+    """The bodies of a message without attachments: text/plain, text/html, or both as
+    multipart/alternative. Each part is encoded here (7bit when it can be, else
+    quoted-printable, or base64 for mostly non-ASCII text) rather than by the content manager,
+    whose header handling would cost several times the rest of the message."""
+    message.set_raw("MIME-Version", "1.0")
+    if text and html:
+        boundary = "=_" + uuid.uuid4().hex
+        message.set_raw("Content-Type", f'multipart/alternative; boundary="{boundary}"')
+        for body, subtype in ((text, "plain"), (html, "html")):
+            part = EmailMessage(policy=WRITTEN_POLICY)
+            _text_part(part, body, subtype)
+            message.attach(part)
+    else:
+        _text_part(message, text or html, "plain" if text else "html")
+
+
+def _text_part(part: EmailMessage, body: str, subtype: str) -> None:
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    lines = body.split("\n")
+    if body.isascii() and SEVEN_BIT_SAFE.match(body) and max(map(len, lines)) <= 78:
+        encoding, payload = "7bit", body
+    else:
+        data = body.encode("utf-8", "surrogateescape")
+        if len(data) - len(body) > len(body) // 3:  # mostly non-ASCII: base64 is shorter
+            encoding, payload = "base64", base64.encodebytes(data).decode("ascii")
+        else:
+            encoding, payload = "quoted-printable", quopri.encodestring(data).decode("ascii")
+    if not payload.endswith("\n"):
+        payload += "\n"
+    part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
+    part.set_raw("Content-Transfer-Encoding", encoding)
+    part.set_payload(payload)
 
 
 def _add_bodies(message: EmailMessage, text: str, html: str, attachments) -> None:

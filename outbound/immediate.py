@@ -10,24 +10,29 @@ recipients is **accepted** (ErrorCode 0, with Postmark's sentence naming them) a
 the others, again without a bounce for the ones left out: the answer already told the client.
 
 Accepted messages are stored processed, in bulk: their submissions (the durable accept record,
-as the gateway writes it, already ``processed``), their outbound messages and recipients, in a
-fixed number of queries whatever the size of the batch. Delivery is queued once the caller's
-transaction commits, as ``outbound.tasks.process_submissions`` does after processing.
+as the gateway writes it, already ``processed``), their outbound messages and recipients, in
+three inserts whatever the size of the batch (``outbound.submissions.insert_rows``). Delivery is
+queued once the caller's transaction commits, as ``outbound.tasks.process_submissions`` does
+after processing.
 """
 
 import logging
 from dataclasses import dataclass
 
+import psycopg
 from django.db import DataError, IntegrityError, transaction
 
 from outbound import processing
 from outbound.models import OutboundMessage, Recipient, Submission
+from outbound.submissions import insert_rows, model_row
 from outbound.tasks import enqueue_deliveries
 from streams.suppressions import normalise
 
 log = logging.getLogger(__name__)
 
 OK = "OK"
+# Errors about the values inserted (not the database's availability).
+REFUSED_VALUES = (DataError, IntegrityError, ValueError, psycopg.DataError, psycopg.IntegrityError)
 # An item the database refused although every rule passed (a bug, or input nothing caught).
 NOT_STORED = "The message could not be stored ({error}), so it was not sent."
 
@@ -106,13 +111,13 @@ def accept(submissions: list[Submission], *, store: bool = True) -> list[Outcome
     try:
         with transaction.atomic():
             _store(accepted)
-    except (DataError, IntegrityError, ValueError) as exc:
+    except REFUSED_VALUES as exc:
         log.warning("storing %d message(s) at once failed (%r): one by one", len(accepted), exc)
         for one in accepted:
             try:
                 with transaction.atomic():
                     _store([one])
-            except (DataError, IntegrityError, ValueError) as error:
+            except REFUSED_VALUES as error:
                 log.exception("message %s could not be stored", one.submission.message_id)
                 one.outcome.error_code = processing.PROCESSING_ERROR_CODE
                 one.outcome.message = NOT_STORED.format(error=type(error).__name__)
@@ -121,17 +126,19 @@ def accept(submissions: list[Submission], *, store: bool = True) -> list[Outcome
 
 
 def _store(accepted: list[_Accepted]) -> None:
+    """Three inserts, whatever the number of messages: submissions, messages, recipients."""
     for one in accepted:
-        one.submission.pk = one.message.pk = None  # again, after a refused try
         one.submission.status = Submission.Status.PROCESSED
         # As after processing: the message is kept once, as the outbound message.
         one.submission.raw = b""
-    Submission.objects.bulk_create([one.submission for one in accepted])
-    for one in accepted:
-        one.message.submission = one.submission
-    OutboundMessage.objects.bulk_create([one.message for one in accepted])
-    Recipient.objects.bulk_create(
-        [Recipient(message=one.message, email=email) for one in accepted for email in one.active]
-    )
-    ids = [one.message.pk for one in accepted]
+    ids = insert_rows(Submission, [model_row(one.submission) for one in accepted], returning=True)
+    for one, pk in zip(accepted, ids, strict=True):
+        one.submission.pk = one.message.submission_id = pk
+    ids = insert_rows(OutboundMessage, [model_row(one.message) for one in accepted], returning=True)
+    for one, pk in zip(accepted, ids, strict=True):
+        one.message.pk = pk
+    recipients = [
+        {"message_id": one.message.pk, "email": e} for one in accepted for e in one.active
+    ]
+    insert_rows(Recipient, recipients)
     transaction.on_commit(lambda: enqueue_deliveries(ids))
