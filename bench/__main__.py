@@ -1,6 +1,6 @@
 """Every benchmark of the project, one after the other, with one summary of every goal.
 
-    python -m bench [--quick] [--only gateway,processing,e2e,kill,api,webhooks,admin]
+    python -m bench [--quick] [--only gateway,processing,e2e,kill,api,sendapi,webhooks,admin]
 
 Each section runs as its own subprocess (its own throwaway database, processes and clean-up):
 
@@ -11,6 +11,8 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     e2e         python -m bench.pipeline --only e2e
     kill        python -m bench.pipeline --only kill
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
+    sendapi     python -m bench.send_api          POST /email/batch under gunicorn against the
+                                                  SMTP gateway's accept rate
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
 
@@ -35,7 +37,7 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.dashboard import TARGET_MS as ADMIN_TARGET_MS
 
-SECTIONS = ["gateway", "processing", "e2e", "kill", "api", "webhooks", "admin"]
+SECTIONS = ["gateway", "processing", "e2e", "kill", "api", "sendapi", "webhooks", "admin"]
 PIPELINE = ("processing", "e2e", "kill")
 
 
@@ -134,6 +136,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "api.json"
         args = ["-m", "bench.bounce_api", *quick, "--json", str(path)]
         steps.append((["api"], "api", args, path, None))
+    if "sendapi" in cfg.only:
+        path = work / "sendapi.json"
+        args = ["-m", "bench.send_api", *quick, "--json", str(path)]
+        steps.append((["sendapi"], "sendapi", args, path, None))
     if "webhooks" in cfg.only:
         # Its embedded filesystem broker in a temporary DATA_DIR: RabbitMQ's default virtual host
         # is shared with other runs, whose workers could take these tasks.
@@ -161,6 +167,7 @@ MODULES = {
     "e2e": "bench.pipeline",
     "kill": "bench.pipeline",
     "api": "bench.bounce_api",
+    "sendapi": "bench.send_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
 }
