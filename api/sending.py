@@ -237,8 +237,15 @@ def _metadata(fields: Fields) -> list[tuple[str, str]]:
         return []
     if not isinstance(value, dict):
         raise Refused(INVALID_EMAIL, "Invalid metadata content: Metadata must be an object.")
-    found = []
+    found, seen = [], set()
     for key, field_value in value.items():
+        if key.lower() in seen:  # over SMTP a number is appended; the API refuses
+            raise Refused(
+                INVALID_EMAIL,
+                f"Invalid metadata content: the key '{quoted(key)}' is given twice (keys are "
+                "compared in any letter case).",
+            )
+        seen.add(key.lower())
         if not HEADER_NAME.match(key):
             raise Refused(
                 INVALID_EMAIL,

@@ -220,6 +220,8 @@ def test_path_spellings(api):
          "Invalid email request: the Content of attachment 'a' is not base64."),
         ({"Metadata": {"a key": "v"}}, "Invalid metadata content: the key 'a key' may hold only "
          "printable ASCII characters, no spaces and no colon."),
+        ({"Metadata": {"Color": "a", "color": "b"}}, "Invalid metadata content: the key 'color' "
+         "is given twice (keys are compared in any letter case)."),
         ({"Metadata": {"k" * 21: "v"}},
          f"Invalid email request: Metadata key '{'k' * 21}' is longer than 20 characters."),
         ({"Metadata": {"k": "v" * 81}},
@@ -448,3 +450,13 @@ def test_a_batch_costs_a_fixed_number_of_queries(api, outbound):
     # On PostgreSQL the three inserts (submissions, messages, recipients) go through psycopg
     # itself, with server-side binding (outbound.submissions.insert_rows), unseen here.
     assert Recipient.objects.count() == 110
+
+
+def test_http_messages_do_not_count_towards_smtp_sending_limits(api, server):
+    from outbound.limits import sending_use
+
+    server.smtp_messages_per_minute = 10
+    server.save()
+    sent(api, [message()] * 20, path="/email/batch")
+    assert Submission.objects.count() == 20
+    assert sending_use(server.pk).last_minute == 0
