@@ -29,9 +29,11 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from bench.common import (
     benchmark_parser,
+    cpu_seconds,
     django_script,
     free_port,
     gateway_env,
@@ -143,6 +145,14 @@ def post_batches(port: int, token: str, body: bytes, batches: int, clients: int)
     }
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (gunicorn's workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def start_gunicorn(stack, env: dict, port: int, workers: int, log_dir):
     args = [sys.executable, "-m", "gunicorn", "postmark_site.wsgi", "--workers", str(workers),
             "--bind", f"127.0.0.1:{port}", "--timeout", "300",
@@ -172,21 +182,28 @@ def run(cfg: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
 
     step(f"the gateway ({cfg.workers} process(es)): {cfg.messages} messages over SMTP")
     gateway_port = free_port()
-    start_gateway(stack, gateway_env(database_url, data_dir), gateway_port, cfg.workers, work,
-                  "gateway")  # fmt: skip
+    _, gateway_pids = start_gateway(stack, gateway_env(database_url, data_dir), gateway_port,
+                                    cfg.workers, work, "gateway")  # fmt: skip
     load = dict(host="127.0.0.1", port=gateway_port, user=creds["user"],
                 password=creds["password"], concurrency=cfg.concurrency, size=cfg.size,
                 sender=SENDER, to=RECIPIENT, processes=2)  # fmt: skip
     run_load(messages=min(200, cfg.messages), **load)
+    before = sum(cpu_seconds(pid) for pid in gateway_pids)
     result["smtp"] = run_load(messages=cfg.messages, **load)
+    used = sum(cpu_seconds(pid) for pid in gateway_pids) - before
+    result["smtp"]["cpu_ms_per_message"] = round(used * 1000 / max(cfg.messages, 1), 3)
 
     step(f"gunicorn ({cfg.workers} worker(s)): {cfg.batches} batches of {cfg.batch_size}")
     port = free_port()
-    start_gunicorn(stack, env, port, cfg.workers, work)
+    gunicorn = start_gunicorn(stack, env, port, cfg.workers, work)
     body = batch_body(cfg.batch_size, cfg.size)
     result["body_bytes"] = len(body)
     post_batches(port, creds["token"], body, cfg.clients, cfg.clients)  # warm-up
+    workers = children(gunicorn.proc.pid)
+    before = sum(cpu_seconds(pid) for pid in workers)
     api = post_batches(port, creds["token"], body, cfg.batches, cfg.clients)
+    used = sum(cpu_seconds(pid) for pid in workers) - before
+    api["cpu_ms_per_message"] = round(used * 1000 / max(api["messages_ok"], 1), 3)
     ids_path = work / "ids.json"
     ids_path.write_text(json.dumps(api.pop("ids")))
     result["api"] = api
@@ -230,6 +247,8 @@ def report(result: dict) -> str:
         f"{api['messages_failed']} failed; batch median {api['batch_median_ms']} ms, "
         f"max {api['batch_max_ms']} ms)",
         f"  {'API / gateway':<44}{result['ratio_to_smtp']:>10.2f}x",
+        f"  {'CPU per message: gateway processes':<44}{smtp['cpu_ms_per_message']:>10.3f} ms",
+        f"  {'CPU per message: gunicorn workers':<44}{api['cpu_ms_per_message']:>10.3f} ms",
     ]
     if api["errors"]:
         lines.append(f"  errors: {api['errors']}")
