@@ -460,3 +460,11 @@ def test_http_messages_do_not_count_towards_smtp_sending_limits(api, server):
     sent(api, [message()] * 20, path="/email/batch")
     assert Submission.objects.count() == 20
     assert sending_use(server.pk).last_minute == 0
+
+
+def test_the_admin_timeline_says_the_message_came_over_http(api):
+    from postmark_site.dashboard import accepted_how
+
+    sent(api, message())
+    text = accepted_how(Submission.objects.get())
+    assert text == "through the HTTP send API from 127.0.0.1 (Server API token, no TLS)"
