@@ -65,16 +65,21 @@ class Lookups:
 
     def __init__(self, recipients=()):
         self._batch = {normalise(r) for r in recipients if r}
-        self._streams: dict[tuple, MessageStream | None] = {}
+        self._known: dict[tuple, object] = {}
         self._inactive: dict[int, set[str]] = {}
 
+    def once(self, key: tuple, look_up):
+        """``look_up()``, called once per ``key`` for the whole batch (any rule whose answer
+        depends only on the key: a stream, a sender)."""
+        if key not in self._known:
+            self._known[key] = look_up()
+        return self._known[key]
+
     def stream(self, server: Server, stream_id: str) -> MessageStream | None:
-        key = (server.pk, stream_id)
-        if key not in self._streams:
-            self._streams[key] = MessageStream.objects.filter(
-                server=server, stream_id=stream_id
-            ).first()
-        return self._streams[key]
+        return self.once(
+            ("stream", server.pk, stream_id),
+            lambda: MessageStream.objects.filter(server=server, stream_id=stream_id).first(),
+        )
 
     def inactive_among(self, stream: MessageStream, emails) -> set[str]:
         wanted = {normalise(e) for e in emails if e}
