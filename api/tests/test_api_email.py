@@ -468,3 +468,12 @@ def test_the_admin_timeline_says_the_message_came_over_http(api):
     sent(api, message())
     text = accepted_how(Submission.objects.get())
     assert text == "through the HTTP send API from 127.0.0.1 (Server API token, no TLS)"
+
+
+def test_line_breaks_in_header_fields_become_spaces(api):
+    body = message(
+        Subject="a\r\nb\u2028c\x85d", Tag="t\nu", Headers=[{"Name": "X-A", "Value": "1\r\n2"}]
+    )
+    out = OutboundMessage.objects.get(message_id=sent(api, body)["MessageID"])
+    assert out.subject == "a b c d" and out.tag == "t u"
+    assert parsed(out)["X-A"] == "1 2"

@@ -164,3 +164,37 @@ def test_email_batch_never_fails(world, data):  # noqa: F811 - the fixture
         assert isinstance(answer["To"], str)
         if answer["ErrorCode"] == 0:
             assert_success(answer)
+
+
+HEADER_TEXTS = st.one_of(
+    st.sampled_from(["Hi", "Grüße", "x" * 200, "a, b", '"q"', "=?utf-8?q?x?=", "  spaced  "]),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=120),
+)
+SENDING_BODIES = st.one_of(
+    st.sampled_from(BODY_TEXTS + ["", "x" * 78, "x" * 79, "a\n", "\n\n\n", "é"]),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=300),
+)
+
+
+@fuzz(150)
+@given(
+    subject=HEADER_TEXTS,
+    name=HEADER_TEXTS,
+    tag=HEADER_TEXTS,
+    text=SENDING_BODIES,
+    html=SENDING_BODIES,
+)
+def test_the_fast_writer_writes_what_the_generator_writes(subject, name, tag, text, html):
+    """``written_bytes`` must equal ``EmailMessage.as_bytes`` for every message it writes."""
+    from email.message import EmailMessage
+
+    from api.sending import WRITTEN_POLICY, _add_text_bodies, one_line, set_header, written_bytes
+
+    message = EmailMessage(policy=WRITTEN_POLICY)
+    set_header(message, "From", f'"{one_line(name)}" <a@example.com>'.replace('""', ""))
+    set_header(message, "Subject", one_line(subject))
+    set_header(message, "X-PM-Tag", one_line(tag))
+    if not (text or html):
+        text = "x"
+    boundary = _add_text_bodies(message, text, html)
+    assert written_bytes(message, boundary) == message.as_bytes()
