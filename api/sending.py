@@ -60,6 +60,12 @@ HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 # Characters of a domain: letters and digits of any script, '-' and '.'.
 DOMAIN_LABEL = re.compile(r"^[^\W_](?:(?:[^\W_]|-)*[^\W_])?$")
 LOCAL_PART_SPECIALS = re.compile(r'[\s()<>\[\]:;@\\,"\x00-\x1f\x7f]')
+_ADDR_SPEC = r"[\w+'-]+(?:\.[\w+'-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+ONE_PLAIN_ADDRESS = re.compile(
+    rf"^(?:(?P<bare>{_ADDR_SPEC})"
+    rf"|(?P<name>(?:[A-Za-z0-9]+ )*[A-Za-z0-9]+) <(?P<addr>{_ADDR_SPEC})>)$",
+    re.ASCII,
+)
 LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029\x00]+")
 # Text a 7bit body may hold as it is: printable ASCII, tab and line breaks.
 SEVEN_BIT_SAFE = re.compile(r"^[\t\n\x20-\x7e]*$")
@@ -154,7 +160,7 @@ def parse_addresses(fields: Fields, name: str, header: str) -> list[tuple[str, s
     if not isinstance(value, str):
         raise Refused(INVALID_EMAIL, f"Invalid '{header}' address: '{quoted(value)}'.")
     try:
-        pairs = email.utils.getaddresses([one_line(value)])
+        pairs = split_addresses(one_line(value))
     except Exception:  # the parser's own failures on hostile input
         raise Refused(INVALID_EMAIL, f"Invalid '{header}' address: '{quoted(value)}'.") from None
     found = []
@@ -170,6 +176,16 @@ def parse_addresses(fields: Fields, name: str, header: str) -> list[tuple[str, s
             raise Refused(INVALID_EMAIL, problem)
         found.append((display_name, addr))
     return found
+
+
+def split_addresses(value: str) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses([value])``; one plain address (``a@example.com``, ``Joe Smith
+    <a@example.com>``), the usual case, is read by a regular expression that gives the same
+    answer (a property test holds them equal) at a fraction of the cost."""
+    match = ONE_PLAIN_ADDRESS.match(value)
+    if match:
+        return [(match["name"] or "", match["bare"] or match["addr"])]
+    return email.utils.getaddresses([value])
 
 
 def address_header(pairs: list[tuple[str, str]]) -> str:

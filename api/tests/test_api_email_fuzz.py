@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.sending import ONE_PLAIN_ADDRESS
 from api.tests.test_api_fuzz import (  # noqa: F401 - world is a fixture
     STREAMS,
     fuzz,
@@ -24,6 +25,7 @@ from api.tests.test_api_fuzz import (  # noqa: F401 - world is a fixture
 )
 
 pytestmark = pytest.mark.fuzz
+
 
 ADDRESSES = [
     "user@example.net", "User <user@example.net>", '"Doe, Jane" <jane@example.net>',
@@ -198,3 +200,20 @@ def test_the_fast_writer_writes_what_the_generator_writes(subject, name, tag, te
         text = "x"
     boundary = _add_text_bodies(message, text, html)
     assert written_bytes(message, boundary) == message.as_bytes()
+
+
+@fuzz(300)
+@given(
+    value=st.one_of(
+        st.from_regex(ONE_PLAIN_ADDRESS, fullmatch=True),
+        st.emails().map(str),
+        st.sampled_from(ADDRESSES),
+        st.text(st.sampled_from("ab.@<> '\"+-_,;:()Zé1"), max_size=30),
+    )
+)
+def test_plain_addresses_read_as_getaddresses_reads_them(value):
+    import email.utils
+
+    from api.sending import split_addresses
+
+    assert split_addresses(value) == email.utils.getaddresses([value])
