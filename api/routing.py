@@ -28,6 +28,15 @@ FIXED_WORDS = frozenset(
         "email",
         "batch",
         "openapi.json",
+        # Account level: domains and sender signatures.
+        "domains",
+        "verifydkim",
+        "verifyreturnpath",
+        "verifyspf",
+        "rotatedkim",
+        "senders",
+        "resend",
+        "requestnewdkim",
     }
 )
 

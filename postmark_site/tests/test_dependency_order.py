@@ -31,6 +31,7 @@ ORDER = [
     "servers",
     "streams",
     "bounces",
+    "domains",
     "outbound",
     "webhooks",
     "api",
