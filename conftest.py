@@ -212,6 +212,30 @@ def worker(start_process):
     return process
 
 
+@pytest.fixture
+def relay_sink():
+    """A local SMTP sink (``outbound.tests.sinks``) for a worker process to relay to."""
+    from outbound.tests.sinks import SmtpSink
+
+    with SmtpSink() as running:
+        yield running
+
+
+@pytest.fixture
+def relaying_worker(relay_sink, start_process):
+    """A real Celery worker process on the embedded queue that relays to ``relay_sink``."""
+    process = start_process(
+        ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
+        env=subprocess_env(
+            CELERY_BROKER_URL="",
+            OUTBOUND_SMTP_RELAY=f"smtp://127.0.0.1:{relay_sink.port}?starttls=never",
+        ),
+        name="worker",
+    )
+    process.wait_for("ready", timeout=60)
+    return process
+
+
 NODE_CLIENTS = ROOT / "clients" / "node"
 
 

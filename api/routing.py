@@ -25,6 +25,8 @@ FIXED_WORDS = frozenset(
         "message-streams",
         "suppressions",
         "delete",
+        "email",
+        "batch",
         "openapi.json",
         # Account level: domains and sender signatures.
         "domains",

@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
-from api.views import bounces, stats, suppressions, webhooks
+from api.views import bounces, email, stats, suppressions, webhooks
 from api.views import domains as domain_views
 from api.views import senders as sender_views
 
@@ -56,6 +56,8 @@ urlpatterns = [
         webhooks.WebhookDetailView.as_view(),
         name="webhook",
     ),
+    path("email", email.EmailView.as_view(), name="email"),
+    path("email/batch", email.EmailBatchView.as_view(), name="email-batch"),
     # Account level (X-Postmark-Account-Token): domains and sender signatures.
     path("domains", domain_views.DomainListView.as_view(), name="domains"),
     path("domains/<str:domain_id>", domain_views.DomainDetailView.as_view(), name="domain"),

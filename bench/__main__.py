@@ -1,6 +1,6 @@
 """Every benchmark of the project, one after the other, with one summary of every goal.
 
-    python -m bench [--quick] [--only gateway,processing,e2e,postfix,kill,api,webhooks,admin,dkim]
+    python -m bench [--quick] [--only SECTION,SECTION,...]   (default: every section below)
 
 Each section runs as its own subprocess (its own throwaway database, processes and clean-up):
 
@@ -14,6 +14,8 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   counted at smtp-sink
     kill        python -m bench.pipeline --only kill
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
+    sendapi     python -m bench.send_api          POST /email/batch under gunicorn against the
+                                                  SMTP gateway's accept rate
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
     dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
@@ -40,7 +42,18 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.dashboard import TARGET_MS as ADMIN_TARGET_MS
 
-SECTIONS = ["gateway", "processing", "e2e", "postfix", "kill", "api", "webhooks", "admin", "dkim"]
+SECTIONS = [
+    "gateway",
+    "processing",
+    "e2e",
+    "postfix",
+    "kill",
+    "api",
+    "sendapi",
+    "webhooks",
+    "admin",
+    "dkim",
+]
 PIPELINE = ("processing", "e2e", "postfix", "kill")
 
 
@@ -139,6 +152,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "api.json"
         args = ["-m", "bench.bounce_api", *quick, "--json", str(path)]
         steps.append((["api"], "api", args, path, None))
+    if "sendapi" in cfg.only:
+        path = work / "sendapi.json"
+        args = ["-m", "bench.send_api", *quick, "--json", str(path)]
+        steps.append((["sendapi"], "sendapi", args, path, None))
     if "webhooks" in cfg.only:
         # Its embedded filesystem broker in a temporary DATA_DIR: RabbitMQ's default virtual host
         # is shared with other runs, whose workers could take these tasks.
@@ -171,6 +188,7 @@ MODULES = {
     "postfix": "bench.pipeline",
     "kill": "bench.pipeline",
     "api": "bench.bounce_api",
+    "sendapi": "bench.send_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
     "dkim": "bench.dkim",
