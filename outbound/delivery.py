@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_address
 from bounces.services import record_bounce, storable
+from outbound import metrics
 from outbound.events import record_bounce_event, record_message_event
 from outbound.mime import first_address
 from outbound.models import MessageEvent, OutboundMessage, Recipient
@@ -525,6 +526,7 @@ def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transc
 def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
     with transaction.atomic():
         if claim.finish(recipient, status=Recipient.Status.DELIVERED, last_reply=reply):
+            metrics.recipient_delivered(claim.message.received_at)
             record_message_event(claim.message, MessageEvent.Type.DELIVERY, recipient.email,
                                  details=reply, occurred_at=timezone.now())  # fmt: skip
 
@@ -547,6 +549,7 @@ def _bounce(message, recipient, bounce_type: str, details: str, transcript, **ex
         **extra,
     )
     record_bounce_event(bounce, outbound=message)
+    metrics.bounce_recorded(bounce_type)
     return bounce
 
 

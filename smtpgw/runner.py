@@ -10,24 +10,32 @@ import sys
 from django.conf import settings
 from django.db import connections
 
-from smtpgw import proxy, tls
+from smtpgw import metrics, proxy, tls
 from smtpgw.server import Gateway
 from streams.listeners import Listener
 
 log = logging.getLogger("smtpgw")
 
 
-def serve(listeners: list[Listener], processes: int = 1) -> int:
-    """Run the gateway until SIGTERM or SIGINT; returns the exit status."""
+def serve(
+    listeners: list[Listener], processes: int = 1, http: tuple[str, int] | None = None
+) -> int:
+    """Run the gateway until SIGTERM or SIGINT; returns the exit status. With ``http``, health
+    and metrics are served there (from this process, for all the gateway processes)."""
     tls.certificate_paths()  # make the self-signed pair once, before any child needs it
     connections.close_all()  # children must not share the parent's database connections
     if processes <= 1:
-        _run(_serve_process(listeners))
+        http_server = metrics.start_http(http) if http else None
+        try:
+            _run(_serve_process(listeners))
+        finally:
+            if http_server is not None:
+                http_server.shutdown()
         return 0
-    return _supervise(listeners, processes)
+    return _supervise(listeners, processes, http)
 
 
-def _supervise(listeners: list[Listener], processes: int) -> int:
+def _supervise(listeners: list[Listener], processes: int, http=None) -> int:
     context = multiprocessing.get_context("fork")
     children = [
         context.Process(target=_child_main, args=(listeners,), name=f"smtp-{i}")
@@ -46,6 +54,15 @@ def _supervise(listeners: list[Listener], processes: int) -> int:
     signal.signal(signal.SIGINT, stop)
     for child in children:
         child.start()
+    # Started after the fork: no child inherits the thread or the listening socket.
+    try:
+        http_server = metrics.start_http(http) if http else None
+    except OSError as exc:
+        log.error("cannot serve health and metrics on %s:%d: %s; stopping", *http, exc)
+        stop(signal.SIGTERM, None)
+        for child in children:
+            child.join()
+        return 1
     status = 0
     while any(child.is_alive() for child in children):
         for child in children:
@@ -54,6 +71,8 @@ def _supervise(listeners: list[Listener], processes: int) -> int:
                 log.error("gateway process %s exited with %s; stopping", child.name, child.exitcode)
                 status = 1
                 stop(signal.SIGTERM, None)
+    if http_server is not None:
+        http_server.shutdown()
     return status
 
 

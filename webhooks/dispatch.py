@@ -52,6 +52,7 @@ from django.utils import timezone
 
 from outbound.models import MessageEvent
 from postmark_site import leases
+from webhooks import metrics
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
 from webhooks.serializers import webhook_payload
 
@@ -635,6 +636,7 @@ def deliver(delivery_id: int, attempts: int | None = None) -> str:
 
 
 def _record(delivery, body, result: Result, started_at) -> str:
+    metrics.post_made(result.status_code)
     number = delivery.attempts + 1
     now = timezone.now()
     fields = {
