@@ -50,6 +50,7 @@ from outbound.transport import (
     hosts_for,
 )
 from postmark_site import leases
+from postmark_site.logcontext import about_message
 from servers.models import DeliveryType
 from streams.models import Suppression
 from streams.suppressions import suppress
@@ -306,6 +307,11 @@ def deliver_message(outbound_id: int) -> str:
     )
     if message is None:
         return "missing"
+    with about_message(message.message_id, message.server_id, message.stream.stream_id):
+        return _deliver_loaded(message)
+
+
+def _deliver_loaded(message: OutboundMessage) -> str:
     if message.server.delivery_type == DeliveryType.SANDBOX:
         return _sandbox(message)
     claim = Claim.take(message)

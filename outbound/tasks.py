@@ -9,6 +9,7 @@ from outbound.delivery import claimable, deliver_message, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
 from outbound.processing import note_failure, process_submission
 from postmark_site import leases
+from postmark_site.logcontext import about_message
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +27,17 @@ def process_submissions(message_ids: list[str]) -> int:
     fsync for the batch, and a submission that fails fails alone. An unexpected error is counted
     on its row (``processing.note_failure``); only an unreachable database retries the batch."""
     rows = sorted(
-        Submission.objects.filter(message_id__in=message_ids).values_list("pk", "message_id")
+        Submission.objects.filter(message_id__in=message_ids).values_list(
+            "pk", "message_id", "server_id", "stream__stream_id"
+        )
     )
-    pks = [pk for pk, _ in rows]
+    pks = [row[0] for row in rows]
     unavailable, broken = [], []
     with transaction.atomic():
-        for submission_id, message_id in rows:
+        for submission_id, message_id, server_id, stream_id in rows:
             try:
-                process_submission(submission_id)
+                with about_message(message_id, server_id, stream_id):
+                    process_submission(submission_id)
             except (OperationalError, InterfaceError):
                 log.exception("processing %s: the database failed; it will be retried", message_id)
                 unavailable.append(submission_id)

@@ -1,0 +1,19 @@
+"""gunicorn's configuration for the web app (admin, HTTP API, tracking, health and metrics).
+
+Every value can be overridden from the environment (WEB_BIND, WEB_WORKERS, WEB_THREADS,
+WEB_TIMEOUT) or on gunicorn's command line. Static files are served by whitenoise, inside the app.
+"""
+
+import os
+
+bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+# The app's own logging configuration (LOG_FORMAT) writes every line; gunicorn's access log
+# would be a second format beside it.
+accesslog = None
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
