@@ -35,7 +35,7 @@ def check_broker() -> str:
     from postmark_site.celery import app
 
     try:
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as connection:
             connection.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_TIMEOUT)
     except Exception as exc:
         return _describe(exc)
