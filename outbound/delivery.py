@@ -533,6 +533,7 @@ def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
     with transaction.atomic():
         if claim.finish(recipient, status=Recipient.Status.DELIVERED, last_reply=reply):
             metrics.recipient_delivered(claim.message.received_at)
+            log.info("delivered to %s: %s", recipient.email, reply)
             record_message_event(claim.message, MessageEvent.Type.DELIVERY, recipient.email,
                                  details=reply, occurred_at=timezone.now())  # fmt: skip
 
@@ -556,6 +557,7 @@ def _bounce(message, recipient, bounce_type: str, details: str, transcript, **ex
     )
     record_bounce_event(bounce, outbound=message)
     metrics.bounce_recorded(bounce_type)
+    log.info("%s for %s: %s", bounce_type, recipient.email, " ".join(details.split())[:300])
     return bounce
 
 

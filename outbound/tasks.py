@@ -37,7 +37,8 @@ def process_submissions(message_ids: list[str]) -> int:
         for submission_id, message_id, server_id, stream_id in rows:
             try:
                 with about_message(message_id, server_id, stream_id):
-                    process_submission(submission_id)
+                    status = process_submission(submission_id)
+                    log.info("processed: %s", status)
             except (OperationalError, InterfaceError):
                 log.exception("processing %s: the database failed; it will be retried", message_id)
                 unavailable.append(submission_id)

@@ -40,3 +40,16 @@ class MessageContextFilter(logging.Filter):
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
+
+
+def use_json(logger: logging.Logger) -> None:
+    """Give ``logger``'s handlers the JSON formatter and the message filter of the settings'
+    LOGGING (for handlers made by others, e.g. the ones a Celery worker installs)."""
+    from django.conf import settings
+    from pythonjsonlogger.json import JsonFormatter
+
+    options = {k: v for k, v in settings.LOGGING["formatters"]["json"].items() if k != "()"}
+    for handler in logger.handlers:
+        handler.setFormatter(JsonFormatter(**options))
+        if not any(isinstance(f, MessageContextFilter) for f in handler.filters):
+            handler.addFilter(MessageContextFilter())
