@@ -40,6 +40,9 @@ SECRETS_KEY = env.str("SECRETS_KEY", default="") or _key_from_file("secrets.key"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a reverse proxy that terminates TLS (deploy/nginx.conf): believe its X-Forwarded-Proto.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "postmark_site.apps.PostmarkAdminConfig",  # django.contrib.admin with the project's site
