@@ -6,11 +6,12 @@ rolled-back try or a task run twice counts nothing twice: ``accepted = processed
 holds between the gateway's and the workers' counters.
 """
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from outbound.models import Recipient, Submission
+from outbound.models import QueueSample, Recipient, Submission
 from postmark_site.metrics import LATENCY_BUCKETS, Collector, Counter, Histogram
 
 PROCESSED = Counter(
@@ -62,6 +63,32 @@ def bounce_recorded(bounce_type: str) -> None:
 
 # --- gauges read from the database ----------------------------------------------------------------
 WAITING_SUBMISSIONS = (Submission.Status.ACCEPTED, Submission.Status.REJECTED)
+
+# Functions that return more gauge entries ({name: {count, oldest, oldest_age_seconds}}): apps
+# above this one add theirs here in their ready() (webhooks: the deliveries pending).
+GAUGE_SOURCES: list = []
+
+
+def all_queue_states(now=None) -> dict:
+    """Every queue gauge: this app's and those added to GAUGE_SOURCES."""
+    now = now or timezone.now()
+    states = queue_state(now)
+    for source in GAUGE_SOURCES:
+        states.update(source(now))
+    return states
+
+
+def take_sample(now=None) -> QueueSample:
+    """Store the gauges now (for the System page's trend) and forget samples past retention."""
+    now = now or timezone.now()
+    values = {
+        name: {"count": e["count"], "oldest_age_seconds": round(e["oldest_age_seconds"], 1)}
+        for name, e in all_queue_states(now).items()
+    }
+    sample = QueueSample.objects.create(taken_at=now, values=values)
+    keep = timezone.timedelta(days=settings.SYSTEM_SAMPLE_RETENTION_DAYS)
+    QueueSample.objects.filter(taken_at__lt=now - keep).delete()
+    return sample
 
 
 def queue_state(now=None) -> dict:

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from outbound import metrics
 from outbound.delivery import claimable, deliver_message, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
 from outbound.processing import note_failure, process_submission
@@ -189,3 +190,9 @@ def requeue_due_deliveries(grace_seconds: float | None = None) -> int:
 @shared_task(name="outbound.tasks.sweep")
 def sweep() -> int:
     return requeue_stuck_submissions() + requeue_due_deliveries()
+
+
+@shared_task(name="outbound.tasks.sample_queues")
+def sample_queues() -> int:
+    """The beat's sample of the queue gauges, for the admin's System page."""
+    return metrics.take_sample().pk

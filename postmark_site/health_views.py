@@ -9,15 +9,9 @@ from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from outbound.metrics import QueueGauges, queue_state
+from outbound.metrics import QueueGauges, all_queue_states
 from postmark_site import health
 from postmark_site.metrics import WORKER_PREFIXES, exposition
-from webhooks.metrics import backlog
-
-
-def queue_states() -> dict:
-    """Every gauge read from the database, by name: {count, oldest, oldest_age_seconds}."""
-    return {**queue_state(), **backlog()}
 
 
 @never_cache
@@ -39,5 +33,5 @@ def readyz(request):
 @require_safe
 def metrics(request):
     """The workers' metrics from this host's metrics directory, and the queue gauges."""
-    body, content_type = exposition(WORKER_PREFIXES, [QueueGauges(queue_states)])
+    body, content_type = exposition(WORKER_PREFIXES, [QueueGauges(all_queue_states)])
     return HttpResponse(body, content_type=content_type)

@@ -210,6 +210,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.sweep",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
+    "sample-queues": {
+        "task": "outbound.tasks.sample_queues",
+        "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),
+    },
 }
 
 # --- Product rules --------------------------------------------------------------------------------
