@@ -6,6 +6,8 @@ rolled-back try or a task run twice counts nothing twice: ``accepted = processed
 holds between the gateway's and the workers' counters.
 """
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min
@@ -13,6 +15,8 @@ from django.utils import timezone
 
 from outbound.models import QueueSample, Recipient, Submission
 from postmark_site.metrics import LATENCY_BUCKETS, Collector, Counter, Histogram
+
+log = logging.getLogger(__name__)
 
 PROCESSED = Counter(
     "postmark_processing_submissions_total",
@@ -130,7 +134,17 @@ class QueueGauges(Collector):
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        for name, entry in self._states().items():
+        try:
+            states = self._states()
+        except Exception as exc:  # the database is down: the other metrics are still worth having
+            log.warning("queue gauges could not be read: %s", exc)
+            states = None
+        yield GaugeMetricFamily(
+            "postmark_queue_gauges_up",
+            "1 when the queue gauges could be read from the database at this scrape, else 0.",
+            0 if states is None else 1,
+        )
+        for name, entry in (states or {}).items():
             help_text = self.HELP.get(name, name)
             yield GaugeMetricFamily(f"postmark_queue_{name}", f"{help_text}.", entry["count"])
             yield GaugeMetricFamily(

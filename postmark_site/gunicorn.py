@@ -5,6 +5,12 @@ WEB_TIMEOUT) or on gunicorn's command line. Static files are served by whitenois
 """
 
 import os
+from pathlib import Path
+
+import environ
+
+# The same .env the settings read (gunicorn reads this file before the app is loaded).
+environ.Env.read_env(Path(__file__).resolve().parent.parent / ".env", overwrite=False)
 
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_WORKERS", "2"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI, ROOT, free_port, subprocess_env, wait_for
-from smtpgw.tests.metrics_scrape import get
+from smtpgw.tests.metrics_scrape import get, scrape
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -147,9 +147,12 @@ def test_readyz_follows_database_and_broker_outages(
         assert answer["checks"]["broker"] == "ok"
         assert answer["checks"]["migrations"] == "not checked: the database is unavailable"
         assert get(base + "/healthz")[0] == 200  # alive all the same
+    # The web app's metrics still answer, saying the database gauges are missing.
+    assert scrape(endpoints[0] + "/metrics").value("postmark_queue_gauges_up") == 0
     private_postgres.start()
     for base in endpoints:
         wait_for(lambda base=base: ready(base)[0] == 200, timeout=20, what=f"{base} recovers")
+    assert scrape(endpoints[0] + "/metrics").value("postmark_queue_gauges_up") == 1
 
     redis.stop()
     for base in endpoints:
