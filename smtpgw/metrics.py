@@ -6,6 +6,7 @@ gateway processes (or beside the only one), reports them all.
 """
 
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,10 +104,18 @@ def parse_address(spec: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class _HealthServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _HealthServer6(_HealthServer):
+    address_family = socket.AF_INET6
+
+
 def start_http(address: tuple[str, int]) -> ThreadingHTTPServer:
     """Serve health and metrics from a daemon thread; the caller shuts it down."""
-    server = ThreadingHTTPServer(address, HealthHandler)
-    server.daemon_threads = True
+    server_class = _HealthServer6 if ":" in address[0] else _HealthServer
+    server = server_class(address, HealthHandler)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     log.info("health and metrics on http://%s:%d/", *address[:2])

@@ -110,3 +110,25 @@ def test_refused_transactions_are_counted_by_reply_code(metered_gateway, creds):
     assert moved("postmark_smtp_transactions_total", result="accepted") == 0
     # Stored all the same, for its SMTPApiError: processing will count it as failed.
     assert moved("postmark_smtp_accepted_messages_total") == 1
+
+
+def test_http_address_is_host_and_port():
+    from smtpgw.metrics import parse_address
+
+    assert parse_address("127.0.0.1:9025") == ("127.0.0.1", 9025)
+    assert parse_address("[::1]:9025") == ("::1", 9025)
+    assert parse_address(":9025") == ("127.0.0.1", 9025)
+    for wrong in ("9025", "host:", "host:port"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_address(wrong)
+
+
+def test_runsmtp_refuses_a_bad_http_address():
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "runsmtp", "--http", "nowhere"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "--http wants HOST:PORT, not 'nowhere'" in result.stderr
