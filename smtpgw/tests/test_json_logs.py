@@ -87,3 +87,25 @@ def test_text_stays_the_default(creds, tmp_path):
     lines = gateway.process.output().splitlines()
     assert any(" INFO smtpgw.transaction client=127.0.0.1 " in line for line in lines)
     assert not any(line.startswith("{") for line in lines)
+
+
+def test_the_web_app_under_gunicorn_writes_json(start_process):
+    from conftest import free_port
+    from smtpgw.tests.metrics_scrape import get
+
+    port = free_port()
+    web = start_process(
+        ["-m", "gunicorn", "postmark_site.wsgi:application", "--config",
+         "postmark_site/gunicorn.py", "--bind", f"127.0.0.1:{port}"],
+        env=subprocess_env(LOG_FORMAT="json"), name="gunicorn",
+    )  # fmt: skip
+    web.wait_for("Booting worker")
+    wait_for(lambda: get(f"http://127.0.0.1:{port}/healthz")[0] == 200, what="gunicorn")
+    assert get(f"http://127.0.0.1:{port}/o/no-such-page")[0] == 404
+    wait_for(lambda: "no-such-page" in web.output(), what="the log line")
+    web.stop()
+    records = json_lines(web.output())
+    booting = [r for r in records if "Booting worker" in r["message"]]
+    assert booting and booting[0]["logger"] == "gunicorn.error"
+    [not_found] = [r for r in records if "no-such-page" in r["message"]]
+    assert (not_found["logger"], not_found["level"]) == ("django.request", "WARNING")
