@@ -112,11 +112,15 @@ class _HealthServer6(_HealthServer):
     address_family = socket.AF_INET6
 
 
-def start_http(address: tuple[str, int]) -> ThreadingHTTPServer:
-    """Serve health and metrics from a daemon thread; the caller shuts it down."""
+def bind_http(address: tuple[str, int]) -> ThreadingHTTPServer:
+    """The health and metrics server, bound (OSError when the address is taken), not serving."""
     server_class = _HealthServer6 if ":" in address[0] else _HealthServer
-    server = server_class(address, HealthHandler)
+    return server_class(address, HealthHandler)
+
+
+def start_http(server: ThreadingHTTPServer) -> ThreadingHTTPServer:
+    """Serve from a daemon thread; the caller shuts it down."""
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
-    log.info("health and metrics on http://%s:%d/", *address[:2])
+    log.info("health and metrics on http://%s:%d/", *server.server_address[:2])
     return server

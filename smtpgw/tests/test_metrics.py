@@ -132,3 +132,22 @@ def test_runsmtp_refuses_a_bad_http_address():
     )  # fmt: skip
     assert result.returncode != 0
     assert "--http wants HOST:PORT, not 'nowhere'" in result.stderr
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_busy_http_port_stops_the_gateway_with_a_reason(processes):
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "manage.py", "runsmtp", "--processes", processes,
+             "--listen", f"transactional=127.0.0.1:{free_port()}", "--http", f"127.0.0.1:{port}"],
+            env=subprocess_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"cannot serve health and metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
