@@ -91,7 +91,10 @@ class HealthHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET  # noqa: N815 - load balancers probe with HEAD too
 
     def log_message(self, format, *args):  # noqa: A002 - http.server's signature
         log.debug("http %s", format % args)

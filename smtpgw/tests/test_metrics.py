@@ -41,6 +41,11 @@ def test_health_answers_without_authentication(metered_gateway):
         "checks": {"database": "ok", "broker": "ok", "migrations": "ok"},
     }
     assert get(base + "/nothing")[0] == 404
+    import urllib.request
+
+    head = urllib.request.Request(base + "/readyz", method="HEAD")  # noqa: S310 - local
+    with urllib.request.urlopen(head, timeout=10) as response:  # noqa: S310 - local
+        assert (response.status, response.read()) == (200, b"")
 
 
 def test_counters_move_by_what_the_sessions_did(metered_gateway, creds):
