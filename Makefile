@@ -7,7 +7,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench fuzz venv clean
+.PHONY: run test lint bench fuzz venv clean node-clients
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Postmark's Node.js client, which the compatibility tests drive (skipped when npm is missing).
+clients/node/node_modules/.installed: clients/node/package.json clients/node/package-lock.json
+	@if command -v npm > /dev/null; then \
+	  cd clients/node && npm ci --silent --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "== npm is missing: the Node.js client tests are skipped"; fi
+
+node-clients: clients/node/node_modules/.installed
+
 # The whole suite on SQLite, then again on PostgreSQL when it is reachable (in CI it must be).
-test: venv lint
+test: venv lint node-clients
 	PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
 	  echo "== the same suite on PostgreSQL"; \
@@ -57,9 +65,10 @@ fuzz-api: venv
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
 	fi
 
-# Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin),
-# each in throwaway databases, then one PASS/MISS table; e.g. make bench BENCH_ARGS="--quick" or
-# BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on 127.0.0.1.
+# Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin,
+# DKIM signing), each in throwaway databases, then one PASS/MISS table; e.g. make bench
+# BENCH_ARGS="--quick" or BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on
+# 127.0.0.1.
 bench: venv
 	PATH="$(BIN):$$PATH" $(PY) -m bench $(BENCH_ARGS)
 
@@ -73,7 +82,7 @@ fuzz: venv
 	  $(PY) -m pytest -m fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data clients/node/node_modules
 
 # The topology diagram in docs/ from its text source (needs Graphviz's dot: apt-get install graphviz).
 .PHONY: diagrams

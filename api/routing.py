@@ -26,6 +26,15 @@ FIXED_WORDS = frozenset(
         "suppressions",
         "delete",
         "openapi.json",
+        # Account level: domains and sender signatures.
+        "domains",
+        "verifydkim",
+        "verifyreturnpath",
+        "verifyspf",
+        "rotatedkim",
+        "senders",
+        "resend",
+        "requestnewdkim",
     }
 )
 

@@ -236,4 +236,59 @@ def test_system_page(browser_page, live_server, django_user_model):
     # The oldest waiting submission is one click away.
     page.click("#gauge-submissions_waiting a")
     page.wait_for_url("**/admin/outbound/submission/*/change/")
+
+    assert errors == [], "\n".join(errors)
+
+
+def test_domain_page_verify_now(browser_page, live_server, django_user_model, settings):
+    """Add a domain, copy its DKIM record, publish the records in a (local) DNS server, press
+    Verify now: every record shows as verified; rotate the key, and a sender signature is
+    confirmed by the operator."""
+    from domains.models import Domain, SenderSignature
+    from domains.services import create_sender
+    from outbound.tests.sinks import DnsServer
+
+    page, errors = browser_page
+    django_user_model.objects.create_superuser("operator", "op@example.com", "browser-pass-1")
+    settings.BOUNCE_DOMAIN = settings.SPF_INCLUDE_DOMAIN = "bounces.mail.example"
+    page.goto("/admin/login/?next=/admin/domains/domain/add/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "browser-pass-1")
+    page.click("input[type=submit]")
+    page.fill("#id_name", "shop.example")
+    page.click("input[name=_continue]")
+    page.wait_for_selector("#dns-records")
+    domain = Domain.objects.get(name="shop.example")
+    key = domain.keys.get()
+    assert "refused until DKIM is verified" in page.inner_text("#domain-status")
+
+    page.click("button[data-copy-target='record-value-1']")
+    page.wait_for_selector(".pm-copy-status:has-text('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == key.text_value
+
+    records = {
+        (key.host, "TXT"): [key.text_value],
+        ("pm-bounces.shop.example", "CNAME"): ["bounces.mail.example."],
+        ("shop.example", "TXT"): ["v=spf1 a mx include:bounces.mail.example ~all"],
+    }
+    with DnsServer(records) as dns:
+        settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns.port}"]
+        page.click("#verify-now")
+        page.wait_for_selector(".messagelist .success")
+        assert "allowed (DKIM verified)" in page.inner_text("#domain-status")
+        table = page.inner_text("#dns-records")
+        assert table.count("verified") >= 3 and "not verified" not in table
+        screenshot(page, "domain-page")
+        screenshot(page, "domain-records", locator=page.locator("#dns-records"))
+
+        page.click("#rotate-dkim")  # confirmed in the dialog
+        page.wait_for_selector("text=A key rotation is pending")
+        pending = domain.keys.get(state="pending")
+        assert pending.host in page.inner_text("#dns-records")
+
+    signature = create_sender("news@club.example")
+    page.goto(f"/admin/domains/sendersignature/{signature.pk}/change/")
+    page.click("#confirm-signature")
+    page.wait_for_selector("#signature-status:has-text('allowed (confirmed)')")
+    assert SenderSignature.objects.get(pk=signature.pk).confirmed
     assert errors == [], "\n".join(errors)

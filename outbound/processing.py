@@ -16,10 +16,12 @@ from django.db import transaction
 from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
+from domains.identity import sender_refusal
 from outbound import metrics, mime
 from outbound.events import record_bounce_event
 from outbound.intake import process_report
 from outbound.models import OutboundMessage, Recipient, Submission
+from outbound.system import is_system_sender
 from servers.models import Server
 from streams.models import Endpoint, MessageStream, StreamType
 from streams.services import sending_refusal
@@ -211,6 +213,9 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
         problems.append(
             _invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
         )
+    sender = mime.first_address(parsed.from_address) or submission.mail_from
+    if not problems and not is_system_sender(submission.server, sender):
+        problems.extend(sender_problems(sender))
     per_recipient = []
     for recipient in recipients:
         if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
@@ -234,6 +239,16 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
                 )
             )
     return problems + per_recipient
+
+
+def sender_problems(address: str) -> list[Problem]:
+    """The sender-identity problem of a From address (``domains.identity``), if any."""
+    refusal = sender_refusal(address)
+    if refusal is None:
+        return []
+    code, message = refusal
+    details = message if code != 400 else f"'{address}' is not a confirmed Sender Signature."
+    return [Problem(code, message, details)]
 
 
 def delivered_content(

@@ -13,13 +13,14 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_safe
 
 from bounces.models import Bounce
 from outbound.limits import sending_use
 from outbound.models import OutboundMessage
+from outbound.senders import RECENT_DAYS, sender_states
 from servers.access import visible_server_ids, visible_servers
 from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
@@ -91,6 +92,10 @@ class PostmarkAdminSite(admin.AdminSite):
             "servers_for_menu": servers_for_menu or [],
             "overall_chart": stats.chart_svg(overall, window, title=f"All servers: {label}"),
             "window_keys": list(stats.WINDOWS),
+            "refused_senders": [
+                s for s in sender_states(ids, recent_messages=False) if not s.allowed
+            ],
+            "sender_days": RECENT_DAYS,
         }
 
     @method_decorator(require_safe)
@@ -112,8 +117,17 @@ def message_page_context(request, message) -> dict:
 
 
 def server_page_context(request, server) -> dict:
-    """The server's SMTP sending limits with their current use (read now, not cached)."""
-    return {"sending_use": sending_use(server.pk, whole_day=True)}
+    """The server's SMTP sending limits with their current use (read now, not cached), and the
+    state of the From addresses it uses."""
+    senders = sender_states([server.pk])
+    return {
+        "sending_use": sending_use(server.pk, whole_day=True),
+        "sender_states": senders,
+        "refused_senders": [s for s in senders if not s.allowed],
+        "sender_days": RECENT_DAYS,
+        "domains_url": reverse("admin:domains_domain_changelist"),
+        "senders_url": reverse("admin:domains_sendersignature_changelist"),
+    }
 
 
 def bounce_page_context(request, bounce) -> dict:

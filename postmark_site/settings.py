@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "servers",
     "streams",
     "bounces",
+    "domains",
     "outbound",
     "webhooks",
     "api",
@@ -214,6 +215,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbound.tasks.sample_queues",
         "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),
     },
+    # Finds the domains whose DNS records are due for a check (see DOMAIN_RECHECK_SECONDS).
+    "domains.recheck": {
+        "task": "domains.tasks.recheck_domains",
+        "schedule": env.float("DOMAIN_RECHECK_TICK_SECONDS", default=300.0),
+    },
 }
 
 # --- Product rules --------------------------------------------------------------------------------
@@ -293,6 +299,13 @@ OUTBOUND_TLS_VERIFY = env.bool("OUTBOUND_TLS_VERIFY", default=True)
 OUTBOUND_CONNECTIONS_PER_DESTINATION = env.int("OUTBOUND_CONNECTIONS_PER_DESTINATION", default=4)
 # The domain of the VERP return path pm_bounces+<MessageID>@BOUNCE_DOMAIN.
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
+# The domain a sender's SPF record includes (compat §8's informational SPF record).
+SPF_INCLUDE_DOMAIN = env.str("SPF_INCLUDE_DOMAIN", default="") or BOUNCE_DOMAIN
+# Messages whose From domain is not DKIM-verified are signed with d= this domain's key (made on
+# first use; publish its TXT record, listed with the domains). A worker re-reads the keys of a
+# From domain after this many seconds (a rotated or revoked key stops signing by then).
+DKIM_SERVICE_DOMAIN = env.str("DKIM_SERVICE_DOMAIN", default="") or BOUNCE_DOMAIN
+DKIM_KEY_CACHE_SECONDS = env.float("DKIM_KEY_CACHE_SECONDS", default=30.0)
 # Deferred recipients are retried after RETRY_BASE seconds, doubling up to RETRY_MAX, until
 # GIVE_UP_AFTER seconds have passed since the message was received (then: SoftBounce).
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
@@ -323,6 +336,22 @@ WEBHOOK_RETRY_DELAYS = [
 # RabbitMQ cancel consumers that hold unacknowledged ETA tasks too long). The sweep backs it up.
 WEBHOOK_MAX_COUNTDOWN = env.float("WEBHOOK_MAX_COUNTDOWN", default=600.0)
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Postmark-compatible-webhooks/1.0")
+
+# --- Sender identity (domains) -------------------------------------------------------------------
+# Seconds one DNS look-up of a verification may take (name servers: OUTBOUND_DNS_SERVERS).
+DNS_VERIFY_TIMEOUT = env.float("DNS_VERIFY_TIMEOUT", default=5.0)
+# Verified domains (and those with a DNS problem) are checked again this often, to notice a
+# record that vanished or changed; unverified domains (records not yet published) less often.
+DOMAIN_RECHECK_SECONDS = env.float("DOMAIN_RECHECK_SECONDS", default=3600.0)
+DOMAIN_PENDING_RECHECK_SECONDS = env.float("DOMAIN_PENDING_RECHECK_SECONDS", default=6 * 3600.0)
+# Domains checked per run of the periodic task (the rest wait for the next run).
+DOMAIN_RECHECK_BATCH = env.int("DOMAIN_RECHECK_BATCH", default=200)
+# The service's own messages (sender signature confirmations) come from this address, through
+# the server SYSTEM_SERVER_NAME (made on first use, Live).
+SYSTEM_FROM = env.str("SYSTEM_FROM", default="") or f"postmaster@{BOUNCE_DOMAIN}"
+SYSTEM_SERVER_NAME = env.str("SYSTEM_SERVER_NAME", default="System")
+# How long a sender signature's confirmation link stays valid.
+SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 * 24 * 3600)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # text: one readable line per record; json: one JSON object per line (python-json-logger), with

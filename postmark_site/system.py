@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from domains.models import Domain
 from outbound.metrics import WAITING_SUBMISSIONS, all_queue_states
 from outbound.models import QueueSample, Recipient, Submission
 from servers.scoping import change_url
@@ -239,6 +240,16 @@ def sparkline_svg(values: list[int], title: str, width: int = 160, height: int =
     )  # fmt: skip
 
 
+def broken_domains(limit: int = 50) -> list[Domain]:
+    """Domains whose DNS records broke at their last check (``Domain.dns_problem``), the longest
+    broken first: their mail is refused or goes out unaligned until the records are fixed."""
+    return list(
+        Domain.objects.exclude(dns_problem="")
+        .only("id", "name", "dns_problem", "dns_problem_since", "dkim_verified")
+        .order_by("dns_problem_since", "name")[:limit]
+    )
+
+
 def context(now=None) -> dict:
     now = now or timezone.now()
     return {
@@ -248,6 +259,7 @@ def context(now=None) -> dict:
         "embedded_broker": settings.EMBEDDED_BROKER,
         "destinations": deferred_by_destination(),
         "webhook_backlog": webhook_backlog_by_url(),
+        "broken_domains": broken_domains(),
         "sample_interval": duration(settings.SYSTEM_SAMPLE_INTERVAL_SECONDS),
         "samples": QueueSample.objects.filter(
             taken_at__gte=now - timedelta(hours=TREND_HOURS)

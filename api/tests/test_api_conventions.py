@@ -361,3 +361,17 @@ def test_over_the_wire(live_server, server, bounce, token):
     status, ctype, body = raw_request(live_server, "GET", "/openapi.json")
     assert status == 200
     assert "/bounces" in json.loads(body)["paths"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postmark_js_reads_bounces_and_stats(live_server, postmark_js, bounce, token):
+    """Postmark's Node.js client, pointed at this service, reads bounces and delivery stats."""
+    page = {"count": 10, "offset": 0}
+    bounces = postmark_js(live_server.url, "Server", token, "getBounces", page)
+    assert bounces["ok"], bounces
+    assert bounces["result"]["TotalCount"] == 1
+    assert bounces["result"]["Bounces"][0]["Email"] == "user@example.com"
+    stats = postmark_js(live_server.url, "Server", token, "getDeliveryStatistics")
+    assert stats["ok"] and stats["result"]["InactiveMails"] == 1, stats
+    wrong = postmark_js(live_server.url, "Server", "not-a-token", "getBounces")
+    assert (wrong["ok"], wrong["code"], wrong["statusCode"]) == (False, 10, 401), wrong

@@ -32,6 +32,7 @@ ORDER = [
     "servers",
     "streams",
     "bounces",
+    "domains",
     "outbound",
     "webhooks",
     "api",

@@ -64,3 +64,32 @@ def test_old_samples_are_forgotten(server, settings):
     QueueSample.objects.create(taken_at=timezone.now() - timedelta(days=2), values={})
     sample_queues()
     assert QueueSample.objects.count() == 1
+
+
+def test_domains_whose_dns_broke_are_listed_longest_broken_first(admin_client):
+    from django.utils import timezone
+
+    from domains.models import Domain
+
+    now = timezone.now()
+    Domain.objects.create(name="fine.example", dkim_verified=True)
+    Domain.objects.create(
+        name="late.example", dkim_verified=False, dns_problem="DKIM: no TXT record",
+        dns_problem_since=now - timezone.timedelta(hours=1),
+    )  # fmt: skip
+    Domain.objects.create(
+        name="early.example", dkim_verified=True, dns_problem="Return-Path: timeout",
+        dns_problem_since=now - timezone.timedelta(days=2),
+    )  # fmt: skip
+    response = admin_client.get(reverse("admin:system"))
+    assert [d.name for d in response.context["broken_domains"]] == [
+        "early.example", "late.example",
+    ]  # fmt: skip
+    page = response.content.decode()
+    assert "DKIM: no TXT record" in page and "refused (DKIM not verified)" in page
+    assert "fine.example" not in page
+
+
+def test_no_broken_domain_says_so(admin_client):
+    response = admin_client.get(reverse("admin:system"))
+    assert "Every domain's records were as expected" in response.content.decode()
