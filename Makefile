@@ -83,3 +83,8 @@ fuzz: venv
 
 clean:
 	rm -rf $(VENV) data clients/node/node_modules
+
+# The topology diagram in docs/ from its text source (needs Graphviz's dot: apt-get install graphviz).
+.PHONY: diagrams
+diagrams:
+	dot -Tsvg docs/topology.dot -o docs/topology.svg

@@ -35,6 +35,17 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_metrics_files_of_earlier_runs():
+    """Prometheus' multiprocess files of processes from earlier runs (same DATA_DIR) would only
+    make every scrape slower: removed at the start, except this process's own."""
+    from django.conf import settings
+
+    for path in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+        if not path.stem.endswith(f"_{os.getpid()}"):
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def rabbitmq_url():
     require_service("RabbitMQ", "127.0.0.1", 5672)

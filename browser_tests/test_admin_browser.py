@@ -209,6 +209,37 @@ def test_operator_path(browser_page, live_server, django_user_model, tmp_path):
     assert errors == [], "\n".join(errors)
 
 
+def test_system_page(browser_page, live_server, django_user_model):
+    """The operator opens System from the navigation and sees where mail waits."""
+    from postmark_site.tests.system_seed import seed_waiting_work
+    from streams.services import create_server
+
+    page, errors = browser_page
+    django_user_model.objects.create_superuser("operator", "op@example.com", "browser-pass-1")
+    seed_waiting_work(create_server("Demo shop"))
+
+    page.goto("/admin/login/?next=/admin/dashboard/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "browser-pass-1")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/dashboard/")
+    page.click("#nav-system")
+    page.wait_for_url("**/admin/system/")
+    assert page.inner_text("#gauge-recipients_deferred .count") == "6"
+    assert page.inner_text("#gauge-submissions_waiting .count") == "3"
+    assert page.locator("svg.pm-spark").count() == 3
+    assert "slow.example" in page.inner_text("#system-destinations")
+    webhooks = page.inner_text("#system-webhooks")
+    assert "https://crm.example.org/in" in webhooks and "s3cret" not in webhooks
+    screenshot(page, "system")
+
+    # The oldest waiting submission is one click away.
+    page.click("#gauge-submissions_waiting a")
+    page.wait_for_url("**/admin/outbound/submission/*/change/")
+
+    assert errors == [], "\n".join(errors)
+
+
 def test_domain_page_verify_now(browser_page, live_server, django_user_model, settings):
     """Add a domain, copy its DKIM record, publish the records in a (local) DNS server, press
     Verify now: every record shows as verified; rotate the key, and a sender signature is

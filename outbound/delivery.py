@@ -36,6 +36,7 @@ from django.utils import timezone
 from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_address
 from bounces.services import record_bounce, storable
 from domains.signing import return_path_domain_for, signature_for
+from outbound import metrics
 from outbound.events import record_bounce_event, record_message_event
 from outbound.mime import first_address
 from outbound.models import MessageEvent, OutboundMessage, Recipient
@@ -51,6 +52,7 @@ from outbound.transport import (
     hosts_for,
 )
 from postmark_site import leases
+from postmark_site.logcontext import about_message
 from servers.models import DeliveryType
 from streams.models import Suppression
 from streams.suppressions import suppress
@@ -307,6 +309,11 @@ def deliver_message(outbound_id: int) -> str:
     )
     if message is None:
         return "missing"
+    with about_message(message.message_id, message.server_id, message.stream.stream_id):
+        return _deliver_loaded(message)
+
+
+def _deliver_loaded(message: OutboundMessage) -> str:
     if message.server.delivery_type == DeliveryType.SANDBOX:
         return _sandbox(message)
     claim = Claim.take(message)
@@ -553,6 +560,8 @@ def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transc
 def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
     with transaction.atomic():
         if claim.finish(recipient, status=Recipient.Status.DELIVERED, last_reply=reply):
+            metrics.recipient_delivered(claim.message.received_at)
+            log.info("delivered to %s: %s", recipient.email, reply)
             record_message_event(claim.message, MessageEvent.Type.DELIVERY, recipient.email,
                                  details=reply, occurred_at=timezone.now())  # fmt: skip
 
@@ -575,6 +584,8 @@ def _bounce(message, recipient, bounce_type: str, details: str, transcript, **ex
         **extra,
     )
     record_bounce_event(bounce, outbound=message)
+    metrics.bounce_recorded(bounce_type)
+    log.info("%s for %s: %s", bounce_type, recipient.email, " ".join(details.split())[:300])
     return bounce
 
 

@@ -17,7 +17,7 @@ from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
 from domains.identity import sender_refusal
-from outbound import mime
+from outbound import metrics, mime
 from outbound.events import record_bounce_event
 from outbound.intake import process_report
 from outbound.models import OutboundMessage, Recipient, Submission
@@ -361,6 +361,7 @@ def process_submission(submission_id: int) -> str:
             submission.status = process_report(submission)
             # A report linked to no message stays as it came, for operators to look at.
             finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
+            metrics.submission_processed(submission.status, submission.received_at)
             return submission.status
         raw = bytes(submission.raw)
         parsed, stream, stream_id, problems = examine(submission)
@@ -373,6 +374,7 @@ def process_submission(submission_id: int) -> str:
         else:
             submission.status = Submission.Status.FAILED
         finish(submission)
+        metrics.submission_processed(submission.status, submission.received_at)
         return submission.status
 
 
@@ -417,6 +419,7 @@ def note_failure(submission_id: int, error: BaseException) -> str:
             log.exception("could not record the failure of submission %s", submission.message_id)
         submission.status = Submission.Status.FAILED
         finish(submission, "attempts")
+        metrics.submission_processed(submission.status, submission.received_at)
         return submission.status
 
 

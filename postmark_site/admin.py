@@ -10,6 +10,7 @@ access: a class without ``ServerScopedAdmin`` (e.g. django.contrib.auth's) gets 
 import contextlib
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,6 +26,7 @@ from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
 
 from . import dashboard as stats
+from . import system
 
 
 class PostmarkAdminSite(admin.AdminSite):
@@ -50,6 +52,7 @@ class PostmarkAdminSite(admin.AdminSite):
     def get_urls(self):
         return [
             path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            path("system/", self.admin_view(self.system_view), name="system"),
             *super().get_urls(),
         ]
 
@@ -99,6 +102,14 @@ class PostmarkAdminSite(admin.AdminSite):
     def dashboard_view(self, request):
         context = {**self.each_context(request), **self._dashboard_context(request)}
         return TemplateResponse(request, "admin/dashboard.html", context)
+
+    @method_decorator(require_safe)
+    def system_view(self, request):
+        """Where mail waits, across every server: for staff who see all servers."""
+        if visible_server_ids(request.user) is not None:
+            raise PermissionDenied("The System page shows every server's queues.")
+        context = {**self.each_context(request), "title": "System", **system.context()}
+        return TemplateResponse(request, "admin/system.html", context)
 
 
 def message_page_context(request, message) -> dict:

@@ -5,6 +5,7 @@ DATA_DIR, so ``make run`` needs no other service. Set DATABASE_URL and CELERY_BR
 same code on PostgreSQL with RabbitMQ or Redis.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -39,6 +40,9 @@ SECRETS_KEY = env.str("SECRETS_KEY", default="") or _key_from_file("secrets.key"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a reverse proxy that terminates TLS (deploy/nginx.conf): believe its X-Forwarded-Proto.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "postmark_site.apps.PostmarkAdminConfig",  # django.contrib.admin with the project's site
@@ -207,6 +211,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.sweep",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
+    "sample-queues": {
+        "task": "outbound.tasks.sample_queues",
+        "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),
+    },
     # Finds the domains whose DNS records are due for a check (see DOMAIN_RECHECK_SECONDS).
     "domains.recheck": {
         "task": "domains.tasks.recheck_domains",
@@ -233,6 +241,8 @@ SMTP_LISTEN = env.list(
     ],
 )
 SMTP_PROCESSES = env.int("SMTP_PROCESSES", default=1)
+# HOST:PORT where runsmtp serves /healthz, /readyz and /metrics (empty: not served).
+SMTP_HTTP = env.str("SMTP_HTTP", default="")
 SMTP_HOSTNAME = env.str("SMTP_HOSTNAME", default="")
 SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=10 * 1024 * 1024)
 SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=50)
@@ -344,13 +354,45 @@ SYSTEM_SERVER_NAME = env.str("SYSTEM_SERVER_NAME", default="System")
 SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 * 24 * 3600)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# text: one readable line per record; json: one JSON object per line (python-json-logger), with
+# MessageID, server and stream on every line about a message (postmark_site.logcontext).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"message_context": {"()": "postmark_site.logcontext.MessageContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["message_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # aiosmtpd logs every command at INFO and a deprecation warning per AUTH; the gateway logs
     # one line per transaction itself (logger smtpgw.transaction).
     "loggers": {"mail.log": {"level": env.str("AIOSMTPD_LOG_LEVEL", default="ERROR")}},
 }
+
+# --- Health and metrics -----------------------------------------------------------------------
+# Prometheus metrics of every process on this host are kept in files under this directory
+# (prometheus-client's multiprocess mode), so that several gateway processes, gunicorn workers or
+# Celery workers are scraped through one port. It must be set before prometheus_client is imported.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "metrics"))
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+# Seconds a readiness check waits for the database or the broker.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
+# How often (seconds) the beat samples the queue gauges for the admin's System page trend, and
+# how long samples are kept.
+SYSTEM_SAMPLE_INTERVAL_SECONDS = env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0)
+SYSTEM_SAMPLE_RETENTION_DAYS = env.int("SYSTEM_SAMPLE_RETENTION_DAYS", default=7)
