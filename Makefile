@@ -65,9 +65,10 @@ fuzz-api: venv
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
 	fi
 
-# Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin),
-# each in throwaway databases, then one PASS/MISS table; e.g. make bench BENCH_ARGS="--quick" or
-# BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on 127.0.0.1.
+# Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin,
+# DKIM signing), each in throwaway databases, then one PASS/MISS table; e.g. make bench
+# BENCH_ARGS="--quick" or BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on
+# 127.0.0.1.
 bench: venv
 	PATH="$(BIN):$$PATH" $(PY) -m bench $(BENCH_ARGS)
 
@@ -82,3 +83,8 @@ fuzz: venv
 
 clean:
 	rm -rf $(VENV) data clients/node/node_modules
+
+# The topology diagram in docs/ from its text source (needs Graphviz's dot: apt-get install graphviz).
+.PHONY: diagrams
+diagrams:
+	dot -Tsvg docs/topology.dot -o docs/topology.svg

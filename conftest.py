@@ -35,6 +35,17 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_metrics_files_of_earlier_runs():
+    """Prometheus' multiprocess files of processes from earlier runs (same DATA_DIR) would only
+    make every scrape slower: removed at the start, except this process's own."""
+    from django.conf import settings
+
+    for path in Path(settings.PROMETHEUS_MULTIPROC_DIR).glob("*.db"):
+        if not path.stem.endswith(f"_{os.getpid()}"):
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def rabbitmq_url():
     require_service("RabbitMQ", "127.0.0.1", 5672)
@@ -164,6 +175,28 @@ def accepted_submission(server, raw: bytes = b"x", rcpts=(), **fields):
     return Submission.objects.create(**values)
 
 
+# The sender domains of the test data (RFC 2606's): verified, as an operator's own would be, so
+# every test that is not about sender identity sends as it always did. Tests of the sender rules
+# use other domains.
+TEST_SENDER_DOMAINS = ("example.com", "example.org", "example.net")
+
+
+@pytest.fixture(autouse=True)
+def verified_test_domains(request):
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker is None and not names & {"db", "transactional_db", "live_server"}:
+        return
+    transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
+        names & {"transactional_db", "live_server"}
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from domains.models import Domain
+
+    for name in TEST_SENDER_DOMAINS:
+        Domain.objects.get_or_create(name=name, defaults={"dkim_verified": True})
+
+
 @pytest.fixture
 def server(db):
     from streams.services import create_server
@@ -184,6 +217,30 @@ def worker(start_process):
     process = start_process(
         ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
         env=subprocess_env(CELERY_BROKER_URL=""),
+        name="worker",
+    )
+    process.wait_for("ready", timeout=60)
+    return process
+
+
+@pytest.fixture
+def relay_sink():
+    """A local SMTP sink (``outbound.tests.sinks``) for a worker process to relay to."""
+    from outbound.tests.sinks import SmtpSink
+
+    with SmtpSink() as running:
+        yield running
+
+
+@pytest.fixture
+def relaying_worker(relay_sink, start_process):
+    """A real Celery worker process on the embedded queue that relays to ``relay_sink``."""
+    process = start_process(
+        ["-m", "celery", "-A", "postmark_site", "worker", "-l", "info", "--pool", "threads"],
+        env=subprocess_env(
+            CELERY_BROKER_URL="",
+            OUTBOUND_SMTP_RELAY=f"smtp://127.0.0.1:{relay_sink.port}?starttls=never",
+        ),
         name="worker",
     )
     process.wait_for("ready", timeout=60)

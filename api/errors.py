@@ -45,6 +45,7 @@ MISSING_TOKEN_MESSAGE = (
     "either X-Postmark-Server-Token or X-Postmark-Account-Token."
 )
 BAD_TOKEN_MESSAGE = "Request does not contain a valid Server token."
+BAD_ACCOUNT_TOKEN_MESSAGE = "Request does not contain a valid Account token."
 INVALID_JSON_MESSAGE = "Received invalid JSON input."
 # Postmark's bodies nest three or four levels; far deeper input is refused before any view walks it.
 MAX_JSON_DEPTH = 32
@@ -168,6 +169,14 @@ def _error_for(exc) -> tuple[int, str, int] | None:
     return None
 
 
+def _token_header(context) -> str:
+    """The token header the view asks for (the account endpoints take another one)."""
+    view, request = context.get("view"), context.get("request")
+    if view is not None and request is not None:
+        return view.get_authenticate_header(request) or "X-Postmark-Server-Token"
+    return "X-Postmark-Server-Token"
+
+
 def _flatten(detail) -> str:
     if isinstance(detail, dict):
         return " ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
@@ -186,7 +195,7 @@ def exception_handler(exc, context):
 
     response = Response({"ErrorCode": error_code, "Message": message}, status=http_status)
     if http_status == 401:
-        response["WWW-Authenticate"] = "X-Postmark-Server-Token"
+        response["WWW-Authenticate"] = _token_header(context)
     if isinstance(exc, exceptions.MethodNotAllowed):
         view = context.get("view")
         if view is not None:

@@ -25,6 +25,8 @@ FIXED_WORDS = frozenset(
         "message-streams",
         "suppressions",
         "delete",
+        "email",
+        "batch",
         "openapi.json",
         "messages",
         "outbound",
@@ -33,6 +35,15 @@ FIXED_WORDS = frozenset(
         "clicks",
         "archive",
         "unarchive",
+        # Account level: domains and sender signatures.
+        "domains",
+        "verifydkim",
+        "verifyreturnpath",
+        "verifyspf",
+        "rotatedkim",
+        "senders",
+        "resend",
+        "requestnewdkim",
     }
 )
 

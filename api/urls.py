@@ -5,8 +5,10 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
-from api.views import bounces, stats, suppressions, webhooks
+from api.views import bounces, email, stats, suppressions, webhooks
+from api.views import domains as domain_views
 from api.views import messages as message_views
+from api.views import senders as sender_views
 from api.views import streams as stream_views
 
 
@@ -55,6 +57,48 @@ urlpatterns = [
         r"^(?i:webhooks)/(?P<webhook_id>[^/]+)$",
         webhooks.WebhookDetailView.as_view(),
         name="webhook",
+    ),
+    path("email", email.EmailView.as_view(), name="email"),
+    path("email/batch", email.EmailBatchView.as_view(), name="email-batch"),
+    # Account level (X-Postmark-Account-Token): domains and sender signatures.
+    path("domains", domain_views.DomainListView.as_view(), name="domains"),
+    path("domains/<str:domain_id>", domain_views.DomainDetailView.as_view(), name="domain"),
+    path(
+        "domains/<str:domain_id>/verifydkim",
+        domain_views.VerifyDkimView.as_view(),
+        name="domain-verify-dkim",
+    ),
+    path(
+        "domains/<str:domain_id>/verifyreturnpath",
+        domain_views.VerifyReturnPathView.as_view(),
+        name="domain-verify-return-path",
+    ),
+    path(
+        "domains/<str:domain_id>/verifyspf",
+        domain_views.VerifySpfView.as_view(),
+        name="domain-verify-spf",
+    ),
+    path(
+        "domains/<str:domain_id>/rotatedkim",
+        domain_views.RotateDkimView.as_view(),
+        name="domain-rotate-dkim",
+    ),
+    path("senders", sender_views.SenderListView.as_view(), name="senders"),
+    path("senders/<str:sender_id>", sender_views.SenderDetailView.as_view(), name="sender"),
+    path(
+        "senders/<str:sender_id>/resend",
+        sender_views.SenderResendView.as_view(),
+        name="sender-resend",
+    ),
+    path(
+        "senders/<str:sender_id>/verifyspf",
+        sender_views.SenderVerifySpfView.as_view(),
+        name="sender-verify-spf",
+    ),
+    path(
+        "senders/<str:sender_id>/requestnewdkim",
+        sender_views.SenderRequestNewDkimView.as_view(),
+        name="sender-request-new-dkim",
     ),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
     path(

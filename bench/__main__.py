@@ -1,6 +1,6 @@
 """Every benchmark of the project, one after the other, with one summary of every goal.
 
-    python -m bench [--quick] [--only gateway,processing,e2e,kill,api,messages,webhooks,admin]
+    python -m bench [--quick] [--only SECTION,SECTION,...]   (default: every section below)
 
 Each section runs as its own subprocess (its own throwaway database, processes and clean-up):
 
@@ -9,15 +9,22 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   phase fed the same hostile inputs
     processing  python -m bench.pipeline --only processing
     e2e         python -m bench.pipeline --only e2e
+    postfix     python -m bench.pipeline --only postfix   the same smtp-source load through a
+                                                  private Postfix and through the pipeline,
+                                                  counted at smtp-sink
     kill        python -m bench.pipeline --only kill
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
+    sendapi     python -m bench.send_api          POST /email/batch under gunicorn against the
+                                                  SMTP gateway's accept rate
     messages    python -m bench.messages_api      the Messages API over 1,000,000 messages
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
+    dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
+                                                  Ed25519, both) against an unsigned run
 
-(processing, e2e and kill share one ``bench.pipeline`` subprocess when selected together.) A
-section whose module is absent is skipped with a note. The exit status is 0 unless a section
-crashed (or exited non-zero); a missed goal is a MISS in the table, not a failure.
+(processing, e2e, postfix and kill share one ``bench.pipeline`` subprocess when selected
+together.) A section whose module is absent is skipped with a note. The exit status is 0 unless
+a section crashed (or exited non-zero); a missed goal is a MISS in the table, not a failure.
 """
 
 from __future__ import annotations
@@ -36,8 +43,20 @@ from pathlib import Path
 from bench.common import ROOT
 from bench.dashboard import TARGET_MS as ADMIN_TARGET_MS
 
-SECTIONS = ["gateway", "processing", "e2e", "kill", "api", "messages", "webhooks", "admin"]
-PIPELINE = ("processing", "e2e", "kill")
+SECTIONS = [
+    "gateway",
+    "processing",
+    "e2e",
+    "postfix",
+    "kill",
+    "api",
+    "sendapi",
+    "messages",
+    "webhooks",
+    "admin",
+    "dkim",
+]
+PIPELINE = ("processing", "e2e", "postfix", "kill")
 
 
 def module_exists(name: str) -> bool:
@@ -135,6 +154,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "api.json"
         args = ["-m", "bench.bounce_api", *quick, "--json", str(path)]
         steps.append((["api"], "api", args, path, None))
+    if "sendapi" in cfg.only:
+        path = work / "sendapi.json"
+        args = ["-m", "bench.send_api", *quick, "--json", str(path)]
+        steps.append((["sendapi"], "sendapi", args, path, None))
     if "messages" in cfg.only:
         path = work / "messages.json"
         args = ["-m", "bench.messages_api", *quick, "--json", str(path)]
@@ -157,6 +180,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         if cfg.quick:
             args += ["--messages", "20000", "--bounces", "5000", "--repeat", "2"]
         steps.append((["admin"], "admin", args, None, None))
+    if "dkim" in cfg.only:
+        path = work / "dkim.json"
+        args = ["-m", "bench.dkim", *quick, "--json", str(path)]
+        steps.append((["dkim"], "dkim", args, path, None))
     return steps
 
 
@@ -164,11 +191,14 @@ MODULES = {
     "gateway": "bench.gateway",
     "processing": "bench.pipeline",
     "e2e": "bench.pipeline",
+    "postfix": "bench.pipeline",
     "kill": "bench.pipeline",
     "api": "bench.bounce_api",
+    "sendapi": "bench.send_api",
     "messages": "bench.messages_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
+    "dkim": "bench.dkim",
 }
 
 
@@ -232,6 +262,8 @@ def _belongs(section: str, goal: str) -> bool:
         return text.startswith("processing")
     if section == "e2e":
         return text.startswith("end to end")
+    if section == "postfix":
+        return text.startswith("versus postfix")
     return "kill" in text
 
 

@@ -43,6 +43,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 from bench.common import (
     CELERY,
@@ -66,6 +67,7 @@ from bench.common import (
 from bench.common import django_script as script
 from bench.common import start_gateway as start_runsmtp
 from bench.loadgen import run_load
+from bench.postfix import CountingSink, postfix_baseline, relay_through
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
 SENDER, RECIPIENT = "app@example.com", "user@example.net"
@@ -73,6 +75,8 @@ SENDER, RECIPIENT = "app@example.com", "user@example.net"
 # Goals of the issue.
 GOAL_PROCESSING = 500.0  # messages/s, one worker process
 GOAL_E2E = 300.0  # messages/s, SMTP accept -> relayed, two worker processes
+GOAL_VS_POSTFIX = 0.5  # end to end / Postfix, the same smtp-source load, the same sink
+GOAL_AS_RUN_VS_POSTFIX = 0.3  # the same, with the worker as ``make run`` starts it
 LOAD_HEADERS = (
     "X-PM-Tag: welcome",
     "X-PM-Metadata-customer: c-1234",
@@ -82,26 +86,50 @@ LOAD_HEADERS = (
 
 # --- scripts run in Django subprocesses (python -c SCRIPT JSON) --------------------------------
 
+# A server with an SMTP token; the load's sender domain (example.com) verified.
 SETUP = """
 import json, sys, django
 django.setup()
 from streams.services import create_server, create_smtp_token, get_stream
+from domains.models import Domain
 cfg = json.loads(sys.argv[1])
+Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
 server = create_server(cfg["name"], delivery_type=cfg["delivery_type"])
 token, secret = create_smtp_token(get_stream(server, "outbound"))
 print(json.dumps({"server": server.id, "user": token.access_key, "password": secret}))
 """
 
-# Fills ``sets`` of ``count`` accepted submissions for a new Sandbox server; writes each set's
-# MessageIDs to ``<ids_prefix><set>.txt``. Realistic mix: 60 % SMTP token (stream fixed at AUTH),
-# 38 % server token naming outbound (or nothing), 2 % server token naming an unknown stream.
+# A Live server whose outbound stream takes mail from 127.0.0.1 without AUTH (for smtp-source, which
+# cannot AUTH), and a verified sending domain for smtp-source's sender, with an active DKIM key.
+SETUP_FOR_SOURCE = """
+import json, sys, django
+django.setup()
+from domains.models import DkimKey, Domain
+from streams.models import IpCredential
+from streams.services import create_server, get_stream
+cfg = json.loads(sys.argv[1])
+server = create_server(cfg["name"], delivery_type="Live")
+IpCredential.objects.create(stream=get_stream(server, "outbound"), cidr="127.0.0.1/32",
+                            description="benchmark")
+domain, _ = Domain.objects.get_or_create(name=cfg["domain"], defaults={"dkim_verified": True})
+if not domain.keys.filter(state="active").exists():
+    DkimKey.generate(domain, state="active")
+print(json.dumps({"server": server.id}))
+"""
+
+# Fills ``sets`` of ``count`` accepted submissions for a new Sandbox server (their sender's domain,
+# example.com, verified); writes each set's MessageIDs to ``<ids_prefix><set>.txt``. Realistic
+# mix: 60 % SMTP token (stream fixed at AUTH), 38 % server token naming outbound (or nothing),
+# 2 % server token naming an unknown stream.
 FILL = r"""
 import json, random, sys, time, uuid, django
 django.setup()
 from django.utils import timezone
 from outbound.submissions import save_submissions
 from streams.services import create_server, create_smtp_token, get_stream
+from domains.models import Domain
 cfg = json.loads(sys.argv[1])
+Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
 rng = random.Random(7)
 server = create_server(cfg["name"])
 stream = get_stream(server, "outbound")
@@ -514,6 +542,46 @@ def end_to_end(cfg, stack, env, broker, db, work: Path) -> dict:
     }
 
 
+def versus_postfix(cfg, stack, env, broker, db, work: Path) -> dict:
+    """(d) Postfix relaying the smtp-source load to a counting smtp-sink, then the same load
+    through the gateway and the workers to the same kind of sink: twice, with ``--workers``
+    worker processes (processing + delivery) and with one worker as ``make run`` starts it."""
+    load = SimpleNamespace(
+        messages=cfg.postfix_messages, load_concurrency=cfg.load_concurrency, size=2048,
+        sender=SENDER, to=RECIPIENT, timeout=cfg.timeout,
+    )  # fmt: skip
+    result = {"messages": load.messages, "postfix": postfix_baseline(load, stack, work)}
+    step(f"  Postfix: {result['postfix']['messages_per_second']} messages/s")
+    script(env, SETUP_FOR_SOURCE, json.dumps({"name": "bench-source",
+                                              "domain": SENDER.rpartition("@")[2]}))  # fmt: skip
+    runs = {
+        "scaled": ("processing,delivery", cfg.workers, cfg.pool, cfg.concurrency),
+        "as make run": ("celery,processing,delivery,webhooks", 1, "threads", 4),
+    }
+    for label, (queues, count, pool, concurrency) in runs.items():
+        purge(broker, "celery", "processing", "delivery", "webhooks")
+        with contextlib.ExitStack() as run_stack:
+            sink = CountingSink(run_stack, work, f"smtp-sink-{label.replace(' ', '-')}")
+            wenv = relay_env(env, sink.port)
+            gateway_port = start_gateway(run_stack, wenv, work, f"gateway-{label[:6]}")
+            workers = Workers(run_stack, wenv, work, queues, pool, concurrency)
+            for _ in range(count):
+                workers.start()
+            run = relay_through(gateway_port, sink, load, f"pipeline ({label})")
+            workers.stop()
+        postfix_rate = result["postfix"]["messages_per_second"]
+        run["workers"] = f"{count} x --pool {pool}" + (
+            f" -c {concurrency}" if pool != "solo" else ""
+        )
+        run["queues"] = queues
+        run["ratio_to_postfix"] = (
+            round(run["messages_per_second"] / postfix_rate, 3) if postfix_rate else 0.0
+        )
+        result[label] = run
+        step(f"  {label}: {run['messages_per_second']} messages/s ({run['ratio_to_postfix']}x)")
+    return result
+
+
 def _accept_figures(result: dict) -> dict:
     keep = ("messages_ok", "messages_failed", "seconds", "messages_per_second", "p50_ms", "p99_ms")
     return {k: result[k] for k in keep} | {"errors": result["errors"]}
@@ -627,6 +695,19 @@ def goals(result: dict) -> list[dict]:
                         f"{e['gateway_alone']['messages_per_second']:.0f}/s",
             "note": "" if e["workers"] == 2 else f"{e['workers']} worker(s)",
         })  # fmt: skip
+    if "postfix" in result:
+        p = result["postfix"]
+        for label, goal in (("scaled", GOAL_VS_POSTFIX), ("as make run", GOAL_AS_RUN_VS_POSTFIX)):
+            run = p[label]
+            entries.append({
+                "goal": f"versus Postfix: end to end ({label}: {run['workers']}) >= {goal}x "
+                        "Postfix, the same smtp-source load, counted at smtp-sink",
+                "passed": run["completed"] and run["ratio_to_postfix"] >= goal,
+                "measured": f"{run['messages_per_second']:.0f}/s vs Postfix "
+                            f"{p['postfix']['messages_per_second']:.0f}/s: "
+                            f"{run['ratio_to_postfix']:.2f}x",
+                "note": "" if run["completed"] else f"{run['counted_at_sink']} counted",
+            })  # fmt: skip
     if "kill" in result:
         k = result["kill"]
         entries.append({
@@ -682,6 +763,18 @@ def report(result: dict) -> str:
             f"{k['duplicated']} duplicated ({k['extra_copies']} extra copies)",
             f"  recipients: {k['recipient_statuses']}",
         ]
+    if "postfix" in result:
+        p = result["postfix"]
+        lines += ["", f"(d) versus Postfix: smtp-source -s {result['config']['load_concurrency']} "
+                      f"-m {p['messages']:,} -l 2048, counted at smtp-sink "
+                      "(first message sent -> last counted)",
+                  f"  {'Postfix (private instance, relayhost smtp-sink)':<52}"
+                  f"{p['postfix']['messages_per_second']:>9.1f} msg/s"]  # fmt: skip
+        for label in ("scaled", "as make run"):
+            run = p[label]
+            lines.append(f"  {'pipeline, ' + label + ': ' + run['workers']:<52}"
+                         f"{run['messages_per_second']:>9.1f} msg/s  "
+                         f"{run['ratio_to_postfix']:.2f}x")  # fmt: skip
     lines += ["", *goal_lines(result["goals"])]
     return "\n".join(lines)
 
@@ -698,7 +791,8 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     env = gateway_env(throwaway_database(stack, name), work / "data")
     manage(env, "migrate", "--noinput", "--verbosity", "0")
     tables = model_tables(env, *TABLES)
-    sections = {"processing": processing, "e2e": end_to_end, "kill": kill_run}
+    sections = {"processing": processing, "e2e": end_to_end, "postfix": versus_postfix,
+                "kill": kill_run}  # fmt: skip
     result["errors"] = {}
     for section, function in sections.items():
         if section not in cfg.only:
@@ -734,11 +828,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--sink", default="smtp-sink", choices=["smtp-sink", "python"], help="e2e relay sink")
     add("--kill-run", dest="kill_messages", type=int,
         help="messages of the kill run (default 10000; quick 200)")  # fmt: skip
-    add("--only", default="processing,e2e,kill", help="sections, comma separated")
+    add("--postfix-messages", type=int,
+        help="messages of the runs against Postfix (default 3000; quick 300)")  # fmt: skip
+    add("--only", default="processing,e2e,postfix,kill", help="sections, comma separated")
     add("--timeout", type=float, default=900.0, help="seconds a run may take")
     cfg = parser.parse_args(argv)
     if cfg.messages is None:
         cfg.messages = 300 if cfg.quick else 10_000
+    if cfg.postfix_messages is None:
+        cfg.postfix_messages = 300 if cfg.quick else 3_000
     if cfg.kill_messages is None:
         cfg.kill_messages = 200 if cfg.quick else 10_000
     cfg.kill_every = (1.0, 2.0) if cfg.quick else (2.0, 5.0)

@@ -207,3 +207,88 @@ def test_operator_path(browser_page, live_server, django_user_model, tmp_path):
     assert not Suppression.objects.filter(stream=stream, email="gone@example.net").exists()
 
     assert errors == [], "\n".join(errors)
+
+
+def test_system_page(browser_page, live_server, django_user_model):
+    """The operator opens System from the navigation and sees where mail waits."""
+    from postmark_site.tests.system_seed import seed_waiting_work
+    from streams.services import create_server
+
+    page, errors = browser_page
+    django_user_model.objects.create_superuser("operator", "op@example.com", "browser-pass-1")
+    seed_waiting_work(create_server("Demo shop"))
+
+    page.goto("/admin/login/?next=/admin/dashboard/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "browser-pass-1")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/dashboard/")
+    page.click("#nav-system")
+    page.wait_for_url("**/admin/system/")
+    assert page.inner_text("#gauge-recipients_deferred .count") == "6"
+    assert page.inner_text("#gauge-submissions_waiting .count") == "3"
+    assert page.locator("svg.pm-spark").count() == 3
+    assert "slow.example" in page.inner_text("#system-destinations")
+    webhooks = page.inner_text("#system-webhooks")
+    assert "https://crm.example.org/in" in webhooks and "s3cret" not in webhooks
+    screenshot(page, "system")
+
+    # The oldest waiting submission is one click away.
+    page.click("#gauge-submissions_waiting a")
+    page.wait_for_url("**/admin/outbound/submission/*/change/")
+
+    assert errors == [], "\n".join(errors)
+
+
+def test_domain_page_verify_now(browser_page, live_server, django_user_model, settings):
+    """Add a domain, copy its DKIM record, publish the records in a (local) DNS server, press
+    Verify now: every record shows as verified; rotate the key, and a sender signature is
+    confirmed by the operator."""
+    from domains.models import Domain, SenderSignature
+    from domains.services import create_sender
+    from outbound.tests.sinks import DnsServer
+
+    page, errors = browser_page
+    django_user_model.objects.create_superuser("operator", "op@example.com", "browser-pass-1")
+    settings.BOUNCE_DOMAIN = settings.SPF_INCLUDE_DOMAIN = "bounces.mail.example"
+    page.goto("/admin/login/?next=/admin/domains/domain/add/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "browser-pass-1")
+    page.click("input[type=submit]")
+    page.fill("#id_name", "shop.example")
+    page.click("input[name=_continue]")
+    page.wait_for_selector("#dns-records")
+    domain = Domain.objects.get(name="shop.example")
+    key = domain.keys.get()
+    assert "refused until DKIM is verified" in page.inner_text("#domain-status")
+
+    page.click("button[data-copy-target='record-value-1']")
+    page.wait_for_selector(".pm-copy-status:has-text('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == key.text_value
+
+    records = {
+        (key.host, "TXT"): [key.text_value],
+        ("pm-bounces.shop.example", "CNAME"): ["bounces.mail.example."],
+        ("shop.example", "TXT"): ["v=spf1 a mx include:bounces.mail.example ~all"],
+    }
+    with DnsServer(records) as dns:
+        settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns.port}"]
+        page.click("#verify-now")
+        page.wait_for_selector(".messagelist .success")
+        assert "allowed (DKIM verified)" in page.inner_text("#domain-status")
+        table = page.inner_text("#dns-records")
+        assert table.count("verified") >= 3 and "not verified" not in table
+        screenshot(page, "domain-page")
+        screenshot(page, "domain-records", locator=page.locator("#dns-records"))
+
+        page.click("#rotate-dkim")  # confirmed in the dialog
+        page.wait_for_selector("text=A key rotation is pending")
+        pending = domain.keys.get(state="pending")
+        assert pending.host in page.inner_text("#dns-records")
+
+    signature = create_sender("news@club.example")
+    page.goto(f"/admin/domains/sendersignature/{signature.pk}/change/")
+    page.click("#confirm-signature")
+    page.wait_for_selector("#signature-status:has-text('allowed (confirmed)')")
+    assert SenderSignature.objects.get(pk=signature.pk).confirmed
+    assert errors == [], "\n".join(errors)

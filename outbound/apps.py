@@ -7,8 +7,11 @@ class OutboundConfig(AppConfig):
     verbose_name = "Messages"
 
     def ready(self):
+        from domains.signals import confirmation_requested
         from streams.signals import subscription_changed
 
+        from .confirmations import send_confirmation
         from .events import record_subscription_change
 
         subscription_changed.connect(record_subscription_change, dispatch_uid="outbound.events")
+        confirmation_requested.connect(send_confirmation, dispatch_uid="outbound.confirmations")

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import timedelta
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -34,6 +35,8 @@ from django.utils import timezone
 
 from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_address
 from bounces.services import record_bounce, storable
+from domains.signing import return_path_domain_for, signature_for
+from outbound import metrics
 from outbound.events import record_bounce_event, record_message_event
 from outbound.mime import first_address
 from outbound.models import MessageEvent, OutboundMessage, Recipient
@@ -49,6 +52,7 @@ from outbound.transport import (
     hosts_for,
 )
 from postmark_site import leases
+from postmark_site.logcontext import about_message
 from servers.models import DeliveryType
 from streams.models import Suppression
 from streams.suppressions import suppress
@@ -305,6 +309,11 @@ def deliver_message(outbound_id: int) -> str:
     )
     if message is None:
         return "missing"
+    with about_message(message.message_id, message.server_id, message.stream.stream_id):
+        return _deliver_loaded(message)
+
+
+def _deliver_loaded(message: OutboundMessage) -> str:
     if message.server.delivery_type == DeliveryType.SANDBOX:
         return _sandbox(message)
     claim = Claim.take(message)
@@ -438,7 +447,8 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
         envelope.append((recipient, address))
     if not envelope:
         return True
-    sender = verp_address(str(message.message_id), settings.BOUNCE_DOMAIN)
+    return_path = return_path_domain_for(sender_address(message))
+    sender = verp_address(str(message.message_id), return_path)
     options = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
     if needs_smtputf8:
         options.append("SMTPUTF8")  # smtplib then writes the commands in UTF-8
@@ -495,10 +505,35 @@ def crlf(content: bytes) -> bytes:
     return _BARE_LINE_END.sub(b"\r\n", content) if _BARE_LINE_END.search(content) else content
 
 
-def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
-    """The bytes sent after DATA: tracking applied, then line endings made CRLF. A signature
-    over the message (DKIM) belongs after ``crlf``, over exactly these bytes."""
+def sender_address(message: OutboundMessage) -> str:
+    """The From address (addr-spec) whose domain signs the message and takes its bounces."""
+    return _addr_spec(message.from_address)
+
+
+@lru_cache(maxsize=1024)
+def _addr_spec(from_header: str) -> str:
+    # Parsing the header costs more than the cached key look-up; senders repeat themselves.
+    return first_address(from_header) or from_header
+
+
+def unsigned_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
+    """The message for ``recipient``: tracking applied, then line endings made CRLF."""
     return crlf(apply_tracking(message, recipient))
+
+
+def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
+    """The bytes sent after DATA: ``unsigned_bytes`` with DKIM signatures in front, computed
+    over exactly those bytes (``domains.signing``: the From domain's keys or the service's).
+    A key that cannot sign is logged and the message goes unsigned rather than not at all."""
+    content = unsigned_bytes(message, recipient)
+    try:
+        signature = signature_for(sender_address(message), content)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception:
+        log.exception("DKIM signature not added to message %s", message.message_id)
+        signature = b""
+    return signature + content
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -525,6 +560,8 @@ def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transc
 def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
     with transaction.atomic():
         if claim.finish(recipient, status=Recipient.Status.DELIVERED, last_reply=reply):
+            metrics.recipient_delivered(claim.message.received_at)
+            log.info("delivered to %s: %s", recipient.email, reply)
             record_message_event(claim.message, MessageEvent.Type.DELIVERY, recipient.email,
                                  details=reply, occurred_at=timezone.now())  # fmt: skip
 
@@ -547,6 +584,8 @@ def _bounce(message, recipient, bounce_type: str, details: str, transcript, **ex
         **extra,
     )
     record_bounce_event(bounce, outbound=message)
+    metrics.bounce_recorded(bounce_type)
+    log.info("%s for %s: %s", bounce_type, recipient.email, " ".join(details.split())[:300])
     return bounce
 
 

@@ -9,11 +9,11 @@ good; the other types are recorded and deactivate nothing.
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 
 from bounces.reports import address_rejected, message_id_from_verp, parse_report
 from bounces.services import record_bounce
+from domains.signing import is_bounce_domain
 from outbound.events import record_bounce_event
 from outbound.mime import declared_charset, decode_bytes, first_address, split_message
 from outbound.models import OutboundMessage, Recipient
@@ -35,10 +35,11 @@ class BouncedMessage:
 
 
 def message_for_bounce_address(address: str) -> BouncedMessage | None:
-    """The message behind a VERP address of BOUNCE_DOMAIN; None for any other address."""
+    """The message behind a VERP address of BOUNCE_DOMAIN or of a verified custom Return-Path
+    domain (``domains.signing.is_bounce_domain``); None for any other address."""
     domain = address.rpartition("@")[2]
     message_id = message_id_from_verp(address)
-    if not message_id or domain.lower() != settings.BOUNCE_DOMAIN.lower():
+    if not message_id or not is_bounce_domain(domain):
         return None
     found = (
         OutboundMessage.objects.filter(message_id=message_id)

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from outbound.models import Submission
 from servers.models import Server
+from streams.models import Endpoint
 
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
@@ -65,7 +66,11 @@ def sending_use(server_id: int, now=None, whole_day: bool = False) -> SendingUse
     now = now or timezone.now()
     count_day = bool(use.per_day or whole_day)
     since = now - (DAY if count_day else MINUTE)
-    counts = Submission.objects.filter(server_id=server_id, received_at__gt=since).aggregate(
+    # SMTP's limits count SMTP messages: not what the HTTP send API accepted.
+    smtp = Submission.objects.filter(server_id=server_id, received_at__gt=since).exclude(
+        endpoint=Endpoint.API
+    )
+    counts = smtp.aggregate(
         day=Count("pk"), minute=Count("pk", filter=Q(received_at__gt=now - MINUTE))
     )
     use.last_minute = counts["minute"]

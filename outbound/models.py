@@ -210,3 +210,18 @@ class MessageEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.recipient}"
+
+
+class QueueSample(models.Model):
+    """The queue gauges at one moment, sampled by the beat, so the admin's System page can show
+    their trend without Prometheus. ``values`` maps a gauge name to {"count", "oldest_age_seconds"}.
+    """
+
+    taken_at = models.DateTimeField(db_index=True)
+    values = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-taken_at"]
+
+    def __str__(self):
+        return f"queues at {self.taken_at:%Y-%m-%d %H:%M}"

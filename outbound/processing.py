@@ -16,10 +16,12 @@ from django.db import transaction
 from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
-from outbound import mime
+from domains.identity import sender_refusal
+from outbound import metrics, mime
 from outbound.events import record_bounce_event
 from outbound.intake import process_report
 from outbound.models import OutboundMessage, Recipient, Submission
+from outbound.system import is_system_sender
 from servers.models import Server
 from streams.models import Endpoint, MessageStream, StreamType
 from streams.services import sending_refusal
@@ -48,6 +50,50 @@ INACTIVE_MESSAGE = (
     "Found inactive addresses: {addresses}. Inactive recipients are ones that have generated "
     "a hard bounce, a spam complaint, or a manual suppression."
 )
+# The HTTP send API's answer when some recipients are inactive and the others are sent to.
+PARTLY_INACTIVE_MESSAGE = (
+    "Message OK, but will not deliver to these inactive addresses: {addresses}. Inactive "
+    "recipients are ones that have generated a hard bounce or a spam complaint."
+)
+# Addresses per suppression query when a batch's recipients are looked up together.
+LOOKUP_CHUNK = 5000
+
+
+class Lookups:
+    """The database look-ups of processing, memoised for submissions processed together (the
+    HTTP send API's batches): each stream is read once, and the suppressions of all of the
+    batch's ``recipients`` in one query per stream. With no batch given, every look-up is the
+    query a single submission needs."""
+
+    def __init__(self, recipients=()):
+        self._batch = {normalise(r) for r in recipients if r}
+        self._known: dict[tuple, object] = {}
+        self._inactive: dict[int, set[str]] = {}
+
+    def once(self, key: tuple, look_up):
+        """``look_up()``, called once per ``key`` for the whole batch (any rule whose answer
+        depends only on the key: a stream, a sender)."""
+        if key not in self._known:
+            self._known[key] = look_up()
+        return self._known[key]
+
+    def stream(self, server: Server, stream_id: str) -> MessageStream | None:
+        return self.once(
+            ("stream", server.pk, stream_id),
+            lambda: MessageStream.objects.filter(server=server, stream_id=stream_id).first(),
+        )
+
+    def inactive_among(self, stream: MessageStream, emails) -> set[str]:
+        wanted = {normalise(e) for e in emails if e}
+        if not wanted <= self._batch:
+            return inactive_among(stream, wanted)
+        if stream.pk not in self._inactive:
+            batch = sorted(self._batch)
+            self._inactive[stream.pk] = set().union(
+                *(inactive_among(stream, batch[i : i + LOOKUP_CHUNK])
+                  for i in range(0, len(batch), LOOKUP_CHUNK))
+            )  # fmt: skip
+        return self._inactive[stream.pk] & wanted
 
 
 @dataclass
@@ -167,16 +213,20 @@ def _add_metadata(parsed: ParsedMessage, key: str, value: str, seen: dict[str, i
 
 
 def resolve_stream(
-    server: Server, submission_stream: MessageStream | None, header_stream: str, endpoint: str
+    server: Server,
+    submission_stream: MessageStream | None,
+    header_stream: str,
+    endpoint: str,
+    lookups: Lookups | None = None,
 ) -> tuple[MessageStream | None, str, Problem | None]:
     """The stream a message goes to, the stream ID to report, and the problem if any.
 
-    SMTP tokens and IP credentials fix the stream; server tokens name it in X-PM-Message-Stream
-    (default ``outbound``)."""
+    SMTP tokens and IP credentials fix the stream; server tokens (over SMTP or HTTP) name it in
+    X-PM-Message-Stream (default ``outbound``)."""
     stream = submission_stream
     stream_id = stream.stream_id if stream else (header_stream or DEFAULT_STREAM)
     if stream is None:
-        stream = MessageStream.objects.filter(server=server, stream_id=stream_id).first()
+        stream = (lookups or Lookups()).stream(server, stream_id)
         if stream is None:
             text = f"The stream provided: '{stream_id}' does not exist on this server."
             return None, stream_id, Problem(1235, text, text)
@@ -189,7 +239,13 @@ def resolve_stream(
     return stream, stream_id, None
 
 
-def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_problem):
+def find_problems(
+    submission: Submission,
+    parsed: ParsedMessage,
+    stream,
+    stream_problem,
+    lookups: Lookups | None = None,
+):
     """Every problem with a submission: message-level ones first, then inactive recipients and
     addresses that cannot be stored (these fail alone)."""
     problems = list(parsed.problems)
@@ -211,6 +267,10 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
         problems.append(
             _invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
         )
+    sender = mime.first_address(parsed.from_address) or submission.mail_from
+    if not problems and not is_system_sender(submission.server, sender):
+        lookups = lookups or Lookups()
+        problems.extend(lookups.once(("sender", sender), lambda: sender_problems(sender)))
     per_recipient = []
     for recipient in recipients:
         if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
@@ -222,7 +282,9 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
             per_recipient.append(problem)
     if stream is not None and not problems:
         unstorable = {r for p in per_recipient for r in p.recipients}
-        inactive = inactive_among(stream, [r for r in recipients if r not in unstorable])
+        inactive = (lookups or Lookups()).inactive_among(
+            stream, [r for r in recipients if r not in unstorable]
+        )
         if inactive:
             listed = ", ".join(sorted(inactive))
             problems.append(
@@ -234,6 +296,16 @@ def find_problems(submission: Submission, parsed: ParsedMessage, stream, stream_
                 )
             )
     return problems + per_recipient
+
+
+def sender_problems(address: str) -> list[Problem]:
+    """The sender-identity problem of a From address (``domains.identity``), if any."""
+    refusal = sender_refusal(address)
+    if refusal is None:
+        return []
+    code, message = refusal
+    details = message if code != 400 else f"'{address}' is not a confirmed Sender Signature."
+    return [Problem(code, message, details)]
 
 
 def delivered_content(
@@ -265,14 +337,16 @@ def dump_head(problems: list[Problem]) -> str:
     )
 
 
-def examine(submission: Submission):
+def examine(submission: Submission, lookups: Lookups | None = None):
     """Parse a submission and find its problems, writing nothing: (parsed headers, stream,
-    stream ID, problems). Strict mode runs this in the SMTP session before answering."""
+    stream ID, problems). Strict mode runs this in the SMTP session before answering, and the
+    HTTP send API before it answers (``outbound.immediate``)."""
     parsed = parse_headers(bytes(submission.raw))
     stream, stream_id, stream_problem = resolve_stream(
-        submission.server, submission.stream, parsed.stream_id, submission.endpoint
+        submission.server, submission.stream, parsed.stream_id, submission.endpoint, lookups
     )
-    return parsed, stream, stream_id, find_problems(submission, parsed, stream, stream_problem)
+    problems = find_problems(submission, parsed, stream, stream_problem, lookups)
+    return parsed, stream, stream_id, problems
 
 
 def process_submission(submission_id: int) -> str:
@@ -287,6 +361,7 @@ def process_submission(submission_id: int) -> str:
             submission.status = process_report(submission)
             # A report linked to no message stays as it came, for operators to look at.
             finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
+            metrics.submission_processed(submission.status, submission.received_at)
             return submission.status
         raw = bytes(submission.raw)
         parsed, stream, stream_id, problems = examine(submission)
@@ -299,6 +374,7 @@ def process_submission(submission_id: int) -> str:
         else:
             submission.status = Submission.Status.FAILED
         finish(submission)
+        metrics.submission_processed(submission.status, submission.received_at)
         return submission.status
 
 
@@ -343,6 +419,7 @@ def note_failure(submission_id: int, error: BaseException) -> str:
             log.exception("could not record the failure of submission %s", submission.message_id)
         submission.status = Submission.Status.FAILED
         finish(submission, "attempts")
+        metrics.submission_processed(submission.status, submission.received_at)
         return submission.status
 
 
@@ -417,6 +494,16 @@ def where_errors_go(server: Server, stream: MessageStream | None, stream_id: str
 
 
 def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
+    message = outbound_message(submission, stream, parsed, raw, active)
+    message.save()
+    Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])
+
+
+def outbound_message(
+    submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]
+) -> OutboundMessage:
+    """The outbound message a submission becomes (not saved): what is delivered to the
+    ``active`` recipients, and what the API reports about it."""
     server = submission.server
     content, message_id_header = delivered_content(
         raw, parsed.message_id_header, parsed.keep_id, submission.message_id
@@ -425,7 +512,7 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
     track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
         server.track_opens or bool(parsed.track_opens)
     )
-    message = OutboundMessage.objects.create(
+    return OutboundMessage(
         message_id=submission.message_id,
         submission=submission,
         server=server,
@@ -447,4 +534,3 @@ def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, acti
         content=content,
         received_at=submission.received_at,
     )
-    Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])

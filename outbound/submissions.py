@@ -21,39 +21,72 @@ _last_used: dict[str, float] = {}
 
 
 @cache
-def _insert(vendor: str) -> tuple[str, tuple]:
+def _insert(vendor: str, model=Submission, returning: bool = False) -> tuple[str, tuple]:
     connection = connections[DEFAULT_DB_ALIAS]
-    fields = tuple(f for f in Submission._meta.concrete_fields if not f.primary_key)
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
     binary = "%b" if vendor == "postgresql" else "%s"
-    values = ", ".join(binary if f.attname == "raw" else "%s" for f in fields)
+    values = ", ".join(binary if f.get_internal_type() == "BinaryField" else "%s" for f in fields)
     # Only names from the model's own metadata go into the statement; values are parameters.
-    sql = f"INSERT INTO {quote(Submission._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608
+    if returning:
+        sql += f" RETURNING {quote(model._meta.pk.column)}"
     return sql, fields
+
+
+def insert_rows(model, rows: list[dict], returning: bool = False) -> list[int] | None:
+    """Insert ``rows`` (dicts of ``model`` field names; missing fields take their defaults) with
+    one ``executemany``, within the caller's transaction; with ``returning``, the new primary
+    keys in order. On PostgreSQL values are bound server-side, binary fields in binary (see the
+    module's docstring); elsewhere it is ``bulk_create``'s work, done once."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not rows:
+        return [] if returning else None
+    sql, fields = _insert(connection.vendor, model, returning)
+    now = timezone.now()
+    params = [[f.get_db_prep_save(_value(f, row, now), connection) for f in fields] for row in rows]
+    if connection.vendor != "postgresql":
+        if not returning:
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, params)
+            return None
+        made = model.objects.bulk_create([model(**row) for row in rows])
+        return [obj.pk for obj in made]
+    import psycopg
+
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.executemany(sql, params, returning=returning)
+        if not returning:
+            return None
+        ids = []
+        while True:
+            ids.append(cursor.fetchone()[0])
+            if not cursor.nextset():
+                return ids
+
+
+def _value(field, row: dict, now):
+    if field.attname in row:
+        return row[field.attname]
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return now
+    return field.get_default()
+
+
+def model_row(obj) -> dict:
+    """The values of a model instance an insert needs (as ``save`` would write them)."""
+    return {
+        f.attname: f.pre_save(obj, True) for f in obj._meta.concrete_fields if not f.primary_key
+    }
 
 
 def save_submissions(rows: list[dict]) -> None:
     """Commit a batch of accepted SMTP transactions in one transaction (one fsync per batch).
     Each row holds Submission field names; missing fields take their defaults."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    sql, fields = _insert(connection.vendor)
-    params = [
-        [
-            f.get_db_prep_save(row[f.attname] if f.attname in row else f.get_default(), connection)
-            for f in fields
-        ]
-        for row in rows
-    ]
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            import psycopg
-
-            with psycopg.Cursor(connection.connection) as cursor:
-                cursor.executemany(sql, params)
-        else:
-            with connection.cursor() as cursor:
-                cursor.executemany(sql, params)
+        insert_rows(Submission, rows)
 
 
 def note_token_use(rows: list[dict]) -> None:

@@ -5,10 +5,12 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from outbound import metrics
 from outbound.delivery import claimable, deliver_message, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
 from outbound.processing import note_failure, process_submission
 from postmark_site import leases
+from postmark_site.logcontext import about_message
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +28,18 @@ def process_submissions(message_ids: list[str]) -> int:
     fsync for the batch, and a submission that fails fails alone. An unexpected error is counted
     on its row (``processing.note_failure``); only an unreachable database retries the batch."""
     rows = sorted(
-        Submission.objects.filter(message_id__in=message_ids).values_list("pk", "message_id")
+        Submission.objects.filter(message_id__in=message_ids).values_list(
+            "pk", "message_id", "server_id", "stream__stream_id"
+        )
     )
-    pks = [pk for pk, _ in rows]
+    pks = [row[0] for row in rows]
     unavailable, broken = [], []
     with transaction.atomic():
-        for submission_id, message_id in rows:
+        for submission_id, message_id, server_id, stream_id in rows:
             try:
-                process_submission(submission_id)
+                with about_message(message_id, server_id, stream_id):
+                    status = process_submission(submission_id)
+                    log.info("processed: %s", status)
             except (OperationalError, InterfaceError):
                 log.exception("processing %s: the database failed; it will be retried", message_id)
                 unavailable.append(submission_id)
@@ -184,3 +190,9 @@ def requeue_due_deliveries(grace_seconds: float | None = None) -> int:
 @shared_task(name="outbound.tasks.sweep")
 def sweep() -> int:
     return requeue_stuck_submissions() + requeue_due_deliveries()
+
+
+@shared_task(name="outbound.tasks.sample_queues")
+def sample_queues() -> int:
+    """The beat's sample of the queue gauges, for the admin's System page."""
+    return metrics.take_sample().pk

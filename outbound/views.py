@@ -10,10 +10,16 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.views.decorators.http import require_safe
 
 from outbound import tracking
+from postmark_site.logcontext import about_message
 
 # A 1×1 transparent GIF.
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_STORE = "no-store, no-cache, must-revalidate, private"
+
+
+def _about(message):
+    """Log lines written while recording the event name the message."""
+    return about_message(message.message_id, message.server_id, message.stream.stream_id)
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -32,7 +38,10 @@ def open_pixel(request, token: str):
     if request.method == "GET":  # a HEAD (link checkers) is not an open
         message = tracking.message_for(parsed.message_id)
         if message is not None:
-            tracking.record_open(message, parsed.recipient, request.headers.get("User-Agent", ""))
+            with _about(message):
+                tracking.record_open(
+                    message, parsed.recipient, request.headers.get("User-Agent", "")
+                )
     return _no_store(HttpResponse(PIXEL_GIF, content_type="image/gif"))
 
 
@@ -44,11 +53,12 @@ def click(request, token: str):
     if request.method == "GET":
         message = tracking.message_for(parsed.message_id)
         if message is not None:
-            tracking.record_click(
-                message,
-                parsed.recipient,
-                parsed.url,
-                parsed.location,
-                request.headers.get("User-Agent", ""),
-            )
+            with _about(message):
+                tracking.record_click(
+                    message,
+                    parsed.recipient,
+                    parsed.url,
+                    parsed.location,
+                    request.headers.get("User-Agent", ""),
+                )
     return _no_store(HttpResponseRedirect(parsed.url))

@@ -10,20 +10,23 @@ access: a class without ``ServerScopedAdmin`` (e.g. django.contrib.auth's) gets 
 import contextlib
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_safe
 
 from bounces.models import Bounce
 from outbound.limits import sending_use
 from outbound.models import OutboundMessage
+from outbound.senders import RECENT_DAYS, sender_states
 from servers.access import visible_server_ids, visible_servers
 from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
 
 from . import dashboard as stats
+from . import system
 
 
 class PostmarkAdminSite(admin.AdminSite):
@@ -49,6 +52,7 @@ class PostmarkAdminSite(admin.AdminSite):
     def get_urls(self):
         return [
             path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            path("system/", self.admin_view(self.system_view), name="system"),
             *super().get_urls(),
         ]
 
@@ -88,6 +92,10 @@ class PostmarkAdminSite(admin.AdminSite):
             "servers_for_menu": servers_for_menu or [],
             "overall_chart": stats.chart_svg(overall, window, title=f"All servers: {label}"),
             "window_keys": list(stats.WINDOWS),
+            "refused_senders": [
+                s for s in sender_states(ids, recent_messages=False) if not s.allowed
+            ],
+            "sender_days": RECENT_DAYS,
         }
 
     @method_decorator(require_safe)
@@ -95,14 +103,31 @@ class PostmarkAdminSite(admin.AdminSite):
         context = {**self.each_context(request), **self._dashboard_context(request)}
         return TemplateResponse(request, "admin/dashboard.html", context)
 
+    @method_decorator(require_safe)
+    def system_view(self, request):
+        """Where mail waits, across every server: for staff who see all servers."""
+        if visible_server_ids(request.user) is not None:
+            raise PermissionDenied("The System page shows every server's queues.")
+        context = {**self.each_context(request), "title": "System", **system.context()}
+        return TemplateResponse(request, "admin/system.html", context)
+
 
 def message_page_context(request, message) -> dict:
     return {"timeline": stats.message_timeline(message)}
 
 
 def server_page_context(request, server) -> dict:
-    """The server's SMTP sending limits with their current use (read now, not cached)."""
-    return {"sending_use": sending_use(server.pk, whole_day=True)}
+    """The server's SMTP sending limits with their current use (read now, not cached), and the
+    state of the From addresses it uses."""
+    senders = sender_states([server.pk])
+    return {
+        "sending_use": sending_use(server.pk, whole_day=True),
+        "sender_states": senders,
+        "refused_senders": [s for s in senders if not s.allowed],
+        "sender_days": RECENT_DAYS,
+        "domains_url": reverse("admin:domains_domain_changelist"),
+        "senders_url": reverse("admin:domains_sendersignature_changelist"),
+    }
 
 
 def bounce_page_context(request, bounce) -> dict:

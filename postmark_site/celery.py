@@ -8,10 +8,22 @@ service to install.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postmark_site.settings")
 
 app = Celery("postmark_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _json_logs(logger=None, **kwargs):
+    """A worker installs its own log handlers; with LOG_FORMAT=json they write JSON too."""
+    from django.conf import settings
+
+    from postmark_site.logcontext import use_json
+
+    if settings.LOG_FORMAT == "json" and logger is not None:
+        use_json(logger)

@@ -31,7 +31,7 @@ from bounces.models import Bounce
 from bounces.types import SMTP_API_ERROR
 from outbound.models import MessageEvent, OutboundMessage
 from servers.models import Server
-from streams.models import MessageStream
+from streams.models import Endpoint, MessageStream
 from webhooks.models import WebhookAttempt
 
 # Bounce types that do not count as bounces in the bounce rate.
@@ -445,6 +445,17 @@ def webhook_attempts(events) -> list[TimelineEntry]:
     return entries
 
 
+def accepted_how(submission) -> str:
+    """Where and how a message came in, for its timeline."""
+    tls = ", " + submission.tls_version if submission.tls_version else ", no TLS"
+    if submission.endpoint == Endpoint.API:
+        return f"through the HTTP send API from {submission.client_address} (Server API token{tls})"
+    return (
+        f"over SMTP from {submission.client_address} ({submission.get_endpoint_display()}"
+        f" endpoint, {submission.get_credential_kind_display()}{tls})"
+    )
+
+
 def message_timeline(message: OutboundMessage) -> list[TimelineEntry]:
     """Accepted, processed, then every event of the message (delivered, bounced, opened, clicked,
     …) and its webhook attempts; oldest first. Three or four queries."""
@@ -455,9 +466,7 @@ def message_timeline(message: OutboundMessage) -> list[TimelineEntry]:
             TimelineEntry(
                 submission.received_at,
                 "Accepted",
-                f"over SMTP from {submission.client_address} ({submission.get_endpoint_display()}"
-                f" endpoint, {submission.get_credential_kind_display()}"
-                f"{', ' + submission.tls_version if submission.tls_version else ', no TLS'})",
+                accepted_how(submission),
                 "accepted",
             )
         )

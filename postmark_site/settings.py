@@ -5,6 +5,7 @@ DATA_DIR, so ``make run`` needs no other service. Set DATABASE_URL and CELERY_BR
 same code on PostgreSQL with RabbitMQ or Redis.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -39,6 +40,9 @@ SECRETS_KEY = env.str("SECRETS_KEY", default="") or _key_from_file("secrets.key"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a reverse proxy that terminates TLS (deploy/nginx.conf): believe its X-Forwarded-Proto.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "postmark_site.apps.PostmarkAdminConfig",  # django.contrib.admin with the project's site
@@ -52,6 +56,7 @@ INSTALLED_APPS = [
     "servers",
     "streams",
     "bounces",
+    "domains",
     "outbound",
     "webhooks",
     "api",
@@ -206,6 +211,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.sweep",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
+    "sample-queues": {
+        "task": "outbound.tasks.sample_queues",
+        "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),
+    },
+    # Finds the domains whose DNS records are due for a check (see DOMAIN_RECHECK_SECONDS).
+    "domains.recheck": {
+        "task": "domains.tasks.recheck_domains",
+        "schedule": env.float("DOMAIN_RECHECK_TICK_SECONDS", default=300.0),
+    },
 }
 
 # --- Product rules --------------------------------------------------------------------------------
@@ -227,6 +241,8 @@ SMTP_LISTEN = env.list(
     ],
 )
 SMTP_PROCESSES = env.int("SMTP_PROCESSES", default=1)
+# HOST:PORT where runsmtp serves /healthz, /readyz and /metrics (empty: not served).
+SMTP_HTTP = env.str("SMTP_HTTP", default="")
 SMTP_HOSTNAME = env.str("SMTP_HOSTNAME", default="")
 SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=10 * 1024 * 1024)
 SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=50)
@@ -283,6 +299,13 @@ OUTBOUND_TLS_VERIFY = env.bool("OUTBOUND_TLS_VERIFY", default=True)
 OUTBOUND_CONNECTIONS_PER_DESTINATION = env.int("OUTBOUND_CONNECTIONS_PER_DESTINATION", default=4)
 # The domain of the VERP return path pm_bounces+<MessageID>@BOUNCE_DOMAIN.
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
+# The domain a sender's SPF record includes (compat §8's informational SPF record).
+SPF_INCLUDE_DOMAIN = env.str("SPF_INCLUDE_DOMAIN", default="") or BOUNCE_DOMAIN
+# Messages whose From domain is not DKIM-verified are signed with d= this domain's key (made on
+# first use; publish its TXT record, listed with the domains). A worker re-reads the keys of a
+# From domain after this many seconds (a rotated or revoked key stops signing by then).
+DKIM_SERVICE_DOMAIN = env.str("DKIM_SERVICE_DOMAIN", default="") or BOUNCE_DOMAIN
+DKIM_KEY_CACHE_SECONDS = env.float("DKIM_KEY_CACHE_SECONDS", default=30.0)
 # Deferred recipients are retried after RETRY_BASE seconds, doubling up to RETRY_MAX, until
 # GIVE_UP_AFTER seconds have passed since the message was received (then: SoftBounce).
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
@@ -314,14 +337,62 @@ WEBHOOK_RETRY_DELAYS = [
 WEBHOOK_MAX_COUNTDOWN = env.float("WEBHOOK_MAX_COUNTDOWN", default=600.0)
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Postmark-compatible-webhooks/1.0")
 
+# --- Sender identity (domains) -------------------------------------------------------------------
+# Seconds one DNS look-up of a verification may take (name servers: OUTBOUND_DNS_SERVERS).
+DNS_VERIFY_TIMEOUT = env.float("DNS_VERIFY_TIMEOUT", default=5.0)
+# Verified domains (and those with a DNS problem) are checked again this often, to notice a
+# record that vanished or changed; unverified domains (records not yet published) less often.
+DOMAIN_RECHECK_SECONDS = env.float("DOMAIN_RECHECK_SECONDS", default=3600.0)
+DOMAIN_PENDING_RECHECK_SECONDS = env.float("DOMAIN_PENDING_RECHECK_SECONDS", default=6 * 3600.0)
+# Domains checked per run of the periodic task (the rest wait for the next run).
+DOMAIN_RECHECK_BATCH = env.int("DOMAIN_RECHECK_BATCH", default=200)
+# The service's own messages (sender signature confirmations) come from this address, through
+# the server SYSTEM_SERVER_NAME (made on first use, Live).
+SYSTEM_FROM = env.str("SYSTEM_FROM", default="") or f"postmaster@{BOUNCE_DOMAIN}"
+SYSTEM_SERVER_NAME = env.str("SYSTEM_SERVER_NAME", default="System")
+# How long a sender signature's confirmation link stays valid.
+SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 * 24 * 3600)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# text: one readable line per record; json: one JSON object per line (python-json-logger), with
+# MessageID, server and stream on every line about a message (postmark_site.logcontext).
+LOG_FORMAT = env.str("LOG_FORMAT", default="text").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"message_context": {"()": "postmark_site.logcontext.MessageContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "timestamp": False,
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["message_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # aiosmtpd logs every command at INFO and a deprecation warning per AUTH; the gateway logs
     # one line per transaction itself (logger smtpgw.transaction).
     "loggers": {"mail.log": {"level": env.str("AIOSMTPD_LOG_LEVEL", default="ERROR")}},
 }
+
+# --- Health and metrics -----------------------------------------------------------------------
+# Prometheus metrics of every process on this host are kept in files under this directory
+# (prometheus-client's multiprocess mode), so that several gateway processes, gunicorn workers or
+# Celery workers are scraped through one port. It must be set before prometheus_client is imported.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "metrics"))
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", PROMETHEUS_MULTIPROC_DIR)
+# Seconds a readiness check waits for the database or the broker.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
+# How often (seconds) the beat samples the queue gauges for the admin's System page trend, and
+# how long samples are kept.
+SYSTEM_SAMPLE_INTERVAL_SECONDS = env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0)
+SYSTEM_SAMPLE_RETENTION_DAYS = env.int("SYSTEM_SAMPLE_RETENTION_DAYS", default=7)

@@ -3,11 +3,17 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from api import routing
+from postmark_site import health_views
 
 urlpatterns = [
+    # Health and metrics: no authentication, never through the API's routing.
+    path("healthz", health_views.healthz, name="healthz"),
+    path("readyz", health_views.readyz, name="readyz"),
+    path("metrics", health_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("", include("outbound.urls")),  # open and click tracking: /o/<token>, /c/<token>
+    path("", include("domains.urls")),  # sender confirmation page: /senders/confirm/<token>
     # Everything else is the Postmark-compatible HTTP API, at the root of the host (compat §2);
     # api.routing normalises slashes and letter case itself, so API paths never redirect.
     re_path(r"^(?!admin(?:/|$)|static(?:/|$))", routing.dispatch, name="api"),

@@ -15,10 +15,13 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
 from django.db import DataError, IntegrityError, connection
+
+from smtpgw import metrics
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +98,11 @@ class GroupCommitter:
 
     def _commit_batch(self, batch: list) -> None:
         records = [record for record, _, _ in batch]
+        metrics.COMMIT_BATCH.observe(len(records))
+        started = time.monotonic()
         try:
             self._save_batch(records)
+            metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
             outcomes: list[BaseException | None] = [None] * len(records)
         except Exception as exc:
             log.error("group commit of %d submission(s) failed: %s", len(batch), exc)

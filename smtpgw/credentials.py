@@ -186,8 +186,8 @@ def identity_for_address(address: str) -> Identity | None:
 
 
 def identity_for_verp(address: str) -> Identity | None:
-    """For the bounce MX: the message behind a VERP address of BOUNCE_DOMAIN, as an identity
-    of its server and stream; None for any other address."""
+    """For the bounce MX: the message behind a VERP address (of BOUNCE_DOMAIN or a verified
+    custom Return-Path domain), as an identity of its server and stream; None for any other."""
     found = message_for_bounce_address(address)
     if found is None:
         return None

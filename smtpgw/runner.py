@@ -10,27 +10,41 @@ import sys
 from django.conf import settings
 from django.db import connections
 
-from smtpgw import proxy, tls
+from smtpgw import metrics, proxy, tls
 from smtpgw.server import Gateway
 from streams.listeners import Listener
 
 log = logging.getLogger("smtpgw")
 
 
-def serve(listeners: list[Listener], processes: int = 1) -> int:
-    """Run the gateway until SIGTERM or SIGINT; returns the exit status."""
+def serve(
+    listeners: list[Listener], processes: int = 1, http: tuple[str, int] | None = None
+) -> int:
+    """Run the gateway until SIGTERM or SIGINT; returns the exit status. With ``http``, health
+    and metrics are served there (from this process, for all the gateway processes)."""
     tls.certificate_paths()  # make the self-signed pair once, before any child needs it
     connections.close_all()  # children must not share the parent's database connections
+    try:  # bound before anything starts: a taken address stops the gateway at once
+        http_server = metrics.bind_http(http) if http else None
+    except OSError as exc:
+        log.error("cannot serve health and metrics on %s:%d: %s", *http, exc)
+        return 1
     if processes <= 1:
-        _run(_serve_process(listeners))
+        if http_server is not None:
+            metrics.start_http(http_server)
+        try:
+            _run(_serve_process(listeners))
+        finally:
+            if http_server is not None:
+                http_server.shutdown()
         return 0
-    return _supervise(listeners, processes)
+    return _supervise(listeners, processes, http_server)
 
 
-def _supervise(listeners: list[Listener], processes: int) -> int:
+def _supervise(listeners: list[Listener], processes: int, http_server=None) -> int:
     context = multiprocessing.get_context("fork")
     children = [
-        context.Process(target=_child_main, args=(listeners,), name=f"smtp-{i}")
+        context.Process(target=_child_main, args=(listeners, http_server), name=f"smtp-{i}")
         for i in range(processes)
     ]
     stopping = False
@@ -46,6 +60,8 @@ def _supervise(listeners: list[Listener], processes: int) -> int:
     signal.signal(signal.SIGINT, stop)
     for child in children:
         child.start()
+    if http_server is not None:  # served from here, after the fork: no child has the thread
+        metrics.start_http(http_server)
     status = 0
     while any(child.is_alive() for child in children):
         for child in children:
@@ -54,11 +70,15 @@ def _supervise(listeners: list[Listener], processes: int) -> int:
                 log.error("gateway process %s exited with %s; stopping", child.name, child.exitcode)
                 status = 1
                 stop(signal.SIGTERM, None)
+    if http_server is not None:
+        http_server.shutdown()
     return status
 
 
-def _child_main(listeners: list[Listener]) -> None:
+def _child_main(listeners: list[Listener], http_server=None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    if http_server is not None:
+        http_server.socket.close()  # the parent's: a child keeps no copy of the port open
     _run(_serve_process(listeners))
 
 

@@ -26,8 +26,9 @@ from outbound.models import Submission
 from outbound.processing import examine
 from outbound.submissions import note_token_use, save_submissions
 from outbound.tasks import enqueue_processing
+from postmark_site.logcontext import about_message
 from servers.crypto import same
-from smtpgw import credentials, sasl, storable
+from smtpgw import credentials, metrics, sasl, storable
 from smtpgw.committer import Dispatcher, GroupCommitter, RecordRefused
 from smtpgw.data_reader import DataReader, read_data
 from smtpgw.limits import ConnectionLimits
@@ -160,6 +161,7 @@ class GatewaySMTP(SMTP):
         self.refused = False
         self._verbatim = False
         self._mail_started = 0.0
+        self._ended_by = "disconnected"  # how the session ended, for the metrics
         super().__init__(
             handler,
             data_size_limit=gateway.max_size,
@@ -193,9 +195,11 @@ class GatewaySMTP(SMTP):
                 refusal = self.gateway.limits.admit(self.client_ip)
             if refusal:
                 self.refused = True
+                metrics.CONNECTIONS.labels(self.listener.endpoint, "refused").inc()
                 transport.write(refusal.encode() + b"\r\n")
                 transport.close()
                 return
+            metrics.CONNECTIONS.labels(self.listener.endpoint, "accepted").inc()
             self.gateway.sessions.add(self)
         super().connection_made(transport)
 
@@ -205,14 +209,22 @@ class GatewaySMTP(SMTP):
         if self in self.gateway.sessions:
             self.gateway.sessions.discard(self)
             self.gateway.limits.release(self.client_ip)
+            metrics.SESSIONS.labels(self.listener.endpoint, self._ended_by).inc()
         super().connection_lost(error)
 
+    async def smtp_QUIT(self, arg: str):
+        self._ended_by = "quit"
+        await super().smtp_QUIT(arg)
+
     def _timeout_cb(self):
+        self._ended_by = "timeout"
         if self.transport is not None:
             self.transport.write(IDLE_TIMEOUT.encode() + b"\r\n")
         super()._timeout_cb()
 
     def close_with(self, status: str) -> None:
+        if status == SHUTTING_DOWN:
+            self._ended_by = "shutdown"
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(status.encode() + b"\r\n")
             self.transport.close()
@@ -286,6 +298,7 @@ class GatewaySMTP(SMTP):
             self._writer.close()
             raise
         if data.error:
+            metrics.transaction_ended(self.listener.endpoint, data.error)
             await self.push(data.error)
             self._set_post_data_state()
             return
@@ -323,17 +336,22 @@ class GatewaySMTP(SMTP):
         if self.listener.endpoint == Endpoint.BOUNCE:
             await self.push(NO_AUTH_AT_BOUNCE_MX)
             return
+        mechanism = (arg or "").split(" ", 1)[0].upper()
+        label = mechanism if mechanism in AUTH_MECHANISMS else "other"
         if self.gateway.throttle.blocked(self.client_ip):
+            metrics.AUTH.labels(label, "throttled").inc()
             await self.push(TOO_MANY_FAILURES)
             self.transport.close()
             return
-        mechanism = (arg or "").split(" ", 1)[0].upper()
         if mechanism in CLEARTEXT_MECHANISMS and mechanism not in self.offered_mechanisms():
             await self.push("538 5.7.11 Encryption required for requested authentication mechanism")
             return
         if arg and mechanism:
             arg = mechanism + arg[len(mechanism) :]
+        already = self.session.authenticated
         await super().smtp_AUTH(arg)
+        if not already and arg:
+            metrics.AUTH.labels(label, "success" if self.session.authenticated else "failure").inc()
         if self.session.authenticated and getattr(self.session, "identity", None) is None:
             self.session.identity = self.session.auth_data
             self.session.auth_mechanism = mechanism
@@ -595,12 +613,17 @@ class TransactionHandler:
             "status": Submission.Status.ACCEPTED,
             "received_at": timezone.now(),
         }
+        with about_message(row["message_id"], identity.server_id, identity.stream_id):
+            return await self.store(server, session, envelope, row)
+
+    async def store(self, server: GatewaySMTP, session, envelope, row: dict) -> str:
+        """Commit the submission (with the others waiting: group commit) and answer."""
         problem = storable.row_problem(row)
         if problem:
             log.warning("submission refused before commit: %s", problem)
             return self.log(server, session, envelope, f"{CANNOT_STORE} ({problem})")
         refusal = ""
-        if identity.strict:
+        if session.identity.strict:
             refusal = await self.gateway.run_blocking(strict_refusal, row)
             if refusal:
                 # Kept and processed all the same, so that the SMTPApiError record exists too.
@@ -611,6 +634,8 @@ class TransactionHandler:
             return self.log(server, session, envelope, CANNOT_STORE)
         except Exception:
             return self.log(server, session, envelope, NOT_STORED)
+        metrics.ACCEPTED.labels(self.listener.endpoint).inc()
+        metrics.ACCEPTED_BYTES.labels(self.listener.endpoint).inc(row["size"])
         return self.log(
             server, session, envelope, refusal or f"250 2.0.0 Ok: queued as {row['message_id']}"
         )
@@ -620,6 +645,7 @@ class TransactionHandler:
         identity = getattr(session, "identity", None)
         elapsed = (time.monotonic() - server._mail_started) * 1000 if server._mail_started else 0
         content = getattr(envelope, "original_content", None) or b""
+        metrics.transaction_ended(self.listener.endpoint, status)
         transaction_log.info(
             "client=%s endpoint=%s auth=%s server=%s stream=%s from=<%s> rcpts=%d size=%d "
             "tls=%s result=%r ms=%.1f",

@@ -138,11 +138,13 @@ class IpCredential(models.Model):
 
 
 class Endpoint(models.TextChoices):
-    """Postmark's two SMTP endpoints; each takes mail for streams of its own type."""
+    """Where a submission came in: Postmark's two SMTP endpoints (each takes mail for streams of
+    its own type), the bounce MX, or the HTTP send API (any stream that sends)."""
 
     TRANSACTIONAL = "transactional", "Transactional"
     BROADCAST = "broadcast", "Broadcast"
     BOUNCE = "bounce", "Bounce MX (asynchronous bounces and complaints)"
+    API = "api", "HTTP send API"
 
 
 class CredentialKind(models.TextChoices):

@@ -85,10 +85,13 @@ def get_stream(server: Server, stream_id: str) -> MessageStream:
 
 def sending_refusal(stream_type: str, stream_id: str, endpoint: str) -> str:
     """Why a stream of ``stream_type`` may not send through ``endpoint`` (``Endpoint``), or "".
-    Inbound streams never send; the others send through the endpoint of their own type. The SMTP
-    session and processing both ask this, so they refuse with the same words."""
+    Inbound streams never send; the others send through the SMTP endpoint of their own type, or
+    through the HTTP send API. The SMTP session and processing both ask this, so they refuse
+    with the same words."""
     if stream_type == StreamType.INBOUND:
         return f"Sending is not supported for the Inbound stream '{stream_id}'."
+    if endpoint == Endpoint.API:
+        return ""
     wanted = StreamType.BROADCASTS if endpoint == Endpoint.BROADCAST else StreamType.TRANSACTIONAL
     if stream_type != wanted:
         other = "broadcast" if stream_type == StreamType.BROADCASTS else "transactional"

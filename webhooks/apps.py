@@ -12,3 +12,10 @@ class WebhooksConfig(AppConfig):
         from .dispatch import on_event_committed
 
         event_committed.connect(on_event_committed, dispatch_uid="webhooks.dispatch")
+
+        from outbound.metrics import GAUGE_SOURCES
+
+        from .metrics import backlog
+
+        if backlog not in GAUGE_SOURCES:
+            GAUGE_SOURCES.append(backlog)

@@ -52,6 +52,8 @@ from django.utils import timezone
 
 from outbound.models import MessageEvent
 from postmark_site import leases
+from postmark_site.logcontext import about_message
+from webhooks import metrics
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
 from webhooks.serializers import webhook_payload
 
@@ -625,16 +627,19 @@ def deliver(delivery_id: int, attempts: int | None = None) -> str:
         .get(pk=delivery_id)
     )
     webhook, event = delivery.webhook, delivery.event
-    if delivery.payload:
-        body = delivery.payload.encode("utf-8")
-    else:
-        body = encode(webhook_payload(event, include_content(webhook, event)))
-    started_at = timezone.now()
-    result = http_post(webhook.url, body, request_headers(webhook, body, delivery.pk))
-    return _record(delivery, body, result, started_at)
+    stream_id = event.stream.stream_id if event.stream else None
+    with about_message(event.message_id, event.server_id, stream_id):
+        if delivery.payload:
+            body = delivery.payload.encode("utf-8")
+        else:
+            body = encode(webhook_payload(event, include_content(webhook, event)))
+        started_at = timezone.now()
+        result = http_post(webhook.url, body, request_headers(webhook, body, delivery.pk))
+        return _record(delivery, body, result, started_at)
 
 
 def _record(delivery, body, result: Result, started_at) -> str:
+    metrics.post_made(result.status_code)
     number = delivery.attempts + 1
     now = timezone.now()
     fields = {

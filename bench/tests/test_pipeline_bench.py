@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 def test_pipeline_bench_quick(run_quick):
     require_service("PostgreSQL", "127.0.0.1", 5432)
     require_service("RabbitMQ", "127.0.0.1", 5672)
-    _, result = run_quick("bench.pipeline", timeout=240)
+    _, result = run_quick("bench.pipeline", timeout=420)
     assert result["errors"] == {}
     processing = result["processing"]
     messages = result["config"]["messages"]
@@ -25,7 +25,11 @@ def test_pipeline_bench_quick(run_quick):
     e2e = result["e2e"]
     assert e2e["completed"] and e2e["delivered"] == e2e["accepted"] == messages
     assert e2e["messages_per_second"] > 0 and e2e["gateway_alone"]["messages_per_second"] > 0
+    versus = result["postfix"]
+    assert versus["postfix"]["completed"] and versus["postfix"]["counted_at_sink"] == 300
+    for label in ("scaled", "as make run"):
+        assert versus[label]["completed"] and versus[label]["counted_at_sink"] == 300
     kill = result["kill"]
     assert kill["completed"] and kill["missing"] == 0
     assert kill["delivered_once"] + kill["duplicated"] == kill["accepted"]
-    assert {g["goal"].split()[0] for g in result["goals"]} == {"processing", "end", "run"}
+    assert {g["goal"].split()[0] for g in result["goals"]} == {"processing", "end", "versus", "run"}

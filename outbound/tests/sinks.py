@@ -130,19 +130,29 @@ class SmtpSink:
 
 
 class DnsServer:
-    """Answers A and MX queries from a table over real UDP on 127.0.0.1; NXDOMAIN for names not in
-    it, SERVFAIL (a temporary failure) for the names in ``servfail``. A null MX (RFC 7505) is the
-    record ``"0 ."``."""
+    """Answers A, MX, TXT and CNAME queries from a table over real UDP on 127.0.0.1; NXDOMAIN for
+    names not in it, SERVFAIL (a temporary failure) for the names in ``servfail``. A null MX
+    (RFC 7505) is the record ``"0 ."``. A TXT value given unquoted is published as one record,
+    split into strings of 255 characters as DNS requires (a quoted value is taken as written).
+    ``set`` and ``remove`` change the table while the server runs."""
 
     def __init__(self, records: dict[tuple[str, str], list[str]], servfail=()):
-        self.records = {
-            (name.rstrip(".").lower(), rtype): v for (name, rtype), v in records.items()
-        }
+        self.records = {}
+        for (name, rtype), values in records.items():
+            self.set(name, rtype, values)
         self.servfail = {name.rstrip(".").lower() for name in servfail}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def set(self, name: str, rtype: str, values: list[str]) -> None:
+        if rtype == "TXT":
+            values = [v if v.startswith('"') else _txt_strings(v) for v in values]
+        self.records[(name.rstrip(".").lower(), rtype)] = values
+
+    def remove(self, name: str, rtype: str) -> None:
+        self.records.pop((name.rstrip(".").lower(), rtype), None)
 
     def __enter__(self):
         self.thread.start()
@@ -170,3 +180,9 @@ class DnsServer:
             elif not any(key[0] == name for key in self.records):
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self.sock.sendto(response.to_wire(), peer)
+
+
+def _txt_strings(value: str) -> str:
+    """One TXT record's text form: the value in quoted strings of at most 255 characters."""
+    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+    return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)

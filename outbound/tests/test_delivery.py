@@ -9,6 +9,7 @@ from django.utils import timezone
 from bounces.models import Bounce
 from bounces.reports import verp_address
 from conftest import accepted_submission, free_port
+from domains.tests.dkim_verify import unsigned
 from outbound import tasks
 from outbound.delivery import deliver_message, retry_delay
 from outbound.models import MessageEvent, OutboundMessage, Recipient
@@ -452,7 +453,8 @@ def test_bare_line_ends_are_sent_as_crlf(live, sink):
     message = queued_message(live, ["ok@example.net"], content=content)
     assert deliver_message(message.pk) == "sent"
     [received] = sink.messages
-    assert received.content == (
+    assert received.content.startswith(b"DKIM-Signature: ")
+    assert unsigned(received.content) == (
         b"Subject: Line ends\r\nX-Test: 1\r\n\r\n"
         b"first line\r\n.\r\nafter a lone dot\r\nbare CR\r\n..two dots\r\nlast\r\n"
     )

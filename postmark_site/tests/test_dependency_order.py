@@ -4,8 +4,9 @@ Every product module's imports are read from its source (the AST, so imports ins
 count too) and checked against this order, lowest first; a module may import its own app and
 the apps below it, never one above:
 
-    postmark_site (settings, celery,   configuration, imported by every process, and the lease
-                   leases)             by which workers and the sweep take rows of work
+    postmark_site (settings, celery,   configuration, imported by every process, the lease by
+                   leases, logcontext, which workers and the sweep take rows of work, the
+                   metrics, health)    log context, the metrics exposition and health checks
     servers                            Server, API tokens, crypto, staff access
     streams                            MessageStream, SmtpToken, IpCredential, suppressions
     bounces                            Bounce and its types, report parsing, bounce services
@@ -31,6 +32,7 @@ ORDER = [
     "servers",
     "streams",
     "bounces",
+    "domains",
     "outbound",
     "webhooks",
     "api",
@@ -43,6 +45,9 @@ POSTMARK_SITE_BASE = {
     "postmark_site.settings",
     "postmark_site.celery",
     "postmark_site.leases",
+    "postmark_site.logcontext",
+    "postmark_site.metrics",
+    "postmark_site.health",
 }
 NOT_CHECKED = {"tests", "migrations", "bench", "browser_tests", "data", ".venv"}
 

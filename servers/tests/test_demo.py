@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from domains.identity import sender_refusal
+from domains.models import Domain
 from servers.models import Server
 from streams.models import SmtpToken
 
@@ -32,7 +34,16 @@ def test_ensuredemo_creates_once_and_prints_the_same_credentials(settings, tmp_p
     assert "swaks --server 127.0.0.1:2525" in first
     assert "http://127.0.0.1:8000/admin/" in first
 
+    assert "--from app@example.com" in first
+    Domain.objects.filter(name="example.com").delete()  # the tests' own verified domain
+    run()
+    demo = Domain.objects.get(name="example.com")
+    assert demo.dkim_verified and not demo.periodic_checks
+    assert demo.keys.get().state == "active"  # something to sign with
+    assert sender_refusal("app@example.com") is None
+
     second = run()
     assert second == first
     assert Server.objects.count() == 1
     assert SmtpToken.objects.count() == 1
+    assert Domain.objects.filter(name="example.com").count() == 1

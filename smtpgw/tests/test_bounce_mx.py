@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from bounces.models import Bounce
 from bounces.reports import verp_address
+from domains.services import create_domain
 from outbound.models import OutboundMessage, Recipient, Submission
 from outbound.processing import process_submission
 from servers.models import DeliveryType
@@ -116,6 +117,46 @@ def test_the_bounce_mx_is_never_a_relay(gateway, server, settings):
         assert code == 550, (address, reply)
     code, _ = client.rcpt(verp(message))
     assert code == 250
+    client.quit()
+
+
+def custom_return_path(name: str, verified: bool) -> str:
+    """A domain with a custom Return-Path domain (``pm-bounces.<name>``), verified or not."""
+    domain = create_domain(name)
+    domain.return_path_verified = verified
+    domain.save()
+    return domain.return_path_domain
+
+
+def test_a_report_to_a_verified_custom_return_path_is_taken(gateway, server, settings):
+    settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    return_path = custom_return_path("shop.test", verified=True)
+    message = sent_message(server, ["john.doe@example.org"])
+    address = verp_address(message.message_id, return_path)
+    raw = report_for("postfix_user_unknown.eml", message).replace(
+        BOUNCE_DOMAIN.encode(), return_path.encode()
+    )
+    client = smtplib.SMTP("127.0.0.1", gateway.bounce_port, timeout=10)
+    client.ehlo("mx.remote.example")
+    client.sendmail("", [address], raw)
+    client.quit()
+    [submission] = Submission.objects.filter(endpoint="bounce")
+    assert submission.rcpt_to == [address]
+    process_submission(submission.pk)
+    bounce = Bounce.objects.get()
+    assert (bounce.type, bounce.email) == ("HardBounce", "john.doe@example.org")
+    assert bounce.message_id == message.message_id
+
+
+def test_a_return_path_domain_not_verified_is_refused(gateway, server, settings):
+    return_path = custom_return_path("shop.test", verified=False)
+    message = sent_message(server, ["a@example.org"])
+    client = smtplib.SMTP("127.0.0.1", gateway.bounce_port, timeout=10)
+    client.ehlo("mx.remote.example")
+    client.mail("")
+    code, reply = client.rcpt(verp_address(message.message_id, return_path))
+    assert code == 550, reply
+    assert client.rcpt(verp(message))[0] == 250  # BOUNCE_DOMAIN still takes it
     client.quit()
 
 

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from smtpgw.metrics import parse_address
 from smtpgw.proxy import trusted_networks
 from smtpgw.runner import serve
 from streams.listeners import Listener
@@ -25,7 +26,15 @@ class Command(BaseCommand):
             help="Processes sharing the ports (SO_REUSEPORT).",
         )
 
-    def handle(self, *args, listen, processes, **options):
+        parser.add_argument(
+            "--http",
+            metavar="HOST:PORT",
+            default=settings.SMTP_HTTP or None,
+            help="Serve /healthz, /readyz and /metrics (Prometheus) for the gateway processes "
+            "here. Default: SMTP_HTTP (none).",
+        )
+
+    def handle(self, *args, listen, processes, http, **options):
         specs = listen or settings.SMTP_LISTEN
         try:
             listeners = [Listener.parse(spec) for spec in specs]
@@ -42,4 +51,8 @@ class Command(BaseCommand):
                 "A +proxy listener needs SMTP_PROXY_TRUSTED: the load balancers' addresses "
                 "(CIDRs) whose PROXY headers are believed."
             )
-        raise SystemExit(serve(listeners, processes))
+        try:
+            address = parse_address(http) if http else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        raise SystemExit(serve(listeners, processes, address))

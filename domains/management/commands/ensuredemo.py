@@ -1,4 +1,10 @@
-"""Create the demo admin user, server and SMTP token on first run, and print how to use them.
+"""Create the demo admin user, server, SMTP token and sender domain on first run, and print how
+to use them.
+
+The demo's sender domain (``example.com``, the From of the printed swaks command) is marked
+verified without DNS: an active DKIM key, ``dkim_verified`` on and periodic checks off, since no
+DNS publishes its records. This is for the demo only; a real domain is added with
+``createdomain`` and verified from its published records.
 
 The secrets are generated once and kept in DATA_DIR/demo-credentials.json (mode 0600) so that later
 runs can print them again; everything else stores only what the service itself needs.
@@ -12,10 +18,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from domains import keys
+from domains.models import DkimKey, Domain
 from servers.models import Server
 from streams.services import create_server, create_smtp_token, get_stream
 
 DEMO_SERVER = "Demo server"
+DEMO_FROM = "app@example.com"
 
 
 class Command(BaseCommand):
@@ -31,6 +40,7 @@ class Command(BaseCommand):
         creds = json.loads(path.read_text()) if path.exists() else {}
         creds.update(self.ensure_admin(creds))
         creds.update(self.ensure_server(creds))
+        self.ensure_sender_domain()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(creds, fh, indent=2)
@@ -56,6 +66,15 @@ class Command(BaseCommand):
             "smtp_secret_key": secret,
         }
 
+    def ensure_sender_domain(self):
+        """The demo sender's domain, verified for the demo (see the module's docstring)."""
+        name = DEMO_FROM.rpartition("@")[2]
+        if Domain.objects.filter(name=name).exists():
+            return
+        domain = Domain.objects.create(name=name, return_path_domain=f"pm-bounces.{name}",
+                                       dkim_verified=True, periodic_checks=False)  # fmt: skip
+        DkimKey.generate(domain, keys.RSA, state=DkimKey.State.ACTIVE)
+
     def print_summary(self, creds, web, smtp_host, smtp_port):
         out = self.stdout.write
         out("")
@@ -69,6 +88,10 @@ class Command(BaseCommand):
         out(
             f"    swaks --server {smtp_host}:{smtp_port} --auth PLAIN"
             f" --auth-user {creds['smtp_access_key']} --auth-password {creds['smtp_secret_key']}"
-            " --from app@example.com --to user@example.net --h-Subject hello --body 'Hello!'"
+            f" --from {DEMO_FROM} --to user@example.net --h-Subject hello --body 'Hello!'"
+        )
+        out(
+            f"  Sender:         {DEMO_FROM.rpartition('@')[2]} is verified for the demo only; add "
+            "your own domain with manage.py createdomain."
         )
         out("")

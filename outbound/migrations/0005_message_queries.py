@@ -58,7 +58,7 @@ def fill_from_email(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("outbound", "0002_recipient_lease"),
+        ("outbound", "0004_queue_sample"),
         ("servers", "0003_smtp_sending_limits"),
         ("streams", "0002_unsubscribe_handling_type"),
     ]

@@ -1,0 +1,127 @@
+"""POST /email and POST /email/batch: Postmark's send API (compat §5).
+
+Each message is built into MIME (``api.sending``), then judged and, when accepted, stored
+processed by ``outbound.immediate`` with the rules SMTP's processing applies, inside the
+request's transaction: a 200 means the message is committed. A batch is one transaction; its
+items are answered one by one, in order, with HTTP 200 whatever their ErrorCodes.
+"""
+
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.auth import SERVER_TOKEN_HEADER, ServerPrincipal, ServerTokenAuthentication
+from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, ApiError
+from api.sending import Composed, Refused, compose, submission_for
+from bounces.serializers import timestamp
+from outbound import immediate
+
+# Postmark's token that validates a request without storing or sending anything.
+TEST_TOKEN = "POSTMARK_API_TEST"
+TEST_ACCEPTED = "Test job accepted"
+MAX_BATCH = 500
+TOO_MANY_MESSAGES = 410
+
+
+class SendTokenAuthentication(ServerTokenAuthentication):
+    """A server token, or Postmark's test token (``request.auth`` is then None)."""
+
+    def authenticate(self, request):
+        if (request.headers.get(SERVER_TOKEN_HEADER) or "").strip() == TEST_TOKEN:
+            return ServerPrincipal(None), None
+        return super().authenticate(request)
+
+
+def _token(request) -> str:
+    return (request.headers.get(SERVER_TOKEN_HEADER) or "").strip()
+
+
+def _echo_to(item) -> str:
+    value = item.get("To") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _success(composed: Composed, message_id, submitted_at, message: str) -> dict:
+    return {
+        "To": composed.to,
+        "SubmittedAt": timestamp(submitted_at),
+        "MessageID": str(message_id),
+        "ErrorCode": 0,
+        "Message": message,
+    }
+
+
+def _send(request, items: list) -> list[dict | Refused]:
+    """The answer for each item: a success object, or the Refused to report."""
+    server = request.auth
+    answers: list = [None] * len(items)
+    pending = []  # (index, composed, submission)
+    for index, item in enumerate(items):
+        try:
+            composed = compose(item)
+        except Refused as refused:
+            answers[index] = refused
+            continue
+        if server is None:
+            answers[index] = _success(composed, uuid.uuid4(), timezone.now(), TEST_ACCEPTED)
+        else:
+            pending.append(
+                (index, composed, submission_for(server, composed, request, _token(request)))
+            )
+    if pending:
+        with transaction.atomic():
+            outcomes = immediate.accept([submission for _, _, submission in pending])
+        for (index, composed, submission), outcome in zip(pending, outcomes, strict=True):
+            if outcome.accepted:
+                answers[index] = _success(
+                    composed, submission.message_id, submission.received_at, outcome.message
+                )
+            else:
+                answers[index] = Refused(outcome.error_code, outcome.message)
+    return answers
+
+
+class EmailView(APIView):
+    authentication_classes = [SendTokenAuthentication]
+
+    @extend_schema(
+        operation_id="send_email", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+    )
+    def post(self, request):
+        [answer] = _send(request, [request.data])
+        if isinstance(answer, Refused):
+            raise ApiError(answer.error_code, answer.message, answer.http_status)
+        return Response(answer)
+
+
+class EmailBatchView(APIView):
+    authentication_classes = [SendTokenAuthentication]
+
+    @extend_schema(
+        operation_id="send_email_batch", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
+    )
+    def post(self, request):
+        items = request.data
+        if not isinstance(items, list):
+            raise ApiError(
+                INVALID_JSON, f"{INVALID_JSON_MESSAGE} A batch is a JSON array of messages."
+            )
+        if len(items) > MAX_BATCH:
+            raise ApiError(
+                TOO_MANY_MESSAGES,
+                f"A batch may hold at most {MAX_BATCH} messages; this one has {len(items)}.",
+            )
+        answers = _send(request, items)
+        return Response(
+            [
+                {"To": _echo_to(item), "ErrorCode": a.error_code, "Message": a.message}
+                if isinstance(a, Refused)
+                else a
+                for item, a in zip(items, answers, strict=True)
+            ]
+        )

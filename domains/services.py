@@ -1,0 +1,201 @@
+"""Creating and changing domains and sender signatures: the rules every interface shares (API,
+admin, management commands)."""
+
+import re
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import keys, signals
+from .identity import ascii_domain
+from .models import DkimKey, Domain, SenderSignature, return_path_default
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_ADDRESS_LENGTH = 320
+
+
+class IdentityError(ValueError):
+    """Input an interface reports to its user (the API as ErrorCode 300 or 512…, the admin and
+    commands as a message)."""
+
+    def __init__(self, message: str, error_code: int = 300):
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+
+
+def valid_domain_name(name: str) -> str:
+    """``name`` as stored (lower case, IDNA), or IdentityError."""
+    domain = ascii_domain(name or "")
+    labels = domain.split(".")
+    if (
+        len(domain) > 253
+        or len(labels) < 2
+        or not all(_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise IdentityError(f"'{name}' is not a valid domain name.")
+    return domain
+
+
+def valid_return_path(domain: str, return_path: str | None) -> str:
+    """The custom Return-Path domain for ``domain``: a subdomain of it (so SPF and DMARC align)."""
+    if not return_path:
+        return return_path_default(domain)
+    host = valid_domain_name(return_path)
+    if not host.endswith("." + domain):
+        raise IdentityError(
+            f"The Return-Path domain must be a subdomain of {domain}, such as "
+            f"{return_path_default(domain)}."
+        )
+    return host
+
+
+@transaction.atomic
+def create_domain(name: str, return_path: str | None = None, ed25519: bool = False) -> Domain:
+    """A new domain with a pending RSA key (and a pending Ed25519 key when asked): nothing
+    signs or may send until verification sees the records."""
+    domain_name = valid_domain_name(name)
+    if Domain.objects.filter(name=domain_name).exists():
+        raise IdentityError("This domain already exists.", error_code=512)
+    domain = Domain.objects.create(
+        name=domain_name, return_path_domain=valid_return_path(domain_name, return_path)
+    )
+    DkimKey.generate(domain, keys.RSA)
+    if ed25519:
+        DkimKey.generate(domain, keys.ED25519)
+    return domain
+
+
+def valid_address(address: str, field: str = "FromEmail") -> str:
+    address = (address or "").strip()
+    local, at, domain = address.rpartition("@")
+    if (
+        not at
+        or not local
+        or len(address) > MAX_ADDRESS_LENGTH
+        or any(c.isspace() or c in '<>,;"\x00' for c in address)
+    ):
+        raise IdentityError(f"Invalid '{field}' address: '{address}'.")
+    valid_domain_name(domain)
+    return f"{local}@{ascii_domain(domain)}".lower()
+
+
+@transaction.atomic
+def create_sender(
+    email: str,
+    name: str = "",
+    reply_to: str = "",
+    return_path: str | None = None,
+    note: str = "",
+    confirmed: bool = False,
+) -> SenderSignature:
+    """A new sender signature; unconfirmed unless an operator says otherwise. Sending its
+    confirmation message is the caller's (``domains.signals.confirmation_requested``)."""
+    address = valid_address(email)
+    if SenderSignature.objects.filter(email=address).exists():
+        raise IdentityError("This signature already exists.", error_code=504)
+    domain = address.rpartition("@")[2]
+    return SenderSignature.objects.create(
+        email=address,
+        name=(name or "")[:255],
+        reply_to=valid_address(reply_to, "ReplyToEmail") if reply_to else "",
+        return_path_domain=valid_return_path(domain, return_path) if return_path else "",
+        confirmation_note=(note or "")[:400],
+        confirmed=confirmed,
+        confirmed_at=timezone.now() if confirmed else None,
+    )
+
+
+def confirm_sender(signature: SenderSignature) -> None:
+    if not signature.confirmed:
+        signature.confirmed = True
+        signature.confirmed_at = timezone.now()
+        signature.save(update_fields=["confirmed", "confirmed_at", "updated_at"])
+
+
+@transaction.atomic
+def edit_domain_return_path(domain: Domain, return_path: str | None) -> Domain:
+    """A new custom Return-Path (empty: the default ``pm-bounces.<domain>``). A changed host
+    must be verified again before the return path uses it."""
+    host = valid_return_path(domain.name, return_path)
+    if host != domain.return_path_domain:
+        domain.return_path_domain = host
+        domain.return_path_verified = False
+        domain.return_path_checked_at = None
+        domain.save(
+            update_fields=[
+                "return_path_domain", "return_path_verified", "return_path_checked_at",
+                "updated_at",
+            ]
+        )  # fmt: skip
+    return domain
+
+
+UNCHANGED = object()
+
+
+def edit_sender(
+    signature: SenderSignature,
+    name=UNCHANGED,
+    reply_to=UNCHANGED,
+    return_path=UNCHANGED,
+    note=UNCHANGED,
+) -> SenderSignature:
+    """Change the fields given (``UNCHANGED`` leaves one as it is; an empty reply-to or
+    Return-Path removes it). The address itself never changes: it is what was confirmed."""
+    if name is not UNCHANGED:
+        signature.name = (name or "")[:255]
+    if reply_to is not UNCHANGED:
+        signature.reply_to = valid_address(reply_to, "ReplyToEmail") if reply_to else ""
+    if return_path is not UNCHANGED:
+        signature.return_path_domain = (
+            valid_return_path(signature.domain, return_path) if return_path else ""
+        )
+    if note is not UNCHANGED:
+        signature.confirmation_note = (note or "")[:400]
+    signature.save()
+    return signature
+
+
+@transaction.atomic
+def rotate_dkim(domain: Domain) -> list[DkimKey]:
+    """Start a key rotation (Postmark's rotateDKIM): a new pending key for each algorithm the
+    domain signs with, to be published beside the current one. The current key keeps signing
+    until verification sees the new record (``domains.verification``), which then revokes it.
+    A rotation already pending is returned as it is, so asking twice publishes nothing new."""
+    Domain.objects.select_for_update().filter(pk=domain.pk).first()
+    algorithms = [keys.RSA]
+    if domain.keys.filter(algorithm=keys.ED25519).exclude(state=DkimKey.State.REVOKED).exists():
+        algorithms.append(keys.ED25519)
+    pending = []
+    for algorithm in algorithms:
+        key = domain.key(DkimKey.State.PENDING, algorithm)
+        pending.append(key or DkimKey.generate(domain, algorithm))
+    return pending
+
+
+def revoked_key_grace() -> timezone.timedelta:
+    """How long a revoked key's record must stay in DNS: every message it signed was signed
+    before it was revoked, and is delivered (or given up) within DELIVERY_GIVE_UP_AFTER of its
+    arrival; one more day covers receivers that verify late (a relay's queue, a spam filter)."""
+    return timezone.timedelta(seconds=settings.DELIVERY_GIVE_UP_AFTER + 24 * 3600)
+
+
+def safe_to_remove(key: DkimKey | None, now=None) -> bool:
+    """Postmark's SafeToRemoveRevokedKeyFromDNS: the key is revoked and no message signed with
+    it can still be on its way (``revoked_key_grace``)."""
+    if key is None or key.state != DkimKey.State.REVOKED or key.revoked_at is None:
+        return False
+    return (now or timezone.now()) - key.revoked_at >= revoked_key_grace()
+
+
+def request_confirmation(signature: SenderSignature) -> None:
+    """Send (again) the confirmation message of an unconfirmed signature: on creation and on
+    "resend". The message pipeline, above this app, sends it (``confirmation_requested``)."""
+    if signature.confirmed:
+        raise IdentityError("This sender signature is already confirmed.")
+    signature.confirmation_sent_at = timezone.now()
+    signature.save(update_fields=["confirmation_sent_at", "updated_at"])
+    signals.confirmation_requested.send(sender=SenderSignature, signature=signature)

@@ -1,0 +1,161 @@
+"""What delivery asks of sender identity: who signs a message (DKIM) and its return path.
+
+``d=`` is the From domain when that domain is DKIM-verified and has an active key (RSA, plus
+Ed25519 when it has one); otherwise the service's own domain (``DKIM_SERVICE_DOMAIN``), whose key
+is made on first use, so that a message from a confirmed single-address sender signature is
+signed too (as Postal does). A pending key never signs; a revoked one stops signing within
+``DKIM_KEY_CACHE_SECONDS`` in every worker (at once in the process that changed it).
+
+The return path is a VERP address under the From domain's custom Return-Path domain once that
+has been verified (a CNAME to the bounce host: SPF and DMARC then align), else under
+``BOUNCE_DOMAIN``; the bounce MX accepts VERP addresses under both (``is_bounce_domain``).
+
+A delivery worker looks a From domain up once per ``DKIM_KEY_CACHE_SECONDS`` (two small
+queries), not once per message; private keys are decrypted and parsed once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
+
+from . import dkim, keys
+from .identity import ascii_domain, domain_of
+from .models import DkimKey, Domain
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendingIdentity:
+    """How the messages of one From domain go out."""
+
+    signers: tuple[dkim.Signer, ...]  # RSA first, then Ed25519
+    return_path_domain: str
+
+
+_cache: dict[str, tuple[float, SendingIdentity]] = {}
+_lock = threading.Lock()
+
+
+def forget() -> None:
+    """Drop what this process remembers (keys or domains changed)."""
+    with _lock:
+        _cache.clear()
+
+
+def _forget_on_change(sender, **kwargs) -> None:
+    forget()
+
+
+for _model in (Domain, DkimKey):
+    post_save.connect(_forget_on_change, sender=_model, dispatch_uid=f"dkim-forget-{_model}")
+    post_delete.connect(_forget_on_change, sender=_model, dispatch_uid=f"dkim-forget-d-{_model}")
+
+
+def service_domain() -> str:
+    return ascii_domain(settings.DKIM_SERVICE_DOMAIN)
+
+
+def identity_for(from_address: str) -> SendingIdentity:
+    """The signers and return path domain of messages from ``from_address`` (cached)."""
+    domain = domain_of(from_address or "")
+    ttl = settings.DKIM_KEY_CACHE_SECONDS
+    now = time.monotonic()
+    with _lock:
+        cached = _cache.get(domain)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    identity = _look_up(domain)
+    if ttl > 0:
+        with _lock:
+            _cache[domain] = (now + ttl, identity)
+    return identity
+
+
+def signers_for(from_address: str) -> tuple[dkim.Signer, ...]:
+    return identity_for(from_address).signers
+
+
+def return_path_domain_for(from_address: str) -> str:
+    return identity_for(from_address).return_path_domain
+
+
+def signature_for(from_address: str, content: bytes) -> bytes:
+    """The DKIM-Signature header lines to put in front of ``content`` (the bytes sent)."""
+    return dkim.sign(content, list(signers_for(from_address)))
+
+
+def _look_up(domain: str) -> SendingIdentity:
+    service = service_domain()
+    own = Domain.objects.filter(name=domain).first() if domain and domain != service else None
+    signing = Q(domain__name=service)
+    if own is not None and own.dkim_verified:
+        signing |= Q(domain=own)
+    active = list(
+        DkimKey.objects.filter(signing, state=DkimKey.State.ACTIVE)
+        .select_related("domain")
+        .order_by("-pk")
+    )
+    signers = _signers([k for k in active if own is not None and k.domain_id == own.pk])
+    if not signers:
+        service_keys = [k for k in active if k.domain.name == service]
+        signers = _signers(service_keys or ensure_service_key(service))
+    return_path = settings.BOUNCE_DOMAIN
+    if own is not None and own.return_path_verified and own.return_path_domain:
+        return_path = own.return_path_domain
+    return SendingIdentity(tuple(signers), return_path)
+
+
+def _signers(candidates: list[DkimKey]) -> list[dkim.Signer]:
+    """The newest active key of each algorithm, RSA first; a key that cannot be loaded (a
+    changed SECRETS_KEY) is left out and logged."""
+    chosen = []
+    for algorithm in (keys.RSA, keys.ED25519):
+        for key in candidates:
+            if key.algorithm != algorithm:
+                continue
+            try:
+                chosen.append(dkim.Signer(key.domain.name, key.selector, key.private_key()))
+                break
+            except Exception:
+                log.exception("DKIM key %s cannot be loaded; it does not sign", key)
+    return chosen
+
+
+def ensure_service_key(name: str | None = None) -> list[DkimKey]:
+    """The service domain's active RSA key, made (active at once: the operator publishes its
+    record, shown with the other domains') when there is none."""
+    name = name or service_domain()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                domain, _ = Domain.objects.get_or_create(name=name)
+        except IntegrityError:  # made meanwhile by another worker
+            domain = Domain.objects.get(name=name)
+        Domain.objects.select_for_update().filter(pk=domain.pk).first()
+        found = list(
+            domain.keys.filter(state=DkimKey.State.ACTIVE, algorithm=keys.RSA).order_by("-pk")
+        )
+        if not found:
+            log.info("making the service's DKIM key for %s", name)
+            found = [DkimKey.generate(domain, keys.RSA, state=DkimKey.State.ACTIVE)]
+    return found
+
+
+def is_bounce_domain(domain: str) -> bool:
+    """Whether the bounce MX takes VERP addresses under ``domain``: BOUNCE_DOMAIN, or a
+    verified custom Return-Path domain."""
+    domain = ascii_domain(domain or "")
+    if not domain:
+        return False
+    if domain == ascii_domain(settings.BOUNCE_DOMAIN):
+        return True
+    return Domain.objects.filter(return_path_domain=domain, return_path_verified=True).exists()
