@@ -413,3 +413,18 @@ def test_messages_stored_before_from_email_get_it_from_the_migration(api, server
     migration = importlib.import_module("outbound.migrations.0005_message_queries")
     migration.fill_from_email(apps, None)
     assert found_ids(listing(api, "&fromemail=<OLD@example.com>")) == [str(message.message_id)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_sent_over_http_is_found_by_its_sender(api, server):
+    """The send API stores messages in bulk (no save()): their sender is searchable all the same."""
+    sent = api.post(
+        "/email",
+        {"From": "Shop <Orders@Example.com>", "To": "ann@example.net", "Subject": "Hi",
+         "TextBody": "Hello"},
+        content_type="application/json",
+    ).json()  # fmt: skip
+    assert sent["ErrorCode"] == 0, sent
+    found = api.get("/messages/outbound", {"count": 10, "offset": 0,
+                                           "fromemail": "orders@example.com"}).json()  # fmt: skip
+    assert [m["MessageID"] for m in found["Messages"]] == [sent["MessageID"]]
