@@ -28,6 +28,13 @@ FIXED_WORDS = frozenset(
         "email",
         "batch",
         "openapi.json",
+        "messages",
+        "outbound",
+        "details",
+        "opens",
+        "clicks",
+        "archive",
+        "unarchive",
         # Account level: domains and sender signatures.
         "domains",
         "verifydkim",

@@ -7,7 +7,9 @@ from drf_spectacular.views import SpectacularJSONAPIView
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
 from api.views import bounces, email, stats, suppressions, webhooks
 from api.views import domains as domain_views
+from api.views import messages as message_views
 from api.views import senders as sender_views
+from api.views import streams as stream_views
 
 
 class SchemaView(SpectacularJSONAPIView):
@@ -99,4 +101,47 @@ urlpatterns = [
         name="sender-request-new-dkim",
     ),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
+    path(
+        "messages/outbound",
+        message_views.OutboundMessageListView.as_view(),
+        name="outbound-messages",
+    ),
+    path("messages/outbound/opens", message_views.OpensView.as_view(), name="opens"),
+    path(
+        "messages/outbound/opens/<str:message_id>",
+        message_views.OpensView.as_view(),
+        name="message-opens",
+    ),
+    path("messages/outbound/clicks", message_views.ClicksView.as_view(), name="clicks"),
+    path(
+        "messages/outbound/clicks/<str:message_id>",
+        message_views.ClicksView.as_view(),
+        name="message-clicks",
+    ),
+    path(
+        "messages/outbound/<str:message_id>/details",
+        message_views.OutboundMessageDetailsView.as_view(),
+        name="outbound-message-details",
+    ),
+    path(
+        "messages/outbound/<str:message_id>/dump",
+        message_views.OutboundMessageDumpView.as_view(),
+        name="outbound-message-dump",
+    ),
+    path("message-streams", stream_views.MessageStreamListView.as_view(), name="message-streams"),
+    path(
+        "message-streams/<str:stream_id>",
+        stream_views.MessageStreamDetailView.as_view(),
+        name="message-stream",
+    ),
+    path(
+        "message-streams/<str:stream_id>/archive",
+        stream_views.MessageStreamArchiveView.as_view(),
+        name="message-stream-archive",
+    ),
+    path(
+        "message-streams/<str:stream_id>/unarchive",
+        stream_views.MessageStreamUnarchiveView.as_view(),
+        name="message-stream-unarchive",
+    ),
 ]

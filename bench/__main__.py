@@ -16,6 +16,7 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
     sendapi     python -m bench.send_api          POST /email/batch under gunicorn against the
                                                   SMTP gateway's accept rate
+    messages    python -m bench.messages_api      the Messages API over 1,000,000 messages
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
     dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
@@ -50,6 +51,7 @@ SECTIONS = [
     "kill",
     "api",
     "sendapi",
+    "messages",
     "webhooks",
     "admin",
     "dkim",
@@ -156,6 +158,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "sendapi.json"
         args = ["-m", "bench.send_api", *quick, "--json", str(path)]
         steps.append((["sendapi"], "sendapi", args, path, None))
+    if "messages" in cfg.only:
+        path = work / "messages.json"
+        args = ["-m", "bench.messages_api", *quick, "--json", str(path)]
+        steps.append((["messages"], "messages", args, path, None))
     if "webhooks" in cfg.only:
         # Its embedded filesystem broker in a temporary DATA_DIR: RabbitMQ's default virtual host
         # is shared with other runs, whose workers could take these tasks.
@@ -189,6 +195,7 @@ MODULES = {
     "kill": "bench.pipeline",
     "api": "bench.bounce_api",
     "sendapi": "bench.send_api",
+    "messages": "bench.messages_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
     "dkim": "bench.dkim",

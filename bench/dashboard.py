@@ -58,10 +58,12 @@ def fill(connection, *, messages: int, bounces: int, servers: int = 10) -> dict:
            FROM generate_series(1, {messages}) AS i
            JOIN bench_streams s ON s.k = i % (SELECT count(*) FROM bench_streams)""",  # noqa: S608
         f"""INSERT INTO {message_table} (message_id, submission_id, server_id, stream_id,
-              from_address, "to", cc, bcc, recipients, subject, tag, metadata, track_opens,
+              from_address, from_email, "to", cc, bcc, recipients, subject, tag, metadata,
+              track_opens,
               track_links, message_id_header, size, content, status, received_at, processed_at,
               attempts)
-           SELECT message_id, id, server_id, stream_id, 'App <app@example.com>', rcpt_to, '[]',
+           SELECT message_id, id, server_id, stream_id, 'App <app@example.com>',
+              'app@example.com', rcpt_to, '[]',
               '[]', rcpt_to, 'Your order ' || id, 'tag' || (id % 50), '{{}}', false, 'None',
               '<' || message_id || '@bench.example>', 200,
               convert_to('Subject: bench', 'UTF8'), 'sent', received_at,
@@ -120,7 +122,11 @@ def admin_pages() -> list[tuple[str, str]]:
 
     server = Server.objects.order_by("id").first()
     stream = MessageStream.objects.filter(server=server, stream_id="outbound").first()
-    message = OutboundMessage.objects.order_by("-id").only("id", "message_id").first()
+    message = (
+        OutboundMessage.objects.order_by("-id")
+        .only("id", "message_id", "recipients", "subject")
+        .first()
+    )
     submission = Submission.objects.order_by("-id").only("id").first()
     bounce = Bounce.objects.order_by("-id").only("id", "email").first()
     error = Bounce.objects.filter(type="SMTPApiError").order_by("-id").only("id").first()
@@ -146,6 +152,10 @@ def admin_pages() -> list[tuple[str, str]]:
         ("activity: status", activity + "?status__exact=sent"),
         ("activity: server", activity + f"?server__id__exact={server.pk}"),
         ("activity: MessageID", activity + f"?q={message.message_id}"),
+        ("activity: recipient search", activity + f"?q={message.recipients[0]}"),
+        ("activity: sender search", activity + "?q=app@example.com"),
+        ("activity: subject search", activity + f"?q={message.subject.split()[-1]}"),
+        ("activity: status + received", activity + "?status=queued&received=7d"),
         ("message timeline", url(OutboundMessage, "change", message.pk)),
         ("bounces", bounces),
         ("bounces: SMTP API errors", bounces + "?type__exact=SMTPApiError"),

@@ -1,17 +1,37 @@
-import uuid
+from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST, require_safe
 
+from bounces import queries
 from bounces.models import Bounce
 from bounces.services import CannotActivate, activate_bounce
 from bounces.types import SMTP_API_ERROR, SPAM_COMPLAINT
 from servers.scoping import ScopedModelAdmin, change_url, source_response
+
+RECENT_PERIODS = {"1d": ("Past 24 hours", 1), "7d": ("Past 7 days", 7), "30d": ("Past 30 days", 30)}
+
+
+class BouncedFilter(admin.SimpleListFilter):
+    """Bounces within a recent period (the bounce API's ``fromdate``)."""
+
+    title = "bounced"
+    parameter_name = "bounced"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in RECENT_PERIODS.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in RECENT_PERIODS:
+            days = RECENT_PERIODS[self.value()][1]
+            return queries.filter_bounces(queryset, since=timezone.now() - timedelta(days=days))
+        return queryset
 
 
 @admin.register(Bounce)
@@ -28,8 +48,12 @@ class BounceAdmin(ScopedModelAdmin):
         "inactive",
         "can_activate",
     )
-    list_filter = ("type", "inactive", "server", "message_stream")
-    search_fields = ("email", "tag")
+    list_filter = ("type", "inactive", BouncedFilter, "server", "message_stream")
+    search_fields = ("email", "tag")  # shows the search box; get_search_results searches
+    search_help_text = (
+        "A MessageID; a recipient's or sender's address; or part of the subject or recipient, "
+        "or a whole tag."
+    )
     date_hierarchy = "bounced_at"
     list_select_related = ("server",)
     actions = ["reactivate"]
@@ -55,6 +79,10 @@ class BounceAdmin(ScopedModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        # The bounce API's own query functions, so that both find the same bounces.
+        return queries.search_bounces(queryset, search_term), False
 
     def has_reactivate_permission(self, request):
         # has_change_permission is False (bounces are records): reactivating needs the change right.
@@ -118,14 +146,6 @@ class BounceAdmin(ScopedModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def get_search_results(self, request, queryset, search_term):
-        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        try:
-            message_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return found, may_have_duplicates
-        return found | queryset.filter(message_id=message_id), may_have_duplicates
 
     @admin.display(description="TypeCode")
     def type_code(self, obj):

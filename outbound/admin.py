@@ -1,11 +1,13 @@
-import uuid
+from datetime import timedelta
 
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_safe
 
+from outbound import queries
 from outbound.models import OutboundMessage, Recipient, Submission
 from servers.scoping import EstimatedCountPaginator, ScopedModelAdmin, source_response
 from streams.admin import StreamFilter
@@ -69,6 +71,40 @@ class RecipientInline(admin.TabularInline):
         return False
 
 
+class PostmarkStatusFilter(admin.SimpleListFilter):
+    """Postmark's statuses (queued, sent, processed), read from ours as the Messages API does."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(status, status.capitalize()) for status in queries.STATUSES]
+
+    def queryset(self, request, queryset):
+        if self.value() in queries.STATUSES:
+            return queries.with_status(queryset, self.value())
+        return queryset
+
+
+RECENT_PERIODS = {"1d": ("Past 24 hours", 1), "7d": ("Past 7 days", 7), "30d": ("Past 30 days", 30)}
+
+
+class ReceivedFilter(admin.SimpleListFilter):
+    """Messages received within a recent period (the Messages API's ``fromdate``)."""
+
+    title = "received"
+    parameter_name = "received"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in RECENT_PERIODS.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() in RECENT_PERIODS:
+            days = RECENT_PERIODS[self.value()][1]
+            return queries.filter_messages(queryset, since=timezone.now() - timedelta(days=days))
+        return queryset
+
+
 @admin.register(OutboundMessage)
 class OutboundMessageAdmin(ScopedModelAdmin):
     """The activity list: processed messages, newest first, with a per-message timeline."""
@@ -83,10 +119,18 @@ class OutboundMessageAdmin(ScopedModelAdmin):
         "stream_display",
     )
     list_display_links = ("received_at", "subject_display")
-    list_filter = ("status", "server", StreamFilter, "stream__message_stream_type")
+    list_filter = (
+        PostmarkStatusFilter,
+        ReceivedFilter,
+        "server",
+        StreamFilter,
+        "stream__message_stream_type",
+    )
     list_select_related = ("server", "stream")
-    search_fields = ("=tag",)
-    search_help_text = "A MessageID, or an exact tag."
+    search_fields = ("=tag",)  # shows the search box; get_search_results does the searching
+    search_help_text = (
+        "A MessageID; a recipient's or sender's address; or part of the subject, or a whole tag."
+    )
     ordering = ("-id",)  # the primary key's index: no sort of a million rows
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -118,12 +162,8 @@ class OutboundMessageAdmin(ScopedModelAdmin):
         return super().get_queryset(request).defer("content")
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        try:
-            return queryset.filter(message_id=uuid.UUID(term)), False
-        except ValueError:
-            pass
-        return super().get_search_results(request, queryset, search_term)
+        # The Messages API's own query functions, so that both find the same messages.
+        return queries.search_messages(queryset, search_term), False
 
     def has_add_permission(self, request):
         return False

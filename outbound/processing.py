@@ -512,12 +512,15 @@ def outbound_message(
     track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
         server.track_opens or bool(parsed.track_opens)
     )
+    from_address = parsed.from_address or submission.mail_from
     return OutboundMessage(
         message_id=submission.message_id,
         submission=submission,
         server=server,
         stream=stream,
-        from_address=parsed.from_address or submission.mail_from,
+        from_address=from_address,
+        # Set here, not only by save(): the send API and batch processing insert in bulk.
+        from_email=mime.first_address(from_address).lower()[:MAX_ADDRESS_LENGTH],
         to=parsed.to,
         cc=parsed.cc,
         bcc=[

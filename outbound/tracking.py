@@ -24,8 +24,10 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
 
+import ua_parser
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
@@ -285,18 +287,102 @@ def _leaf(body: bytes, headers, is_html: bool, context: _Context) -> bytes:
 # --- HTML and text rewriting ----------------------------------------------------------------------
 
 BODY_END = re.compile(r"</body\s*>", re.I)
-A_TAG = re.compile(r"""<a(?=[\s/>])(?:[^>"']|"[^"]*"|'[^']*')*>""", re.I)
-HREF = re.compile(
-    r"""(?P<pre>(?<=[\s"'/])href\s*=\s*)(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<uq>[^\s"'>]+))""",
-    re.I,
-)
 TEXT_URL = re.compile(r"""(?<![\w@/.=+-])https?://[^\s<>"]+""", re.I)
 TRAILING_PUNCTUATION = ".,;:!?'*]}"
+# Elements whose href is a link a reader follows; <base> only sets where relative links point.
+LINK_TAGS = ("a", "area")
+TAG_NAME = re.compile(r"<[^\s/>]+")
+ATTRIBUTE = re.compile(
+    r"""[\s/]*(?P<name>[^\s/>"'=][^\s/>"'=]*)"""
+    r"""(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|(?!["'])[^\s>]*))?"""
+)
+
+
+class _Tags(HTMLParser):
+    """The start tags of links and <base> in an HTML text, as (name, offset, source text).
+
+    ``html.parser`` reads the document as a browser would: markup in comments, <script>, <style>
+    and CDATA sections is not a tag, attributes may be upper-case, unquoted or spread over lines,
+    and a ``>`` inside a quoted value does not end the tag. It only finds the tags; the rewrite
+    works on offsets of the original text, so nothing else is re-serialised."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=False)
+        self.found: list[tuple[str, int, str]] = []
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        if tag in LINK_TAGS or tag == "base":
+            line, column = self.getpos()
+            source = self.get_starttag_text() or ""
+            self.found.append((tag, self.line_starts[line - 1] + column, source))
+
+    handle_startendtag = handle_starttag
+
+
+def _href_span(tag_source: str) -> tuple[int, int, str] | None:
+    """(start, end, raw value with its quotes) of the first href attribute of a start tag."""
+    name = TAG_NAME.match(tag_source)
+    pos = name.end() if name else 0
+    while pos < len(tag_source):
+        match = ATTRIBUTE.match(tag_source, pos)
+        if not match or match.end() == pos:
+            return None
+        if match["name"].lower() == "href":
+            if match["value"] is None:
+                return None
+            return match.start("value"), match.end("value"), match["value"]
+        pos = match.end()
+    return None
+
+
+def _unquoted(raw_value: str) -> str:
+    if raw_value[:1] in "\"'" and raw_value[-1:] == raw_value[:1] and len(raw_value) >= 2:
+        raw_value = raw_value[1:-1]
+    return html.unescape(raw_value).strip()
+
+
+def _html_links(text: str, context: _Context) -> str:
+    """``text`` with the http(s) links of <a> and <area> rewritten to click-tracking URLs.
+    ``mailto:``, ``tel:``, ``#anchors``, relative links (unless a ``<base href>`` makes them
+    absolute), links without href and our own tracking URLs are left alone."""
+    try:
+        tags = _Tags(text).found
+    except Exception:  # html.parser gave up on this text: leave its links alone
+        return text
+    base = next(
+        (_unquoted(span[2]) for name, _, source in tags
+         if name == "base" and (span := _href_span(source))),
+        "",
+    )  # fmt: skip
+    if not _is_http_url(base):
+        base = ""
+    replacements = []
+    for name, offset, source in tags:
+        if name == "base" or text[offset : offset + len(source)] != source:
+            continue
+        span = _href_span(source)
+        if span is None:
+            continue
+        start, end, raw_value = span
+        url = _unquoted(raw_value)
+        if base and url and not urlsplit(url).scheme and not url.startswith("#"):
+            url = urljoin(base, url)
+        if not _is_http_url(url) or _tracking_url(url):
+            continue
+        new_url = click_url(context.message_id, context.recipient, url, HTML)
+        quote = raw_value[0] if raw_value[:1] in "\"'" else '"'
+        replacements.append((offset + start, offset + end, f"{quote}{new_url}{quote}"))
+    for start, end, value in reversed(replacements):
+        text = text[:start] + value + text[end:]
+    return text
 
 
 def _track_html(text: str, context: _Context, eol: str, encoding: str) -> str:
     if context.html_links:
-        text = A_TAG.sub(lambda tag: _rewrite_anchor(tag.group(0), context), text)
+        text = _html_links(text, context)
     if context.opens:
         url = open_url(context.message_id, context.recipient)
         pixel = f'<img src="{url}" width="1" height="1" alt="" style="{PIXEL_STYLE}">'
@@ -314,19 +400,6 @@ def _track_html(text: str, context: _Context, eol: str, encoding: str) -> str:
 def _tracking_url(url: str) -> bool:
     base = base_url()
     return url.startswith((f"{base}/c/", f"{base}/o/"))
-
-
-def _rewrite_anchor(tag: str, context: _Context) -> str:
-    match = HREF.search(tag)
-    if not match:
-        return tag
-    value = next(v for v in (match["dq"], match["sq"], match["uq"]) if v is not None)
-    url = html.unescape(value).strip()
-    if not _is_http_url(url) or _tracking_url(url):
-        return tag
-    new_url = click_url(context.message_id, context.recipient, url, HTML)
-    quote = '"' if match["dq"] is not None else "'" if match["sq"] is not None else ""
-    return f"{tag[: match.start()]}{match['pre']}{quote}{new_url}{quote}{tag[match.end() :]}"
 
 
 def _text_url_span(match: re.Match) -> str:
@@ -355,77 +428,70 @@ def _track_text(text: str, context: _Context) -> str:
 
 DESKTOP, MOBILE, WEBMAIL, UNKNOWN = "Desktop", "Mobile", "WebMail", "Unknown"
 
-# (pattern, family, company, platform or None = decided by the OS). First match wins; group 1,
-# when there is one, is the version.
-CLIENTS = [
-    (r"GoogleImageProxy", "Gmail", "Google", WEBMAIL),
-    (r"YahooMailProxy", "Yahoo Mail", "Yahoo", WEBMAIL),
-    (r"Outlook-iOS|Outlook-Android", "Outlook", "Microsoft Corporation", MOBILE),
-    (r"Microsoft Outlook[ /]([\d.]+)", "Outlook", "Microsoft Corporation", DESKTOP),
-    (r"MSOffice ([\d.]+)|ms-office", "Outlook", "Microsoft Corporation", DESKTOP),
-    (r"Thunderbird/([\d.]+)", "Thunderbird", "Mozilla", DESKTOP),
-    (r"Edg(?:e|A|iOS)?/([\d.]+)", "Edge", "Microsoft Corporation", None),
-    (r"(?:Chrome|CriOS)/([\d.]+)", "Chrome", "Google", None),
-    (r"(?:Firefox|FxiOS)/([\d.]+)", "Firefox", "Mozilla", None),
-    (r"Version/([\d.]+).*Safari/", "Safari", "Apple Inc.", None),
-    # Apple Mail (macOS and iOS) loads images with WebKit's user agent without "Safari".
-    (r"AppleWebKit/[\d.]+ \(KHTML, like Gecko\)(?!.*Safari)", "Apple Mail", "Apple Inc.", None),
-]
-SYSTEMS = [
-    (r"(?:iPhone|CPU) OS ([\d_]+)", "iOS", "Apple Inc.", MOBILE),
-    (r"iPad", "iOS", "Apple Inc.", MOBILE),
-    (r"Android ?([\d.]*)", "Android", "Google", MOBILE),
-    (r"Windows Phone", "Windows Phone", "Microsoft Corporation", MOBILE),
-    (r"Windows NT ([\d.]+)", "Windows", "Microsoft Corporation", DESKTOP),
-    (r"Mac OS X ([\d_.]+)?", "OS X", "Apple Inc.", DESKTOP),
-    (r"CrOS", "Chrome OS", "Google", DESKTOP),
-    (r"Linux", "Linux", "", DESKTOP),
-]
-WINDOWS_VERSIONS = {"10.0": "10", "6.3": "8.1", "6.2": "8", "6.1": "7", "6.0": "Vista"}
+# ua-parser's family → the name mail senders know it by. Image proxies stand for the webmail
+# that fetches images for its readers; iOS Mail loads them in a web view without "Safari".
+CLIENT_NAMES = {
+    "GmailImageProxy": "Gmail",
+    "YahooMailProxy": "Yahoo Mail",
+    "Mobile Safari UI/WKWebView": "Apple Mail",
+}
+OS_NAMES = {"Mac OS X": "OS X"}
+WEBMAIL_CLIENTS = {"Gmail", "Yahoo Mail"}
+# Whose version ua-parser reads from something else (Apple Mail: the WebKit build).
+UNVERSIONED_CLIENTS = {"Gmail", "Yahoo Mail", "Apple Mail"}
+MOBILE_SYSTEMS = {"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "HarmonyOS"}
+COMPANIES = {
+    "Gmail": "Google", "Chrome": "Google", "Chrome Mobile": "Google",
+    "Chrome Mobile iOS": "Google", "Chrome Mobile WebView": "Google", "Android": "Google",
+    "Chrome OS": "Google", "Yahoo Mail": "Yahoo", "Firefox": "Mozilla",
+    "Firefox Mobile": "Mozilla", "Firefox iOS": "Mozilla", "Thunderbird": "Mozilla",
+    "Safari": "Apple Inc.", "Mobile Safari": "Apple Inc.", "Apple Mail": "Apple Inc.",
+    "iOS": "Apple Inc.", "OS X": "Apple Inc.", "Edge": "Microsoft Corporation",
+    "Edge Mobile": "Microsoft Corporation", "IE": "Microsoft Corporation",
+    "Outlook": "Microsoft Corporation", "Windows Live Mail": "Microsoft Corporation",
+    "Windows": "Microsoft Corporation", "Windows Phone": "Microsoft Corporation",
+    "Opera": "Opera Software", "Samsung Internet": "Samsung",
+}  # fmt: skip
 
 
-def _version(match: re.Match) -> str:
-    version = next((g for g in match.groups() if g), "") if match.groups() else ""
-    return version.replace("_", ".")
+def _described(family: str, *version) -> dict:
+    numbers = ".".join(v for v in version if v)
+    return {
+        "Name": f"{family} {numbers}".strip(),
+        "Company": COMPANIES.get(family, UNKNOWN),
+        "Family": family,
+    }
 
 
 def classify_user_agent(user_agent: str) -> dict:
-    """Postmark's ``Platform``, ``Client`` and ``OS`` for a user agent, from a table of patterns."""
-    user_agent = user_agent or ""
-    client = {"Name": "Unknown", "Company": "Unknown", "Family": "Unknown"}
-    system = {"Name": "Unknown", "Company": "Unknown", "Family": "Unknown"}
-    platform = None
-    for pattern, family, company, client_platform in CLIENTS:
-        match = re.search(pattern, user_agent)
-        if match:
-            version = _version(match)
-            client = {
-                "Name": f"{family} {version}".strip(),
-                "Company": company,
-                "Family": family,
-            }
-            platform = client_platform
-            break
-    os_platform = None
-    if platform != WEBMAIL:  # an image proxy's user agent says nothing about the reader's OS
-        for pattern, family, company, system_platform in SYSTEMS:
-            match = re.search(pattern, user_agent)
-            if match:
-                version = _version(match)
-                if family == "Windows":
-                    version = WINDOWS_VERSIONS.get(version, version)
-                system = {
-                    "Name": f"{family} {version}".strip(),
-                    "Company": company or "Unknown",
-                    "Family": family,
-                }
-                os_platform = system_platform
-                break
-    if platform is None or (os_platform == MOBILE and platform == DESKTOP):
-        platform = os_platform
-    if platform is None:
+    """Postmark's ``Platform``, ``Client`` and ``OS`` for a user agent, from ua-parser (the
+    Browserscope rules of uap-core, shipped by ``ua-parser-builtins``)."""
+    unknown = {"Name": UNKNOWN, "Company": UNKNOWN, "Family": UNKNOWN}
+    try:
+        parsed = ua_parser.parse(user_agent or "")
+    except Exception:  # a user agent is the reader's input: never fail an open on it
+        parsed = None
+    agent = parsed.user_agent if parsed is not None else None
+    system = parsed.os if parsed is not None else None
+    client = dict(unknown)
+    if agent is not None and agent.family not in ("Other", ""):
+        family = CLIENT_NAMES.get(agent.family, agent.family)
+        version = () if family in UNVERSIONED_CLIENTS else (agent.major, agent.minor)
+        client = _described(family, *version)
+    os = dict(unknown)
+    proxied = client["Family"] in WEBMAIL_CLIENTS  # a proxy's OS says nothing about the reader
+    if system is not None and system.family not in ("Other", "") and not proxied:
+        family = OS_NAMES.get(system.family, system.family)
+        os = _described(family, system.major, system.minor)
+    if client["Family"] in WEBMAIL_CLIENTS:
+        platform = WEBMAIL
+    elif os["Family"] in MOBILE_SYSTEMS or "Mobile" in client["Family"]:
+        platform = MOBILE
+    elif client["Family"] != UNKNOWN or os["Family"] != UNKNOWN:
+        platform = DESKTOP
+    else:
         platform = UNKNOWN
-    return {"Platform": platform, "Client": client, "OS": system}
+    return {"Platform": platform, "Client": client, "OS": os}
 
 
 # --- events ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from servers.scoping import ScopedModelAdmin, change_url
 from servers.services import set_smtp_access
 from streams import listeners, suppressions
 from streams.models import IpCredential, MessageStream, SmtpToken, StreamType, Suppression
-from streams.services import check_smtp_token_allowed, provision_server
+from streams.services import PERMANENT_STREAMS, check_smtp_token_allowed, provision_server
 
 
 class StreamFilter(admin.SimpleListFilter):
@@ -238,7 +238,7 @@ class MessageStreamAdmin(ScopedModelAdmin):
     def archive(self, request, queryset):
         count = (
             queryset.filter(archived_at__isnull=True)
-            .exclude(stream_id__in=["outbound", "inbound"])
+            .exclude(stream_id__in=PERMANENT_STREAMS)
             .update(archived_at=timezone.now())
         )
         self.message_user(request, f"{count} stream(s) archived (default streams cannot be).")

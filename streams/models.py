@@ -25,6 +25,8 @@ class MessageStream(models.Model):
         "type", max_length=13, choices=StreamType.choices, default=StreamType.TRANSACTIONAL
     )
     description = models.TextField(blank=True)
+    # Postmark's SubscriptionManagementConfiguration: None, Postmark or Custom (broadcasts only).
+    unsubscribe_handling_type = models.CharField(max_length=8, default="None")
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -25,6 +25,7 @@ def create_stream(
     message_stream_type: str = StreamType.TRANSACTIONAL,
     name: str = "",
     description: str = "",
+    unsubscribe_handling_type: str | None = None,
 ) -> MessageStream:
     # Lock the server row so that two concurrent creations cannot both pass the limit check.
     Server.objects.select_for_update().filter(pk=server.pk).first()
@@ -34,12 +35,16 @@ def create_stream(
             f"use one of {', '.join(StreamType.values)}."
         )
     check_new_stream(server, stream_id)
+    if unsubscribe_handling_type is None:
+        unsubscribe_handling_type = default_unsubscribe_handling(message_stream_type)
+    check_unsubscribe_handling(message_stream_type, unsubscribe_handling_type)
     return MessageStream.objects.create(
         server=server,
         stream_id=stream_id,
         message_stream_type=message_stream_type,
         name=name or stream_id,
         description=description,
+        unsubscribe_handling_type=unsubscribe_handling_type,
     )
 
 
@@ -113,3 +118,75 @@ def create_smtp_token(stream: MessageStream) -> tuple[SmtpToken, str]:
     secret = token.generate_credentials()
     token.save()
     return token, secret
+
+
+# Streams every server keeps: they can be neither archived nor created again.
+PERMANENT_STREAMS = ("outbound", "inbound")
+UNSUBSCRIBE_HANDLING_TYPES = ("None", "Postmark", "Custom")
+
+
+def default_unsubscribe_handling(message_stream_type: str) -> str:
+    """Postmark's default: broadcasts get its unsubscribe handling, the others none."""
+    return "Postmark" if message_stream_type == StreamType.BROADCASTS else "None"
+
+
+def check_unsubscribe_handling(message_stream_type: str, value: str) -> None:
+    if value not in UNSUBSCRIBE_HANDLING_TYPES:
+        raise StreamError(
+            f"The UnsubscribeHandlingType '{value}' is invalid: use one of "
+            f"{', '.join(UNSUBSCRIBE_HANDLING_TYPES)}."
+        )
+    if message_stream_type != StreamType.BROADCASTS and value != "None":
+        raise StreamError(
+            f"Only Broadcasts streams handle unsubscribes; a {message_stream_type} stream's "
+            "UnsubscribeHandlingType must be None."
+        )
+
+
+@transaction.atomic
+def edit_stream(
+    stream: MessageStream,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    unsubscribe_handling_type: str | None = None,
+) -> MessageStream:
+    """Change what may change of a stream (never its ID or type); None leaves a field alone."""
+    if name is not None:
+        if not name.strip():
+            raise StreamError("The message stream name must not be empty.")
+        stream.name = name.strip()[: MessageStream._meta.get_field("name").max_length]
+    if description is not None:
+        stream.description = description
+    if unsubscribe_handling_type is not None:
+        check_unsubscribe_handling(stream.message_stream_type, unsubscribe_handling_type)
+        stream.unsubscribe_handling_type = unsubscribe_handling_type
+    stream.save()
+    return stream
+
+
+class StreamCannotArchive(StreamError):
+    pass
+
+
+def archive_stream(stream: MessageStream, now=None) -> MessageStream:
+    """Archive ``stream`` (purged ``STREAM_PURGE_DAYS`` later unless unarchived). The server's
+    default transactional and inbound streams cannot be archived; archiving twice keeps the
+    first date."""
+    from django.utils import timezone
+
+    if stream.stream_id in PERMANENT_STREAMS:
+        raise StreamCannotArchive(
+            f"The default message stream '{stream.stream_id}' cannot be archived."
+        )
+    if stream.archived_at is None:
+        stream.archived_at = now or timezone.now()
+        stream.save(update_fields=["archived_at", "updated_at"])
+    return stream
+
+
+def unarchive_stream(stream: MessageStream) -> MessageStream:
+    if stream.archived_at is not None:
+        stream.archived_at = None
+        stream.save(update_fields=["archived_at", "updated_at"])
+    return stream

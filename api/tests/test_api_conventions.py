@@ -142,7 +142,7 @@ def test_posts_with_trailing_slash_are_not_redirected(api, server):
     [
         "/nothing-here",
         "/bounces/1/unknown",
-        "/message-streams/outbound",
+        "/message-streams/outbound/unknown",
         "/bounces/tags/x",
         "/api/x",
     ],

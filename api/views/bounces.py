@@ -17,6 +17,7 @@ from api.lookups import DEFAULT_STREAM, ID_RE, MAX_ID, server_of
 from api.params import QueryParams
 from api.text import quoted
 from bounces.models import Bounce
+from bounces.queries import filter_bounces
 from bounces.serializers import bounce_json
 from bounces.services import CannotActivate, activate_bounce
 from bounces.types import BOUNCE_TYPES
@@ -73,29 +74,19 @@ class BounceListView(APIView):
         window = (count or 0) + (offset or 0)
         if window > MAX_WINDOW:
             raise params.error(f"count + offset must not exceed {MAX_WINDOW}; it was {window}.")
-        found = Bounce.objects.filter(
-            server=server_of(request), message_stream=params.get("messagestream") or DEFAULT_STREAM
-        )
-        if message_id is not None:
-            found = found.filter(message_id=_uuid(params, message_id))
-        kind = params.choice("type", list(BOUNCE_TYPES))
-        if kind:
-            found = found.filter(type=kind)
-        inactive = params.boolean("inactive")
-        if inactive is not None:
-            found = found.filter(inactive=inactive)
-        email = params.get("emailFilter")
-        if email:
-            found = found.filter(email__icontains=email)
-        tag = params.get("tag")
-        if tag:
-            found = found.filter(tag=tag)
         since = params.moment("fromdate")
-        if since:
-            found = found.filter(bounced_at__gte=since[0])
         until = params.moment("todate")
-        if until:
-            found = found.filter(bounced_at__lt=until[1])
+        found = filter_bounces(
+            Bounce.objects.filter(server=server_of(request)),
+            message_stream=params.get("messagestream") or DEFAULT_STREAM,
+            message_id=_uuid(params, message_id) if message_id is not None else None,
+            type=params.choice("type", list(BOUNCE_TYPES)),
+            inactive=params.boolean("inactive"),
+            email=params.get("emailFilter"),
+            tag=params.get("tag"),
+            since=since[0] if since else None,
+            until=until[1] if until else None,
+        )
         found = found.order_by("-bounced_at", "-id")
         total = found.count()
         start = offset or 0
