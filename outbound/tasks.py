@@ -8,7 +8,7 @@ from django.utils import timezone
 from outbound import metrics
 from outbound.delivery import claimable, deliver_message, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
-from outbound.processing import note_failure, process_submission
+from outbound.processing import note_failure, process_batch, process_submission
 from postmark_site import leases
 from postmark_site.logcontext import about_message
 
@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 )
 def process_submissions(message_ids: list[str]) -> int:
     """Process accepted submissions, named by MessageID (the gateway sends one task per
-    committed batch). The batch commits once, each submission in a savepoint of its own: one
-    fsync for the batch, and a submission that fails fails alone. An unexpected error is counted
-    on its row (``processing.note_failure``); only an unreachable database retries the batch."""
+    committed batch). The batch is processed as a set (``processing.process_batch``: one
+    transaction, a fixed number of queries). Should that fail, the batch is processed again one
+    submission at a time, each in a savepoint of its own, so that a submission that fails fails
+    alone: an unexpected error is counted on its row (``processing.note_failure``); only an
+    unreachable database retries the batch."""
     rows = sorted(
         Submission.objects.filter(message_id__in=message_ids).values_list(
             "pk", "message_id", "server_id", "stream__stream_id"
@@ -34,6 +36,21 @@ def process_submissions(message_ids: list[str]) -> int:
     )
     pks = [row[0] for row in rows]
     unavailable, broken = [], []
+    try:
+        statuses = process_batch(pks)
+    except (OperationalError, InterfaceError) as exc:
+        log.exception("processing: the database failed; the batch will be retried")
+        raise DatabaseError(
+            f"{len(pks)} submission(s) of the batch could not be processed"
+        ) from exc
+    except Exception:
+        log.exception("processing %d submission(s) as a set failed: one by one", len(pks))
+        statuses = None
+    if statuses is not None:
+        for submission_id, message_id, server_id, stream_id in rows:
+            with about_message(message_id, server_id, stream_id):
+                log.info("processed: %s", statuses.get(submission_id, "missing"))
+        rows = []
     with transaction.atomic():
         for submission_id, message_id, server_id, stream_id in rows:
             try:
