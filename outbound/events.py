@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from outbound.models import MessageEvent
 
-# Sent once an event's transaction has committed, with ``event_id``.
+# Sent once an event's transaction has committed, with ``event_id`` and ``stream_id``.
 event_committed = Signal()
 
 
@@ -47,7 +47,7 @@ def record_event(
         data=data or {},
         occurred_at=occurred_at or timezone.now(),
     )
-    transaction.on_commit(partial(_notify, event.pk))
+    transaction.on_commit(partial(_notify, event.pk, stream_id))
     return event
 
 
@@ -84,8 +84,8 @@ def record_bounce_event(bounce, outbound=None) -> MessageEvent:
     )
 
 
-def _notify(event_id: int) -> None:
-    event_committed.send(sender=MessageEvent, event_id=event_id)
+def _notify(event_id: int, stream_id: int | None = None) -> None:
+    event_committed.send(sender=MessageEvent, event_id=event_id, stream_id=stream_id)
 
 
 def record_subscription_change(sender, *, stream, email, suppress_sending, reason, origin, **kw):

@@ -6,7 +6,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from outbound import metrics
-from outbound.delivery import claimable, deliver_message, next_retry_in
+from outbound.delivery import claimable, deliver_message, deliver_messages, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
 from outbound.processing import note_failure, process_batch, process_submission
 from postmark_site import leases
@@ -125,27 +125,31 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
 )
 def deliver(outbound_id: int | list[int]) -> str:
     """Deliver one message's due recipients (or each of a list of messages'), and come back
-    when deferred ones are due. Each message fails alone: an error in one is logged and counted
-    on its recipients (``delivery.deliver_message``), and the others still go; only an
-    unreachable database retries the task."""
+    when deferred ones are due. The list is delivered together (``delivery.deliver_messages``:
+    one read, one claim, one status refresh); each message still fails alone: an error in one
+    is logged and counted on its recipients, and the others still go. Should the set's own
+    steps fail, each message is delivered on its own; only an unreachable database retries the
+    task."""
     ids = outbound_id if isinstance(outbound_id, list) else [outbound_id]
-    results = []
-    for one in ids:
-        try:
-            results.append(deliver_one(one))
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception:
-            log.exception("delivery of message %s failed", one)
-            results.append("error")
-    return ", ".join(results)
-
-
-def deliver_one(outbound_id: int) -> str:
-    status = deliver_message(outbound_id)
-    if status == OutboundMessage.Status.QUEUED:
-        schedule_next_delivery(outbound_id)
-    return status
+    try:
+        statuses = deliver_messages(ids)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        log.exception("delivering %d message(s) together failed: one by one", len(ids))
+        statuses = {}
+        for one in ids:
+            try:
+                statuses[one] = deliver_message(one)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:
+                log.exception("delivery of message %s failed", one)
+                statuses[one] = "error"
+    for one, status in statuses.items():
+        if status == OutboundMessage.Status.QUEUED:
+            schedule_next_delivery(one)
+    return ", ".join(statuses.get(one, "missing") for one in ids)
 
 
 def schedule_next_delivery(outbound_id: int) -> None:
