@@ -17,6 +17,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from outbound.models import MessageEvent
+from outbound.submissions import insert_rows, model_row
 
 # Sent once an event's transaction has committed, with ``event_id`` and ``stream_id``.
 event_committed = Signal()
@@ -35,7 +36,7 @@ def record_event(
     data: dict | None = None,
     occurred_at=None,
 ) -> MessageEvent:
-    event = MessageEvent.objects.create(
+    event = MessageEvent(
         server_id=server_id,
         stream_id=stream_id,
         outbound=outbound,
@@ -47,6 +48,9 @@ def record_event(
         data=data or {},
         occurred_at=occurred_at or timezone.now(),
     )
+    # One prepared INSERT (an event is written for every recipient delivered).
+    event.pk = insert_rows(MessageEvent, [model_row(event)], returning=True)[0]
+    event._state.adding = False
     transaction.on_commit(partial(_notify, event.pk, stream_id))
     return event
 
