@@ -29,7 +29,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -220,22 +220,33 @@ class Claim:
 
     @classmethod
     def take(cls, message: OutboundMessage, now=None) -> "Claim":
-        """Take the message's due recipients: one conditional UPDATE leases them and counts an
-        attempt on each; those another worker took first are left out. A recipient whose last
-        lease ran out unfinished (its worker died or stalled) counts an error as well."""
+        """Take the message's due recipients (``take_all`` for one message)."""
+        return cls.take_all([message], now)[message.pk]
+
+    @classmethod
+    def take_all(cls, messages: list[OutboundMessage], now=None) -> dict[int, "Claim"]:
+        """Take the due recipients of several messages at once: one conditional UPDATE leases
+        them and counts an attempt on each; those another worker took first are left out. A
+        recipient whose last lease ran out unfinished (its worker died or stalled) counts an
+        error as well. Returns a claim per message (empty when nothing was due)."""
         now = now or timezone.now()
-        due = claimable(message.deliveries.all(), now)
-        rows = dict(due.values_list("pk", "leased_until"))
-        if not rows:
-            return cls(message, [], None)
-        seconds = lease_seconds()
-        leases.take(due.filter(pk__in=list(rows)), seconds, now, count_attempt=True)
-        until = now + timedelta(seconds=seconds)
-        ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
-        abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
-        if abandoned:
-            ours.filter(pk__in=abandoned).update(errors=F("errors") + 1)
-        return cls(message, list(ours.order_by("pk")), until)
+        due = claimable(Recipient.objects.filter(message__in=[m.pk for m in messages]), now)
+        rows = {pk: leased_until for pk, leased_until in due.values_list("pk", "leased_until")}
+        by_message: dict[int, list[Recipient]] = defaultdict(list)
+        until = None
+        if rows:
+            seconds = lease_seconds()
+            leases.take(due.filter(pk__in=list(rows)), seconds, now, count_attempt=True)
+            until = now + timedelta(seconds=seconds)
+            ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
+            abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
+            if abandoned:
+                ours.filter(pk__in=abandoned).update(errors=F("errors") + 1)
+            for recipient in ours.order_by("pk"):
+                by_message[recipient.message_id].append(recipient)
+        return {
+            m.pk: cls(m, by_message[m.pk], until if by_message[m.pk] else None) for m in messages
+        }
 
     def __bool__(self) -> bool:
         return bool(self._held)
@@ -249,6 +260,32 @@ class Claim:
 
     def _mine(self, pks):
         return Recipient.objects.filter(pk__in=list(pks), leased_until=self.until)
+
+    def _update_mine(self, pks, **fields) -> int:
+        """``self._mine(pks).update(**fields)`` as one prepared statement: it runs once or
+        twice for every message sent, where the ORM's query building would cost more than the
+        statement itself. Returns the rows updated."""
+        pks = list(pks)
+        if not pks:
+            return 0
+        connection = connections[Recipient.objects.db]
+        quote, meta = connection.ops.quote_name, Recipient._meta
+        columns, params = [], []
+        for name, value in fields.items():
+            field = meta.get_field(name)
+            columns.append(f"{quote(field.column)} = %s")
+            params.append(field.get_db_prep_save(value, connection))
+        lease_field = meta.get_field("leased_until")
+        # Only names from the model's own metadata go into the statement; values are parameters.
+        sql = (
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(columns)} "  # noqa: S608
+            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(pks))}) "
+            f"AND {quote(lease_field.column)} = %s"
+        )
+        params += pks + [lease_field.get_db_prep_save(self.until, connection)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
 
     def reload(self) -> None:
         """Hold exactly what the database says this claim holds (after a failed transaction
@@ -277,7 +314,7 @@ class Claim:
         worker leaves them in doubt); returns those still held."""
         self.renew()
         held = [r for r in recipients if self.holds(r)]
-        marked = self._mine(r.pk for r in held).update(status=Recipient.Status.SENDING)
+        marked = self._update_mine((r.pk for r in held), status=Recipient.Status.SENDING)
         if marked < len(held):
             self._forget_lost()
         return [r for r in held if self.holds(r)]
@@ -289,7 +326,7 @@ class Claim:
         if recipient.pk not in self._held:
             return False
         del self._held[recipient.pk]
-        if not leases.release(self._mine([recipient.pk]), **fields):
+        if not self._update_mine([recipient.pk], leased_until=None, **fields):
             return False
         for name, value in fields.items():
             setattr(recipient, name, value)
@@ -304,29 +341,47 @@ def deliver_message(outbound_id: int) -> str:
     """Deliver the due recipients of one message; returns the message's status. An unexpected
     error is this message's alone: it is counted on the recipients and never raised, except an
     unreachable database (the task is retried)."""
-    message = (
-        OutboundMessage.objects.select_related("server", "stream").filter(pk=outbound_id).first()
+    return deliver_messages([outbound_id]).get(outbound_id, "missing")
+
+
+def deliver_messages(outbound_ids: list[int]) -> dict[int, str]:
+    """Deliver the due recipients of several messages; returns each message's status. The
+    messages are read in one query, their due recipients taken in one UPDATE
+    (``Claim.take_all``) and their statuses refreshed in one pass; in between each message is
+    sent on its own, over the pooled connections, and an unexpected error in one is that
+    message's alone (counted on its recipients, never raised). An unreachable database is
+    raised: the task is retried."""
+    messages = list(
+        OutboundMessage.objects.select_related("server", "stream")
+        .filter(pk__in=outbound_ids)
+        .order_by("pk")
     )
-    if message is None:
-        return "missing"
-    with about_message(message.message_id, message.server_id, message.stream.stream_id):
-        return _deliver_loaded(message)
+    statuses, live = {}, []
+    for message in messages:
+        if message.server.delivery_type == DeliveryType.SANDBOX:
+            with about_message(message.message_id, message.server_id, message.stream.stream_id):
+                statuses[message.pk] = _sandbox(message)
+        else:
+            live.append(message)
+    claims = Claim.take_all(live) if live else {}
+    for message in live:
+        with about_message(message.message_id, message.server_id, message.stream.stream_id):
+            _deliver_claim(claims[message.pk])
+    statuses.update(refresh_statuses(live))
+    return statuses
 
 
-def _deliver_loaded(message: OutboundMessage) -> str:
-    if message.server.delivery_type == DeliveryType.SANDBOX:
-        return _sandbox(message)
-    claim = Claim.take(message)
-    if claim:
-        try:
-            _give_up_on_repeated_errors(claim)
-            _deliver_claimed(claim)
-        except DATABASE_UNAVAILABLE:
-            raise
-        except Exception as exc:
-            log.exception("delivering message %s failed", message.message_id)
-            unexpected_error(claim, exc)
-    return refresh_status(message)
+def _deliver_claim(claim: Claim) -> None:
+    if not claim:
+        return
+    try:
+        _give_up_on_repeated_errors(claim)
+        _deliver_claimed(claim)
+    except DATABASE_UNAVAILABLE:
+        raise
+    except Exception as exc:
+        log.exception("delivering message %s failed", claim.message.message_id)
+        unexpected_error(claim, exc)
 
 
 def _deliver_claimed(claim: Claim) -> None:
@@ -359,21 +414,43 @@ def _sandbox(message: OutboundMessage) -> str:
 
 
 def refresh_status(message: OutboundMessage) -> str:
-    statuses = set(message.deliveries.values_list("status", flat=True))
-    if statuses - TERMINAL:
-        status = OutboundMessage.Status.QUEUED
-    elif Recipient.Status.DELIVERED in statuses:
-        status = OutboundMessage.Status.SENT
-    elif statuses == {Recipient.Status.SANDBOXED}:
-        status = OutboundMessage.Status.SANDBOXED
-    elif Recipient.Status.BOUNCED in statuses:
-        status = OutboundMessage.Status.BOUNCED
-    else:
-        status = OutboundMessage.Status.FAILED
-    if status != message.status:
-        message.status = status
-        message.save(update_fields=["status"])
-    return status
+    return refresh_statuses([message])[message.pk]
+
+
+def refresh_statuses(messages: list[OutboundMessage]) -> dict[int, str]:
+    """Bring each message's status in line with its recipients' (one read for all of them,
+    one UPDATE per status that changed); returns the statuses."""
+    if not messages:
+        return {}
+    seen: dict[int, set[str]] = defaultdict(set)
+    rows = Recipient.objects.filter(message__in=[m.pk for m in messages]).values_list(
+        "message_id", "status"
+    )
+    for message_id, status in rows:
+        seen[message_id].add(status)
+    statuses, changed = {}, defaultdict(list)
+    for message in messages:
+        status = status_of(seen[message.pk])
+        statuses[message.pk] = status
+        if status != message.status:
+            message.status = status
+            changed[status].append(message.pk)
+    for status, pks in changed.items():
+        OutboundMessage.objects.filter(pk__in=pks).update(status=status)
+    return statuses
+
+
+def status_of(recipient_statuses: set[str]) -> str:
+    """A message's status from its recipients': queued while any is waiting."""
+    if recipient_statuses - TERMINAL:
+        return OutboundMessage.Status.QUEUED
+    if Recipient.Status.DELIVERED in recipient_statuses:
+        return OutboundMessage.Status.SENT
+    if recipient_statuses == {Recipient.Status.SANDBOXED}:
+        return OutboundMessage.Status.SANDBOXED
+    if Recipient.Status.BOUNCED in recipient_statuses:
+        return OutboundMessage.Status.BOUNCED
+    return OutboundMessage.Status.FAILED
 
 
 def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient]) -> None:

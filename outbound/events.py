@@ -17,8 +17,9 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from outbound.models import MessageEvent
+from outbound.submissions import insert_rows, model_row
 
-# Sent once an event's transaction has committed, with ``event_id``.
+# Sent once an event's transaction has committed, with ``event_id`` and ``stream_id``.
 event_committed = Signal()
 
 
@@ -35,7 +36,7 @@ def record_event(
     data: dict | None = None,
     occurred_at=None,
 ) -> MessageEvent:
-    event = MessageEvent.objects.create(
+    event = MessageEvent(
         server_id=server_id,
         stream_id=stream_id,
         outbound=outbound,
@@ -47,7 +48,10 @@ def record_event(
         data=data or {},
         occurred_at=occurred_at or timezone.now(),
     )
-    transaction.on_commit(partial(_notify, event.pk))
+    # One prepared INSERT (an event is written for every recipient delivered).
+    event.pk = insert_rows(MessageEvent, [model_row(event)], returning=True)[0]
+    event._state.adding = False
+    transaction.on_commit(partial(_notify, event.pk, stream_id))
     return event
 
 
@@ -84,8 +88,8 @@ def record_bounce_event(bounce, outbound=None) -> MessageEvent:
     )
 
 
-def _notify(event_id: int) -> None:
-    event_committed.send(sender=MessageEvent, event_id=event_id)
+def _notify(event_id: int, stream_id: int | None = None) -> None:
+    event_committed.send(sender=MessageEvent, event_id=event_id, stream_id=stream_id)
 
 
 def record_subscription_change(sender, *, stream, email, suppress_sending, reason, origin, **kw):

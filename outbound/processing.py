@@ -21,6 +21,7 @@ from outbound import metrics, mime
 from outbound.events import record_bounce_event
 from outbound.intake import process_report
 from outbound.models import OutboundMessage, Recipient, Submission
+from outbound.submissions import insert_rows, model_row
 from outbound.system import is_system_sender
 from servers.models import Server
 from streams.models import Endpoint, MessageStream, StreamType
@@ -358,11 +359,7 @@ def process_submission(submission_id: int) -> str:
         if submission is None or submission.status not in WAITING:
             return submission.status if submission else "missing"
         if submission.endpoint == Endpoint.BOUNCE:
-            submission.status = process_report(submission)
-            # A report linked to no message stays as it came, for operators to look at.
-            finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
-            metrics.submission_processed(submission.status, submission.received_at)
-            return submission.status
+            return _process_report(submission)
         raw = bytes(submission.raw)
         parsed, stream, stream_id, problems = examine(submission)
         recipients = unique_recipients(submission.rcpt_to)
@@ -379,6 +376,79 @@ def process_submission(submission_id: int) -> str:
 
 
 WAITING = (Submission.Status.ACCEPTED, Submission.Status.REJECTED)
+
+
+def process_batch(submission_ids: list[int]) -> dict[int, str]:
+    """Process many accepted submissions at once, by the same rules as ``process_submission``,
+    in one transaction and a number of queries that does not grow with the batch: the rows are
+    locked in one query, streams, suppressions and senders are looked up once for the batch
+    (``Lookups``), the outbound messages and their recipients are inserted in one statement
+    each, and the submissions are marked in one UPDATE per outcome. Problems still become
+    SMTPApiError bounces one by one (they are rare). Returns each submission's status.
+
+    Any error propagates and rolls the whole batch back: the caller then processes the batch
+    one submission at a time, where a submission that fails fails alone."""
+    statuses: dict[int, str] = {}
+    with transaction.atomic():
+        submissions = list(
+            Submission.objects.select_for_update(of=("self",))
+            .select_related("server", "stream")
+            .filter(pk__in=submission_ids)
+            .order_by("pk")
+        )
+        lookups = Lookups(r for s in submissions if s.status in WAITING for r in s.rcpt_to)
+        made, done = [], {Submission.Status.PROCESSED: [], Submission.Status.FAILED: []}
+        for submission in submissions:
+            if submission.status not in WAITING:
+                statuses[submission.pk] = submission.status
+                continue
+            if submission.endpoint == Endpoint.BOUNCE:
+                statuses[submission.pk] = _process_report(submission)
+                continue
+            raw = bytes(submission.raw)
+            parsed, stream, stream_id, problems = examine(submission, lookups)
+            recipients = unique_recipients(submission.rcpt_to)
+            failed = record_problems(
+                submission, parsed, stream, stream_id, problems, raw, recipients
+            )
+            active = [r for r in recipients if r not in failed]
+            if active and submission.status == Submission.Status.ACCEPTED:
+                message = outbound_message(submission, stream, parsed, raw, active)
+                made.append((message, active))
+                status = Submission.Status.PROCESSED
+            else:
+                status = Submission.Status.FAILED
+            done[status].append(submission.pk)
+            statuses[submission.pk] = status
+            metrics.submission_processed(status, submission.received_at)
+        _insert_outbound(made)
+        for status, pks in done.items():
+            if pks:
+                Submission.objects.filter(pk__in=pks).update(
+                    status=status, raw=b"", leased_until=None
+                )
+    return statuses
+
+
+def _insert_outbound(made: list[tuple[OutboundMessage, list[str]]]) -> None:
+    """One INSERT for the messages, one for their recipients."""
+    if not made:
+        return
+    ids = insert_rows(OutboundMessage, [model_row(message) for message, _ in made], returning=True)
+    insert_rows(
+        Recipient,
+        [{"message_id": pk, "email": email} for pk, (_, active) in zip(ids, made, strict=True)
+         for email in active],
+    )  # fmt: skip
+
+
+def _process_report(submission: Submission) -> str:
+    """A submission of the bounce MX: a report about an earlier message."""
+    submission.status = process_report(submission)
+    # A report linked to no message stays as it came, for operators to look at.
+    finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
+    metrics.submission_processed(submission.status, submission.received_at)
+    return submission.status
 
 
 def _waiting_submission(submission_id: int) -> Submission | None:

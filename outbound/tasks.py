@@ -6,9 +6,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from outbound import metrics
-from outbound.delivery import claimable, deliver_message, next_retry_in
+from outbound.delivery import claimable, deliver_message, deliver_messages, next_retry_in
 from outbound.models import OutboundMessage, Recipient, Submission
-from outbound.processing import note_failure, process_submission
+from outbound.processing import note_failure, process_batch, process_submission
 from postmark_site import leases
 from postmark_site.logcontext import about_message
 
@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 )
 def process_submissions(message_ids: list[str]) -> int:
     """Process accepted submissions, named by MessageID (the gateway sends one task per
-    committed batch). The batch commits once, each submission in a savepoint of its own: one
-    fsync for the batch, and a submission that fails fails alone. An unexpected error is counted
-    on its row (``processing.note_failure``); only an unreachable database retries the batch."""
+    committed batch). The batch is processed as a set (``processing.process_batch``: one
+    transaction, a fixed number of queries). Should that fail, the batch is processed again one
+    submission at a time, each in a savepoint of its own, so that a submission that fails fails
+    alone: an unexpected error is counted on its row (``processing.note_failure``); only an
+    unreachable database retries the batch."""
     rows = sorted(
         Submission.objects.filter(message_id__in=message_ids).values_list(
             "pk", "message_id", "server_id", "stream__stream_id"
@@ -34,6 +36,21 @@ def process_submissions(message_ids: list[str]) -> int:
     )
     pks = [row[0] for row in rows]
     unavailable, broken = [], []
+    try:
+        statuses = process_batch(pks)
+    except (OperationalError, InterfaceError) as exc:
+        log.exception("processing: the database failed; the batch will be retried")
+        raise DatabaseError(
+            f"{len(pks)} submission(s) of the batch could not be processed"
+        ) from exc
+    except Exception:
+        log.exception("processing %d submission(s) as a set failed: one by one", len(pks))
+        statuses = None
+    if statuses is not None:
+        for submission_id, message_id, server_id, stream_id in rows:
+            with about_message(message_id, server_id, stream_id):
+                log.info("processed: %s", statuses.get(submission_id, "missing"))
+        rows = []
     with transaction.atomic():
         for submission_id, message_id, server_id, stream_id in rows:
             try:
@@ -108,27 +125,31 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
 )
 def deliver(outbound_id: int | list[int]) -> str:
     """Deliver one message's due recipients (or each of a list of messages'), and come back
-    when deferred ones are due. Each message fails alone: an error in one is logged and counted
-    on its recipients (``delivery.deliver_message``), and the others still go; only an
-    unreachable database retries the task."""
+    when deferred ones are due. The list is delivered together (``delivery.deliver_messages``:
+    one read, one claim, one status refresh); each message still fails alone: an error in one
+    is logged and counted on its recipients, and the others still go. Should the set's own
+    steps fail, each message is delivered on its own; only an unreachable database retries the
+    task."""
     ids = outbound_id if isinstance(outbound_id, list) else [outbound_id]
-    results = []
-    for one in ids:
-        try:
-            results.append(deliver_one(one))
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception:
-            log.exception("delivery of message %s failed", one)
-            results.append("error")
-    return ", ".join(results)
-
-
-def deliver_one(outbound_id: int) -> str:
-    status = deliver_message(outbound_id)
-    if status == OutboundMessage.Status.QUEUED:
-        schedule_next_delivery(outbound_id)
-    return status
+    try:
+        statuses = deliver_messages(ids)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        log.exception("delivering %d message(s) together failed: one by one", len(ids))
+        statuses = {}
+        for one in ids:
+            try:
+                statuses[one] = deliver_message(one)
+            except (OperationalError, InterfaceError):
+                raise
+            except Exception:
+                log.exception("delivery of message %s failed", one)
+                statuses[one] = "error"
+    for one, status in statuses.items():
+        if status == OutboundMessage.Status.QUEUED:
+            schedule_next_delivery(one)
+    return ", ".join(statuses.get(one, "missing") for one in ids)
 
 
 def schedule_next_delivery(outbound_id: int) -> None:

@@ -336,6 +336,9 @@ WEBHOOK_RETRY_DELAYS = [
 # RabbitMQ cancel consumers that hold unacknowledged ETA tasks too long). The sweep backs it up.
 WEBHOOK_MAX_COUNTDOWN = env.float("WEBHOOK_MAX_COUNTDOWN", default=600.0)
 WEBHOOK_USER_AGENT = env.str("WEBHOOK_USER_AGENT", default="Postmark-compatible-webhooks/1.0")
+# How long a process trusts its list of the streams that have webhooks (a webhook created in
+# another process is posted to within this time; an event missed meanwhile goes by the sweep).
+WEBHOOK_STREAMS_CACHE_SECONDS = env.float("WEBHOOK_STREAMS_CACHE_SECONDS", default=5.0)
 
 # --- Sender identity (domains) -------------------------------------------------------------------
 # Seconds one DNS look-up of a verification may take (name servers: OUTBOUND_DNS_SERVERS).

@@ -13,6 +13,14 @@ class WebhooksConfig(AppConfig):
 
         event_committed.connect(on_event_committed, dispatch_uid="webhooks.dispatch")
 
+        from django.db.models.signals import post_delete, post_save
+
+        from .dispatch import forget_webhook_streams
+        from .models import Webhook
+
+        for signal in (post_save, post_delete):
+            signal.connect(forget_webhook_streams, sender=Webhook, dispatch_uid=f"hooks-{signal}")
+
         from outbound.metrics import GAUGE_SOURCES
 
         from .metrics import backlog

@@ -325,9 +325,40 @@ def _create_deliveries(event, webhooks, now) -> list[int]:
     )
 
 
-def on_event_committed(sender, *, event_id: int, **kwargs) -> None:
-    """Receiver of ``outbound.events.event_committed`` (connected in ``WebhooksConfig``)."""
+def on_event_committed(sender, *, event_id: int, stream_id: int | None = None, **kwargs) -> None:
+    """Receiver of ``outbound.events.event_committed`` (connected in ``WebhooksConfig``). An
+    event of a stream that has no webhook costs no query (``streams_with_webhooks``)."""
+    if stream_id is not None and stream_id not in streams_with_webhooks():
+        return
     enqueue_event(event_id)
+
+
+_hooked_streams: tuple[float, frozenset[int]] = (0.0, frozenset())
+_hooked_lock = threading.Lock()
+
+
+def streams_with_webhooks() -> frozenset[int]:
+    """The streams that have at least one webhook, read at most once per
+    ``WEBHOOK_STREAMS_CACHE_SECONDS`` per process (at once after a change in this process).
+    A webhook added in another process is seen within that time; an event it misses meanwhile
+    is posted by the sweep (``dispatch_missed_events``), which checks every event against
+    every webhook."""
+    global _hooked_streams
+    expires, streams = _hooked_streams
+    now = time.monotonic()
+    if now < expires:
+        return streams
+    streams = frozenset(Webhook.objects.values_list("stream_id", flat=True).distinct())
+    with _hooked_lock:
+        _hooked_streams = (now + settings.WEBHOOK_STREAMS_CACHE_SECONDS, streams)
+    return streams
+
+
+def forget_webhook_streams(*args, **kwargs) -> None:
+    """Receiver of Webhook saves and deletes (connected in ``WebhooksConfig``)."""
+    global _hooked_streams
+    with _hooked_lock:
+        _hooked_streams = (0.0, frozenset())
 
 
 def enqueue_event(event_id: int) -> None:

@@ -37,15 +37,16 @@ def batch(server):
 
 
 def poisoned(monkeypatch, poison):
-    """Processing raises for the poison submission only (a bug it happens to trigger)."""
-    original = processing._create_outbound
+    """Processing raises for the poison submission only (a bug it happens to trigger), whether
+    the batch is processed as a set or one by one."""
+    original = processing.outbound_message
 
-    def create_outbound(submission, *args):
+    def outbound_message(submission, *args):
         if submission.pk == poison.pk:
             raise RuntimeError("unexpected")
         return original(submission, *args)
 
-    monkeypatch.setattr(processing, "_create_outbound", create_outbound)
+    monkeypatch.setattr(processing, "outbound_message", outbound_message)
 
 
 @pytest.mark.django_db
@@ -92,9 +93,10 @@ def test_a_database_outage_retries_the_batch_and_counts_nothing(batch, monkeypat
 
     normal, poison = batch
 
-    def unavailable(submission_id):
+    def unavailable(submission_ids):
         raise OperationalError("the database went away")
 
+    monkeypatch.setattr(tasks, "process_batch", unavailable)
     monkeypatch.setattr(tasks, "process_submission", unavailable)
     with pytest.raises(Exception, match="could not be processed"):
         tasks.process_submissions([str(poison.message_id)])
