@@ -8,6 +8,7 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   throughput, latency, memory, and the DATA
                                                   phase fed the same hostile inputs
     processing  python -m bench.pipeline --only processing
+    delivery    python -m bench.pipeline --only delivery
     e2e         python -m bench.pipeline --only e2e
     postfix     python -m bench.pipeline --only postfix   the same smtp-source load through a
                                                   private Postfix and through the pipeline,
@@ -46,6 +47,7 @@ from bench.dashboard import TARGET_MS as ADMIN_TARGET_MS
 SECTIONS = [
     "gateway",
     "processing",
+    "delivery",
     "e2e",
     "postfix",
     "kill",
@@ -56,7 +58,7 @@ SECTIONS = [
     "admin",
     "dkim",
 ]
-PIPELINE = ("processing", "e2e", "postfix", "kill")
+PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill")
 
 
 def module_exists(name: str) -> bool:
@@ -190,6 +192,7 @@ def plan(cfg, work: Path) -> list[tuple]:
 MODULES = {
     "gateway": "bench.gateway",
     "processing": "bench.pipeline",
+    "delivery": "bench.pipeline",
     "e2e": "bench.pipeline",
     "postfix": "bench.pipeline",
     "kill": "bench.pipeline",
@@ -264,6 +267,8 @@ def _belongs(section: str, goal: str) -> bool:
         return text.startswith("end to end")
     if section == "postfix":
         return text.startswith("versus postfix")
+    if section == "delivery":
+        return text.startswith("delivery")
     return "kill" in text
 
 

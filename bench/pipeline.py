@@ -76,6 +76,9 @@ SENDER, RECIPIENT = "app@example.com", "user@example.net"
 # Goals of the issue.
 GOAL_PROCESSING = 1000.0  # messages/s, one worker process
 GOAL_PROCESSING_CPU_MS = 1.0  # CPU of the worker process per message
+# CPU of the worker process per recipient delivered: 1 ms plus the DKIM signature (RSA 2048,
+# about 0.5 ms: ``python -m bench.dkim``).
+GOAL_DELIVERY_CPU_MS = 1.5
 GOAL_E2E = 300.0  # messages/s, SMTP accept -> relayed, two worker processes
 GOAL_VS_POSTFIX = 0.5  # end to end / Postfix, the same smtp-source load, the same sink
 GOAL_AS_RUN_VS_POSTFIX = 0.3  # the same, with the worker as ``make run`` starts it
@@ -201,6 +204,53 @@ started = time.time()
 for start in range(0, len(ids), 256):
     enqueue_processing(ids[start : start + 256])
 print(json.dumps({"started": started, "tasks": (len(ids) + 255) // 256}))
+"""
+
+# Processed, Live messages ready for delivery (one recipient each, the standard 2 KB mix from
+# example.com, whose DKIM key is active: every message is signed): writes their ids to argv[2].
+DELIVERY_FILL = r"""
+import json, sys, uuid, django
+django.setup()
+from django.utils import timezone
+from domains.models import DkimKey, Domain
+from outbound.models import OutboundMessage, Submission
+from outbound.processing import process_batch
+from streams.services import create_server
+cfg = json.loads(sys.argv[1])
+domain, _ = Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
+if not domain.keys.filter(state="active").exists():
+    DkimKey.generate(domain, state="active")
+server = create_server(cfg["name"], delivery_type="Live")
+body = ("Your order has shipped. Thank you for shopping with us; the receipt follows.\r\n" * 20)
+rows = []
+for seq in range(cfg["count"]):
+    raw = (f"From: Example App <app@example.com>\r\nTo: <user{seq}@example.net>\r\n"
+           f"Subject: Your receipt #{seq}\r\nMessage-ID: <{uuid.uuid4().hex}@app.example.com>\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           "X-PM-Tag: receipt\r\nX-PM-TrackOpens: false\r\n\r\n" + body).encode()
+    rows.append(Submission(message_id=uuid.uuid4(), server=server, endpoint="transactional",
+        credential_kind="server_token", client_address="127.0.0.1", mail_from="app@example.com",
+        rcpt_to=[f"user{seq}@example.net"], size=len(raw), raw=raw, received_at=timezone.now()))
+Submission.objects.bulk_create(rows, batch_size=1000)
+pks = list(Submission.objects.filter(server=server).order_by("pk").values_list("pk", flat=True))
+for start in range(0, len(pks), 500):
+    process_batch(pks[start : start + 500])
+messages = OutboundMessage.objects.filter(server=server).order_by("pk")
+ids = list(messages.values_list("pk", flat=True))
+open(sys.argv[2], "w").write(" ".join(map(str, ids)))
+print(json.dumps({"server": server.id, "messages": len(ids)}))
+"""
+
+PUBLISH_DELIVERY = """
+import json, sys, time, django
+django.setup()
+from outbound.models import OutboundMessage
+from outbound.tasks import enqueue_deliveries
+ids = [int(i) for i in open(sys.argv[1]).read().split()]
+OutboundMessage.objects.filter(pk__in=ids).update(leased_until=None)
+started = time.time()
+enqueue_deliveries(ids)
+print(json.dumps({"started": started}))
 """
 
 DIRECT = """
@@ -548,6 +598,39 @@ def end_to_end(cfg, stack, env, broker, db, work: Path) -> dict:
     }
 
 
+def delivery(cfg, stack, env, broker, db, work: Path) -> dict:
+    """(e) One worker process on the delivery queue relays N processed messages (one recipient
+    each, DKIM-signed) to a counting smtp-sink; CPU of the worker process per recipient."""
+    step(f"delivery: {cfg.messages:,} processed Live messages")
+    ids_path = work / "delivery-ids.txt"
+    fill = script(env, DELIVERY_FILL, json.dumps({"name": "bench-delivery", "count": cfg.messages}),
+                  str(ids_path))  # fmt: skip
+    sink = CountingSink(stack, work, "smtp-sink-delivery")
+    workers = Workers(stack, relay_env(env, sink.port), work, "delivery", "threads",
+                      cfg.concurrency)  # fmt: skip
+    service = workers.start()
+    cpu_before = cpu_seconds(service.proc.pid)
+    try:
+        published = script(env, PUBLISH_DELIVERY, str(ids_path))
+        done = sink.wait_for(fill["messages"], timeout=cfg.timeout)
+        finished = time.monotonic() if done else None
+        cpu = cpu_seconds(service.proc.pid) - cpu_before
+        wall_end = time.time()
+    finally:
+        workers.stop()
+    counted = sink.count()
+    seconds = wall_end - published["started"]
+    return {
+        "messages": fill["messages"],
+        "counted_at_sink": counted,
+        "completed": finished is not None and db.delivered(fill["server"]) == fill["messages"],
+        "seconds": round(seconds, 3),
+        "messages_per_second": round(counted / seconds, 1) if seconds else 0.0,
+        "cpu_ms_per_recipient": round(cpu * 1000 / max(counted, 1), 3),
+        "pool": f"threads -c {cfg.concurrency}",
+    }
+
+
 def versus_postfix(cfg, stack, env, broker, db, work: Path) -> dict:
     """(d) Postfix relaying the smtp-source load to a counting smtp-sink, then the same load
     through the gateway and the workers to the same kind of sink: twice, with ``--workers``
@@ -708,6 +791,16 @@ def goals(result: dict) -> list[dict]:
                         f"{e['gateway_alone']['messages_per_second']:.0f}/s",
             "note": "" if e["workers"] == 2 else f"{e['workers']} worker(s)",
         })  # fmt: skip
+    if "delivery" in result:
+        d = result["delivery"]
+        entries.append({
+            "goal": f"delivery <= {GOAL_DELIVERY_CPU_MS:g} ms of CPU per recipient, DKIM-signed "
+                    "(worker process)",
+            "passed": d["completed"] and d["cpu_ms_per_recipient"] <= GOAL_DELIVERY_CPU_MS,
+            "measured": f"{d['cpu_ms_per_recipient']:.2f} ms; {d['messages_per_second']:.0f} "
+                        f"recipients/s ({d['pool']})",
+            "note": "" if d["completed"] else f"{d['counted_at_sink']} counted",
+        })  # fmt: skip
     if "postfix" in result:
         p = result["postfix"]
         for label, goal in (("scaled", GOAL_VS_POSTFIX), ("as make run", GOAL_AS_RUN_VS_POSTFIX)):
@@ -788,6 +881,13 @@ def report(result: dict) -> str:
             lines.append(f"  {'pipeline, ' + label + ': ' + run['workers']:<52}"
                          f"{run['messages_per_second']:>9.1f} msg/s  "
                          f"{run['ratio_to_postfix']:.2f}x")  # fmt: skip
+    if "delivery" in result:
+        d = result["delivery"]
+        lines += ["", f"(e) delivery, one worker process (-Q delivery, --pool {d['pool']}) -> "
+                      "smtp-sink, every message DKIM-signed",
+                  f"  {d['counted_at_sink']:,}/{d['messages']:,} counted in {d['seconds']:.2f} s:"
+                  f" {d['messages_per_second']:.1f} recipients/s, "
+                  f"{d['cpu_ms_per_recipient']:.3f} ms CPU per recipient"]  # fmt: skip
     lines += ["", *goal_lines(result["goals"])]
     return "\n".join(lines)
 
@@ -804,8 +904,8 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     env = gateway_env(throwaway_database(stack, name), work / "data")
     manage(env, "migrate", "--noinput", "--verbosity", "0")
     tables = model_tables(env, *TABLES)
-    sections = {"processing": processing, "e2e": end_to_end, "postfix": versus_postfix,
-                "kill": kill_run}  # fmt: skip
+    sections = {"processing": processing, "delivery": delivery, "e2e": end_to_end,
+                "postfix": versus_postfix, "kill": kill_run}  # fmt: skip
     result["errors"] = {}
     for section, function in sections.items():
         if section not in cfg.only:
@@ -843,7 +943,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="messages of the kill run (default 10000; quick 200)")  # fmt: skip
     add("--postfix-messages", type=int,
         help="messages of the runs against Postfix (default 3000; quick 300)")  # fmt: skip
-    add("--only", default="processing,e2e,postfix,kill", help="sections, comma separated")
+    add("--only", default="processing,delivery,e2e,postfix,kill", help="sections, comma separated")
     add("--timeout", type=float, default=900.0, help="seconds a run may take")
     cfg = parser.parse_args(argv)
     if cfg.messages is None:

@@ -25,6 +25,9 @@ def test_pipeline_bench_quick(run_quick):
     e2e = result["e2e"]
     assert e2e["completed"] and e2e["delivered"] == e2e["accepted"] == messages
     assert e2e["messages_per_second"] > 0 and e2e["gateway_alone"]["messages_per_second"] > 0
+    delivered = result["delivery"]
+    assert delivered["completed"] and delivered["counted_at_sink"] == messages
+    assert delivered["cpu_ms_per_recipient"] > 0
     versus = result["postfix"]
     assert versus["postfix"]["completed"] and versus["postfix"]["counted_at_sink"] == 300
     for label in ("scaled", "as make run"):
@@ -32,4 +35,10 @@ def test_pipeline_bench_quick(run_quick):
     kill = result["kill"]
     assert kill["completed"] and kill["missing"] == 0
     assert kill["delivered_once"] + kill["duplicated"] == kill["accepted"]
-    assert {g["goal"].split()[0] for g in result["goals"]} == {"processing", "end", "versus", "run"}
+    assert {g["goal"].split()[0] for g in result["goals"]} == {
+        "processing",
+        "delivery",
+        "end",
+        "versus",
+        "run",
+    }
