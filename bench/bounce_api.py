@@ -29,6 +29,7 @@ import sys
 import time
 
 from bench.common import (
+    API_TIMING,
     benchmark_parser,
     django_env,
     django_script,
@@ -104,42 +105,6 @@ def fill_sql(count: int, server_ids: list[int]) -> str:
         ON ms.server_id = x.server_id AND ms.stream_id = x.message_stream
     """  # noqa: S608
 
-
-# Run in a subprocess with DATABASE_URL set: times each request with the test client.
-TIMING = r"""
-import json, statistics, sys, time, django
-django.setup()
-from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
-cfg = json.loads(sys.argv[1])
-client = Client(HTTP_X_POSTMARK_SERVER_TOKEN=cfg["token"], HTTP_ACCEPT="application/json")
-results = {}
-for name, path in cfg["requests"].items():
-    for _ in range(cfg["warmup"]):
-        response = client.get(path)
-        assert response.status_code == 200, (path, response.status_code, response.content[:300])
-    times = []
-    for _ in range(cfg["repeat"]):
-        started = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-    with CaptureQueriesContext(connection) as captured:
-        client.get(path)
-    body = response.json()
-    times.sort()
-    queries = [{"sql": q["sql"], "ms": float(q["time"]) * 1000} for q in captured.captured_queries]
-    results[name] = {
-        "path": path,
-        "median_ms": round(statistics.median(times), 1),
-        "p95_ms": round(times[max(0, int(round(0.95 * len(times))) - 1)], 1),
-        "min_ms": round(times[0], 1),
-        "total_count": body.get("TotalCount") if isinstance(body, dict) else None,
-        "returned": len(body.get("Bounces", [])) if isinstance(body, dict) else None,
-        "queries": queries,
-    }
-print(json.dumps(results))
-"""
 
 # Candidate index per request (created in the throwaway database only, to measure its effect).
 CANDIDATES = {
@@ -251,7 +216,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     }
     timing_cfg = {"token": server["token"], "warmup": cfg.warmup, "repeat": cfg.requests}
     step(f"timing {len(requests)} requests x {cfg.requests} (test client, subprocess)")
-    timings = django_script(env, TIMING, json.dumps({**timing_cfg, "requests": requests}))
+    timings = django_script(env, API_TIMING, json.dumps({**timing_cfg, "requests": requests}))
     result["requests"] = timings
     result["with_index"] = {}
     for label, timing in timings.items():
@@ -268,7 +233,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
                 conn.execute(statement)
             conn.execute("ANALYZE bounces_bounce")
             again = django_script(
-                env, TIMING, json.dumps({**timing_cfg, "requests": {label: timing["path"]}})
+                env, API_TIMING, json.dumps({**timing_cfg, "requests": {label: timing["path"]}})
             )[label]
             slowest = max(again["queries"], key=lambda q: q["ms"])
             again["explain"] = explain(conn, slowest["sql"])

@@ -63,6 +63,46 @@ print(json.dumps({name: apps.get_model(name)._meta.db_table for name in sys.argv
 """
 
 
+# Run in a subprocess with DATABASE_URL set: times each GET of cfg["requests"] with the test client
+# (warm-ups, then cfg["repeat"] timed runs) and captures the queries of one more; prints JSON.
+API_TIMING = r"""
+import json, statistics, sys, time, django
+django.setup()
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+cfg = json.loads(sys.argv[1])
+client = Client(HTTP_X_POSTMARK_SERVER_TOKEN=cfg["token"], HTTP_ACCEPT="application/json")
+results = {}
+for name, path in cfg["requests"].items():
+    for _ in range(cfg["warmup"]):
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.content[:300])
+    times = []
+    for _ in range(cfg["repeat"]):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as captured:
+        client.get(path)
+    body = response.json()
+    times.sort()
+    queries = [{"sql": q["sql"], "ms": float(q["time"]) * 1000} for q in captured.captured_queries]
+    fields = body.values() if isinstance(body, dict) else ()
+    listed = next((v for v in fields if isinstance(v, list)), None)
+    results[name] = {
+        "path": path,
+        "median_ms": round(statistics.median(times), 1),
+        "p95_ms": round(times[max(0, int(round(0.95 * len(times))) - 1)], 1),
+        "min_ms": round(times[0], 1),
+        "total_count": body.get("TotalCount") if isinstance(body, dict) else None,
+        "returned": len(listed) if listed is not None else None,
+        "queries": queries,
+    }
+print(json.dumps(results))
+"""
+
+
 # --- small helpers ------------------------------------------------------------------------------
 
 

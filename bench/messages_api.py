@@ -28,6 +28,7 @@ import sys
 import time
 
 from bench.common import (
+    API_TIMING,
     benchmark_parser,
     django_env,
     django_script,
@@ -77,43 +78,6 @@ with connection.cursor() as cursor:
             [kind, json.dumps({**extra, **agent})])
 server = Server.objects.order_by("id").first()
 print(json.dumps({"counts": counts, "server": server.id, "token": server.api_tokens[0]}))
-"""
-
-# Run in a subprocess with DATABASE_URL set: times each request with the test client.
-TIMING = r"""
-import json, statistics, sys, time, django
-django.setup()
-from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
-cfg = json.loads(sys.argv[1])
-client = Client(HTTP_X_POSTMARK_SERVER_TOKEN=cfg["token"], HTTP_ACCEPT="application/json")
-results = {}
-for name, path in cfg["requests"].items():
-    for _ in range(cfg["warmup"]):
-        response = client.get(path)
-        assert response.status_code == 200, (path, response.status_code, response.content[:300])
-    times = []
-    for _ in range(cfg["repeat"]):
-        started = time.perf_counter()
-        response = client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-    with CaptureQueriesContext(connection) as captured:
-        client.get(path)
-    body = response.json()
-    times.sort()
-    queries = [{"sql": q["sql"], "ms": float(q["time"]) * 1000} for q in captured.captured_queries]
-    listed = next((v for k, v in body.items() if isinstance(v, list)), None)
-    results[name] = {
-        "path": path,
-        "median_ms": round(statistics.median(times), 1),
-        "p95_ms": round(times[max(0, int(round(0.95 * len(times))) - 1)], 1),
-        "min_ms": round(times[0], 1),
-        "total_count": body.get("TotalCount"),
-        "returned": len(listed) if listed is not None else None,
-        "queries": queries,
-    }
-print(json.dumps(results))
 """
 
 
@@ -188,7 +152,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     requests = requests_for(conn, filled["server"], 7 if cfg.quick else 777)
     timing_cfg = {"token": filled["token"], "warmup": cfg.warmup, "repeat": cfg.requests}
     step(f"timing {len(requests)} requests x {cfg.requests} (test client, subprocess)")
-    timings = django_script(env, TIMING, json.dumps({**timing_cfg, "requests": requests}))
+    timings = django_script(env, API_TIMING, json.dumps({**timing_cfg, "requests": requests}))
     for label, timing in timings.items():
         if not label.startswith("baseline") and timing["median_ms"] > GOAL_MEDIAN_MS:
             slowest = max(timing["queries"], key=lambda q: q["ms"])
