@@ -45,6 +45,7 @@ POSTMARK_SITE_BASE = {
     "postmark_site.settings",
     "postmark_site.celery",
     "postmark_site.leases",
+    "postmark_site.fsqueue",
     "postmark_site.logcontext",
     "postmark_site.metrics",
     "postmark_site.health",
