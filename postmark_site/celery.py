@@ -10,8 +10,11 @@ import os
 
 from celery import Celery, signals
 
+from postmark_site.fsqueue import register as register_fsqueue
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postmark_site.settings")
 
+register_fsqueue()
 app = Celery("postmark_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -6,7 +6,8 @@ is writing takes an empty file, fails to decode it and stops with an "Unrecovera
 the message is gone; the database keeps the work, so the sweep would find it again). Here a
 message is written under a name consumers skip and renamed into place once complete, and a file
 that still cannot be decoded (left by a process killed in an older version) is logged and
-skipped instead of stopping the worker.
+skipped instead of stopping the worker. Brokers are named by URL: this one is ``fsqueue://``
+(registered with kombu when ``postmark_site.celery`` loads).
 """
 
 import logging
@@ -15,7 +16,7 @@ import uuid
 from time import monotonic
 
 from kombu.exceptions import ChannelError
-from kombu.transport import filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
@@ -45,3 +46,8 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+def register() -> None:
+    """Make ``fsqueue://`` URLs use this transport."""
+    TRANSPORT_ALIASES.setdefault("fsqueue", f"{__name__}:Transport")

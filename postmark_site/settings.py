@@ -156,10 +156,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Background processing (Celery) -------------------------------------------------------------
 EMBEDDED_BROKER = not env.str("CELERY_BROKER_URL", default="")
-CELERY_BROKER_URL = "filesystem://localhost/" if EMBEDDED_BROKER else env.str("CELERY_BROKER_URL")
+# fsqueue: kombu's filesystem transport, with complete messages only (postmark_site.fsqueue).
+CELERY_BROKER_URL = "fsqueue://localhost/" if EMBEDDED_BROKER else env.str("CELERY_BROKER_URL")
 if EMBEDDED_BROKER:
-    # kombu's filesystem transport, with complete messages only (see postmark_site.fsqueue).
-    CELERY_BROKER_TRANSPORT = "postmark_site.fsqueue:Transport"
     _queue_dir = DATA_DIR / "queue"
     (_queue_dir / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -87,6 +87,6 @@ def test_the_embedded_default_runs_the_task_in_a_real_worker(server, start_proce
         name="worker",
     )
     worker.wait_for("ready", timeout=60)
-    assert app.conf.broker_url.startswith("filesystem://")
+    assert app.conf.broker_url.startswith("fsqueue://")
     purge_archived_streams.delay()
     assert _wait_until_purged(old.pk), worker.output()
