@@ -1,11 +1,12 @@
 """Delivery: relay each outbound message and record what happened to every recipient.
 
-A worker first *takes* the message's due recipients (``Claim``: a lease and an attempt counted,
-in one conditional UPDATE through ``postmark_site.leases``), so no two workers ever send to the
-same recipient; it renews the lease before every SMTP transaction and before DATA, and writes
-each result only while it still holds the recipient. A lease that runs out frees the recipient:
-one left ``sending`` by a worker that died is *in doubt* and is sent again (at least once, as
-MTAs do; a duplicate needs a death in the milliseconds between the remote 250 and the commit).
+A worker first *takes* the message's due recipients (``Claim``: a lease, an attempt counted and
+the status ``sending``, in one conditional UPDATE through ``postmark_site.leases``), so no two
+workers ever send to the same recipient; it renews the lease once a quarter of it has gone
+(checked before every SMTP transaction and before DATA), and writes each result only while it
+still holds the recipient. A lease that runs out frees the recipient: one left ``sending`` by a
+worker that died is *in doubt* and is sent again (at least once, as MTAs do; a duplicate needs
+a death in the milliseconds between the remote 250 and the commit).
 
 Per recipient: 2xx → Delivery event; 4xx or no connection → retried on a backoff schedule, with a
 Transient (or DnsError) bounce at the first deferral and a SoftBounce when giving up; 5xx → a
@@ -37,7 +38,7 @@ from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_addr
 from bounces.services import record_bounce, storable
 from domains.signing import return_path_domain_for, signature_for
 from outbound import metrics
-from outbound.events import record_bounce_event, record_message_event
+from outbound.events import record_bounce_event, record_message_event_with
 from outbound.mime import first_address
 from outbound.models import MessageEvent, OutboundMessage, Recipient
 from outbound.tracking import apply_tracking
@@ -236,7 +237,10 @@ class Claim:
         until = None
         if rows:
             seconds = lease_seconds()
-            leases.take(due.filter(pk__in=list(rows)), seconds, now, count_attempt=True)
+            leases.take(
+                due.filter(pk__in=list(rows)), seconds, now, count_attempt=True,
+                status=Recipient.Status.SENDING,
+            )  # fmt: skip
             until = now + timedelta(seconds=seconds)
             ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
             abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
@@ -262,12 +266,19 @@ class Claim:
         return Recipient.objects.filter(pk__in=list(pks), leased_until=self.until)
 
     def _update_mine(self, pks, **fields) -> int:
-        """``self._mine(pks).update(**fields)`` as one prepared statement: it runs once or
-        twice for every message sent, where the ORM's query building would cost more than the
-        statement itself. Returns the rows updated."""
+        """``self._mine(pks).update(**fields)``; returns the rows updated."""
         pks = list(pks)
         if not pks:
             return 0
+        sql, params = self._update_statement(pks, **fields)
+        with connections[Recipient.objects.db].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    def _update_statement(self, pks: list, **fields) -> tuple[str, list]:
+        """The UPDATE of ``_update_mine`` as SQL and parameters, built without the ORM: it runs
+        for every recipient sent, where the ORM's query building would cost more than the
+        statement itself."""
         connection = connections[Recipient.objects.db]
         quote, meta = connection.ops.quote_name, Recipient._meta
         columns, params = [], []
@@ -282,10 +293,7 @@ class Claim:
             f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(pks))}) "
             f"AND {quote(lease_field.column)} = %s"
         )
-        params += pks + [lease_field.get_db_prep_save(self.until, connection)]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
+        return sql, params + pks + [lease_field.get_db_prep_save(self.until, connection)]
 
     def reload(self) -> None:
         """Hold exactly what the database says this claim holds (after a failed transaction
@@ -309,24 +317,36 @@ class Claim:
             log.warning("recipient %s of %s was taken by another worker", pk, self.message)
             del self._held[pk]
 
-    def mark_sending(self, recipients: list[Recipient]) -> list[Recipient]:
-        """Mark ``recipients`` as being sent, if still held (DATA follows: from now on a dead
-        worker leaves them in doubt); returns those still held."""
+    def still_held(self, recipients: list[Recipient]) -> list[Recipient]:
+        """Those of ``recipients`` this worker still holds, checked just before DATA: the lease
+        is renewed first if a quarter of it has gone, and that conditional UPDATE leaves out any
+        recipient taken over meanwhile. While more than three quarters are left no statement is
+        needed: other workers take only leases that have run out (this relies on the clocks of
+        the hosts agreeing to well within a quarter of the lease, as NTP keeps them)."""
         self.renew()
-        held = [r for r in recipients if self.holds(r)]
-        marked = self._update_mine((r.pk for r in held), status=Recipient.Status.SENDING)
-        if marked < len(held):
-            self._forget_lost()
-        return [r for r in held if self.holds(r)]
+        return [r for r in recipients if self.holds(r)]
 
-    def finish(self, recipient: Recipient, **fields) -> bool:
+    def finish(self, recipient: Recipient, event: str = "", **fields) -> bool:
         """Record a result and end the lease, if the recipient is still held; returns whether
-        it was. Call inside the transaction that records the result's event or bounce."""
+        it was. With ``event``, that event of the message (its details the reply) is recorded
+        with the result and committed with it (``record_message_event_with``: one statement on
+        PostgreSQL, for every recipient delivered); without, call this inside the transaction
+        that records the result's event or bounce."""
         fields.setdefault("updated_at", timezone.now())
         if recipient.pk not in self._held:
             return False
         del self._held[recipient.pk]
-        if not self._update_mine([recipient.pk], leased_until=None, **fields):
+        sql, params = self._update_statement([recipient.pk], leased_until=None, **fields)
+        if event:
+            recorded = record_message_event_with(
+                (sql, params), self.message, event, recipient.email,
+                details=fields.get("last_reply", ""), occurred_at=fields["updated_at"],
+            )  # fmt: skip
+        else:
+            with connections[Recipient.objects.db].cursor() as cursor:
+                cursor.execute(sql, params)
+                recorded = cursor.rowcount > 0
+        if not recorded:
             return False
         for name, value in fields.items():
             setattr(recipient, name, value)
@@ -530,7 +550,7 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
     if needs_smtputf8:
         options.append("SMTPUTF8")  # smtplib then writes the commands in UTF-8
     transcript.client(" ".join([f"MAIL FROM:<{sender}>", *options]))
-    code, text = connection.mail(sender, options)
+    code, text = _mail(connection, sender, options)
     transcript.server(code, text)
     if code >= 400:
         for recipient, _ in envelope:
@@ -549,7 +569,7 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
     if not accepted:
         connection.rset()
         return True
-    sending = claim.mark_sending(accepted)
+    sending = claim.still_held(accepted)
     if len(sending) < len(accepted):
         # Some were taken over while this transaction went on: never send them a copy.
         transcript.client("RSET")
@@ -565,6 +585,15 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
     for recipient in accepted:
         apply_reply(claim, recipient, Stage.DATA, code, text, transcript)
     return code != 421
+
+
+def _mail(connection: smtplib.SMTP, sender: str, options: list[str]) -> tuple[int, bytes]:
+    """MAIL FROM for the VERP ``sender`` (our own ASCII address). Not smtplib's mail(): it
+    re-parses the address as a header would, which cost more than any other step of a delivery
+    but signing."""
+    if "SMTPUTF8" in options:
+        connection.command_encoding = "utf-8"  # as mail() does; rset() sets ASCII again
+    return connection.docmd("MAIL", " ".join([f"FROM:<{sender}>", *options]))
 
 
 def tracked(message: OutboundMessage) -> bool:
@@ -635,12 +664,10 @@ def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transc
 
 
 def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
-    with transaction.atomic():
-        if claim.finish(recipient, status=Recipient.Status.DELIVERED, last_reply=reply):
-            metrics.recipient_delivered(claim.message.received_at)
-            log.info("delivered to %s: %s", recipient.email, reply)
-            record_message_event(claim.message, MessageEvent.Type.DELIVERY, recipient.email,
-                                 details=reply, occurred_at=timezone.now())  # fmt: skip
+    delivery = MessageEvent.Type.DELIVERY
+    if claim.finish(recipient, delivery, status=Recipient.Status.DELIVERED, last_reply=reply):
+        metrics.recipient_delivered(claim.message.received_at)
+        log.info("delivered to %s: %s", recipient.email, reply)
 
 
 def _bounce(message, recipient, bounce_type: str, details: str, transcript, **extra):

@@ -3,6 +3,7 @@ how a recipient's address is written in the envelope (RFC 6531)."""
 
 import dataclasses
 import urllib.parse
+from functools import lru_cache
 
 import dns.exception
 import dns.name
@@ -62,6 +63,7 @@ def relay_from_url(url: str) -> Host:
     )
 
 
+@lru_cache(maxsize=4096)
 def ascii_domain(domain: str) -> str:
     """A domain as DNS and a plain-ASCII envelope carry it: IDN labels become A-labels
     (``bücher.example`` → ``xn--bcher-kva.example``). UnsendableAddress when it cannot."""

@@ -36,11 +36,12 @@ def free(queryset, now=None):
     return queryset.filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
 
 
-def take(queryset, seconds: float, now=None, *, count_attempt: bool = False) -> int:
-    """Lease the free rows of ``queryset`` for ``seconds``; returns how many were taken. With
-    ``count_attempt`` each taken row's ``attempts`` goes up by one."""
+def take(queryset, seconds: float, now=None, *, count_attempt: bool = False, **fields) -> int:
+    """Lease the free rows of ``queryset`` for ``seconds``, setting ``fields`` in the same
+    UPDATE; returns how many were taken. With ``count_attempt`` each taken row's ``attempts``
+    goes up by one."""
     now = now or timezone.now()
-    fields = {"leased_until": now + timedelta(seconds=seconds)}
+    fields["leased_until"] = now + timedelta(seconds=seconds)
     if count_attempt:
         fields["attempts"] = F("attempts") + 1
     return free(queryset, now).update(**fields)

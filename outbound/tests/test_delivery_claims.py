@@ -86,7 +86,7 @@ def test_a_held_recipient_waits_for_its_lease_and_is_sent_again_when_in_doubt(li
     message = queued_message(live, ["ok@example.net"])
     # Another worker took it and began DATA...
     taken = Claim.take(message)
-    taken.mark_sending(taken.recipients())
+    assert taken.still_held(taken.recipients()) == taken.recipients()
     assert deliver_message(message.pk) == "queued"
     assert sink.messages == []  # ...so this one leaves it alone.
     # That worker died: once its lease has run out the recipient is in doubt, and sent again.
@@ -104,22 +104,35 @@ def test_a_held_recipient_waits_for_its_lease_and_is_sent_again_when_in_doubt(li
 
 @pytest.mark.django_db
 def test_a_worker_that_lost_a_recipient_sends_it_nothing(live, sink, monkeypatch):
-    """The lease is renewed before DATA; a recipient taken over meanwhile is left out (RSET and
+    """The lease is checked before DATA; a recipient taken over meanwhile is left out (RSET and
     a new transaction for the others) and nothing is recorded for it by this worker."""
     message = queued_message(live, ["ok1@example.net", "ok2@example.net"])
-    mark_sending = Claim.mark_sending
+    still_held = Claim.still_held
 
-    def mark_sending_after_a_takeover(claim, recipients):
+    def still_held_after_a_stall(claim, recipients):
         # This worker stalled past its lease, and another one took ok2 meanwhile.
+        stalled = timezone.now() - timedelta(seconds=1)
+        Recipient.objects.filter(email="ok1@example.net").update(leased_until=stalled)
         Recipient.objects.filter(email="ok2@example.net").update(
             leased_until=timezone.now() + timedelta(hours=1)
         )
-        return mark_sending(claim, recipients)
+        claim.until = stalled
+        return still_held(claim, recipients)
 
-    monkeypatch.setattr(Claim, "mark_sending", mark_sending_after_a_takeover)
+    monkeypatch.setattr(Claim, "still_held", still_held_after_a_stall)
     assert deliver_message(message.pk) == "queued"
     assert sink.delivered_to() == {"ok1@example.net": 1}
-    assert statuses(message) == {"ok1@example.net": "delivered", "ok2@example.net": "pending"}
+    assert statuses(message) == {"ok1@example.net": "delivered", "ok2@example.net": "sending"}
+
+
+@pytest.mark.django_db
+def test_a_fresh_lease_is_checked_without_a_statement(live, django_assert_num_queries):
+    """Others take only leases that have run out, so while three quarters of it are left the
+    check before DATA needs no round trip to the database."""
+    message = queued_message(live, ["ok@example.net"])
+    claim = Claim.take(message)
+    with django_assert_num_queries(0):
+        assert claim.still_held(claim.recipients()) == claim.recipients()
 
 
 @pytest.mark.django_db
