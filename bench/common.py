@@ -165,6 +165,65 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _uid(user: str) -> int | None:
+    import pwd
+
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core (from /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+class CpuMeter:
+    """CPU seconds each role's processes used between ``start`` and ``stop``, and how busy the
+    whole machine was meanwhile: where an end-to-end run's CPU goes. PostgreSQL's and the
+    broker's are their users' processes (a backend that exits meanwhile is not counted);
+    ``other`` is everything else on the machine (the load, the sink)."""
+
+    def __init__(self, roles: dict[str, list[int]], users=("postgres", "rabbitmq")):
+        self.roles = roles
+        self.users = {u: _uid(u) for u in users}
+        self.users = {u: uid for u, uid in self.users.items() if uid is not None}
+
+    def _read(self) -> dict[str, float]:
+        seen = {}
+        for role, pids in self.roles.items():
+            seen[role] = sum(cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}").exists())
+        by_uid = {uid: 0.0 for uid in self.users.values()}
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and (uid := proc.stat().st_uid) in by_uid:
+                    by_uid[uid] += cpu_seconds(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+        for user, uid in self.users.items():
+            seen[user] = by_uid[uid]
+        seen["machine busy"], seen["machine all"] = machine_cpu()
+        return seen
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self, messages: int) -> dict:
+        """Milliseconds of CPU per message by role, and the machine's busy share in %."""
+        after = self._read()
+        used = {k: after[k] - self.before[k] for k in after}
+        named = [*self.roles, *self.users]
+        per = {role: round(used[role] * 1000 / max(messages, 1), 3) for role in named}
+        other = used["machine busy"] - sum(used[role] for role in named)
+        per["other"] = round(other * 1000 / max(messages, 1), 3)
+        per["machine busy %"] = round(100 * used["machine busy"] / max(used["machine all"], 1e-9))
+        return per
+
+
 def scratch_dir(stack: contextlib.ExitStack, prefix: str) -> Path:
     """A temporary folder (removed by ``stack``) for logs and files, with an empty ``data``
     folder inside for DATA_DIR: a benchmark never touches the project's ./data."""

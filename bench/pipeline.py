@@ -47,6 +47,7 @@ from types import SimpleNamespace
 
 from bench.common import (
     CELERY,
+    CpuMeter,
     Service,
     benchmark_parser,
     cpu_seconds,
@@ -529,10 +530,12 @@ def start_sink(stack, kind: str, work: Path, log_name: str):
     return port, path, "aiosmtpd sink (logs MAIL FROM)"
 
 
-def start_gateway(stack, env, work: Path, name: str) -> int:
-    """A one-process gateway on a free port; returns the port."""
+def start_gateway(stack, env, work: Path, name: str, pids: list | None = None) -> int:
+    """A one-process gateway on a free port; returns the port (its pid goes into ``pids``)."""
     port = free_port()
-    start_runsmtp(stack, env, port, 1, work, name)
+    _, serving = start_runsmtp(stack, env, port, 1, work, name)
+    if pids is not None:
+        pids.extend(serving)
     return port
 
 
@@ -631,6 +634,15 @@ def delivery(cfg, stack, env, broker, db, work: Path) -> dict:
     }
 
 
+def scaled_workers(cfg) -> list[tuple[str, int, str, int]]:
+    """The worker groups of the scaled run: (queues, processes, pool, concurrency) each;
+    ``--split`` gives processing and delivery processes of their own."""
+    if cfg.split:
+        return [("processing", 1, cfg.pool, cfg.concurrency),
+                ("delivery", cfg.workers - 1 or 1, cfg.pool, cfg.concurrency)]  # fmt: skip
+    return [("processing,delivery", cfg.workers, cfg.pool, cfg.concurrency)]
+
+
 def versus_postfix(cfg, stack, env, broker, db, work: Path) -> dict:
     """(d) Postfix relaying the smtp-source load to a counting smtp-sink, then the same load
     through the gateway and the workers to the same kind of sink: twice, with ``--workers``
@@ -644,25 +656,30 @@ def versus_postfix(cfg, stack, env, broker, db, work: Path) -> dict:
     script(env, SETUP_FOR_SOURCE, json.dumps({"name": "bench-source",
                                               "domain": SENDER.rpartition("@")[2]}))  # fmt: skip
     runs = {
-        "scaled": ("processing,delivery", cfg.workers, cfg.pool, cfg.concurrency),
-        "as make run": ("celery,processing,delivery,webhooks", 1, "threads", 4),
+        "scaled": scaled_workers(cfg),
+        "as make run": [("celery,processing,delivery,webhooks", 1, "threads", 4)],
     }
-    for label, (queues, count, pool, concurrency) in runs.items():
+    for label, groups in runs.items():
         purge(broker, "celery", "processing", "delivery", "webhooks")
         with contextlib.ExitStack() as run_stack:
             sink = CountingSink(run_stack, work, f"smtp-sink-{label.replace(' ', '-')}")
             wenv = relay_env(env, sink.port)
-            gateway_port = start_gateway(run_stack, wenv, work, f"gateway-{label[:6]}")
-            workers = Workers(run_stack, wenv, work, queues, pool, concurrency)
-            for _ in range(count):
-                workers.start()
-            run = relay_through(gateway_port, sink, load, f"pipeline ({label})")
-            workers.stop()
+            gateway_pids: list[int] = []
+            gateway_port = start_gateway(run_stack, wenv, work, f"gateway-{label[:6]}",
+                                         gateway_pids)  # fmt: skip
+            roles, started = {"gateway": gateway_pids}, []
+            for queues, count, pool, concurrency in groups:
+                workers = Workers(run_stack, wenv, work, queues, pool, concurrency)
+                started.append(workers)
+                roles[f"workers {queues}"] = [workers.start().proc.pid for _ in range(count)]
+            run = relay_through(gateway_port, sink, load, f"pipeline ({label})", CpuMeter(roles))
+            for workers in started:
+                workers.stop()
         postfix_rate = result["postfix"]["messages_per_second"]
-        run["workers"] = f"{count} x --pool {pool}" + (
-            f" -c {concurrency}" if pool != "solo" else ""
+        run["workers"] = " + ".join(
+            f"{count} x -Q {queues} --pool {pool}" + (f" -c {c}" if pool != "solo" else "")
+            for queues, count, pool, c in groups
         )
-        run["queues"] = queues
         run["ratio_to_postfix"] = (
             round(run["messages_per_second"] / postfix_rate, 3) if postfix_rate else 0.0
         )
@@ -881,6 +898,11 @@ def report(result: dict) -> str:
             lines.append(f"  {'pipeline, ' + label + ': ' + run['workers']:<52}"
                          f"{run['messages_per_second']:>9.1f} msg/s  "
                          f"{run['ratio_to_postfix']:.2f}x")  # fmt: skip
+            cpu = run.get("cpu_ms_per_message") or {}
+            if cpu:
+                lines.append("    CPU ms per message: " + ", ".join(
+                    f"{k} {v}" for k, v in cpu.items() if k != "machine busy %")
+                    + f"; machine busy {cpu['machine busy %']} %")  # fmt: skip
     if "delivery" in result:
         d = result["delivery"]
         lines += ["", f"(e) delivery, one worker process (-Q delivery, --pool {d['pool']}) -> "
@@ -937,6 +959,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--pool", default="threads", choices=["threads", "solo", "prefork"],
         help="pool of the e2e / kill workers (default threads)")  # fmt: skip
     add("--concurrency", type=int, default=4, help="threads per e2e / kill worker (default 4)")
+    add("--split", action="store_true",
+        help="versus Postfix, scaled: one processing worker, the rest delivery")  # fmt: skip
     add("--load-concurrency", type=int, default=20, help="loadgen sessions (default 20)")
     add("--sink", default="smtp-sink", choices=["smtp-sink", "python"], help="e2e relay sink")
     add("--kill-run", dest="kill_messages", type=int,

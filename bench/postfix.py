@@ -138,8 +138,11 @@ def smtp_source(port: int, messages: int, sessions: int, size: int, sender: str,
     return subprocess.run(args, capture_output=True, text=True, check=False)
 
 
-def relay_through(port: int, sink: CountingSink, cfg, what: str) -> dict:
-    """Send ``cfg.messages`` with smtp-source to ``port`` and time them until the sink has all."""
+def relay_through(port: int, sink: CountingSink, cfg, what: str, meter=None) -> dict:
+    """Send ``cfg.messages`` with smtp-source to ``port`` and time them until the sink has all;
+    with a ``CpuMeter``, where the CPU went meanwhile."""
+    if meter:
+        meter.start()
     before = sink.count()
     total = before + cfg.messages
     step(f"{what}: smtp-source -s {cfg.load_concurrency} -m {cfg.messages} -l {cfg.size}")
@@ -149,7 +152,9 @@ def relay_through(port: int, sink: CountingSink, cfg, what: str) -> dict:
     done = sink.wait_for(total, timeout=cfg.timeout)
     seconds = (done or time.monotonic()) - started
     counted = sink.count() - before
+    cpu = meter.stop(counted) if meter else {}
     return {
+        "cpu_ms_per_message": cpu,
         "messages": cfg.messages,
         "counted_at_sink": counted,
         "completed": done is not None and sent.returncode == 0,

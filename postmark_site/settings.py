@@ -268,6 +268,10 @@ SMTP_MAX_CONNECTIONS = env.int("SMTP_MAX_CONNECTIONS", default=5000)
 SMTP_MAX_CONNECTIONS_PER_ADDRESS = env.int("SMTP_MAX_CONNECTIONS_PER_ADDRESS", default=200)
 SMTP_SHUTDOWN_GRACE = env.float("SMTP_SHUTDOWN_GRACE", default=30.0)
 SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
+# Seconds between the gateway's hand-overs of accepted messages to processing (sooner once
+# SMTP_COMMIT_BATCH wait): longer makes larger batches, which cost less per message to process
+# (0.7 ms of CPU a message in batches of 10, 0.36 in batches of 50), for that much more latency.
+SMTP_DISPATCH_INTERVAL = env.float("SMTP_DISPATCH_INTERVAL", default=0.2)
 SMTP_GIL_SWITCH_INTERVAL = env.float("SMTP_GIL_SWITCH_INTERVAL", default=0.0005)
 SMTP_UVLOOP = env.bool("SMTP_UVLOOP", default=True)
 

@@ -96,7 +96,9 @@ class Gateway:
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
         self.max_recipients = settings.SMTP_MAX_RECIPIENTS
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smtp-db")
-        self.dispatcher = Dispatcher(enqueue_processing)
+        self.dispatcher = Dispatcher(
+            enqueue_processing, settings.SMTP_DISPATCH_INTERVAL, settings.SMTP_COMMIT_BATCH
+        )
         self.committer = GroupCommitter(
             save_submissions, settings.SMTP_COMMIT_BATCH, after_commit=self.after_commit
         )
