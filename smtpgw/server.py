@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import inspect
 import logging
 import re
 import socket
@@ -38,6 +39,11 @@ from streams.models import Endpoint
 
 log = logging.getLogger("smtpgw")
 transaction_log = logging.getLogger("smtpgw.transaction")
+
+# The common MAIL FROM / RCPT TO path: <dot-atom@host.name>, nothing quoted, no route, no literal.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+PLAIN_PATH = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*)>")
 
 AUTH_MECHANISMS = ("CRAM-MD5", "DIGEST-MD5", "PLAIN", "LOGIN")
 CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
@@ -181,6 +187,21 @@ class GatewaySMTP(SMTP):
         # aiosmtpd's __init__ scans dir(self) for auth_* and smtp_* methods on every connection,
         # which costs more than the rest of a message; the names are the same for every session.
         return _names_with_prefix(type(self), ("auth_", "smtp_"))
+
+    def _getaddr(self, arg: str):
+        """aiosmtpd's reading of a MAIL FROM or RCPT TO argument, with the common case (a plain
+        ``<local@host.name>``, ``PLAIN_PATH``) read by a regular expression instead of the email
+        package's header parser, which took a quarter of the gateway's CPU. Anything else, a
+        comment after the path included, still goes to the parser; the answers are the same
+        (held equal by a property test)."""
+        match = PLAIN_PATH.match(arg)
+        rest = arg[match.end() :].lstrip(" \t") if match else ""
+        if match is None or rest.startswith("("):
+            return super()._getaddr(arg)
+        address = match.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
     # --- connection ---------------------------------------------------------------------------
     def connection_made(self, transport):
@@ -664,3 +685,8 @@ class TransactionHandler:
             elapsed,
         )
         return status
+
+
+# aiosmtpd reads the EHLO hook's signature on every connection (to tell a deprecated form apart);
+# given once here, it costs nothing per connection.
+TransactionHandler.handle_EHLO.__signature__ = inspect.signature(TransactionHandler.handle_EHLO)
