@@ -197,15 +197,14 @@ class CpuMeter:
         seen = {}
         for role, pids in self.roles.items():
             seen[role] = sum(cpu_seconds(pid) for pid in pids if Path(f"/proc/{pid}").exists())
-        by_uid = {uid: 0.0 for uid in self.users.values()}
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and (uid := proc.stat().st_uid) in by_uid:
-                    by_uid[uid] += cpu_seconds(int(proc.name))
-            except OSError:  # gone meanwhile
-                continue
         for user, uid in self.users.items():
-            seen[user] = by_uid[uid]
+            seen[user] = {}
+            for proc in Path("/proc").iterdir():
+                try:
+                    if proc.name.isdigit() and proc.stat().st_uid == uid:
+                        seen[user][int(proc.name)] = cpu_seconds(int(proc.name))
+                except OSError:  # gone meanwhile
+                    continue
         seen["machine busy"], seen["machine all"] = machine_cpu()
         return seen
 
@@ -215,7 +214,10 @@ class CpuMeter:
     def stop(self, messages: int) -> dict:
         """Milliseconds of CPU per message by role, and the machine's busy share in %."""
         after = self._read()
-        used = {k: after[k] - self.before[k] for k in after}
+        used = {k: after[k] - self.before[k] for k in after if k not in self.users}
+        for user in self.users:  # per process: one that exited meanwhile is left out
+            before = self.before[user]
+            used[user] = sum(cpu - before.get(pid, 0.0) for pid, cpu in after[user].items())
         named = [*self.roles, *self.users]
         per = {role: round(used[role] * 1000 / max(messages, 1), 3) for role in named}
         other = used["machine busy"] - sum(used[role] for role in named)

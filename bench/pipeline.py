@@ -843,6 +843,14 @@ def goals(result: dict) -> list[dict]:
     return entries
 
 
+def _cpu_lines(run: dict) -> list[str]:
+    cpu = run.get("cpu_ms_per_message") or {}
+    if not cpu:
+        return []
+    roles = ", ".join(f"{k} {v}" for k, v in cpu.items() if k != "machine busy %")
+    return [f"    CPU ms per message: {roles}; machine busy {cpu['machine busy %']} %"]
+
+
 def report(result: dict) -> str:
     cfg = result["config"]
     lines = [f"Processing and delivery benchmark ({cfg['messages']:,} messages per run, "
@@ -893,16 +901,13 @@ def report(result: dict) -> str:
                       "(first message sent -> last counted)",
                   f"  {'Postfix (private instance, relayhost smtp-sink)':<52}"
                   f"{p['postfix']['messages_per_second']:>9.1f} msg/s"]  # fmt: skip
+        lines += _cpu_lines(p["postfix"])
         for label in ("scaled", "as make run"):
             run = p[label]
             lines.append(f"  {'pipeline, ' + label + ': ' + run['workers']:<52}"
                          f"{run['messages_per_second']:>9.1f} msg/s  "
                          f"{run['ratio_to_postfix']:.2f}x")  # fmt: skip
-            cpu = run.get("cpu_ms_per_message") or {}
-            if cpu:
-                lines.append("    CPU ms per message: " + ", ".join(
-                    f"{k} {v}" for k, v in cpu.items() if k != "machine busy %")
-                    + f"; machine busy {cpu['machine busy %']} %")  # fmt: skip
+            lines += _cpu_lines(run)
     if "delivery" in result:
         d = result["delivery"]
         lines += ["", f"(e) delivery, one worker process (-Q delivery, --pool {d['pool']}) -> "

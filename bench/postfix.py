@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import Service, find_tool, free_port, reachable, start, step
+from bench.common import CpuMeter, Service, find_tool, free_port, reachable, start, step
 
 MAIN_CF = """\
 compatibility_level = 3.6
@@ -169,4 +169,5 @@ def postfix_baseline(cfg, stack: contextlib.ExitStack, work: Path) -> dict:
     """Postfix relaying the smtp-source load to a counting smtp-sink."""
     sink = CountingSink(stack, work, "smtp-sink-postfix")
     port = start_postfix(stack, work, sink.port)
-    return relay_through(port, sink, cfg, "Postfix baseline")
+    meter = CpuMeter({}, users=("postfix", "postgres", "rabbitmq"))
+    return relay_through(port, sink, cfg, "Postfix baseline", meter)
