@@ -548,20 +548,21 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
     sender = verp_address(str(message.message_id), return_path)
     options = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
     if needs_smtputf8:
-        options.append("SMTPUTF8")  # smtplib then writes the commands in UTF-8
-    transcript.client(" ".join([f"MAIL FROM:<{sender}>", *options]))
-    code, text = _mail(connection, sender, options)
-    transcript.server(code, text)
+        options.append("SMTPUTF8")
+        connection.command_encoding = "utf-8"  # as smtplib's mail() does; rset() resets it
+    # Not smtplib's mail() and rcpt(): they re-parse each address as a header would (costlier
+    # than any other step but signing), and can change it.
+    commands = [("MAIL", " ".join([f"FROM:<{sender}>", *options]))]
+    commands += [("RCPT", f"TO:<{address}>") for _, address in envelope]
+    send = _pipelined if connection.has_extn("pipelining") else _one_by_one
+    replies = send(connection, commands, transcript)
+    code, text = replies[0]
     if code >= 400:
         for recipient, _ in envelope:
             apply_reply(claim, recipient, Stage.MAIL, code, text, transcript)
         return code != 421
     accepted = []
-    for recipient, address in envelope:
-        transcript.client(f"RCPT TO:<{address}>")
-        # Not smtplib's rcpt(): it re-parses the address as a header would, and can change it.
-        code, text = connection.docmd("RCPT", f"TO:<{address}>")
-        transcript.server(code, text)
+    for (recipient, _), (code, text) in zip(envelope, replies[1:], strict=True):
         if code in (250, 251):
             accepted.append(recipient)
         else:
@@ -587,13 +588,29 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
     return code != 421
 
 
-def _mail(connection: smtplib.SMTP, sender: str, options: list[str]) -> tuple[int, bytes]:
-    """MAIL FROM for the VERP ``sender`` (our own ASCII address). Not smtplib's mail(): it
-    re-parses the address as a header would, which cost more than any other step of a delivery
-    but signing."""
-    if "SMTPUTF8" in options:
-        connection.command_encoding = "utf-8"  # as mail() does; rset() sets ASCII again
-    return connection.docmd("MAIL", " ".join([f"FROM:<{sender}>", *options]))
+def _pipelined(connection: smtplib.SMTP, commands: list[tuple[str, str]], transcript) -> list:
+    """MAIL FROM and the RCPT TOs written at once, then their replies read in order (RFC 2920,
+    where the server offers PIPELINING): one round trip instead of one per command. When MAIL
+    is refused the server refuses the RCPTs too; their replies are read all the same."""
+    for verb, argument in commands:
+        transcript.client(f"{verb} {argument}")
+    connection.send("".join(f"{verb} {argument}\r\n" for verb, argument in commands))
+    replies = [connection.getreply() for _ in commands]
+    for code, text in replies:
+        transcript.server(code, text)
+    return replies
+
+
+def _one_by_one(connection: smtplib.SMTP, commands: list[tuple[str, str]], transcript) -> list:
+    """The same, a command at a time; none after a refused MAIL (whose reply is all there is)."""
+    replies = []
+    for verb, argument in commands:
+        transcript.client(f"{verb} {argument}")
+        replies.append(connection.docmd(verb, argument))
+        transcript.server(*replies[-1])
+        if replies[0][0] >= 400:
+            break
+    return replies
 
 
 def tracked(message: OutboundMessage) -> bool:

@@ -8,7 +8,8 @@ recipient 552 5.3.4 and one with a ``slowly…`` recipient 451 4.3.0.
 
 Whole-session answers are set on the sink: ``mail_reply`` answers MAIL FROM, ``data_reply``
 answers the DATA command itself (before 354); ``smtputf8`` says whether EHLO offers SMTPUTF8
-(RFC 6531); ``rcpt_delay`` slows every RCPT down (to make concurrent deliveries overlap).
+(RFC 6531), ``pipelining`` whether it offers PIPELINING (RFC 2920); ``rcpt_delay`` slows every
+RCPT down (to make concurrent deliveries overlap).
 """
 
 import asyncio
@@ -40,8 +41,15 @@ class SinkHandler:
     mail_reply: str | None = None
     data_reply: str | None = None
     rcpt_delay: float = 0.0
+    pipelining: bool = True
     messages: list[Received] = field(default_factory=list)
     deferrals: Counter = field(default_factory=Counter)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads pipelined commands; it just does not say so
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_reply:

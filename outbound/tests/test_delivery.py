@@ -1,6 +1,7 @@
 """Delivery through real local SMTP and DNS servers: delivered, retried, hard and soft bounces,
 each by the stage that refused; destinations that can never work; SMTPUTF8; line endings."""
 
+import smtplib
 import uuid
 
 import pytest
@@ -120,6 +121,41 @@ def test_hard_bounce_deactivates_the_recipient(live, sink):
     assert suppression.reason == "HardBounce" and suppression.stream == message.stream
     assert recipient(message, "gone@example.net").status == "bounced"
     assert MessageEvent.objects.filter(type="Bounce", bounce=bounce).exists()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.django_db
+def test_every_recipient_gets_its_own_answer_with_or_without_pipelining(
+    live, settings, monkeypatch, pipelining
+):
+    """Where the next hop offers PIPELINING (RFC 2920) MAIL FROM and every RCPT TO go in one
+    write and their replies are read in order; otherwise a command at a time. Either way each
+    recipient's own reply decides its fate, and one transaction carries those accepted."""
+    writes = []
+    send = smtplib.SMTP.send
+
+    def recorded(smtp, data):
+        writes.append(data if isinstance(data, str) else data.decode("latin-1"))
+        return send(smtp, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", recorded)
+    rcpts = ["ok1@example.net", "gone@example.net", "later@example.net", "ok2@example.net"]
+    with SmtpSink(pipelining=pipelining) as sink:
+        relay_to(settings, sink)
+        message = outbound(live, rcpts)
+        assert deliver_message(message.pk) == "queued"
+    [received] = sink.messages
+    assert received.rcpt_tos == ["ok1@example.net", "ok2@example.net"]
+    assert statuses(message) == {
+        "ok1@example.net": "delivered",
+        "gone@example.net": "bounced",
+        "later@example.net": "deferred",
+        "ok2@example.net": "delivered",
+    }
+    [envelope] = [w for w in writes if w.startswith("MAIL FROM:")]
+    assert envelope.count("RCPT TO:") == (4 if pipelining else 0)
+    bounce = Bounce.objects.get(email="gone@example.net")
+    assert "C: RCPT TO:<gone@example.net>" in bounce.content and "S: 550 5.1.1" in bounce.content
 
 
 @pytest.mark.parametrize(
@@ -273,11 +309,12 @@ def test_an_ambiguous_refusal_at_rcpt_bounces_without_deactivating(live, sink):
         ("550 Sender rejected", "HardBounce"),
     ],
 )
+@pytest.mark.parametrize("pipelining", [True, False])
 @pytest.mark.django_db
 def test_a_refused_sender_bounces_the_message_without_deactivating(
-    live, settings, reply, bounce_type
+    live, settings, reply, bounce_type, pipelining
 ):
-    with SmtpSink(mail_reply=reply) as sink:
+    with SmtpSink(mail_reply=reply, pipelining=pipelining) as sink:
         relay_to(settings, sink)
         message = outbound(live, ["ok@example.net", "gone@example.net"])
         assert deliver_message(message.pk) == "bounced"
