@@ -280,20 +280,13 @@ class Claim:
         for every recipient sent, where the ORM's query building would cost more than the
         statement itself."""
         connection = connections[Recipient.objects.db]
-        quote, meta = connection.ops.quote_name, Recipient._meta
-        columns, params = [], []
-        for name, value in fields.items():
-            field = meta.get_field(name)
-            columns.append(f"{quote(field.column)} = %s")
-            params.append(field.get_db_prep_save(value, connection))
-        lease_field = meta.get_field("leased_until")
-        # Only names from the model's own metadata go into the statement; values are parameters.
-        sql = (
-            f"UPDATE {quote(meta.db_table)} SET {', '.join(columns)} "  # noqa: S608
-            f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * len(pks))}) "
-            f"AND {quote(lease_field.column)} = %s"
-        )
-        return sql, params + pks + [lease_field.get_db_prep_save(self.until, connection)]
+        meta = Recipient._meta
+        params = [
+            meta.get_field(name).get_db_prep_save(v, connection) for name, v in fields.items()
+        ]
+        params += pks
+        params.append(meta.get_field("leased_until").get_db_prep_save(self.until, connection))
+        return _update_sql(connection.vendor, tuple(fields), len(pks)), params
 
     def reload(self) -> None:
         """Hold exactly what the database says this claim holds (after a failed transaction
@@ -352,6 +345,19 @@ class Claim:
             setattr(recipient, name, value)
         recipient.leased_until = None
         return True
+
+
+@lru_cache(maxsize=64)
+def _update_sql(vendor: str, names: tuple[str, ...], count: int) -> str:
+    """``UPDATE recipient SET <names> WHERE pk IN (<count>) AND leased_until = <lease>``."""
+    quote, meta = connections[Recipient.objects.db].ops.quote_name, Recipient._meta
+    columns = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
+    # Only names from the model's own metadata go into the statement; values are parameters.
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {columns} "  # noqa: S608
+        f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * count)}) "
+        f"AND {quote(meta.get_field('leased_until').column)} = %s"
+    )
 
 
 # --- the task's work ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from outbound.submissions import insert_rows, model_row
 event_committed = Signal()
 
 
-def _event(
+def _row(
     *,
     server_id: int,
     type: str,
@@ -35,19 +35,31 @@ def _event(
     details: str = "",
     data: dict | None = None,
     occurred_at=None,
-) -> MessageEvent:
-    event = MessageEvent(
-        server_id=server_id,
-        stream_id=stream_id,
-        outbound=outbound,
-        message_id=message_id if message_id is not None else getattr(outbound, "message_id", None),
-        type=type,
-        recipient=recipient,
-        bounce=bounce,
-        details=details,
-        data=data or {},
-        occurred_at=occurred_at or timezone.now(),
-    )
+) -> dict:
+    """An event's column values (by attribute name), its defaults filled in."""
+    if message_id is None:
+        message_id = getattr(outbound, "message_id", None)
+    return {
+        "server_id": server_id,
+        "stream_id": stream_id,
+        "outbound_id": getattr(outbound, "pk", None),
+        "message_id": message_id
+        if message_id is not None
+        else getattr(outbound, "message_id", None),
+        "type": type,
+        "recipient": recipient,
+        "bounce_id": getattr(bounce, "pk", None),
+        "details": details,
+        "data": data or {},
+        "occurred_at": occurred_at or timezone.now(),
+    }
+
+
+def _event(**fields) -> MessageEvent:
+    event = MessageEvent(**_row(**fields))
+    for related in ("outbound", "bounce"):  # already at hand: no query when a caller reads them
+        if fields.get(related) is not None:
+            setattr(event, related, fields[related])
     return event
 
 
@@ -77,9 +89,8 @@ def record_event_with(change: tuple[str, list], **fields) -> int | None:
             return record_event(**fields).pk if cursor.rowcount else None
     import psycopg
 
-    event = _event(**fields)
+    row = _row(**fields)
     insert_sql, columns = _insert_selecting()
-    row = model_row(event)
     params = [f.get_db_prep_save(row[f.attname], connection) for f in columns]
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
@@ -89,7 +100,7 @@ def record_event_with(change: tuple[str, list], **fields) -> int | None:
         found = cursor.fetchone()
     if found is None:
         return None
-    transaction.on_commit(partial(_notify, found[0], event.stream_id))
+    transaction.on_commit(partial(_notify, found[0], row["stream_id"]))
     return found[0]
 
 
