@@ -35,9 +35,7 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -56,6 +54,7 @@ from bench.common import (
     goal_lines,
     manage,
     model_tables,
+    prepare_vhost,
     raise_fd_limit,
     reachable,
     run_benchmark,
@@ -70,7 +69,6 @@ from bench.common import start_gateway as start_runsmtp
 from bench.loadgen import run_load
 from bench.postfix import CountingSink, postfix_baseline, relay_through
 
-RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
 SENDER, RECIPIENT = "app@example.com", "user@example.net"
 
 # Goals of the issue.
@@ -293,24 +291,6 @@ out.close()
 
 
 # --- infrastructure -----------------------------------------------------------------------------
-
-
-def rabbitmqctl(*args: str) -> None:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-
-
-def prepare_vhost(stack: contextlib.ExitStack, name: str) -> str:
-    """A RabbitMQ virtual host of our own (deleted by ``stack``); returns the broker URL."""
-    if not shutil.which("rabbitmqctl"):
-        raise RuntimeError("rabbitmqctl is needed to create a private RabbitMQ virtual host")
-    with contextlib.suppress(RuntimeError):
-        rabbitmqctl("delete_vhost", name)
-    rabbitmqctl("add_vhost", name)
-    stack.callback(lambda: rabbitmqctl("delete_vhost", name))
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    return f"{RABBITMQ}/{name}"
 
 
 def purge(broker_url: str, *queues: str) -> None:
