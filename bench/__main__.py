@@ -14,6 +14,8 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   private Postfix and through the pipeline,
                                                   counted at smtp-sink
     kill        python -m bench.pipeline --only kill
+    rss         python -m bench.pipeline --only rss       the Procfile's worker through 100,000
+                                                  messages: its RSS, sampled every second
     api         python -m bench.bounce_api        the bounce API over 1,000,000 bounces
     sendapi     python -m bench.send_api          POST /email/batch under gunicorn against the
                                                   SMTP gateway's accept rate
@@ -23,9 +25,10 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
                                                   Ed25519, both) against an unsigned run
 
-(processing, e2e, postfix and kill share one ``bench.pipeline`` subprocess when selected
-together.) A section whose module is absent is skipped with a note. The exit status is 0 unless
-a section crashed (or exited non-zero); a missed goal is a MISS in the table, not a failure.
+(processing, delivery, e2e, postfix, kill and rss share one ``bench.pipeline`` subprocess when
+selected together.) A section whose module is absent is skipped with a note. The exit status is 0
+unless a section crashed (or exited non-zero); a missed goal is a MISS in the table, not a
+failure.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ SECTIONS = [
     "e2e",
     "postfix",
     "kill",
+    "rss",
     "api",
     "sendapi",
     "messages",
@@ -58,7 +62,7 @@ SECTIONS = [
     "admin",
     "dkim",
 ]
-PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill")
+PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill", "rss")
 
 
 def module_exists(name: str) -> bool:
@@ -196,6 +200,7 @@ MODULES = {
     "e2e": "bench.pipeline",
     "postfix": "bench.pipeline",
     "kill": "bench.pipeline",
+    "rss": "bench.pipeline",
     "api": "bench.bounce_api",
     "sendapi": "bench.send_api",
     "messages": "bench.messages_api",
@@ -269,6 +274,8 @@ def _belongs(section: str, goal: str) -> bool:
         return text.startswith("versus postfix")
     if section == "delivery":
         return text.startswith("delivery")
+    if section == "rss":
+        return text.startswith("worker rss")
     return "kill" in text
 
 

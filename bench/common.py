@@ -16,6 +16,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
 SETTINGS_MODULE = "postmark_site.settings"
 
 # ``python -m celery -A postmark_site``, followed by ``worker ...`` or ``beat ...``.
@@ -324,7 +326,59 @@ def throwaway_database(
     return database_url(admin_url, name)
 
 
+# --- RabbitMQ -----------------------------------------------------------------------------------
+
+
+def rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+
+
+def prepare_vhost(stack: contextlib.ExitStack, name: str) -> str:
+    """A RabbitMQ virtual host of our own (deleted by ``stack``); returns the broker URL."""
+    if not shutil.which("rabbitmqctl"):
+        raise RuntimeError("rabbitmqctl is needed to create a private RabbitMQ virtual host")
+    with contextlib.suppress(RuntimeError):
+        rabbitmqctl("delete_vhost", name)
+    rabbitmqctl("add_vhost", name)
+    stack.callback(lambda: rabbitmqctl("delete_vhost", name))
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    return f"{RABBITMQ}/{name}"
+
+
 # --- processes ----------------------------------------------------------------------------------
+
+
+def procfile_command(role: str) -> list[str]:
+    """The Procfile's ``role:`` line as an argument list, read each time so that a benchmark runs
+    what ``make run`` runs; ``celery`` and ``python`` become this interpreter (the venv's)."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == role:
+            args = shlex.split(command)
+            if args[0] == "celery":
+                return [sys.executable, "-m", "celery", *args[1:]]
+            return [sys.executable, *args[1:]] if args[0] == "python" else args
+    raise RuntimeError(f"Procfile has no {role}: line")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (a worker's pool and embedded beat), from the
+    parent ids in /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
 
 
 class Service:

@@ -1,7 +1,8 @@
 """Gateway benchmark: the SMTP gateway against a bare aiosmtpd sink, in one run.
 
     python -m bench.gateway [--messages N] [--concurrency C] [--size BYTES] [--processes P]
-        [--starttls] [--database sqlite|postgres] [--quick] [--json PATH]
+        [--starttls] [--database sqlite|postgres] [--as-run-only | --no-as-run] [--quick]
+        [--json PATH]
 
 Everything runs on loopback in a throwaway environment: a fresh database (``bench_<pid>`` on
 PostgreSQL when 127.0.0.1:5432 answers, else SQLite) and a temporary DATA_DIR, both removed at
@@ -15,13 +16,18 @@ the end. The steps:
 4. time Postfix's ``smtp-source`` against the gateway, ``smtp-sink`` and the sink without AUTH;
 5. check that every 250 the gateway gave is a row in the submissions table;
 6. hold 1,000 idle connections on a one-process gateway and read its RSS;
-7. the DATA phase: a fresh one-process gateway and a one-process sink get the same hostile inputs,
+7. as ``make run`` runs it (PostgreSQL and RabbitMQ only): one gateway process and one Celery worker
+   started by the Procfile's ``worker:`` line, on a copy of the database made before step 3 and a
+   RabbitMQ virtual host of their own, the server Live and relaying to Postfix's ``smtp-sink``
+   (the Python sink without it), so that the worker processes and delivers what arrives while the
+   load runs; loaded as in step 3 against a one-process sink (``--as-run-only`` runs just this);
+8. the DATA phase: a fresh one-process gateway and a one-process sink get the same hostile inputs,
    1 GB without CRLF (peak RSS growth), 10 MB of empty lines against 10 MB of 76-character lines
    (CPU time of the process, from /proc), and small messages beside two clients that never end
    their data (p99); ``--data-only`` runs just this step;
-8. print a table and a PASS/MISS line per goal; ``--json PATH`` writes every figure.
+9. print a table and a PASS/MISS line per goal; ``--json PATH`` writes every figure.
 
-Exit status 1 when the durability check fails or the gateway failed a message.
+Exit status 1 when a durability check fails or the gateway failed a message.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ from bench.common import (
     goal_lines,
     manage,
     model_tables,
+    prepare_vhost,
     proc_status_mb,
+    procfile_command,
     raise_fd_limit,
     reachable,
     reset_peak_rss,
@@ -61,6 +69,7 @@ from bench.common import (
     throwaway_database,
 )
 from bench.loadgen import run_load
+from bench.postfix import CountingSink
 
 SENDER, RECIPIENT = "load@example.com", "sink@example.com"
 
@@ -69,6 +78,7 @@ GOAL_RATIO = 1.0
 GOAL_P99_MS = 50.0
 GOAL_RSS_MB = 150.0
 GOAL_CONCURRENCY = 50
+GOAL_AS_RUN_RATIO = 0.8  # one gateway process with a worker, against a one-process sink
 # Goals of the fault-isolation issue for the DATA phase.
 GOAL_DATA_RSS_MB = 32.0
 GOAL_ENDLESS_MB = 1000  # "1 GB without CRLF"
@@ -89,6 +99,20 @@ stream = get_stream(server, "outbound")
 token, secret = create_smtp_token(stream)
 IpCredential.objects.create(stream=stream, cidr="127.0.0.1/32", description="benchmark")
 print(json.dumps({"server": server.id, "user": token.access_key, "password": secret}))
+"""
+
+# Run with ``manage.py shell -c`` on the copy for the run as ``make run``: the server Live and the
+# load's sender domain verified with an active DKIM key, so that the worker processes, signs and
+# delivers every message as it would in production. The domain has no DNS records of ours: the
+# worker's periodic re-check (-B) is off for it, or it would unverify it.
+LIVE_SNIPPET = """
+from domains.models import DkimKey, Domain
+from servers.models import Server
+domain, _ = Domain.objects.get_or_create(
+    name="example.com", defaults={"dkim_verified": True, "periodic_checks": False})
+if not domain.keys.filter(state="active").exists():
+    DkimKey.generate(domain, state="active")
+Server.objects.filter(name="Benchmark").update(delivery_type="Live")
 """
 
 
@@ -168,10 +192,12 @@ def load(port: int, cfg: argparse.Namespace, messages: int, creds: dict, ids_fil
     )
 
 
-def compare(cfg, sink_port: int, gateway_port: int, creds: dict, work: Path) -> dict:
+def compare(
+    cfg, sink_port: int, gateway_port: int, creds: dict, work: Path, ids_name="gateway-ids.txt"
+) -> dict:
     """Warm up, then sink, gateway, sink, gateway; keep the better run of each."""
     runs = {"sink": [], "gateway": []}
-    ids_file = str(work / "gateway-ids.txt")
+    ids_file = str(work / ids_name)
     warmup = min(cfg.warmup, cfg.messages)
     gateway_ok = 0
     if warmup:
@@ -259,6 +285,74 @@ def idle_memory(stack, env: dict, count: int, log_dir: Path) -> dict:
         "rss_with_connections_mb": held,
         "kb_per_connection": round((held - before) * 1024 / count, 1) if count else 0.0,
         "alive": alive,
+    }
+
+
+# --- as make run --------------------------------------------------------------------------------
+
+
+def as_run_database(stack, cfg, database_url: str) -> str | None:
+    """A copy of the provisioned database for the run as ``make run`` (dropped by ``stack``), made
+    before any load: the worker's periodic sweep would otherwise queue the earlier runs'
+    submissions again, and process them during this run. None when it cannot run (the reason is
+    in ``as_run_skipped``)."""
+    if cfg.no_as_run or cfg.data_only or as_run_skipped(cfg):
+        return None
+    name = database_url.rsplit("/", 1)[1]
+    return throwaway_database(stack, f"{name}_asrun", template=name)
+
+
+def as_run_skipped(cfg) -> str:
+    """Why the run as ``make run`` cannot happen here ("" when it can)."""
+    if cfg.database != "postgres":
+        return f"needs PostgreSQL, not {cfg.database}"
+    if not reachable("127.0.0.1", 5672):
+        return "needs RabbitMQ on 127.0.0.1:5672"
+    return ""
+
+
+def as_make_run(cfg, stack, env: dict, database_url: str, creds: dict, work: Path) -> dict:
+    """Step 7: one ``runsmtp`` process and the Procfile's worker, loaded as in step 3 against a
+    one-process sink in alternation. What a single-host install does: the worker takes CPU from
+    the gateway while it processes and delivers what arrives."""
+    broker = prepare_vhost(stack, f"bench_{os.getpid()}_asrun")
+    step("as make run: the server Live, the sender domain verified with a DKIM key")
+    as_env = {**env, "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker}
+    manage(as_env, "shell", "-c", LIVE_SNIPPET)
+    table = model_tables(as_env, "outbound.Submission")["outbound.Submission"]
+    relay = None
+    if find_tool("smtp-sink"):
+        relay = CountingSink(stack, work, "smtp-sink-as-run")
+        relay_port = relay.port
+    else:
+        relay_port = free_port()
+        start_sink(stack, relay_port, 1, work, auth=False, starttls=False)
+    as_env["OUTBOUND_SMTP_RELAY"] = f"smtp://127.0.0.1:{relay_port}?starttls=never"
+    worker_args = procfile_command("worker")
+    step(f"as make run: one gateway process and `{' '.join(worker_args[2:])}`")
+    gateway_port, sink_port = free_port(), free_port()
+    gateway, pids = start_gateway(stack, as_env, gateway_port, 1, work, "gateway-as-run")
+    worker = start(stack, "worker-as-run", worker_args, as_env, work)
+    worker.wait_for(" ready.", timeout=90)
+    sink = start_sink(stack, sink_port, 1, work, auth=True, starttls=cfg.starttls)
+    cpu = {"gateway": cpu_seconds(pids[0]), "worker": cpu_seconds(worker.proc.pid)}
+    step("as make run: warm-up, then sink, gateway + worker, sink, gateway + worker")
+    loadgen = compare(cfg, sink_port, gateway_port, creds, work, "as-run-ids.txt")
+    cpu = {name: cpu_seconds(pid) - cpu[name] for name, pid in
+           (("gateway", pids[0]), ("worker", worker.proc.pid))}  # fmt: skip
+    delivered = relay.count() if relay else None
+    worker_alive = worker.proc.poll() is None
+    for service in (sink, worker, gateway):
+        service.stop()
+    check = durability(database_url, table, loadgen["gateway_250s"], loadgen["ids_file"])
+    return {
+        "worker_command": " ".join(worker_args[2:]),
+        "relay": "Postfix smtp-sink (counting)" if relay else "aiosmtpd sink (bench.sink)",
+        "loadgen": loadgen,
+        "cpu_seconds": {name: round(seconds, 2) for name, seconds in cpu.items()},
+        "delivered_during_runs": delivered,
+        "worker_alive": worker_alive,
+        "durability": check,
     }
 
 
@@ -449,6 +543,7 @@ def durability(database_url: str, table: str, gateway_250s: int, ids_file: str) 
 def goals(result: dict) -> list[dict]:
     """One PASS/MISS entry per goal, with the conditions it was measured under."""
     entries = throughput_goals(result) if result.get("loadgen") else []
+    entries += as_run_goals(result) if result.get("as_run") else []
     entries += data_goals(result["data"]) if result.get("data") else []
     return [
         {"goal": goal, "passed": passed, "measured": measured, "note": note}
@@ -490,6 +585,21 @@ def throughput_goals(result: dict) -> list[tuple]:
         ),
     ]
     return entries
+
+
+def as_run_goals(result: dict) -> list[tuple]:
+    """(goal, passed, measured, note) for the gateway issue's goal as ``make run`` runs it."""
+    goal = f"gateway as make run (1 process + worker) >= {GOAL_AS_RUN_RATIO:.1f}x the sink"
+    as_run = result["as_run"]
+    if as_run.get("skipped"):
+        return [(goal, False, "not measured", as_run["skipped"])]
+    cfg = result["config"]
+    note = [] if cfg["concurrency"] == GOAL_CONCURRENCY else [f"at {cfg['concurrency']} sessions"]
+    if not as_run["worker_alive"]:
+        note.append("the worker exited")
+    ratio = as_run["loadgen"]["ratio"]
+    passed = ratio >= GOAL_AS_RUN_RATIO and as_run["worker_alive"]
+    return [(goal, passed, f"{ratio:.2f}x", "; ".join(note))]
 
 
 def data_goals(data: dict) -> list[tuple]:
@@ -537,6 +647,8 @@ def data_goals(data: dict) -> list[tuple]:
 def report(result: dict) -> str:
     """The human-readable table."""
     lines = throughput_report(result) if result.get("loadgen") else []
+    if result.get("as_run"):
+        lines += as_run_report(result)
     if result.get("data"):
         lines += data_report(result["data"])
     return "\n".join([*lines, "", *goal_lines(result["goals"])])
@@ -588,6 +700,45 @@ def _failed(figures: dict) -> str:
     return f"{figures['beside']['alone_failed']} / {figures['beside']['beside_failed']}"
 
 
+def loadgen_rows(loadgen: dict, labels: dict) -> list[str]:
+    """The better run of each server, every run's rate, and the ratio."""
+    lines = []
+    for name, label in labels.items():
+        best = loadgen["best"][name]
+        every = ", ".join(f"{r['messages_per_second']:.0f}" for r in loadgen["runs"][name])
+        failed = sum(r["messages_failed"] for r in loadgen["runs"][name])
+        lines.append(
+            f"  {label:<34}{best['messages_per_second']:>9.1f}{best['p50_ms']:>9.1f}"
+            f"{best['p99_ms']:>9.1f}{failed:>8}   {every}"
+        )
+    return [*lines, f"  {'gateway / sink':<34}{loadgen['ratio']:>8.2f}x"]
+
+
+def as_run_report(result: dict) -> list[str]:
+    """The run as ``make run``: one gateway process with the Procfile's worker, against a sink."""
+    as_run, cfg = result["as_run"], result["config"]
+    if as_run.get("skipped"):
+        return ["", f"as make run: skipped ({as_run['skipped']})"]
+    check = as_run["durability"]
+    delivered = as_run["delivered_during_runs"]
+    delivered = "not counted" if delivered is None else f"{delivered:,}"
+    labels = {"sink": "aiosmtpd sink, 1 process", "gateway": "gateway, 1 process + worker"}
+    return [
+        "",
+        f"as make run: `{as_run['worker_command']}` beside one gateway process (PostgreSQL, its "
+        f"own RabbitMQ virtual host, Live server relaying to {as_run['relay']}); better of "
+        f"{cfg['rounds']} alternating runs after a {cfg['warmup']}-message warm-up",
+        f"  {'server':<34}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}   all runs msg/s",
+        *loadgen_rows(as_run["loadgen"], labels),
+        f"  CPU seconds over the runs: gateway {as_run['cpu_seconds']['gateway']:.1f}, worker "
+        f"{as_run['cpu_seconds']['worker']:.1f}; delivered by their end: {delivered} of "
+        f"{check['replies_250']:,} accepted",
+        f"  durability: {check['rows']:,} rows, {check['replies_250']:,} replies 250, "
+        f"{check['loadgen_ids_missing']} acknowledged ids missing"
+        f" -> {'PASS' if check['passed'] else 'FAIL'}",
+    ]
+
+
 def throughput_report(result: dict) -> list[str]:
     """The throughput, latency and idle-memory part of the report."""
     cfg = result["config"]
@@ -602,17 +753,8 @@ def throughput_report(result: dict) -> list[str]:
         f"{cfg['rounds']} alternating runs after a {cfg['warmup']}-message warm-up",
         f"  {'server':<34}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}   all runs msg/s",
     ]
-    loadgen = result["loadgen"]
     labels = {"sink": "aiosmtpd sink (bench.sink --auth)", "gateway": "gateway (runsmtp)"}
-    for name, label in labels.items():
-        best = loadgen["best"][name]
-        every = ", ".join(f"{r['messages_per_second']:.0f}" for r in loadgen["runs"][name])
-        failed = sum(r["messages_failed"] for r in loadgen["runs"][name])
-        lines.append(
-            f"  {label:<34}{best['messages_per_second']:>9.1f}{best['p50_ms']:>9.1f}"
-            f"{best['p99_ms']:>9.1f}{failed:>8}   {every}"
-        )
-    lines.append(f"  {'gateway / sink':<34}{loadgen['ratio']:>8.2f}x")
+    lines += loadgen_rows(result["loadgen"], labels)
     if result.get("smtp_source"):
         lines += ["", "smtp-source (HELO, no AUTH; wall-clock)"]
         lines.append(f"  {'server':<34}{'msg/s':>9}{'seconds':>9}")
@@ -668,9 +810,14 @@ def run(cfg: argparse.Namespace, stack: contextlib.ExitStack) -> dict:
     env = gateway_env(database_url, data_dir)
     step("preparing the database (migrate, server, SMTP token, IP credential)")
     creds = provision(env)
-    if not cfg.data_only:
+    as_run_url = as_run_database(stack, cfg, database_url)
+    if not (cfg.data_only or cfg.as_run_only):
         throughput(cfg, stack, env, database_url, creds, work, result)
-    if not cfg.no_data:
+    if as_run_url:
+        result["as_run"] = as_make_run(cfg, stack, env, as_run_url, creds, work)
+    elif not (cfg.no_as_run or cfg.data_only):
+        result["as_run"] = {"skipped": as_run_skipped(cfg)}
+    if not (cfg.no_data or cfg.as_run_only):
         result["data"] = data_phase(stack, env, cfg, creds, work)
     result["goals"] = goals(result)
     return result
@@ -728,7 +875,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rounds", type=int, default=2, help="alternating runs per server (default 2)")
     add("--idle-connections", type=int, default=1000, help="for the memory figure (0: skip)")
     add("--no-smtp-source", action="store_true", help="skip the smtp-source rows")
-    add("--data-only", action="store_true", help="only the DATA phase (step 7)")
+    add("--as-run-only", action="store_true", help="only the run as make run (step 7)")
+    add("--no-as-run", action="store_true", help="skip the run as make run")
+    add("--data-only", action="store_true", help="only the DATA phase (step 8)")
     add("--no-data", action="store_true", help="skip the DATA phase")
     add("--data-endless-mb", type=int, help="MB without CRLF (default 1000; --quick 64)")
     add("--data-lines-mb", type=int, help="MB of lines per message (default 10; --quick 2)")
@@ -738,6 +887,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cfg = parser.parse_args(argv)
     if cfg.data_only and cfg.no_data:
         parser.error("--data-only and --no-data exclude each other")
+    if cfg.as_run_only and (cfg.no_as_run or cfg.data_only):
+        parser.error("--as-run-only excludes --no-as-run and --data-only")
     defaults = {
         "data_endless_mb": (64, GOAL_ENDLESS_MB),
         "data_lines_mb": (2, GOAL_LINES_MB),
@@ -760,10 +911,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, write the JSON; see the module docstring."""
     result = run_benchmark(parse_args(argv), run, report)
-    if not result.get("loadgen"):
-        return 0
-    gateway_failed = sum(r["messages_failed"] for r in result["loadgen"]["runs"]["gateway"])
-    return 0 if result["durability"]["passed"] and not gateway_failed else 1
+    checked = [result] if result.get("loadgen") else []
+    if result.get("as_run", {}).get("loadgen"):
+        checked.append(result["as_run"])
+    for part in checked:
+        gateway_failed = sum(r["messages_failed"] for r in part["loadgen"]["runs"]["gateway"])
+        if gateway_failed or not part["durability"]["passed"]:
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

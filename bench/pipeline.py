@@ -1,11 +1,12 @@
 """Processing and delivery benchmark: real Celery workers on RabbitMQ, in one throwaway setup.
 
     python -m bench.pipeline [--messages N] [--workers 2] [--pool threads] [--concurrency 4]
-        [--kill-run N] [--only processing,e2e,kill] [--quick] [--json PATH]
+        [--kill-run N] [--rss-messages N] [--only processing,e2e,kill,rss] [--quick] [--json PATH]
 
 Everything runs on loopback in a throwaway environment: a PostgreSQL database ``bench_<pid>``, a
 RabbitMQ virtual host ``bench_<pid>`` (so that no other test's worker takes these tasks, nor ours
-theirs), a temporary DATA_DIR; all removed at the end, every process stopped. Three sections:
+theirs), a temporary DATA_DIR; all removed at the end, every process stopped. The sections (d,
+versus Postfix, and e, delivery, are described at their functions):
 
 a. **processing** — N accepted submissions (2 KB messages with ``X-PM-*`` headers; SMTP-token and
    server-token ones, a few naming an unknown stream, which become SMTPApiError bounces) are
@@ -23,6 +24,12 @@ c. **kill** — like (b), through a Python sink that logs every delivered transa
    periodic ``beat`` (sweep every 5 s) and the workers SIGKILLed at random moments (every 2-5 s) and
    restarted under fresh node names. Counts deliveries per MessageID at the sink (VERP MAIL FROM):
    delivered once, missing, duplicated.
+f. **rss** — ``--rss-messages`` (100,000) through the gateway (one process) and one worker started
+   by the Procfile's ``worker:`` line (every queue, its embedded beat) to a counting ``smtp-sink``,
+   fed by ``bench.loadgen`` in chunks, the next one once the sink is at most one chunk behind (a
+   bounded backlog: no message waits long enough for the sweep to queue it again, and no load
+   holds more than its sessions open). The worker's RSS (VmRSS of it and its children) is sampled
+   every second, VmHWM read at the end.
 
 Exit status 1 only when a section crashed or a run never completed; a missed goal is reported.
 """
@@ -35,9 +42,7 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -57,6 +62,10 @@ from bench.common import (
     goal_lines,
     manage,
     model_tables,
+    prepare_vhost,
+    proc_status_mb,
+    process_tree,
+    procfile_command,
     raise_fd_limit,
     reachable,
     run_benchmark,
@@ -71,7 +80,6 @@ from bench.common import start_gateway as start_runsmtp
 from bench.loadgen import run_load
 from bench.postfix import CountingSink, postfix_baseline, relay_through
 
-RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
 SENDER, RECIPIENT = "app@example.com", "user@example.net"
 
 # Goals of the issue.
@@ -83,6 +91,9 @@ GOAL_DELIVERY_CPU_MS = 1.5
 GOAL_E2E = 300.0  # messages/s, SMTP accept -> relayed, two worker processes
 GOAL_VS_POSTFIX = 0.5  # end to end / Postfix, the same smtp-source load, the same sink
 GOAL_AS_RUN_VS_POSTFIX = 0.3  # the same, with the worker as ``make run`` starts it
+GOAL_WORKER_RSS_MB = 300.0  # the Procfile's worker, through GOAL_RSS_MESSAGES
+GOAL_RSS_MESSAGES = 100_000
+RSS_CHUNK = 2000  # messages per load of the rss section (fewer when the run is small)
 LOAD_HEADERS = (
     "X-PM-Tag: welcome",
     "X-PM-Metadata-customer: c-1234",
@@ -92,14 +103,20 @@ LOAD_HEADERS = (
 
 # --- scripts run in Django subprocesses (python -c SCRIPT JSON) --------------------------------
 
-# A server with an SMTP token; the load's sender domain (example.com) verified.
+# A server with an SMTP token; the load's sender domain (example.com) verified, with an active DKIM
+# key when cfg["dkim"] is true. It has no DNS records of ours, so the periodic re-check (a worker
+# started with -B runs it, first after 5 minutes) is off for it: it would unverify the domain and
+# every later message would fail the sender rule.
 SETUP = """
 import json, sys, django
 django.setup()
 from streams.services import create_server, create_smtp_token, get_stream
-from domains.models import Domain
+from domains.models import DkimKey, Domain
 cfg = json.loads(sys.argv[1])
-Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
+domain, _ = Domain.objects.get_or_create(
+    name="example.com", defaults={"dkim_verified": True, "periodic_checks": False})
+if cfg.get("dkim") and not domain.keys.filter(state="active").exists():
+    DkimKey.generate(domain, state="active")
 server = create_server(cfg["name"], delivery_type=cfg["delivery_type"])
 token, secret = create_smtp_token(get_stream(server, "outbound"))
 print(json.dumps({"server": server.id, "user": token.access_key, "password": secret}))
@@ -294,24 +311,6 @@ out.close()
 
 
 # --- infrastructure -----------------------------------------------------------------------------
-
-
-def rabbitmqctl(*args: str) -> None:
-    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-
-
-def prepare_vhost(stack: contextlib.ExitStack, name: str) -> str:
-    """A RabbitMQ virtual host of our own (deleted by ``stack``); returns the broker URL."""
-    if not shutil.which("rabbitmqctl"):
-        raise RuntimeError("rabbitmqctl is needed to create a private RabbitMQ virtual host")
-    with contextlib.suppress(RuntimeError):
-        rabbitmqctl("delete_vhost", name)
-    rabbitmqctl("add_vhost", name)
-    stack.callback(lambda: rabbitmqctl("delete_vhost", name))
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    return f"{RABBITMQ}/{name}"
 
 
 def purge(broker_url: str, *queues: str) -> None:
@@ -782,6 +781,128 @@ def kill_run(cfg, stack, env, broker, db, work: Path) -> dict:
     }
 
 
+class RssSampler(threading.Thread):
+    """VmRSS of a process and its descendants, once a second until ``stop()``."""
+
+    def __init__(self, pid: int, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.started_at = time.monotonic()
+        self.samples: list[tuple[float, float]] = []  # (seconds, total MB)
+        self.first: dict[int, float] = {}
+        self.peak: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.halt = threading.Event()
+
+    def sample(self) -> float:
+        figures = {}
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):  # a process that just ended
+                figures[pid] = proc_status_mb(pid)
+        for pid, mb in figures.items():
+            self.first.setdefault(pid, mb)
+            self.peak[pid] = max(self.peak.get(pid, 0.0), mb)
+        self.last = figures
+        total = round(sum(figures.values()), 1)
+        self.samples.append((round(time.monotonic() - self.started_at, 1), total))
+        return total
+
+    def run(self):
+        while not self.halt.wait(0 if not self.samples else self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join()
+        self.sample()
+
+    def high_water(self) -> dict[int, float]:
+        """VmHWM (the peak RSS since each process started) of the processes alive now."""
+        figures = {}
+        for pid in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                figures[pid] = proc_status_mb(pid, "VmHWM")
+        return figures
+
+
+def worker_rss(cfg, stack, env, broker, db, work: Path) -> dict:
+    """(f) ``--rss-messages`` through the gateway and the Procfile's worker to a counting
+    smtp-sink, in chunks; the worker's RSS (and its children's) sampled every second."""
+    purge(broker, "celery", "processing", "delivery", "webhooks")
+    setup = {"name": "bench-rss", "delivery_type": "Live", "dkim": True}
+    creds = script(env, SETUP, json.dumps(setup))
+    server, total = creds["server"], cfg.rss_messages
+    chunk = min(RSS_CHUNK, max(100, total // 5))
+    sink = CountingSink(stack, work, "smtp-sink-rss")
+    wenv = relay_env(env, sink.port)
+    gateway_port = free_port()
+    _, gateway_pids = start_runsmtp(stack, wenv, gateway_port, 1, work, "gateway-rss")
+    args = procfile_command("worker")
+    worker = start(stack, "worker-rss", args, wenv, work)
+    worker.wait_for(" ready.", timeout=90)
+    sampler = RssSampler(worker.proc.pid)
+    sampler.start()
+    step(f"rss: {total:,} messages in chunks of {chunk:,} through `{' '.join(args[2:])}`")
+    sent = accepted = failed = 0
+    started = time.monotonic()
+    done = True
+    try:
+        while sent < total and done:
+            count = min(chunk, total - sent)
+            accept = load(gateway_port, creds, count, cfg.load_concurrency)
+            sent, accepted = sent + count, accepted + accept["messages_ok"]
+            failed += accept["messages_failed"]
+            # The next chunk once the sink is at most one chunk behind (the last: all of them).
+            behind = 0 if sent >= total else chunk
+            done = sink.wait_for(accepted - behind, timeout=cfg.timeout, stall=120) is not None
+            if sent % (10 * chunk) < chunk or sent >= total:
+                step(f"  {sink.count():,} counted of {sent:,} sent; worker and children "
+                     f"{sampler.samples[-1][1] if sampler.samples else 0:.0f} MB")  # fmt: skip
+        seconds = time.monotonic() - started
+        sampler.stop()
+        high_water = sampler.high_water()
+    finally:
+        sampler.halt.set()
+        worker.stop()
+    counted = sink.count()
+    delivered = db.delivered(server)
+    gateway_pid = gateway_pids[0]
+    peaks = sampler.peak
+    return {
+        "messages": total,
+        "chunk": chunk,
+        "worker_command": " ".join(args[2:]),
+        "accepted": accepted,
+        "accept_failures": failed,
+        "counted_at_sink": counted,
+        "delivered": delivered,
+        "completed": done and accepted == total and counted >= total and delivered == total,
+        "seconds": round(seconds, 1),
+        "messages_per_second": round(counted / seconds, 1) if seconds else 0.0,
+        "worker_pid": worker.proc.pid,
+        "processes": len(peaks),
+        # Sums over the worker and its children (VmRSS, MB).
+        "first_mb": round(sampler.samples[0][1], 1),
+        "peak_mb": max(total_mb for _, total_mb in sampler.samples),
+        "final_mb": sampler.samples[-1][1],
+        "high_water_mb": round(sum(high_water.values()), 1),
+        "by_process": {
+            pid: {
+                "first_mb": sampler.first[pid],
+                "peak_mb": peaks[pid],
+                "final_mb": sampler.last.get(pid),
+                "high_water_mb": high_water.get(pid),
+            }
+            for pid in peaks
+        },
+        "gateway_mb": {
+            "final": proc_status_mb(gateway_pid),
+            "high_water": proc_status_mb(gateway_pid, "VmHWM"),
+        },
+        "samples": sampler.samples,
+    }
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -847,6 +968,23 @@ def goals(result: dict) -> list[dict]:
                         f"missing, {k['extra_copies']} extra copies (window: "
                         f"{k['window']}), {k['kills']} kills",
             "note": "" if k["messages"] >= 10_000 else f"{k['messages']:,} messages, not 10,000",
+        })  # fmt: skip
+    if "rss" in result:
+        r = result["rss"]
+        # The larger of the sampled peak and the sum of VmHWM: a spike between two samples counts.
+        peak = max(r["peak_mb"], r["high_water_mb"])
+        note = [] if r["completed"] else [f"{r['counted_at_sink']:,} counted"]
+        if r["messages"] < GOAL_RSS_MESSAGES:
+            note.append(f"{r['messages']:,} messages, not {GOAL_RSS_MESSAGES:,}")
+        entries.append({
+            "goal": f"worker RSS < {GOAL_WORKER_RSS_MB:.0f} MB through a "
+                    f"{GOAL_RSS_MESSAGES:,}-message run",
+            "passed": r["completed"] and r["messages"] >= GOAL_RSS_MESSAGES
+                      and peak < GOAL_WORKER_RSS_MB,
+            "measured": f"peak {peak:.0f} MB, final {r['final_mb']:.0f} MB (first "
+                        f"{r['first_mb']:.0f} MB); {r['counted_at_sink']:,}/{r['messages']:,} "
+                        "delivered",
+            "note": "; ".join(note),
         })  # fmt: skip
     return entries
 
@@ -923,8 +1061,35 @@ def report(result: dict) -> str:
                   f"  {d['counted_at_sink']:,}/{d['messages']:,} counted in {d['seconds']:.2f} s:"
                   f" {d['messages_per_second']:.1f} recipients/s, "
                   f"{d['cpu_ms_per_recipient']:.3f} ms CPU per recipient"]  # fmt: skip
+    if "rss" in result:
+        lines += rss_report(result["rss"])
     lines += ["", *goal_lines(result["goals"])]
     return "\n".join(lines)
+
+
+def rss_report(r: dict) -> list[str]:
+    """(f): the worker's memory through the long run, summed over it and its children."""
+    lines = [
+        "",
+        f"(f) worker RSS: {r['messages']:,} messages, loadgen -> gateway (1 process) -> "
+        f"`{r['worker_command']}` -> smtp-sink, in chunks of {r['chunk']:,}",
+        f"  {r['counted_at_sink']:,} counted at the sink, {r['delivered']:,} delivered, in "
+        f"{r['seconds']:.0f} s ({r['messages_per_second']:.1f} msg/s); "
+        f"{r['accept_failures']} accept failures",
+        f"  {'VmRSS, MB':<40}{'first':>9}{'peak':>9}{'final':>9}{'VmHWM':>9}",
+        f"  {'worker and children (sum)':<40}{r['first_mb']:>9.1f}{r['peak_mb']:>9.1f}"
+        f"{r['final_mb']:>9.1f}{r['high_water_mb']:>9.1f}",
+    ]
+    for pid, p in r["by_process"].items():
+        label = f"pid {pid}" + (" (worker)" if int(pid) == r["worker_pid"] else " (child)")
+        final = "-" if p["final_mb"] is None else f"{p['final_mb']:.1f}"
+        hwm = "-" if p["high_water_mb"] is None else f"{p['high_water_mb']:.1f}"
+        lines.append(f"  {label:<40}{p['first_mb']:>9.1f}{p['peak_mb']:>9.1f}{final:>9}{hwm:>9}")
+    gateway = r["gateway_mb"]
+    lines.append(
+        f"  gateway at the end: {gateway['final']:.1f} MB, VmHWM {gateway['high_water']:.1f} MB"
+    )
+    return lines
 
 
 # --- orchestration --------------------------------------------------------------------------------
@@ -940,7 +1105,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
     manage(env, "migrate", "--noinput", "--verbosity", "0")
     tables = model_tables(env, *TABLES)
     sections = {"processing": processing, "delivery": delivery, "e2e": end_to_end,
-                "postfix": versus_postfix, "kill": kill_run}  # fmt: skip
+                "postfix": versus_postfix, "kill": kill_run, "rss": worker_rss}  # fmt: skip
     result["errors"] = {}
     for section, function in sections.items():
         if section not in cfg.only:
@@ -980,7 +1145,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="messages of the kill run (default 10000; quick 200)")  # fmt: skip
     add("--postfix-messages", type=int,
         help="messages of the runs against Postfix (default 3000; quick 300)")  # fmt: skip
-    add("--only", default="processing,delivery,e2e,postfix,kill", help="sections, comma separated")
+    add("--rss-messages", type=int,
+        help="messages of the worker RSS run (default 100000; quick 500)")  # fmt: skip
+    add("--only", default="processing,delivery,e2e,postfix,kill,rss",
+        help="sections, comma separated")  # fmt: skip
     add("--timeout", type=float, default=900.0, help="seconds a run may take")
     cfg = parser.parse_args(argv)
     if cfg.messages is None:
@@ -989,6 +1157,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         cfg.postfix_messages = 300 if cfg.quick else 3_000
     if cfg.kill_messages is None:
         cfg.kill_messages = 200 if cfg.quick else 10_000
+    if cfg.rss_messages is None:
+        cfg.rss_messages = 500 if cfg.quick else GOAL_RSS_MESSAGES
     cfg.kill_every = (1.0, 2.0) if cfg.quick else (2.0, 5.0)
     cfg.only = [s.strip() for s in cfg.only.split(",") if s.strip()]
     if cfg.quick:
@@ -1003,7 +1173,7 @@ def main(argv=None) -> int:
         return 2
     result = run_benchmark(cfg, run, report)
     incomplete = [
-        name for name in ("processing", "e2e", "kill") if name in result
+        name for name in ("processing", "e2e", "kill", "rss") if name in result
         and not (all(r["completed"] for r in result[name]["runs"].values())
                  if name == "processing" else result[name]["completed"])
     ]  # fmt: skip

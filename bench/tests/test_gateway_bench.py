@@ -2,6 +2,8 @@
 
 import pytest
 
+from conftest import require_service
+
 
 @pytest.mark.slow
 def test_quick_benchmark_runs_and_checks_durability(run_quick):
@@ -22,3 +24,25 @@ def test_quick_benchmark_runs_and_checks_durability(run_quick):
     goals = [goal["goal"] for goal in result["goals"]]
     assert any("without CRLF" in goal for goal in goals)
     assert any("empty lines" in goal for goal in goals)
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_quick_run_as_make_run(run_quick):
+    """``--quick --as-run-only``: one gateway process and the Procfile's worker on PostgreSQL and
+    a RabbitMQ virtual host of their own, against a one-process sink; the worker delivers."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    stdout, result = run_quick("bench.gateway", "--as-run-only", timeout=90)
+    as_run = result["as_run"]
+    assert as_run["worker_command"].startswith("celery -A postmark_site worker")
+    assert as_run["worker_alive"]
+    best = as_run["loadgen"]["best"]
+    assert best["gateway"]["messages_per_second"] > 0 and best["sink"]["messages_per_second"] > 0
+    assert as_run["durability"]["passed"], as_run["durability"]
+    assert as_run["delivered_during_runs"] is None or as_run["delivered_during_runs"] > 0
+    assert [g["goal"] for g in result["goals"]] == [
+        "gateway as make run (1 process + worker) >= 0.8x the sink"
+    ]
+    assert "loadgen" not in result and "data" not in result
+    assert "as make run" in stdout

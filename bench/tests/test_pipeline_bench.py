@@ -35,10 +35,17 @@ def test_pipeline_bench_quick(run_quick):
     kill = result["kill"]
     assert kill["completed"] and kill["missing"] == 0
     assert kill["delivered_once"] + kill["duplicated"] == kill["accepted"]
+    rss = result["rss"]  # the Procfile's worker, fed in several chunks
+    assert rss["worker_command"].startswith("celery -A postmark_site worker")
+    assert rss["completed"] and rss["counted_at_sink"] == rss["messages"] == 500
+    assert rss["chunk"] < rss["messages"]
+    assert str(rss["worker_pid"]) in rss["by_process"]
+    assert 0 < rss["first_mb"] <= rss["peak_mb"] <= rss["high_water_mb"]
     assert {g["goal"].split()[0] for g in result["goals"]} == {
         "processing",
         "delivery",
         "end",
         "versus",
         "run",
+        "worker",
     }
