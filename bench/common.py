@@ -357,9 +357,12 @@ def procfile_command(role: str) -> list[str]:
         name, _, command = line.partition(":")
         if name.strip() == role:
             args = shlex.split(command)
+            prefix = []
+            if args[0] == "nice":  # nice -n N <command>
+                prefix, args = args[:3], args[3:]
             if args[0] == "celery":
-                return [sys.executable, "-m", "celery", *args[1:]]
-            return [sys.executable, *args[1:]] if args[0] == "python" else args
+                return [*prefix, sys.executable, "-m", "celery", *args[1:]]
+            return [*prefix, sys.executable, *args[1:]] if args[0] == "python" else prefix + args
     raise RuntimeError(f"Procfile has no {role}: line")
 
 

@@ -654,10 +654,7 @@ def versus_postfix(cfg, stack, env, broker, db, work: Path) -> dict:
     step(f"  Postfix: {result['postfix']['messages_per_second']} messages/s")
     script(env, SETUP_FOR_SOURCE, json.dumps({"name": "bench-source",
                                               "domain": SENDER.rpartition("@")[2]}))  # fmt: skip
-    runs = {
-        "scaled": scaled_workers(cfg),
-        "as make run": [("celery,processing,delivery,webhooks", 1, "threads", 4)],
-    }
+    runs = {"scaled": scaled_workers(cfg), "as make run": []}  # the latter: the Procfile's line
     for label, groups in runs.items():
         purge(broker, "celery", "processing", "delivery", "webhooks")
         with contextlib.ExitStack() as run_stack:
@@ -671,13 +668,20 @@ def versus_postfix(cfg, stack, env, broker, db, work: Path) -> dict:
                 workers = Workers(run_stack, wenv, work, queues, pool, concurrency)
                 started.append(workers)
                 roles[f"workers {queues}"] = [workers.start().proc.pid for _ in range(count)]
+            if not groups:
+                worker = start(run_stack, "worker-as-run", procfile_command("worker"), wenv, work)
+                worker.wait_for(" ready.", timeout=90)
+                roles["worker"] = process_tree(worker.proc.pid)  # with -B's beat
             run = relay_through(gateway_port, sink, load, f"pipeline ({label})", CpuMeter(roles))
             for workers in started:
                 workers.stop()
         postfix_rate = result["postfix"]["messages_per_second"]
-        run["workers"] = " + ".join(
-            f"{count} x -Q {queues} --pool {pool}" + (f" -c {c}" if pool != "solo" else "")
-            for queues, count, pool, c in groups
+        run["workers"] = (
+            " + ".join(
+                f"{count} x -Q {queues} --pool {pool}" + (f" -c {c}" if pool != "solo" else "")
+                for queues, count, pool, c in groups
+            )
+            or "the Procfile's worker line"
         )
         run["ratio_to_postfix"] = (
             round(run["messages_per_second"] / postfix_rate, 3) if postfix_rate else 0.0
@@ -1137,8 +1141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--pool", default="threads", choices=["threads", "solo", "prefork"],
         help="pool of the e2e / kill workers (default threads)")  # fmt: skip
     add("--concurrency", type=int, default=4, help="threads per e2e / kill worker (default 4)")
-    add("--split", action="store_true",
-        help="versus Postfix, scaled: one processing worker, the rest delivery")  # fmt: skip
+    add("--split", action=argparse.BooleanOptionalAction, default=True,
+        help="versus Postfix, scaled: one processing worker and the rest delivery (default), "
+             "or every worker on both queues")  # fmt: skip
     add("--load-concurrency", type=int, default=20, help="loadgen sessions (default 20)")
     add("--sink", default="smtp-sink", choices=["smtp-sink", "python"], help="e2e relay sink")
     add("--kill-run", dest="kill_messages", type=int,
