@@ -350,20 +350,26 @@ def prepare_vhost(stack: contextlib.ExitStack, name: str) -> str:
 # --- processes ----------------------------------------------------------------------------------
 
 
-def procfile_command(role: str) -> list[str]:
-    """The Procfile's ``role:`` line as an argument list, read each time so that a benchmark runs
-    what ``make run`` runs; ``celery`` and ``python`` become this interpreter (the venv's)."""
+def procfile_line(role: str) -> str:
+    """The Procfile's ``role:`` command as written there (for reports)."""
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
         if name.strip() == role:
-            args = shlex.split(command)
-            prefix = []
-            if args[0] == "nice":  # nice -n N <command>
-                prefix, args = args[:3], args[3:]
-            if args[0] == "celery":
-                return [*prefix, sys.executable, "-m", "celery", *args[1:]]
-            return [*prefix, sys.executable, *args[1:]] if args[0] == "python" else prefix + args
+            return command.strip()
     raise RuntimeError(f"Procfile has no {role}: line")
+
+
+def procfile_command(role: str) -> list[str]:
+    """The Procfile's ``role:`` line as an argument list, read each time so that a benchmark runs
+    what ``make run`` runs; ``celery`` and ``python`` become this interpreter (the venv's), after
+    a ``nice -n N`` in front."""
+    args = shlex.split(procfile_line(role))
+    prefix = []
+    if args[0] == "nice":  # nice -n N <command>
+        prefix, args = args[:3], args[3:]
+    if args[0] == "celery":
+        return [*prefix, sys.executable, "-m", "celery", *args[1:]]
+    return [*prefix, sys.executable, *args[1:]] if args[0] == "python" else prefix + args
 
 
 def process_tree(pid: int) -> list[int]:

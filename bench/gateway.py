@@ -57,6 +57,7 @@ from bench.common import (
     prepare_vhost,
     proc_status_mb,
     procfile_command,
+    procfile_line,
     raise_fd_limit,
     reachable,
     reset_peak_rss,
@@ -329,7 +330,7 @@ def as_make_run(cfg, stack, env: dict, database_url: str, creds: dict, work: Pat
         start_sink(stack, relay_port, 1, work, auth=False, starttls=False)
     as_env["OUTBOUND_SMTP_RELAY"] = f"smtp://127.0.0.1:{relay_port}?starttls=never"
     worker_args = procfile_command("worker")
-    step(f"as make run: one gateway process and `{' '.join(worker_args[2:])}`")
+    step(f"as make run: one gateway process and `{procfile_line('worker')}`")
     gateway_port, sink_port = free_port(), free_port()
     gateway, pids = start_gateway(stack, as_env, gateway_port, 1, work, "gateway-as-run")
     worker = start(stack, "worker-as-run", worker_args, as_env, work)
@@ -346,7 +347,7 @@ def as_make_run(cfg, stack, env: dict, database_url: str, creds: dict, work: Pat
         service.stop()
     check = durability(database_url, table, loadgen["gateway_250s"], loadgen["ids_file"])
     return {
-        "worker_command": " ".join(worker_args[2:]),
+        "worker_command": procfile_line("worker"),
         "relay": "Postfix smtp-sink (counting)" if relay else "aiosmtpd sink (bench.sink)",
         "loadgen": loadgen,
         "cpu_seconds": {name: round(seconds, 2) for name, seconds in cpu.items()},

@@ -66,6 +66,7 @@ from bench.common import (
     proc_status_mb,
     process_tree,
     procfile_command,
+    procfile_line,
     raise_fd_limit,
     reachable,
     run_benchmark,
@@ -846,7 +847,7 @@ def worker_rss(cfg, stack, env, broker, db, work: Path) -> dict:
     worker.wait_for(" ready.", timeout=90)
     sampler = RssSampler(worker.proc.pid)
     sampler.start()
-    step(f"rss: {total:,} messages in chunks of {chunk:,} through `{' '.join(args[2:])}`")
+    step(f"rss: {total:,} messages in chunks of {chunk:,} through `{procfile_line('worker')}`")
     sent = accepted = failed = 0
     started = time.monotonic()
     done = True
@@ -875,7 +876,7 @@ def worker_rss(cfg, stack, env, broker, db, work: Path) -> dict:
     return {
         "messages": total,
         "chunk": chunk,
-        "worker_command": " ".join(args[2:]),
+        "worker_command": procfile_line("worker"),
         "accepted": accepted,
         "accept_failures": failed,
         "counted_at_sink": counted,
