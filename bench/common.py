@@ -122,11 +122,20 @@ def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that was free a moment ago, never one this process handed out before:
+    the kernel may offer a just-closed port again, and two listeners given the same port would
+    split its connections."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def raise_fd_limit(wanted: int = 65536) -> int:

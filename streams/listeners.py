@@ -68,6 +68,20 @@ class Endpoint:
         return "Transactional" if self.kind == "transactional" else "Broadcast"
 
 
+def shared_addresses(listeners: list[Listener]) -> list[str]:
+    """The ``HOST:PORT`` of listeners that would share a port: the same address twice, or a
+    wildcard host and any other on the same port."""
+    shared = []
+    for i, listener in enumerate(listeners):
+        for other in listeners[i + 1 :]:
+            same_host = (
+                listener.host == other.host or _wildcard(listener.host) or _wildcard(other.host)
+            )
+            if listener.port == other.port and same_host:
+                shared.append(f"{other.host}:{other.port}")
+    return sorted(set(shared))
+
+
 def smtp_endpoints(request_host: str = "") -> list[Endpoint]:
     """The gateway's endpoints as a client should dial them.
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from smtpgw.metrics import parse_address
 from smtpgw.proxy import trusted_networks
 from smtpgw.runner import serve
-from streams.listeners import Listener
+from streams.listeners import Listener, shared_addresses
 
 
 class Command(BaseCommand):
@@ -42,6 +42,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if not listeners:
             raise CommandError("No listener: give --listen or set SMTP_LISTEN.")
+        shared = shared_addresses(listeners)
+        if shared:
+            raise CommandError(
+                f"Two listeners on {', '.join(shared)}: each needs an address of its own (the "
+                "processes share ports, so both would bind and split the connections)."
+            )
         try:
             trusted = trusted_networks(settings.SMTP_PROXY_TRUSTED)
         except ValueError as exc:
