@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import free_port  # noqa: F401 (tests import it from here)
+
 ROOT = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -66,22 +68,6 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago, never one this process handed out before:
-    the kernel may offer a just-closed port again, and two listeners given the same port would
-    split its connections."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 def database_url_for_subprocess() -> str:
