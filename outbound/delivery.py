@@ -597,11 +597,18 @@ def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -
 def _pipelined(connection: smtplib.SMTP, commands: list[tuple[str, str]], transcript) -> list:
     """MAIL FROM and the RCPT TOs written at once, then their replies read in order (RFC 2920,
     where the server offers PIPELINING): one round trip instead of one per command. When MAIL
-    is refused the server refuses the RCPTs too; their replies are read all the same."""
+    is refused the server refuses the RCPTs too; their replies are read all the same, unless it
+    closed the connection after refusing MAIL (a 421), whose reply then stands for all."""
     for verb, argument in commands:
         transcript.client(f"{verb} {argument}")
     connection.send("".join(f"{verb} {argument}\r\n" for verb, argument in commands))
-    replies = [connection.getreply() for _ in commands]
+    replies = []
+    try:
+        for _ in commands:
+            replies.append(connection.getreply())
+    except smtplib.SMTPServerDisconnected:
+        if not replies or replies[0][0] < 400:
+            raise
     for code, text in replies:
         transcript.server(code, text)
     return replies

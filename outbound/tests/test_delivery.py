@@ -495,3 +495,34 @@ def test_bare_line_ends_are_sent_as_crlf(live, sink):
         b"Subject: Line ends\r\nX-Test: 1\r\n\r\n"
         b"first line\r\n.\r\nafter a lone dot\r\nbare CR\r\n..two dots\r\nlast\r\n"
     )
+
+
+def test_a_server_that_hangs_up_after_refusing_mail_is_answered_by_that_refusal():
+    """Pipelined, the RCPT replies never come when the server closes after a 421 to MAIL: the
+    421 is the answer for every recipient, as when the commands go one by one."""
+    from outbound.delivery import Transcript, _pipelined
+
+    class HangsUp:
+        def __init__(self):
+            self.replies = [(421, b"4.7.0 Too many connections, closing")]
+            self.sent = []
+
+        def send(self, data):
+            self.sent.append(data)
+
+        def getreply(self):
+            if not self.replies:
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            return self.replies.pop(0)
+
+    server = HangsUp()
+    commands = [("MAIL", "FROM:<a@example.org>"), ("RCPT", "TO:<b@example.net>")]
+    transcript = Transcript()
+    assert _pipelined(server, commands, transcript) == [
+        (421, b"4.7.0 Too many connections, closing")
+    ]
+    assert server.sent == ["MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"]
+    assert "S: 421 4.7.0 Too many connections, closing" in transcript.text()
+    server.replies = []  # nothing at all: that is a broken connection, not an answer
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        _pipelined(server, commands, Transcript())
