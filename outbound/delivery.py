@@ -265,19 +265,9 @@ class Claim:
     def _mine(self, pks):
         return Recipient.objects.filter(pk__in=list(pks), leased_until=self.until)
 
-    def _update_mine(self, pks, **fields) -> int:
-        """``self._mine(pks).update(**fields)``; returns the rows updated."""
-        pks = list(pks)
-        if not pks:
-            return 0
-        sql, params = self._update_statement(pks, **fields)
-        with connections[Recipient.objects.db].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
-
     def _update_statement(self, pks: list, **fields) -> tuple[str, list]:
-        """The UPDATE of ``_update_mine`` as SQL and parameters, built without the ORM: it runs
-        for every recipient sent, where the ORM's query building would cost more than the
+        """``self._mine(pks).update(**fields)`` as SQL and parameters, built without the ORM: it
+        runs for every recipient sent, where the ORM's query building would cost more than the
         statement itself."""
         connection = connections[Recipient.objects.db]
         meta = Recipient._meta

@@ -43,9 +43,7 @@ def _row(
         "server_id": server_id,
         "stream_id": stream_id,
         "outbound_id": getattr(outbound, "pk", None),
-        "message_id": message_id
-        if message_id is not None
-        else getattr(outbound, "message_id", None),
+        "message_id": message_id,
         "type": type,
         "recipient": recipient,
         "bounce_id": getattr(bounce, "pk", None),

@@ -173,7 +173,7 @@ class Dispatcher:
         self, publish: Callable[[list], None], interval: float = 0.05, max_items: int = 256
     ):
         self._publish = publish
-        self._interval = interval
+        self._interval = max(interval, 0.001)  # zero or less would spin the thread
         self._max_items = max_items
         self._items: list = []
         self._wake = threading.Condition()

@@ -3,6 +3,7 @@ again one record at a time; only a database that cannot be reached fails a whole
 
 import asyncio
 import threading
+import time
 import uuid
 
 import pytest
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from outbound.models import Submission
 from outbound.submissions import save_submissions
-from smtpgw.committer import GroupCommitter, RecordRefused
+from smtpgw.committer import Dispatcher, GroupCommitter, RecordRefused
 from streams.services import create_server
 
 
@@ -136,3 +137,17 @@ def test_real_batch_with_rows_the_database_refuses():
             assert outcome is None, outcome
     stored = set(Submission.objects.values_list("message_id", flat=True))
     assert stored == {record["message_id"] for record in good}
+
+
+def test_a_dispatch_interval_of_zero_or_less_does_not_spin():
+    """SMTP_DISPATCH_INTERVAL set to 0 (or below) still hands items over, without a busy loop."""
+    published = []
+    dispatcher = Dispatcher(published.append, interval=-1)
+    try:
+        dispatcher.add(["a", "b"])
+        cpu = time.process_time()
+        time.sleep(0.3)
+        assert published == [["a", "b"]]
+        assert time.process_time() - cpu < 0.15  # a spinning thread would use about 0.3 s
+    finally:
+        dispatcher.close()
