@@ -15,10 +15,10 @@ from django.views.decorators.http import require_POST
 
 from servers.scoping import ScopedModelAdmin, change_url
 
-from . import services
-from .details import domain_details, records_to_publish
-from .models import DkimKey, Domain, SenderSignature
-from .verification import verify_domain
+from domains import services
+from domains.details import domain_details, records_to_publish
+from domains.models import DkimKey, Domain, SenderSignature
+from domains.verification import verify_domain
 
 
 def _state(verified: bool, checked_at) -> str:

@@ -10,7 +10,7 @@ message makes a new link, and the old ones stay valid until they expire.
 from django.conf import settings
 from django.core import signing
 
-from .models import SenderSignature
+from domains.models import SenderSignature
 
 SALT = "domains.sender-confirmation"
 

@@ -1,9 +1,9 @@
 """A domain as Postmark describes it (compat §8's domain details): the records to publish and
 what verification found, in Postmark's field names."""
 
-from . import keys
-from .models import DkimKey, Domain
-from .services import safe_to_remove
+from domains import keys
+from domains.models import DkimKey, Domain
+from domains.services import safe_to_remove
 
 
 def domain_details(domain: Domain) -> dict:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from .keys import ED25519, RSA
+from domains.keys import ED25519, RSA
 
 ALGORITHMS = {RSA: "rsa-sha256", ED25519: "ed25519-sha256"}
 

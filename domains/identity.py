@@ -4,7 +4,7 @@ A message may be sent when its From domain is a DKIM-verified domain, or its add
 confirmed sender signature; otherwise Postmark's errors, word for word (compat §8).
 """
 
-from .models import Domain, SenderSignature
+from domains.models import Domain, SenderSignature
 
 NOT_A_SENDER_SIGNATURE = 400
 SIGNATURE_NOT_CONFIRMED = 401

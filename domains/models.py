@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from servers import crypto
 
-from . import keys
+from domains import keys
 
 
 def return_path_default(name: str) -> str:

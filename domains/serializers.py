@@ -14,9 +14,9 @@ from functools import lru_cache
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from . import keys
-from .models import DkimKey, Domain, SenderSignature
-from .services import safe_to_remove
+from domains import keys
+from domains.models import DkimKey, Domain, SenderSignature
+from domains.services import safe_to_remove
 
 ACTIVE, PENDING, REVOKED = DkimKey.State.ACTIVE, DkimKey.State.PENDING, DkimKey.State.REVOKED
 # Receivers score RSA keys under 1024 bits as weak (Postmark's WeakDKIM).

@@ -7,9 +7,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import keys, signals
-from .identity import ascii_domain
-from .models import DkimKey, Domain, SenderSignature, return_path_default
+from domains import keys, signals
+from domains.identity import ascii_domain
+from domains.models import DkimKey, Domain, SenderSignature, return_path_default
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_ADDRESS_LENGTH = 320

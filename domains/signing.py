@@ -26,9 +26,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
-from . import dkim, keys
-from .identity import ascii_domain, domain_of
-from .models import DkimKey, Domain
+from domains import dkim, keys
+from domains.identity import ascii_domain, domain_of
+from domains.models import DkimKey, Domain
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .models import Domain
-from .verification import verify_domain
+from domains.models import Domain
+from domains.verification import verify_domain
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ the API catch-all (the token never contains "/")."""
 
 from django.urls import re_path
 
-from . import views
+from domains import views
 
 urlpatterns = [
     re_path(r"^senders/confirm/(?P<token>[^/]+)$", views.confirm_sender, name="sender-confirm"),

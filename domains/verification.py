@@ -24,9 +24,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import keys
-from .models import DkimKey, Domain
-from .services import rotate_dkim  # noqa: F401 - a rotation's first step; verification ends it
+from domains import keys
+from domains.models import DkimKey, Domain
+from domains.services import rotate_dkim  # noqa: F401 - a rotation's first step; verification ends it
 
 VERIFIED = "verified"
 MISSING = "missing"  # a definite answer: no such name, or no record of the type

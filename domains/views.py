@@ -6,8 +6,8 @@ previews fetch links in messages, and must not confirm an address on their own."
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from . import services
-from .confirmation import TokenError, signature_for_token
+from domains import services
+from domains.confirmation import TokenError, signature_for_token
 
 TEMPLATE = "domains/confirm_sender.html"
 

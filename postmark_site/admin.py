@@ -25,8 +25,8 @@ from servers.access import visible_server_ids, visible_servers
 from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
 
-from . import dashboard as stats
-from . import system
+from postmark_site import dashboard as stats
+from postmark_site import system
 
 
 class PostmarkAdminSite(admin.AdminSite):

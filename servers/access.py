@@ -3,7 +3,7 @@ rule every admin page, list, filter and form choice goes through."""
 
 from collections import deque
 
-from .models import Server, StaffServerAccess
+from servers.models import Server, StaffServerAccess
 
 
 def visible_server_ids(user) -> frozenset[int] | None:

@@ -4,9 +4,9 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from . import crypto
-from .models import AccountToken, ServerToken, StaffServerAccess
-from .scoping import ScopedModelAdmin
+from servers import crypto
+from servers.models import AccountToken, ServerToken, StaffServerAccess
+from servers.scoping import ScopedModelAdmin
 
 
 @admin.register(ServerToken)

@@ -10,7 +10,7 @@ decryption accept every configured key, credentials keep working throughout.
 from django.apps import apps
 from django.db import transaction
 
-from . import crypto
+from servers import crypto
 
 ENCRYPTED_SUFFIX = "_encrypted"
 

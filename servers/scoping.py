@@ -18,7 +18,7 @@ from django.http import Http404, HttpResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 
-from .access import scope_queryset, server_lookup, visible_server_ids
+from servers.access import scope_queryset, server_lookup, visible_server_ids
 
 
 class ScopedRelatedFieldListFilter(RelatedFieldListFilter):

@@ -6,7 +6,7 @@ from django.utils import timezone
 from servers import crypto
 from servers.models import Server
 
-from .rules import StreamError, check_new_stream_id
+from streams.rules import StreamError, check_new_stream_id
 
 
 class StreamType(models.TextChoices):
