@@ -13,12 +13,11 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from servers.scoping import ScopedModelAdmin, change_url
-
 from domains import services
 from domains.details import domain_details, records_to_publish
 from domains.models import DkimKey, Domain, SenderSignature
 from domains.verification import verify_domain
+from servers.scoping import ScopedModelAdmin, change_url
 
 
 def _state(verified: bool, checked_at) -> str:

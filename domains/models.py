@@ -10,9 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from servers import crypto
-
 from domains import keys
+from servers import crypto
 
 
 def return_path_default(name: str) -> str:

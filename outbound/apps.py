@@ -8,10 +8,9 @@ class OutboundConfig(AppConfig):
 
     def ready(self):
         from domains.signals import confirmation_requested
-        from streams.signals import subscription_changed
-
         from outbound.confirmations import send_confirmation
         from outbound.events import record_subscription_change
+        from streams.signals import subscription_changed
 
         subscription_changed.connect(record_subscription_change, dispatch_uid="outbound.events")
         confirmation_requested.connect(send_confirmation, dispatch_uid="outbound.confirmations")

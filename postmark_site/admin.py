@@ -21,12 +21,11 @@ from bounces.models import Bounce
 from outbound.limits import sending_use
 from outbound.models import OutboundMessage
 from outbound.senders import RECENT_DAYS, sender_states
+from postmark_site import dashboard as stats
+from postmark_site import system
 from servers.access import visible_server_ids, visible_servers
 from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
-
-from postmark_site import dashboard as stats
-from postmark_site import system
 
 
 class PostmarkAdminSite(admin.AdminSite):

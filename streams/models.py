@@ -5,7 +5,6 @@ from django.utils import timezone
 
 from servers import crypto
 from servers.models import Server
-
 from streams.rules import StreamError, check_new_stream_id
 
 

@@ -8,7 +8,6 @@ class WebhooksConfig(AppConfig):
 
     def ready(self):
         from outbound.events import event_committed
-
         from webhooks.dispatch import on_event_committed
 
         event_committed.connect(on_event_committed, dispatch_uid="webhooks.dispatch")
@@ -22,7 +21,6 @@ class WebhooksConfig(AppConfig):
             signal.connect(forget_webhook_streams, sender=Webhook, dispatch_uid=f"hooks-{signal}")
 
         from outbound.metrics import GAUGE_SOURCES
-
         from webhooks.metrics import backlog
 
         if backlog not in GAUGE_SOURCES:
