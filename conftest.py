@@ -153,7 +153,7 @@ def accepted_submission(server, raw: bytes = b"x", rcpts=(), **fields):
     """A submission as the gateway commits it, for tests that start after the 250."""
     from django.utils import timezone
 
-    from outbound.models import Submission
+    from messages.models import Submission
 
     values = {
         "message_id": uuid.uuid4(),
@@ -221,8 +221,8 @@ def worker(start_process):
 
 @pytest.fixture
 def relay_sink():
-    """A local SMTP sink (``outbound.tests.sinks``) for a worker process to relay to."""
-    from outbound.tests.sinks import SmtpSink
+    """A local SMTP sink (``delivery.tests.sinks``) for a worker process to relay to."""
+    from delivery.tests.sinks import SmtpSink
 
     with SmtpSink() as running:
         yield running
@@ -269,3 +269,23 @@ def postmark_js():
         return json.loads(done.stdout)
 
     return call
+
+
+@pytest.fixture
+def live(server):
+    """The test server, delivering for real (Live)."""
+    from servers.models import DeliveryType
+
+    server.delivery_type = DeliveryType.LIVE
+    server.save()
+    return server
+
+
+@pytest.fixture
+def sink(settings):
+    """A real local SMTP sink that this process relays to."""
+    from delivery.tests.sinks import SmtpSink
+
+    with SmtpSink() as running:
+        settings.OUTBOUND_SMTP_RELAY = f"smtp://127.0.0.1:{running.port}?starttls=never"
+        yield running

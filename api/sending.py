@@ -3,7 +3,7 @@ with the standard library's ``email.message.EmailMessage`` → the submission it
 
 Only the protocol is translated here. What the message's fields mean for sending — the stream,
 tag, metadata, tracking, the recipient limit, inactive recipients, the sender — is decided by
-processing (``outbound.processing``) from the headers it reads, exactly as for a message that
+processing (``messages.processing``) from the headers it reads, exactly as for a message that
 came over SMTP: ``Tag`` becomes ``X-PM-Tag``, ``Metadata`` ``X-PM-Metadata-*``, ``TrackOpens``
 ``X-PM-TrackOpens``, ``TrackLinks`` ``X-PM-TrackLinks`` and ``MessageStream``
 ``X-PM-Message-Stream``. What this module refuses is what only JSON can get wrong: field types,
@@ -27,8 +27,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from api.text import quoted
-from outbound.models import Submission
-from outbound.processing import MAX_ADDRESS_LENGTH
+from messages.models import Submission
+from messages.processing import MAX_ADDRESS_LENGTH
 from streams.models import CredentialKind, Endpoint
 
 INVALID_EMAIL = 300

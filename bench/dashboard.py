@@ -30,7 +30,7 @@ def fill(connection, *, messages: int, bounces: int, servers: int = 10) -> dict:
 
     The SQL names each table as its model does, so that it follows the models between apps."""
     from bounces.models import Bounce
-    from outbound.models import MessageEvent, OutboundMessage, Recipient, Submission
+    from messages.models import MessageEvent, OutboundMessage, Recipient, Submission
     from streams.models import MessageStream
     from streams.services import create_server
 
@@ -112,7 +112,7 @@ def admin_pages() -> list[tuple[str, str]]:
     from django.urls import NoReverseMatch, reverse
 
     from bounces.models import Bounce
-    from outbound.models import OutboundMessage, Submission
+    from messages.models import OutboundMessage, Submission
     from servers.models import Server
     from streams.models import MessageStream, SmtpToken
     from webhooks.models import Webhook, WebhookDelivery

@@ -47,7 +47,7 @@ import json, sys, django
 django.setup()
 from django.db import connection
 from bench.dashboard import fill
-from outbound.models import MessageEvent, OutboundMessage
+from messages.models import MessageEvent, OutboundMessage
 from servers.models import Server
 counts = fill(connection, messages=int(sys.argv[1]), bounces=int(sys.argv[1]) // 10,
               servers=int(sys.argv[2]))

@@ -149,7 +149,7 @@ FILL = r"""
 import json, random, sys, time, uuid, django
 django.setup()
 from django.utils import timezone
-from outbound.submissions import save_submissions
+from messages.submissions import save_submissions
 from streams.services import create_server, create_smtp_token, get_stream
 from domains.models import Domain
 cfg = json.loads(sys.argv[1])
@@ -217,7 +217,7 @@ print(json.dumps({"server": server.id, "seconds": round(time.perf_counter() - st
 PUBLISH = """
 import json, sys, time, django
 django.setup()
-from outbound.tasks import enqueue_processing
+from messages.tasks import enqueue_processing
 ids = open(sys.argv[1]).read().split()
 started = time.time()
 for start in range(0, len(ids), 256):
@@ -232,8 +232,8 @@ import json, sys, uuid, django
 django.setup()
 from django.utils import timezone
 from domains.models import DkimKey, Domain
-from outbound.models import OutboundMessage, Submission
-from outbound.processing import process_batch
+from messages.models import OutboundMessage, Submission
+from messages.processing import process_batch
 from streams.services import create_server
 cfg = json.loads(sys.argv[1])
 domain, _ = Domain.objects.get_or_create(name="example.com", defaults={"dkim_verified": True})
@@ -263,8 +263,8 @@ print(json.dumps({"server": server.id, "messages": len(ids)}))
 PUBLISH_DELIVERY = """
 import json, sys, time, django
 django.setup()
-from outbound.models import OutboundMessage
-from outbound.tasks import enqueue_deliveries
+from messages.models import OutboundMessage
+from delivery.tasks import enqueue_deliveries
 ids = [int(i) for i in open(sys.argv[1]).read().split()]
 OutboundMessage.objects.filter(pk__in=ids).update(leased_until=None)
 started = time.time()
@@ -275,8 +275,8 @@ print(json.dumps({"started": started}))
 DIRECT = """
 import json, sys, time, django
 django.setup()
-from outbound.models import Submission
-from outbound.processing import process_submission
+from messages.models import Submission
+from messages.processing import process_submission
 ids = open(sys.argv[1]).read().split()
 pks = sorted(Submission.objects.filter(message_id__in=ids).values_list("pk", flat=True))
 started = time.perf_counter()

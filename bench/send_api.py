@@ -66,7 +66,7 @@ print(json.dumps({"token": server.api_tokens[0], "user": token.access_key, "pass
 COUNT = """
 import json, sys, django
 django.setup()
-from outbound.models import OutboundMessage
+from messages.models import OutboundMessage
 ids = json.load(open(sys.argv[1]))
 found = set()
 for start in range(0, len(ids), 5000):

@@ -5,7 +5,7 @@
 
 It migrates the database named by the settings, starts a fast threaded HTTP/1.1 receiver on
 127.0.0.1, creates a server whose ``outbound`` stream has a Delivery webhook pointing at it,
-records N Delivery events through ``outbound.events`` (each queued by the real
+records N Delivery events through ``messages.events`` (each queued by the real
 ``webhooks.dispatch.enqueue_event``), then starts ``celery -A postmark_site worker -Q webhooks``
 (one process) and waits until every delivery is ``delivered``. The rate is measured at the
 receiver, from its first to its last request, so worker start-up is not counted.
@@ -85,8 +85,8 @@ def bench(
     from django.db import transaction
     from django.utils import timezone
 
-    from outbound.events import record_message_event
-    from outbound.models import OutboundMessage
+    from messages.events import record_message_event
+    from messages.models import OutboundMessage
     from streams.services import create_server, get_stream
     from webhooks.models import Webhook, WebhookDelivery
 

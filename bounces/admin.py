@@ -179,7 +179,7 @@ class BounceAdmin(ScopedModelAdmin):
 
 def smtp_api_error(content: str) -> dict:
     """The (first) long error message at the head of an SMTP API error dump (see
-    ``outbound.processing.dump_head``): {"code": ..., "message": ...}."""
+    ``messages.processing.dump_head``): {"code": ..., "message": ...}."""
     head = content.replace("\r\n", "\n").split("\n\n", 1)[0]
     found = {}
     for line in head.split("\n"):

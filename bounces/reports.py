@@ -19,7 +19,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
-from servers import crypto
+from core import crypto
 
 VERP_LOCAL_PART = "pm_bounces"
 VERP_TAG_PURPOSE = b"verp"

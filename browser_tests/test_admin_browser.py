@@ -31,7 +31,7 @@ def _fresh_dashboard_cache():
 def seed_history(name="Demo shop", days=30):
     """A month of plausible traffic so the dashboard has something to draw (bulk inserts)."""
     from bounces.models import Bounce
-    from outbound.models import MessageEvent, OutboundMessage
+    from messages.models import MessageEvent, OutboundMessage
     from streams.services import create_server, get_stream
 
     server = create_server(name)
@@ -70,8 +70,8 @@ def seed_history(name="Demo shop", days=30):
 def test_operator_path(browser_page, live_server, django_user_model, tmp_path):
     from bounces.models import Bounce
     from bounces.services import record_bounce
-    from outbound.models import OutboundMessage, Submission
-    from outbound.processing import process_submission
+    from messages.models import OutboundMessage, Submission
+    from messages.processing import process_submission
     from servers.models import Server
     from streams.models import SmtpToken, Suppression
     from streams.services import get_stream
@@ -244,9 +244,9 @@ def test_domain_page_verify_now(browser_page, live_server, django_user_model, se
     """Add a domain, copy its DKIM record, publish the records in a (local) DNS server, press
     Verify now: every record shows as verified; rotate the key, and a sender signature is
     confirmed by the operator."""
+    from delivery.tests.sinks import DnsServer
     from domains.models import Domain, SenderSignature
     from domains.services import create_sender
-    from outbound.tests.sinks import DnsServer
 
     page, errors = browser_page
     django_user_model.objects.create_superuser("operator", "op@example.com", "browser-pass-1")

@@ -1,7 +1,7 @@
 """A domain as Postmark describes it (compat §8's domain details): the records to publish and
 what verification found, in Postmark's field names."""
 
-from domains import keys
+from core import dkim_keys as keys
 from domains.models import DkimKey, Domain
 from domains.services import safe_to_remove
 

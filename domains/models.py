@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from domains import keys
-from servers import crypto
+from core import crypto
+from core import dkim_keys as keys
 
 
 def return_path_default(name: str) -> str:

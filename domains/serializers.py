@@ -14,7 +14,7 @@ from functools import lru_cache
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from domains import keys
+from core import dkim_keys as keys
 from domains.models import DkimKey, Domain, SenderSignature
 from domains.services import safe_to_remove
 

@@ -7,7 +7,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from domains import keys, signals
+from core import dkim_keys as keys
+from domains import signals
 from domains.identity import ascii_domain
 from domains.models import DkimKey, Domain, SenderSignature, return_path_default
 

@@ -26,7 +26,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.db.models.signals import post_delete, post_save
 
-from domains import dkim, keys
+from core import dkim
+from core import dkim_keys as keys
 from domains.identity import ascii_domain, domain_of
 from domains.models import DkimKey, Domain
 

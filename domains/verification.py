@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from domains import keys
+from core import dkim_keys as keys
 from domains.models import DkimKey, Domain
 from domains.services import rotate_dkim  # noqa: F401 - a rotation's first step; verification ends it
 

@@ -18,9 +18,9 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_safe
 
 from bounces.models import Bounce
-from outbound.limits import sending_use
-from outbound.models import OutboundMessage
-from outbound.senders import RECENT_DAYS, sender_states
+from messages.limits import sending_use
+from messages.models import OutboundMessage
+from messages.senders import RECENT_DAYS, sender_states
 from postmark_site import dashboard as stats
 from postmark_site import system
 from servers.access import visible_server_ids, visible_servers

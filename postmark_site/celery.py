@@ -10,7 +10,7 @@ import os
 
 from celery import Celery, signals
 
-from postmark_site.fsqueue import register as register_fsqueue
+from core.fsqueue import register as register_fsqueue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "postmark_site.settings")
 
@@ -26,7 +26,7 @@ def _json_logs(logger=None, **kwargs):
     """A worker installs its own log handlers; with LOG_FORMAT=json they write JSON too."""
     from django.conf import settings
 
-    from postmark_site.logcontext import use_json
+    from core.logcontext import use_json
 
     if settings.LOG_FORMAT == "json" and logger is not None:
         use_json(logger)

@@ -29,7 +29,7 @@ from django.utils.safestring import SafeString
 
 from bounces.models import Bounce
 from bounces.types import SMTP_API_ERROR
-from outbound.models import MessageEvent, OutboundMessage
+from messages.models import MessageEvent, OutboundMessage
 from servers.models import Server
 from streams.models import Endpoint, MessageStream
 from webhooks.models import WebhookAttempt

@@ -9,9 +9,9 @@ from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from outbound.metrics import QueueGauges, all_queue_states
-from postmark_site import health
-from postmark_site.metrics import WORKER_PREFIXES, exposition
+from core import health
+from core.metrics import WORKER_PREFIXES, exposition
+from messages.metrics import QueueGauges, all_queue_states
 
 
 @never_cache

@@ -57,7 +57,9 @@ INSTALLED_APPS = [
     "streams",
     "bounces",
     "domains",
-    "outbound",
+    "messages",
+    "tracking",
+    "delivery",
     "webhooks",
     "api",
     "smtpgw",
@@ -156,7 +158,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- Background processing (Celery) -------------------------------------------------------------
 EMBEDDED_BROKER = not env.str("CELERY_BROKER_URL", default="")
-# fsqueue: kombu's filesystem transport, with complete messages only (postmark_site.fsqueue).
+# fsqueue: kombu's filesystem transport, with complete messages only (core.fsqueue).
 CELERY_BROKER_URL = "fsqueue://localhost/" if EMBEDDED_BROKER else env.str("CELERY_BROKER_URL")
 if EMBEDDED_BROKER:
     _queue_dir = DATA_DIR / "queue"
@@ -363,12 +365,12 @@ SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 *
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # text: one readable line per record; json: one JSON object per line (python-json-logger), with
-# MessageID, server and stream on every line about a message (postmark_site.logcontext).
+# MessageID, server and stream on every line about a message (core.logcontext).
 LOG_FORMAT = env.str("LOG_FORMAT", default="text").lower()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"message_context": {"()": "postmark_site.logcontext.MessageContextFilter"}},
+    "filters": {"message_context": {"()": "core.logcontext.MessageContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {

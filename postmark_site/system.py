@@ -19,8 +19,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from domains.models import Domain
-from outbound.metrics import WAITING_SUBMISSIONS, all_queue_states
-from outbound.models import QueueSample, Recipient, Submission
+from messages.metrics import WAITING_SUBMISSIONS, all_queue_states
+from messages.models import QueueSample, Recipient, Submission
 from servers.scoping import change_url
 from webhooks.models import WebhookDelivery
 

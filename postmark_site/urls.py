@@ -12,7 +12,7 @@ urlpatterns = [
     path("metrics", health_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
-    path("", include("outbound.urls")),  # open and click tracking: /o/<token>, /c/<token>
+    path("", include("tracking.urls")),  # open and click tracking: /o/<token>, /c/<token>
     path("", include("domains.urls")),  # sender confirmation page: /senders/confirm/<token>
     # Everything else is the Postmark-compatible HTTP API, at the root of the host (compat §2);
     # api.routing normalises slashes and letter case itself, so API paths never redirect.

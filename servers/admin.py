@@ -4,7 +4,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from servers import crypto
+from core import crypto
 from servers.models import AccountToken, ServerToken, StaffServerAccess
 from servers.scoping import ScopedModelAdmin
 

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from servers import crypto
+from core import crypto
 
 
 class DeliveryType(models.TextChoices):

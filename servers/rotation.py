@@ -1,4 +1,4 @@
-"""Moving every stored secret to the newest key of ``SECRETS_KEY`` (see ``servers.crypto``).
+"""Moving every stored secret to the newest key of ``SECRETS_KEY`` (see ``core.crypto``).
 
 Secrets are found by the project's naming rule, through Django's model registry (so this low app
 imports none of the apps that hold secrets): a ``<name>_encrypted`` text field holds a Fernet
@@ -10,7 +10,7 @@ decryption accept every configured key, credentials keep working throughout.
 from django.apps import apps
 from django.db import transaction
 
-from servers import crypto
+from core import crypto
 
 ENCRYPTED_SUFFIX = "_encrypted"
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from outbound.intake import message_for_bounce_address
+from messages.bounce_intake import message_for_bounce_address
 from servers.models import AccountToken, ServerToken
 from streams.models import CredentialKind, Endpoint, IpCredential, SmtpToken
 from streams.services import sending_refusal

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.db import connections
 
-from postmark_site import health
-from postmark_site.metrics import SMTP_PREFIXES, Counter, Histogram, exposition
+from core import health
+from core.metrics import SMTP_PREFIXES, Counter, Histogram, exposition
 
 log = logging.getLogger("smtpgw")
 

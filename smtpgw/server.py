@@ -2,7 +2,7 @@
 
 Only protocol lives here. Who may send is decided in ``smtpgw.credentials``, SASL arithmetic in
 ``smtpgw.sasl``, what the service can store in ``smtpgw.storable``, the message data is read by
-``smtpgw.data_reader``, and the records are written by ``outbound.submissions`` through the group
+``smtpgw.data_reader``, and the records are written by ``messages.submissions`` through the group
 committer. Anything that touches the database runs in a thread pool, never on the event loop.
 """
 
@@ -22,13 +22,13 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 from django.conf import settings
 from django.utils import timezone
 
-from outbound import limits as sending_limits
-from outbound.models import Submission
-from outbound.processing import examine
-from outbound.submissions import note_token_use, save_submissions
-from outbound.tasks import enqueue_processing
-from postmark_site.logcontext import about_message
-from servers.crypto import same
+from core.crypto import same
+from core.logcontext import about_message
+from messages import limits as sending_limits
+from messages.models import Submission
+from messages.processing import examine
+from messages.submissions import note_token_use, save_submissions
+from messages.tasks import enqueue_processing
 from smtpgw import credentials, metrics, sasl, storable
 from smtpgw.committer import Dispatcher, GroupCommitter, RecordRefused
 from smtpgw.data_reader import DataReader, read_data

@@ -20,7 +20,7 @@ from functools import cache
 
 from django.db import models
 
-from outbound.models import Recipient, Submission
+from messages.models import Recipient, Submission
 
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -7,7 +7,7 @@ its subject and time bucket (a tenth of the window) with one atomic upsert, so `
 multiplying it. A successful login clears nothing: an attacker who also holds one valid
 credential cannot reset the count between guesses.
 
-User names are never stored: the subject is a keyed digest (``servers.crypto.tag``), because with
+User names are never stored: the subject is a keyed digest (``core.crypto.tag``), because with
 a server API token the user name *is* the token.
 
 The database work is blocking, so :class:`SharedThrottle` runs it in the gateway's thread pool;
@@ -23,7 +23,7 @@ import time
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 
-from servers import crypto
+from core import crypto
 from smtpgw.models import AuthFailureCount
 
 log = logging.getLogger("smtpgw")

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from servers import crypto
+from core import crypto
 from servers.models import Server
 from streams.rules import StreamError, check_new_stream_id
 
@@ -64,7 +64,7 @@ class MessageStream(models.Model):
 class SmtpToken(models.Model):
     """SMTP credentials for exactly one stream: a public access key and a secret key.
 
-    The secret is shown once, at creation. It is stored encrypted (see ``servers.crypto``) because
+    The secret is shown once, at creation. It is stored encrypted (see ``core.crypto``) because
     CRAM-MD5 and DIGEST-MD5 need it on the server side; PLAIN and LOGIN compare against it too.
     """
 

@@ -3,6 +3,6 @@
 from django.dispatch import Signal
 
 # Sent inside the transaction that adds or removes a suppression, with ``stream``, ``email``,
-# ``suppress_sending``, ``reason`` and ``origin``: ``outbound.events`` records it as a
+# ``suppress_sending``, ``reason`` and ``origin``: ``messages.events`` records it as a
 # SubscriptionChange event in the same transaction.
 subscription_changed = Signal()

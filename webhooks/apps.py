@@ -7,7 +7,7 @@ class WebhooksConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self):
-        from outbound.events import event_committed
+        from messages.events import event_committed
         from webhooks.dispatch import on_event_committed
 
         event_committed.connect(on_event_committed, dispatch_uid="webhooks.dispatch")
@@ -20,7 +20,7 @@ class WebhooksConfig(AppConfig):
         for signal in (post_save, post_delete):
             signal.connect(forget_webhook_streams, sender=Webhook, dispatch_uid=f"hooks-{signal}")
 
-        from outbound.metrics import GAUGE_SOURCES
+        from messages.metrics import GAUGE_SOURCES
         from webhooks.metrics import backlog
 
         if backlog not in GAUGE_SOURCES:

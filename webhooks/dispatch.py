@@ -2,7 +2,7 @@
 
 The tasks live here, beside the code that queues them (``publish``), so that queueing a try and
 running it need no import in a circle. The database is the source of truth. ``enqueue_event``
-(called through ``outbound.events.event_committed`` once the event's transaction commits) creates
+(called through ``messages.events.event_committed`` once the event's transaction commits) creates
 one ``WebhookDelivery`` row per webhook that wants the event and queues a task carrying only that
 row's id. ``deliver`` claims the row with a short lease, POSTs outside any transaction, then
 records a ``WebhookAttempt`` and the outcome:
@@ -50,9 +50,9 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from outbound.models import MessageEvent
-from postmark_site import leases
-from postmark_site.logcontext import about_message
+from core import leases
+from core.logcontext import about_message
+from messages.models import MessageEvent
 from webhooks import metrics
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
 from webhooks.serializers import webhook_payload
@@ -326,7 +326,7 @@ def _create_deliveries(event, webhooks, now) -> list[int]:
 
 
 def on_event_committed(sender, *, event_id: int, stream_id: int | None = None, **kwargs) -> None:
-    """Receiver of ``outbound.events.event_committed`` (connected in ``WebhooksConfig``). An
+    """Receiver of ``messages.events.event_committed`` (connected in ``WebhooksConfig``). An
     event of a stream that has no webhook costs no query (``streams_with_webhooks``)."""
     if stream_id is not None and stream_id not in streams_with_webhooks():
         return
@@ -362,7 +362,7 @@ def forget_webhook_streams(*args, **kwargs) -> None:
 
 
 def enqueue_event(event_id: int) -> None:
-    """Queue the webhook posts for an event (see ``outbound.events``). Never raises: the sweep
+    """Queue the webhook posts for an event (see ``messages.events``). Never raises: the sweep
     finds an event whose dispatch failed."""
     try:
         ids = dispatch_event(event_id)

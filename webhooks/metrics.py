@@ -3,7 +3,7 @@
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from postmark_site.metrics import Counter
+from core.metrics import Counter
 from webhooks.models import WebhookDelivery
 
 POSTS = Counter(

@@ -2,9 +2,9 @@ import secrets
 
 from django.db import models
 
-from outbound.models import MessageEvent
-from postmark_site.leases import Leased
-from servers import crypto
+from core import crypto
+from core.leases import Leased
+from messages.models import MessageEvent
 from streams.models import MessageStream
 
 # --- Webhooks (compat §4) -------------------------------------------------------------------------
@@ -13,7 +13,7 @@ from streams.models import MessageStream
 class Webhook(models.Model):
     """A Postmark webhook of one message stream: where to POST which events.
 
-    The basic-auth password and the signing secret are stored encrypted (``servers.crypto``), like
+    The basic-auth password and the signing secret are stored encrypted (``core.crypto``), like
     the API tokens: a database dump alone does not reveal them."""
 
     stream = models.ForeignKey(MessageStream, on_delete=models.CASCADE, related_name="webhooks")
@@ -75,7 +75,7 @@ class WebhookDelivery(Leased):
     """One event to one webhook: the source of truth for posting it, retrying it and giving up.
 
     Tasks carry only this row's id. A try takes the row with a short lease
-    (``postmark_site.leases``), posts outside any transaction, then records a ``WebhookAttempt``
+    (``core.leases``), posts outside any transaction, then records a ``WebhookAttempt``
     and the outcome."""
 
     class Status(models.TextChoices):

@@ -17,7 +17,8 @@ from django.utils import timezone
 from postmarker.core import PostmarkClient
 from postmarker.exceptions import ClientError
 
-from domains import keys, verification
+from core import dkim_keys as keys
+from domains import verification
 from domains.models import DkimKey, Domain
 from domains.services import create_domain, revoked_key_grace
 from servers.models import AccountToken

@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bounces.models import Bounce
-from outbound import processing
-from outbound.models import OutboundMessage, Recipient, Submission
+from messages import processing
+from messages.models import OutboundMessage, Recipient, Submission
 from streams.models import StreamType
 from streams.services import create_stream, get_stream
 from streams.suppressions import suppress
@@ -448,12 +448,12 @@ def test_a_batch_costs_a_fixed_number_of_queries(api, outbound):
     if connection.vendor == "sqlite":  # Django's bulk insert splits at 999 parameters
         assert small_inserts <= 3 and large_inserts <= 6
     # On PostgreSQL the three inserts (submissions, messages, recipients) go through psycopg
-    # itself, with server-side binding (outbound.submissions.insert_rows), unseen here.
+    # itself, with server-side binding (messages.submissions.insert_rows), unseen here.
     assert Recipient.objects.count() == 110
 
 
 def test_http_messages_do_not_count_towards_smtp_sending_limits(api, server):
-    from outbound.limits import sending_use
+    from messages.limits import sending_use
 
     server.smtp_messages_per_minute = 10
     server.save()

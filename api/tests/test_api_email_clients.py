@@ -12,7 +12,7 @@ from anymail.message import attach_inline_image
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from conftest import wait_for
-from outbound.models import OutboundMessage, Recipient
+from messages.models import OutboundMessage, Recipient
 from servers.models import DeliveryType
 from streams.services import get_stream
 from streams.suppressions import suppress

@@ -10,11 +10,11 @@ from django.test import Client
 from django.utils import timezone
 
 from bounces.services import record_bounce
-from outbound import tracking
-from outbound.events import record_bounce_event, record_message_event
-from outbound.models import MessageEvent, OutboundMessage, Recipient
+from messages.events import record_bounce_event, record_message_event
+from messages.models import MessageEvent, OutboundMessage, Recipient
 from streams.services import get_stream
 from streams.suppressions import suppress
+from tracking import tracking
 
 JSON = "application/json; charset=utf-8"
 MESSAGE_FIELDS = {

@@ -1,7 +1,7 @@
 """POST /email and POST /email/batch: Postmark's send API (compat §5).
 
 Each message is built into MIME (``api.sending``), then judged and, when accepted, stored
-processed by ``outbound.immediate`` with the rules SMTP's processing applies, inside the
+processed by ``messages.immediate`` with the rules SMTP's processing applies, inside the
 request's transaction: a 200 means the message is committed. A batch is one transaction; its
 items are answered one by one, in order, with HTTP 200 whatever their ErrorCodes.
 """
@@ -19,7 +19,7 @@ from api.auth import SERVER_TOKEN_HEADER, ServerPrincipal, ServerTokenAuthentica
 from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, ApiError
 from api.sending import Composed, Refused, compose, submission_for
 from bounces.serializers import timestamp
-from outbound import immediate
+from messages import immediate
 
 # Postmark's token that validates a request without storing or sending anything.
 TEST_TOKEN = "POSTMARK_API_TEST"

@@ -2,7 +2,7 @@
 
 A MessageID from the SMTP gateway's ``250 … queued as <MessageID>`` and one from ``POST /email``
 are the same kind of id (``OutboundMessage.message_id``) and are looked up the same way. What the
-statuses mean, and why a refused message is not found: ``outbound.queries``."""
+statuses mean, and why a refused message is not found: ``messages.queries``."""
 
 from types import SimpleNamespace
 
@@ -15,8 +15,8 @@ from api.errors import ApiError
 from api.lookups import DEFAULT_STREAM, server_of, stream_of
 from api.params import QueryParams
 from api.text import quoted, text_problem
-from outbound.models import MessageEvent, OutboundMessage
-from outbound.queries import (
+from messages.models import MessageEvent, OutboundMessage
+from messages.queries import (
     AGENT_FILTERS,
     CLICK,
     OPEN,
@@ -25,7 +25,7 @@ from outbound.queries import (
     filter_messages,
     filter_reader_events,
 )
-from outbound.serializers import LIST_FIELDS, message_details_json, message_row_json
+from messages.serializers import LIST_FIELDS, message_details_json, message_row_json
 from streams.models import MessageStream
 from webhooks.serializers import webhook_payload
 

@@ -5,7 +5,8 @@ import re
 import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 
-from domains import dkim, keys
+from core import dkim
+from core import dkim_keys as keys
 
 
 class PublishedKeys:

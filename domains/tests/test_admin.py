@@ -6,10 +6,10 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from delivery.tests.sinks import DnsServer
 from domains.models import Domain, SenderSignature
 from domains.services import create_domain, create_sender
-from outbound.models import Submission
-from outbound.tests.sinks import DnsServer
+from messages.models import Submission
 from servers.models import StaffServerAccess
 from streams.services import create_server
 

@@ -6,9 +6,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from delivery.tests.sinks import DnsServer
 from domains.models import DkimKey, Domain, SenderSignature
-from outbound.models import Submission
-from outbound.tests.sinks import DnsServer
+from messages.models import Submission
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""DKIM signatures made by domains.dkim, checked by an independent verifier (dkimpy) against
+"""DKIM signatures made by core.dkim, checked by an independent verifier (dkimpy) against
 the TXT records the keys publish."""
 
 import base64
@@ -7,7 +7,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from domains import dkim, keys
+from core import dkim
+from core import dkim_keys as keys
 from domains.tests.dkim_verify import PublishedKeys, new_signer, signature_tags, verify_all
 
 MESSAGE = (
@@ -204,7 +205,7 @@ def test_split_message():
     assert dkim.split_message(b"\r\nbody") == (b"", b"body")
 
 
-# --- keys (domains.keys) ---------------------------------------------------------------------
+# --- keys (core.dkim_keys) ---------------------------------------------------------------------
 
 
 def test_rsa_record_publishes_the_subject_public_key_info_of_a_2048_bit_key():

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domains import dkim, keys
+from core import dkim
+from core import dkim_keys as keys
 from domains.tests.dkim_verify import PublishedKeys, new_signer, verify_all
 
 pytestmark = pytest.mark.fuzz

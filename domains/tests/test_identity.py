@@ -2,7 +2,7 @@
 
 import pytest
 
-from domains import keys
+from core import dkim_keys as keys
 from domains.identity import sender_refusal
 from domains.models import DkimKey, Domain
 from domains.services import IdentityError, confirm_sender, create_domain, create_sender

@@ -4,7 +4,8 @@ and the periodic re-check that notices what broke."""
 import pytest
 from django.utils import timezone
 
-from domains import keys
+from core import dkim_keys as keys
+from delivery.tests.sinks import DnsServer
 from domains.details import domain_details
 from domains.models import DkimKey, Domain
 from domains.services import create_domain, rotate_dkim
@@ -20,7 +21,6 @@ from domains.verification import (
     verify_return_path,
     verify_spf,
 )
-from outbound.tests.sinks import DnsServer
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from conftest import accepted_submission
 def seed_waiting_work(server, now=None):
     """3 submissions waiting, deferred recipients at two domains, pending webhook posts at two
     URLs (one with credentials), and a day of samples rising towards now."""
-    from outbound.events import record_event
-    from outbound.models import OutboundMessage, QueueSample, Recipient
+    from messages.events import record_event
+    from messages.models import OutboundMessage, QueueSample, Recipient
     from streams.services import get_stream
     from webhooks.models import Webhook, WebhookDelivery
 

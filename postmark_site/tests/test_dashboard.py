@@ -14,8 +14,8 @@ from django.utils import timezone
 from bounces.models import Bounce
 from bounces.services import record_bounce
 from conftest import accepted_submission
-from outbound.events import record_message_event
-from outbound.models import MessageEvent, OutboundMessage, Recipient, Submission
+from messages.events import record_message_event
+from messages.models import MessageEvent, OutboundMessage, Recipient, Submission
 from postmark_site import dashboard
 from streams import listeners
 from streams.models import SmtpToken, Suppression

@@ -1,68 +1,64 @@
 """The apps form one dependency order, and no module imports another in a circle.
 
 Every product module's imports are read from its source (the AST, so imports inside functions
-count too) and checked against this order, lowest first; a module may import its own app and
-the apps below it, never one above:
+count too) and checked against ``ORDER``, lowest first: a module may import its own app and the
+apps below it, never one above. The order is declared once, here; ``INSTALLED_APPS`` lists the
+project's Django apps in the same order (checked below).
 
-    postmark_site (settings, celery,   configuration, imported by every process, the lease by
-                   leases, logcontext, which workers and the sweep take rows of work, the
-                   metrics, health)    log context, the metrics exposition and health checks
-    servers                            Server, API tokens, crypto, staff access
-    streams                            MessageStream, SmtpToken, IpCredential, suppressions
-    bounces                            Bounce and its types, report parsing, bounce services
-    outbound                           Submission, OutboundMessage, Recipient, MessageEvent;
-                                       processing, delivery, tracking, report intake, the sweep
-    webhooks                           Webhook, deliveries, SSRF guard, signing, posting
-    api                                the HTTP API: conventions and one views module per resource
-    smtpgw                             the SMTP protocol edge
-    postmark_site (urls, admin, …)     the root URLconf, the admin site and its dashboard
+    core           no models: leases, log context, metrics, embedded broker, health, secrets,
+                   DKIM signing, MIME header editing
+    servers        Server, API and account tokens, staff access
+    streams        MessageStream, SmtpToken, IpCredential, suppressions
+    bounces        Bounce and its types, report parsing
+    domains        domains, sender signatures, DKIM keys, verification, sender identity
+    messages       the accept record, processing, OutboundMessage/Recipient/MessageEvent, queries
+    tracking       open and click rewriting, tokens, the public endpoints
+    delivery       transport, connections, claims, outcomes, the delivery tasks
+    stats          the aggregation queries the dashboard (and the stats API) draw from
+    webhooks       fan-out, signing, the SSRF guard, the HTTP client
+    api            the HTTP API: conventions and one views module per resource
+    smtpgw         the SMTP protocol edge
+    postmark_site  settings, the root URLconf, the Celery app, the admin site and its dashboard
 
 Lower apps reach higher ones only through signals they define and higher apps connect to
-(``streams.signals.subscription_changed``, ``outbound.events.event_committed``). Tests, benchmarks
-and browser tests stand above everything and are not checked.
+(``streams.signals.subscription_changed``, ``messages.signals.messages_queued``,
+``messages.events.event_committed``). Tests, benchmarks and end-to-end tests stand above
+everything and are not checked.
 """
 
 import ast
 from pathlib import Path
 
+from django.conf import settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 ORDER = [
-    "postmark_site.base",
+    "core",
     "servers",
     "streams",
     "bounces",
     "domains",
-    "outbound",
+    "messages",
+    "tracking",
+    "delivery",
+    "stats",
     "webhooks",
     "api",
     "smtpgw",
-    "postmark_site.site",
-]
-# postmark_site holds both ends: its configuration at the bottom, its URLs and admin at the top.
-POSTMARK_SITE_BASE = {
     "postmark_site",
-    "postmark_site.settings",
-    "postmark_site.celery",
-    "postmark_site.leases",
-    "postmark_site.fsqueue",
-    "postmark_site.logcontext",
-    "postmark_site.metrics",
-    "postmark_site.health",
-}
-NOT_CHECKED = {"tests", "migrations", "bench", "browser_tests", "data", ".venv"}
+]
+NOT_CHECKED = {"tests", "migrations", "bench", "e2e", "data", ".venv"}
 
 
 def layer_of(module: str) -> str | None:
     app = module.split(".")[0]
-    if app == "postmark_site":
-        return "postmark_site.base" if module in POSTMARK_SITE_BASE else "postmark_site.site"
     return app if app in ORDER else None
 
 
 def product_modules() -> dict[str, Path]:
     modules = {}
-    for app in {name.split(".")[0] for name in ORDER}:
+    for app in ORDER:
         for path in (ROOT / app).rglob("*.py"):
             if NOT_CHECKED & set(path.relative_to(ROOT).parts):
                 continue
@@ -105,7 +101,17 @@ def import_graph() -> dict[str, set[str]]:
 
 
 def test_every_app_has_a_place_in_the_order():
-    assert {layer_of(module) for module in product_modules()} <= set(ORDER)
+    """Every top-level package of product code is in ORDER, and INSTALLED_APPS follows it."""
+    packages = {
+        path.parent.name
+        for path in ROOT.glob("*/__init__.py")
+        if path.parent.name not in NOT_CHECKED and path.parent.name != "browser_tests"
+    }
+    assert packages <= set(ORDER), f"packages missing from ORDER: {packages - set(ORDER)}"
+    installed = [app.split(".")[0] for app in settings.INSTALLED_APPS if app.split(".")[0] in ORDER]
+    installed = list(dict.fromkeys(installed))  # postmark_site comes first: the admin's config
+    installed.remove("postmark_site")
+    assert installed == [layer for layer in ORDER if layer in installed]
 
 
 def test_no_app_imports_an_app_above_it():
@@ -171,4 +177,4 @@ def test_the_checker_sees_a_planted_cycle_and_an_upward_import(tmp_path):
     assert [sorted(c) for c in strongly_connected(graph) if len(c) > 1] == [["a.x", "a.y"]]
     path = tmp_path / "processing.py"
     path.write_text("def later():\n    from webhooks.dispatch import deliver\n")
-    assert imports_of("outbound.processing", path, {"webhooks.dispatch"}) == {"webhooks.dispatch"}
+    assert imports_of("messages.processing", path, {"webhooks.dispatch"}) == {"webhooks.dispatch"}

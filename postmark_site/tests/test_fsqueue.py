@@ -1,5 +1,5 @@
 """The embedded broker never hands a worker half a message, and a file it cannot read does not
-stop the worker (postmark_site.fsqueue)."""
+stop the worker (core.fsqueue)."""
 
 import uuid
 
@@ -7,8 +7,8 @@ import pytest
 from django.conf import settings
 
 from conftest import accepted_submission, wait_for
-from outbound.models import Submission
-from outbound.tasks import enqueue_processing
+from messages.models import Submission
+from messages.tasks import enqueue_processing
 from postmark_site.celery import app
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from bounces.services import record_bounce
 from domains.models import Domain
 from domains.services import create_sender
-from outbound.senders import sender_states
+from messages.senders import sender_states
 from postmark_site.tests.test_dashboard import make_message
 from streams.services import create_server, get_stream
 

@@ -4,8 +4,8 @@ deliveries by destination and the webhook backlog by URL; for staff who see ever
 import pytest
 from django.urls import reverse
 
-from outbound.models import QueueSample
-from outbound.tasks import sample_queues
+from messages.models import QueueSample
+from messages.tasks import sample_queues
 from postmark_site.tests.system_seed import seed_waiting_work
 from servers.models import StaffServerAccess
 

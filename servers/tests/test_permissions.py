@@ -6,7 +6,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from outbound.models import Submission
+from messages.models import Submission
 from postmark_site.tests.test_dashboard import DUMP, make_bounce, make_message
 from servers.models import StaffServerAccess
 from streams.models import Suppression
@@ -272,7 +272,7 @@ ACTIONS = [
 
 @pytest.fixture
 def everything(world):
-    from outbound.events import record_event
+    from messages.events import record_event
     from streams.models import IpCredential
     from webhooks.models import Webhook, WebhookDelivery
 

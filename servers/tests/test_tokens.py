@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from servers import crypto
+from core import crypto
 from servers.models import ServerToken
 from streams.services import create_server
 
@@ -61,7 +61,7 @@ def test_token_lookup_is_indexed():
 
 def test_smtp_secrets_are_letters_and_digits():
     """Command-line clients take a secret starting with '-' for an option."""
-    from servers.crypto import new_secret_key
+    from core.crypto import new_secret_key
 
     keys = {new_secret_key() for _ in range(200)}
     assert len(keys) == 200

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from conftest import IN_CI
-from outbound.models import Submission
+from messages.models import Submission
 
 pytestmark = [pytest.mark.clients, pytest.mark.django_db(transaction=True)]
 

@@ -10,8 +10,8 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from outbound.models import Submission
-from outbound.submissions import save_submissions
+from messages.models import Submission
+from messages.submissions import save_submissions
 from smtpgw.committer import Dispatcher, GroupCommitter, RecordRefused
 from streams.services import create_server
 

@@ -6,8 +6,8 @@ from django.conf import settings
 
 from bounces.models import Bounce
 from conftest import subprocess_env, wait_for
-from outbound.models import OutboundMessage, Submission
-from outbound.tasks import requeue_stuck_submissions
+from messages.models import OutboundMessage, Submission
+from messages.tasks import requeue_stuck_submissions
 from servers.models import Server
 from smtpgw.tests.conftest import MESSAGE, send
 from streams.services import get_stream

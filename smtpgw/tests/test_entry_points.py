@@ -11,7 +11,7 @@ import requests
 
 from bounces.models import Bounce
 from conftest import wait_for
-from outbound.models import MessageEvent, OutboundMessage, Recipient
+from messages.models import MessageEvent, OutboundMessage, Recipient
 from servers.models import DeliveryType
 from smtpgw.tests.conftest import queued_id
 from streams.models import Suppression

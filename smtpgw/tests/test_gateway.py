@@ -10,7 +10,7 @@ import pytest
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend
 
-from outbound.models import Submission
+from messages.models import Submission
 from servers.models import AccountToken
 from servers.services import set_smtp_access
 from smtpgw.tests.conftest import MESSAGE, insecure, queued_id, send

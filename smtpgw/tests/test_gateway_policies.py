@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 
 from conftest import Process, free_port, subprocess_env
-from outbound.models import Submission
+from messages.models import Submission
 from smtpgw.tests.conftest import MESSAGE, Gateway, insecure, queued_id, send, start_gateway
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from conftest import subprocess_env, wait_for
-from outbound.models import Recipient
-from outbound.tests.sinks import SmtpSink
+from delivery.tests.sinks import SmtpSink
+from messages.models import Recipient
 from servers.models import DeliveryType
 from smtpgw.tests.conftest import send, start_gateway
 

@@ -10,8 +10,8 @@ import postmarker.core
 import pytest
 
 from conftest import subprocess_env, wait_for
-from outbound.models import OutboundMessage, Recipient
-from outbound.tests.sinks import SmtpSink
+from delivery.tests.sinks import SmtpSink
+from messages.models import OutboundMessage, Recipient
 from servers.models import DeliveryType, Server
 from smtpgw.tests.conftest import send
 

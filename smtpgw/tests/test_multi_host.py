@@ -30,8 +30,8 @@ from django.db import connection
 
 from bounces.reports import verp_address
 from conftest import IN_CI, Process, free_port, require_service, subprocess_env, wait_for
-from outbound.models import Recipient, Submission
-from outbound.tests.sinks import SmtpSink
+from delivery.tests.sinks import SmtpSink
+from messages.models import Recipient, Submission
 from servers.models import DeliveryType
 from smtpgw.tests.conftest import MESSAGE, queued_id
 from smtpgw.tests.metrics_scrape import scrape
@@ -111,7 +111,7 @@ def worker_metrics(directory: Path):
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from postmark_site.metrics import WORKER_PREFIXES, _Prefixed
+    from core.metrics import WORKER_PREFIXES, _Prefixed
     from smtpgw.tests.metrics_scrape import Sample
 
     registry = CollectorRegistry()

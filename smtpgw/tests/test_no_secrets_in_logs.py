@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from conftest import subprocess_env
-from outbound.models import OutboundMessage
+from messages.models import OutboundMessage
 from servers.models import AccountToken
 from servers.services import set_smtp_access
 from smtpgw.credentials import username_label

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from outbound.models import Submission
+from messages.models import Submission
 from smtpgw.tests.conftest import insecure, send
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from outbound.models import Submission
+from messages.models import Submission
 from smtpgw import proxy
 from smtpgw.proxy import ProxiedPeer, ProxyHeaderError, header_length, parse_header
 from smtpgw.tests.conftest import MESSAGE, insecure, send

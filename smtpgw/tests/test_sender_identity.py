@@ -8,7 +8,7 @@ from django.test import Client
 from bounces.models import Bounce
 from conftest import wait_for
 from domains.services import confirm_sender, create_sender
-from outbound.models import OutboundMessage, Submission
+from messages.models import OutboundMessage, Submission
 from servers.models import Server
 from smtpgw.tests.conftest import send
 

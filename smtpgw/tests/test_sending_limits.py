@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from conftest import accepted_submission
-from outbound import limits
+from messages import limits
 from smtpgw.tests.conftest import send, start_gateway
 from streams.services import create_server
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from outbound.models import Recipient, Submission
+from messages.models import Recipient, Submission
 from smtpgw import storable
 from smtpgw.tests.conftest import MESSAGE, send
 

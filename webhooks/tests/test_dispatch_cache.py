@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from outbound.events import record_event
+from messages.events import record_event
 from webhooks.dispatch import streams_with_webhooks
 from webhooks.models import Webhook, WebhookDelivery
 

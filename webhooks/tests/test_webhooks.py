@@ -16,11 +16,11 @@ from django.utils import timezone
 
 from bounces.services import record_bounce
 from conftest import free_port
-from outbound import tracking
-from outbound.events import record_bounce_event, record_message_event
-from outbound.models import MessageEvent, OutboundMessage
+from messages.events import record_bounce_event, record_message_event
+from messages.models import MessageEvent, OutboundMessage
 from streams.services import get_stream
 from streams.suppressions import reactivate, suppress
+from tracking import tracking
 from webhooks import dispatch as webhooks
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
 

@@ -9,7 +9,7 @@ from anymail.webhooks.postmark import PostmarkTrackingWebhookView
 from django.test import Client, override_settings
 from django.urls import path
 
-from outbound.events import record_bounce_event, record_message_event
+from messages.events import record_bounce_event, record_message_event
 from streams.services import get_stream
 from webhooks import dispatch as webhooks
 from webhooks.tests.test_webhooks import (  # noqa: F401 - fixtures

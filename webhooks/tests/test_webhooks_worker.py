@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import subprocess_env, wait_for
-from outbound.events import record_message_event
+from messages.events import record_message_event
 from streams.services import get_stream
 from webhooks.models import WebhookDelivery
 from webhooks.tests.test_webhooks import Receiver, all_triggers, outbound

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from domains import keys
+from core import dkim_keys as keys
 from domains.models import DkimKey, Domain
 from servers.models import Server
 from streams.services import create_server, create_smtp_token, get_stream

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from servers import crypto
+from core import crypto
 from servers.rotation import rotate_secrets
 
 

@@ -1,0 +1,610 @@
+"""Processing: from an accepted submission to an outbound message, or SMTPApiError bounces.
+
+The rules of Postmark's SMTP API live here: which stream, the ``X-PM-*`` headers, the recipient
+limit, inactive recipients. Problems found after the ``250`` cannot be told to the client, so each
+becomes an ``SMTPApiError`` bounce per affected recipient, whose dump holds the long error message
+and the message as received.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from bounces.models import Dump
+from bounces.services import record_bounce
+from bounces.types import SMTP_API_ERROR
+from core import mime
+from domains.identity import sender_refusal
+from messages import metrics
+from messages.bounce_intake import process_report
+from messages.events import record_bounce_event
+from messages.models import OutboundMessage, Recipient, Submission
+from messages.submissions import insert_rows, model_row
+from messages.system import is_system_sender
+from servers.models import Server
+from streams.models import Endpoint, MessageStream, StreamType
+from streams.services import sending_refusal
+from streams.suppressions import inactive_among, normalise
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM = "outbound"
+# Processing failed for a reason of the service's own (a bug, or input nothing else caught).
+PROCESSING_ERROR_CODE = 500
+PROCESSING_FAILED = (
+    "The message could not be processed ({error}), so it was not sent. The service's operators "
+    "find the details in its logs under this MessageID."
+)
+
+MAX_TAG_LENGTH = 1000
+MAX_ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255; the width of every address column
+MAX_HEADER_VALUE_LENGTH = 998  # RFC 5322's line limit; the width of From and Message-ID
+MAX_METADATA_FIELDS = 10
+MAX_METADATA_KEY_LENGTH = 20
+MAX_METADATA_VALUE_LENGTH = 80
+TRACK_LINKS_VALUES = {"none": "None", "htmlandtext": "HtmlAndText", "htmlonly": "HtmlOnly",
+                      "textonly": "TextOnly"}  # fmt: skip
+INACTIVE_MESSAGE = (
+    "You tried to send to recipient(s) that have been marked as inactive. "
+    "Found inactive addresses: {addresses}. Inactive recipients are ones that have generated "
+    "a hard bounce, a spam complaint, or a manual suppression."
+)
+# The HTTP send API's answer when some recipients are inactive and the others are sent to.
+PARTLY_INACTIVE_MESSAGE = (
+    "Message OK, but will not deliver to these inactive addresses: {addresses}. Inactive "
+    "recipients are ones that have generated a hard bounce or a spam complaint."
+)
+# Addresses per suppression query when a batch's recipients are looked up together.
+LOOKUP_CHUNK = 5000
+
+
+class Lookups:
+    """The database look-ups of processing, memoised for submissions processed together (the
+    HTTP send API's batches): each stream is read once, and the suppressions of all of the
+    batch's ``recipients`` in one query per stream. With no batch given, every look-up is the
+    query a single submission needs."""
+
+    def __init__(self, recipients=()):
+        self._batch = {normalise(r) for r in recipients if r}
+        self._known: dict[tuple, object] = {}
+        self._inactive: dict[int, set[str]] = {}
+
+    def once(self, key: tuple, look_up):
+        """``look_up()``, called once per ``key`` for the whole batch (any rule whose answer
+        depends only on the key: a stream, a sender)."""
+        if key not in self._known:
+            self._known[key] = look_up()
+        return self._known[key]
+
+    def stream(self, server: Server, stream_id: str) -> MessageStream | None:
+        return self.once(
+            ("stream", server.pk, stream_id),
+            lambda: MessageStream.objects.filter(server=server, stream_id=stream_id).first(),
+        )
+
+    def inactive_among(self, stream: MessageStream, emails) -> set[str]:
+        wanted = {normalise(e) for e in emails if e}
+        if not wanted <= self._batch:
+            return inactive_among(stream, wanted)
+        if stream.pk not in self._inactive:
+            batch = sorted(self._batch)
+            self._inactive[stream.pk] = set().union(
+                *(inactive_among(stream, batch[i : i + LOOKUP_CHUNK])
+                  for i in range(0, len(batch), LOOKUP_CHUNK))
+            )  # fmt: skip
+        return self._inactive[stream.pk] & wanted
+
+
+@dataclass
+class Problem:
+    """An error found after acceptance, in Postmark's terms."""
+
+    error_code: int
+    message: str  # the long message, as the API would return it
+    details: str  # the short description for the bounce's Details
+    recipients: list[str] | None = None  # None: every recipient of the message
+
+
+@dataclass
+class ParsedMessage:
+    """What processing needs from the headers of a submission."""
+
+    charset: str = ""
+    from_address: str = ""
+    subject: str = ""
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    stream_id: str = ""  # X-PM-Message-Stream, first occurrence
+    tag: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    track_opens: bool | None = None
+    track_links: str | None = None
+    keep_id: bool = False
+    message_id_header: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _bool(value: str) -> bool | None:
+    return {"true": True, "false": False}.get(value.strip().lower())
+
+
+def parse_headers(raw: bytes) -> ParsedMessage:
+    """Read the headers that matter. Never raises: what is wrong becomes a Problem."""
+    header_block, _, _ = mime.split_message(raw)
+    parsed = ParsedMessage(charset=mime.declared_charset(header_block))
+    to_values, cc_values = [], []
+    metadata_keys: dict[str, int] = {}
+    for name, raw_field in mime.fields(header_block):
+        if not name:
+            continue
+        value = mime.field_value(raw_field, parsed.charset)
+        if name == "from" and not parsed.from_address:
+            parsed.from_address = value
+        elif name == "subject" and not parsed.subject:
+            parsed.subject = value
+        elif name == "to":
+            to_values.append(value)
+        elif name == "cc":
+            cc_values.append(value)
+        elif name == "message-id" and not parsed.message_id_header:
+            parsed.message_id_header = value
+        elif name == "x-pm-message-stream" and not parsed.stream_id:
+            parsed.stream_id = value.strip()
+        elif name == "x-pm-tag" and not parsed.tag:
+            parsed.tag = value
+        elif name.startswith("x-pm-metadata-"):
+            _add_metadata(parsed, mime.header_name(raw_field)[len("x-pm-metadata-") :], value,
+                          metadata_keys)  # fmt: skip
+        elif name in ("x-pm-trackopens", "x-pm-track-opens"):
+            parsed.track_opens = _bool(value)
+            if parsed.track_opens is None:
+                parsed.problems.append(_invalid(f"X-PM-TrackOpens must be true or false, not "
+                                                f"'{value}'."))  # fmt: skip
+        elif name in ("x-pm-tracklinks", "x-pm-track-links"):
+            parsed.track_links = TRACK_LINKS_VALUES.get(value.strip().lower())
+            if parsed.track_links is None:
+                parsed.problems.append(
+                    _invalid(
+                        f"X-PM-TrackLinks must be None, HtmlAndText, HtmlOnly or TextOnly, "
+                        f"not '{value}'."
+                    )  # fmt: skip
+                )
+        elif name == "x-pm-keepid":
+            parsed.keep_id = _bool(value) is True
+    parsed.to = mime.addresses(to_values)
+    parsed.cc = mime.addresses(cc_values)
+    if len(parsed.tag) > MAX_TAG_LENGTH:
+        parsed.problems.append(_invalid(f"The tag is longer than {MAX_TAG_LENGTH} characters."))
+    return parsed
+
+
+def _invalid(message: str) -> Problem:
+    return Problem(300, f"Invalid email request: {message}", message)
+
+
+def _add_metadata(parsed: ParsedMessage, key: str, value: str, seen: dict[str, int]) -> None:
+    """One metadata field; a repeated key (in any case) gets an incremental number appended."""
+    if not key:
+        parsed.problems.append(_invalid("An X-PM-Metadata- header has no key."))
+        return
+    if len(key) > MAX_METADATA_KEY_LENGTH:
+        parsed.problems.append(
+            _invalid(f"Metadata key '{key}' is longer than {MAX_METADATA_KEY_LENGTH} characters.")
+        )
+        return
+    if len(value) > MAX_METADATA_VALUE_LENGTH:
+        parsed.problems.append(
+            _invalid(
+                f"The value of metadata key '{key}' is longer than "
+                f"{MAX_METADATA_VALUE_LENGTH} characters."
+            )  # fmt: skip
+        )
+        return
+    count = seen.get(key.lower(), 0)
+    seen[key.lower()] = count + 1
+    final_key = key if count == 0 else f"{key}{count}"
+    parsed.metadata[final_key] = value
+    if len(parsed.metadata) > MAX_METADATA_FIELDS:
+        parsed.problems.append(
+            _invalid(f"A message may have at most {MAX_METADATA_FIELDS} metadata fields.")
+        )
+        parsed.metadata.pop(final_key)
+
+
+def resolve_stream(
+    server: Server,
+    submission_stream: MessageStream | None,
+    header_stream: str,
+    endpoint: str,
+    lookups: Lookups | None = None,
+) -> tuple[MessageStream | None, str, Problem | None]:
+    """The stream a message goes to, the stream ID to report, and the problem if any.
+
+    SMTP tokens and IP credentials fix the stream; server tokens (over SMTP or HTTP) name it in
+    X-PM-Message-Stream (default ``outbound``)."""
+    stream = submission_stream
+    stream_id = stream.stream_id if stream else (header_stream or DEFAULT_STREAM)
+    if stream is None:
+        stream = (lookups or Lookups()).stream(server, stream_id)
+        if stream is None:
+            text = f"The stream provided: '{stream_id}' does not exist on this server."
+            return None, stream_id, Problem(1235, text, text)
+    if stream.archived:
+        text = f"The stream provided: '{stream_id}' is archived and cannot send."
+        return stream, stream_id, Problem(1236, text, text)
+    refusal = sending_refusal(stream.message_stream_type, stream_id, endpoint)
+    if refusal:
+        return stream, stream_id, Problem(1236, refusal, refusal)
+    return stream, stream_id, None
+
+
+def find_problems(
+    submission: Submission,
+    parsed: ParsedMessage,
+    stream,
+    stream_problem,
+    lookups: Lookups | None = None,
+):
+    """Every problem with a submission: message-level ones first, then inactive recipients and
+    addresses that cannot be stored (these fail alone)."""
+    problems = list(parsed.problems)
+    if stream_problem:
+        problems.insert(0, stream_problem)
+    recipients = unique_recipients(submission.rcpt_to)
+    if len(recipients) > settings.SMTP_MAX_RECIPIENTS:
+        problems.append(
+            _invalid(
+                f"A message may have at most {settings.SMTP_MAX_RECIPIENTS} recipients, "
+                f"this one has {len(recipients)}."
+            )  # fmt: skip
+        )
+    if len(parsed.from_address) > MAX_HEADER_VALUE_LENGTH:
+        problems.append(
+            _invalid(f"The From header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        )
+    if parsed.keep_id and len(parsed.message_id_header) > MAX_HEADER_VALUE_LENGTH:
+        problems.append(
+            _invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        )
+    sender = mime.first_address(parsed.from_address) or submission.mail_from
+    if not problems and not is_system_sender(submission.server, sender):
+        lookups = lookups or Lookups()
+        problems.extend(lookups.once(("sender", sender), lambda: sender_problems(sender)))
+    per_recipient = []
+    for recipient in recipients:
+        if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
+            problem = _invalid(
+                f"The recipient address '{recipient[:80]}…' is not a valid address: at most "
+                f"{MAX_ADDRESS_LENGTH} characters, and no NUL."
+            )
+            problem.recipients = [recipient]
+            per_recipient.append(problem)
+    if stream is not None and not problems:
+        unstorable = {r for p in per_recipient for r in p.recipients}
+        inactive = (lookups or Lookups()).inactive_among(
+            stream, [r for r in recipients if r not in unstorable]
+        )
+        if inactive:
+            listed = ", ".join(sorted(inactive))
+            problems.append(
+                Problem(
+                    406,
+                    INACTIVE_MESSAGE.format(addresses=listed),
+                    f"Inactive recipient: {listed}",
+                    recipients=[r for r in recipients if normalise(r) in inactive],
+                )
+            )
+    return problems + per_recipient
+
+
+def sender_problems(address: str) -> list[Problem]:
+    """The sender-identity problem of a From address (``domains.identity``), if any."""
+    refusal = sender_refusal(address)
+    if refusal is None:
+        return []
+    code, message = refusal
+    details = message if code != 400 else f"'{address}' is not a confirmed Sender Signature."
+    return [Problem(code, message, details)]
+
+
+def delivered_content(
+    raw: bytes, message_id_header: str, keep_id: bool, message_id: uuid.UUID
+) -> tuple[bytes, str]:
+    """The message as it will be delivered: no X-PM-* or Bcc header, and a Message-ID derived
+    from the MessageID unless the client asked to keep its own. Returns the bytes and the
+    Message-ID header value."""
+    if keep_id and message_id_header:
+        return mime.rewrite(raw, _drop_private, []), message_id_header
+    new_id = f"<{message_id}@{settings.MESSAGE_ID_DOMAIN}>"
+    content = mime.rewrite(
+        raw,
+        lambda name: _drop_private(name) or name == "message-id",
+        [f"Message-ID: {new_id}".encode()],
+    )
+    return content, new_id
+
+
+def _drop_private(name: str) -> bool:
+    return name.startswith("x-pm-") or name == "bcc"
+
+
+def dump_head(problems: list[Problem]) -> str:
+    """The head of an SMTPApiError dump: each long error message with its code, then a blank
+    line; the message as received follows (the shared ``Dump``)."""
+    return (
+        "".join(f"ErrorCode: {p.error_code}\r\nMessage: {p.message}\r\n" for p in problems) + "\r\n"
+    )
+
+
+def examine(submission: Submission, lookups: Lookups | None = None):
+    """Parse a submission and find its problems, writing nothing: (parsed headers, stream,
+    stream ID, problems). Strict mode runs this in the SMTP session before answering, and the
+    HTTP send API before it answers (``messages.immediate``)."""
+    parsed = parse_headers(bytes(submission.raw))
+    stream, stream_id, stream_problem = resolve_stream(
+        submission.server, submission.stream, parsed.stream_id, submission.endpoint, lookups
+    )
+    problems = find_problems(submission, parsed, stream, stream_problem, lookups)
+    return parsed, stream, stream_id, problems
+
+
+def process_submission(submission_id: int) -> str:
+    """Process one accepted submission, once: returns its new status (or the old one when it was
+    already processed). Database errors propagate so the task is retried. Queuing the delivery
+    of what it made is the caller's (``messages.tasks.process_submissions``)."""
+    with transaction.atomic():
+        submission = _waiting_submission(submission_id)
+        if submission is None or submission.status not in WAITING:
+            return submission.status if submission else "missing"
+        if submission.endpoint == Endpoint.BOUNCE:
+            return _process_report(submission)
+        raw = bytes(submission.raw)
+        parsed, stream, stream_id, problems = examine(submission)
+        recipients = unique_recipients(submission.rcpt_to)
+        failed = record_problems(submission, parsed, stream, stream_id, problems, raw, recipients)
+        active = [r for r in recipients if r not in failed]
+        if active and submission.status == Submission.Status.ACCEPTED:
+            _create_outbound(submission, stream, parsed, raw, active)
+            submission.status = Submission.Status.PROCESSED
+        else:
+            submission.status = Submission.Status.FAILED
+        finish(submission)
+        metrics.submission_processed(submission.status, submission.received_at)
+        return submission.status
+
+
+WAITING = (Submission.Status.ACCEPTED, Submission.Status.REJECTED)
+
+
+def process_batch(submission_ids: list[int]) -> dict[int, str]:
+    """Process many accepted submissions at once, by the same rules as ``process_submission``,
+    in one transaction and a number of queries that does not grow with the batch: the rows are
+    locked in one query, streams, suppressions and senders are looked up once for the batch
+    (``Lookups``), the outbound messages and their recipients are inserted in one statement
+    each, and the submissions are marked in one UPDATE per outcome. Problems still become
+    SMTPApiError bounces one by one (they are rare). Returns each submission's status.
+
+    Any error propagates and rolls the whole batch back: the caller then processes the batch
+    one submission at a time, where a submission that fails fails alone."""
+    statuses: dict[int, str] = {}
+    with transaction.atomic():
+        submissions = list(
+            Submission.objects.select_for_update(of=("self",))
+            .select_related("server", "stream")
+            .filter(pk__in=submission_ids)
+            .order_by("pk")
+        )
+        lookups = Lookups(r for s in submissions if s.status in WAITING for r in s.rcpt_to)
+        made, done = [], {Submission.Status.PROCESSED: [], Submission.Status.FAILED: []}
+        for submission in submissions:
+            if submission.status not in WAITING:
+                statuses[submission.pk] = submission.status
+                continue
+            if submission.endpoint == Endpoint.BOUNCE:
+                statuses[submission.pk] = _process_report(submission)
+                continue
+            raw = bytes(submission.raw)
+            parsed, stream, stream_id, problems = examine(submission, lookups)
+            recipients = unique_recipients(submission.rcpt_to)
+            failed = record_problems(
+                submission, parsed, stream, stream_id, problems, raw, recipients
+            )
+            active = [r for r in recipients if r not in failed]
+            if active and submission.status == Submission.Status.ACCEPTED:
+                message = outbound_message(submission, stream, parsed, raw, active)
+                made.append((message, active))
+                status = Submission.Status.PROCESSED
+            else:
+                status = Submission.Status.FAILED
+            done[status].append(submission.pk)
+            statuses[submission.pk] = status
+            metrics.submission_processed(status, submission.received_at)
+        _insert_outbound(made)
+        for status, pks in done.items():
+            if pks:
+                Submission.objects.filter(pk__in=pks).update(
+                    status=status, raw=b"", leased_until=None
+                )
+    return statuses
+
+
+def _insert_outbound(made: list[tuple[OutboundMessage, list[str]]]) -> None:
+    """One INSERT for the messages, one for their recipients."""
+    if not made:
+        return
+    ids = insert_rows(OutboundMessage, [model_row(message) for message, _ in made], returning=True)
+    insert_rows(
+        Recipient,
+        [{"message_id": pk, "email": email} for pk, (_, active) in zip(ids, made, strict=True)
+         for email in active],
+    )  # fmt: skip
+
+
+def _process_report(submission: Submission) -> str:
+    """A submission of the bounce MX: a report about an earlier message."""
+    submission.status = process_report(submission)
+    # A report linked to no message stays as it came, for operators to look at.
+    finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
+    metrics.submission_processed(submission.status, submission.received_at)
+    return submission.status
+
+
+def _waiting_submission(submission_id: int) -> Submission | None:
+    """The submission, locked for this transaction (another worker's try waits for it)."""
+    return (
+        Submission.objects.select_for_update(of=("self",))
+        .select_related("server", "stream")
+        .filter(pk=submission_id)
+        .first()
+    )
+
+
+def note_failure(submission_id: int, error: BaseException) -> str:
+    """Count a try of processing that failed unexpectedly (``error``, already logged); after
+    PROCESSING_ATTEMPTS tries the submission becomes ``failed``, with an SMTPApiError for each
+    recipient that says so and holds the message in its dump: the sender sees it through the
+    bounce API and webhooks, and no sweep takes it again. Returns the submission's status."""
+    with transaction.atomic():
+        submission = _waiting_submission(submission_id)
+        if submission is None or submission.status not in WAITING:
+            return submission.status if submission else "missing"
+        submission.attempts += 1
+        if submission.attempts < settings.PROCESSING_ATTEMPTS:
+            submission.save(update_fields=["attempts"])
+            return submission.status
+        text = PROCESSING_FAILED.format(error=type(error).__name__)
+        problem = Problem(PROCESSING_ERROR_CODE, text, text)
+        try:
+            with transaction.atomic():
+                raw = bytes(submission.raw)
+                parsed = parse_headers(raw)
+                recipients = unique_recipients(submission.rcpt_to)
+                stream_id = submission.stream.stream_id if submission.stream else DEFAULT_STREAM
+                record_problems(
+                    submission, parsed, submission.stream, stream_id, [problem], raw, recipients
+                )
+        except Exception:
+            log.exception("could not record the failure of submission %s", submission.message_id)
+        submission.status = Submission.Status.FAILED
+        finish(submission, "attempts")
+        metrics.submission_processed(submission.status, submission.received_at)
+        return submission.status
+
+
+def finish(submission: Submission, *fields: str, keep_raw: bool = False) -> None:
+    """Save the submission's final status and drop its raw bytes: from here on the message is
+    kept once, as the outbound message (what is delivered) or as the dump of its SMTPApiErrors."""
+    if not keep_raw:
+        submission.raw = b""
+    submission.leased_until = None
+    submission.save(update_fields=["status", "raw", "leased_until", *fields])
+
+
+def unique_recipients(rcpt_to: list[str]) -> list[str]:
+    """The envelope recipients, each address once (in any letter case), in their order."""
+    seen: set[str] = set()
+    unique = []
+    for recipient in rcpt_to:
+        if normalise(recipient) not in seen:
+            seen.add(normalise(recipient))
+            unique.append(recipient)
+    return unique
+
+
+def record_problems(submission, parsed, stream, stream_id, problems, raw, recipients) -> set[str]:
+    """One SMTPApiError per affected recipient, listing all of its problems; the message as
+    received is stored once, as the shared rest of their dumps. Returns the failed recipients."""
+    by_recipient: dict[str, list[Problem]] = {}
+    for problem in problems:
+        for recipient in problem.recipients if problem.recipients is not None else recipients:
+            listed = by_recipient.setdefault(recipient, [])
+            if all((p.error_code, p.message) != (problem.error_code, problem.message)
+                   for p in listed):  # fmt: skip
+                listed.append(problem)
+    if not by_recipient:
+        return set()
+    report_stream, report_stream_id = where_errors_go(submission.server, stream, stream_id)
+    source = Dump.objects.create(text=mime.decode_bytes(raw, parsed.charset))
+    for recipient, its_problems in by_recipient.items():
+        bounce = record_bounce(
+            server=submission.server,
+            stream=report_stream,
+            message_stream=report_stream_id,
+            type=SMTP_API_ERROR,
+            email=recipient,
+            message_id=submission.message_id,
+            from_address=mime.first_address(parsed.from_address) or submission.mail_from,
+            subject=parsed.subject,
+            tag=parsed.tag[:MAX_TAG_LENGTH],
+            metadata=parsed.metadata,
+            details="; ".join(p.details for p in its_problems),
+            content=dump_head(its_problems),
+            source=source,
+            bounced_at=submission.received_at,
+        )
+        record_bounce_event(bounce)
+    return set(by_recipient)
+
+
+def where_errors_go(server: Server, stream: MessageStream | None, stream_id: str):
+    """The stream an SMTPApiError is filed under, and its ID: the message's own stream, unless it
+    does not exist, is archived or is inbound; then the server's default transactional stream
+    (``outbound``), where the default bounce query, the dashboard and its webhooks show it. The
+    error's text names the stream that was asked for."""
+    if (
+        stream is not None
+        and not stream.archived
+        and stream.message_stream_type != (StreamType.INBOUND)
+    ):
+        return stream, stream_id
+    default = MessageStream.objects.filter(server=server, stream_id=DEFAULT_STREAM).first()
+    return default, DEFAULT_STREAM
+
+
+def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
+    message = outbound_message(submission, stream, parsed, raw, active)
+    message.save()
+    Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])
+
+
+def outbound_message(
+    submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]
+) -> OutboundMessage:
+    """The outbound message a submission becomes (not saved): what is delivered to the
+    ``active`` recipients, and what the API reports about it."""
+    server = submission.server
+    content, message_id_header = delivered_content(
+        raw, parsed.message_id_header, parsed.keep_id, submission.message_id
+    )
+    header_recipients = {a.lower() for a in parsed.to + parsed.cc}
+    track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
+        server.track_opens or bool(parsed.track_opens)
+    )
+    from_address = parsed.from_address or submission.mail_from
+    return OutboundMessage(
+        message_id=submission.message_id,
+        submission=submission,
+        server=server,
+        stream=stream,
+        from_address=from_address,
+        # Set here, not only by save(): the send API and batch processing insert in bulk.
+        from_email=mime.first_address(from_address).lower()[:MAX_ADDRESS_LENGTH],
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=[
+            r for r in unique_recipients(submission.rcpt_to) if r.lower() not in header_recipients
+        ],  # fmt: skip
+        recipients=active,
+        subject=parsed.subject,
+        tag=parsed.tag,
+        metadata=parsed.metadata,
+        track_opens=track_opens,
+        track_links=parsed.track_links or server.track_links,
+        message_id_header=message_id_header,
+        size=len(content),
+        content=content,
+        received_at=submission.received_at,
+    )

@@ -1,0 +1,240 @@
+"""One submission's failure is its own: a poison message never holds up, fails or multiplies the
+work of the messages processed beside it, and every submission reaches a terminal state the
+sender can see."""
+
+import threading
+import time
+
+import pytest
+
+from bounces.models import Bounce, Dump
+from conftest import accepted_submission
+from delivery import tasks as delivery_tasks
+from messages import processing, tasks
+from messages.models import OutboundMessage, Recipient, Submission
+from smtpgw.tests.conftest import MESSAGE, creds, gateway, send  # noqa: F401 - fixtures
+
+NORMAL = 20
+TERMINAL = {Submission.Status.PROCESSED, Submission.Status.FAILED}
+
+
+def message(*headers: bytes, body: bytes = b"Hello.\r\n") -> bytes:
+    return (
+        b"From: App <app@example.com>\r\nTo: ann@example.net\r\nSubject: Hello\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"\r\n"
+        + body
+    )
+
+
+# --- In the worker: unexpected errors are counted, then the submission fails visibly -------------
+
+
+@pytest.fixture
+def batch(server):
+    normal = [accepted_submission(server, message(), [f"n{i}@example.net"]) for i in range(NORMAL)]
+    poison = accepted_submission(server, message(b"X-PM-Tag: poison"), ["p@example.net"])
+    return normal, poison
+
+
+def poisoned(monkeypatch, poison):
+    """Processing raises for the poison submission only (a bug it happens to trigger), whether
+    the batch is processed as a set or one by one."""
+    original = processing.outbound_message
+
+    def outbound_message(submission, *args):
+        if submission.pk == poison.pk:
+            raise RuntimeError("unexpected")
+        return original(submission, *args)
+
+    monkeypatch.setattr(processing, "outbound_message", outbound_message)
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_fails_one_submission_not_its_batch(batch, monkeypatch, settings):
+    settings.PROCESSING_ATTEMPTS = 3
+    normal, poison = batch
+    poisoned(monkeypatch, poison)
+    monkeypatch.setattr(delivery_tasks, "enqueue_deliveries", lambda ids: None)
+    ids = [str(s.message_id) for s in [poison, *normal]]
+
+    assert tasks.process_submissions(ids) == NORMAL + 1  # no exception: nothing to retry
+    assert Submission.objects.filter(status="processed").count() == NORMAL
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("accepted", 1)
+    assert not Bounce.objects.exists()
+
+    tasks.process_submissions([str(poison.message_id)])
+    tasks.process_submissions([str(poison.message_id)])
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("failed", 3)
+    error = Bounce.objects.get(message_id=poison.message_id)
+    assert error.type == "SMTPApiError" and error.email == "p@example.net"
+    assert error.message_stream == "outbound" and error.tag == "poison"
+    assert "could not be processed (RuntimeError)" in error.details
+    assert error.dump_text.startswith("ErrorCode: 500\r\n")
+    assert "X-PM-Tag: poison" in error.dump_text  # the message, as received
+    # Failed is terminal: the sweep never takes it again.
+    assert tasks.requeue_stuck_submissions(older_than_seconds=0) == 0
+
+
+@pytest.mark.django_db
+def test_the_sweep_queues_fresh_work_ahead_of_a_row_that_keeps_failing(batch, monkeypatch):
+    normal, poison = batch
+    Submission.objects.filter(pk=poison.pk).update(attempts=2)
+    queued = []
+    monkeypatch.setattr(tasks, "enqueue_processing", lambda ids: queued.extend(ids))
+    assert tasks.requeue_stuck_submissions(older_than_seconds=0) == NORMAL + 1
+    assert queued[-1] == str(poison.message_id)
+
+
+@pytest.mark.django_db
+def test_a_database_outage_retries_the_batch_and_counts_nothing(batch, monkeypatch):
+    from django.db import OperationalError
+
+    normal, poison = batch
+
+    def unavailable(submission_ids):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(tasks, "process_batch", unavailable)
+    monkeypatch.setattr(tasks, "process_submission", unavailable)
+    with pytest.raises(Exception, match="could not be processed"):
+        tasks.process_submissions([str(poison.message_id)])
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("accepted", 0)
+
+
+@pytest.mark.django_db
+def test_one_smtp_api_error_per_recipient_however_many_problems(server):
+    headers = [f"X-PM-Metadata-k{i}: {'v' * 10}".encode() for i in range(100)]
+    body = b"x" * 76 + b"\r\n"
+    raw = message(b"X-PM-TrackOpens: maybe", *headers, body=body * 6000)  # about 0.5 MB
+    submission = accepted_submission(server, raw, ["a@example.net", "b@example.net"])
+    assert processing.process_submission(submission.pk) == "failed"
+    bounces = list(Bounce.objects.order_by("email"))
+    assert [b.email for b in bounces] == ["a@example.net", "b@example.net"]
+    assert Dump.objects.count() == 1  # the message, stored once for both
+    first = bounces[0]
+    assert "X-PM-TrackOpens must be true or false" in first.details
+    assert "at most 10 metadata fields" in first.details
+    assert first.details.count("at most 10 metadata fields") == 1
+    assert first.dump_text.count("ErrorCode: 300") == 2
+    assert sum(len(b.content) for b in bounces) < 2000  # no copy of the message per bounce
+
+
+@pytest.mark.django_db
+def test_duplicate_recipients_are_merged(server):
+    rcpts = ["ann@example.net", "ANN@example.net", "bob@example.net"]
+    submission = accepted_submission(server, message(), rcpts)
+    assert processing.process_submission(submission.pk) == "processed"
+    out = OutboundMessage.objects.get()
+    assert out.recipients == ["ann@example.net", "bob@example.net"]
+    assert Recipient.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_values_no_column_can_hold_become_precise_errors(server):
+    long_stream = b"X-PM-Message-Stream: " + b"s" * 300
+    long_from = b"From: " + b"a" * 1000 + b"@example.com"
+    # (A NUL in an address cannot even be stored on PostgreSQL: the gateway refuses it at RCPT.)
+    rcpts = ["ok@example.net", "x" * 370 + "@example.net", "y" * 330 + "@example.net"]
+    first = accepted_submission(server, message(long_stream), ["ann@example.net"])
+    second = accepted_submission(server, long_from + b"\r\n" + message(), ["ann@example.net"])
+    third = accepted_submission(server, message(), rcpts)
+    assert processing.process_submission(first.pk) == "failed"
+    assert processing.process_submission(second.pk) == "failed"
+    assert processing.process_submission(third.pk) == "processed"
+    stream_error = Bounce.objects.get(message_id=first.message_id)
+    assert stream_error.message_stream == "outbound"
+    assert "s" * 300 in stream_error.details
+    assert (
+        "From header is longer than 998" in Bounce.objects.get(message_id=second.message_id).details
+    )
+    errors = Bounce.objects.filter(message_id=third.message_id)
+    assert errors.count() == 2 and all("not a valid address" in b.details for b in errors)
+    assert OutboundMessage.objects.get(message_id=third.message_id).recipients == ["ok@example.net"]
+
+
+@pytest.mark.django_db
+def test_nul_and_unknown_charsets_in_headers_never_stop_processing(server):
+    raw = (
+        b"From: App <app@example.com>\r\nTo: ann@example.net\r\n"
+        b"Subject: Caf\xe9 =?utf-8?q?a=00b?=\r\n"
+        b"Content-Type: text/plain; charset=undefined\r\n\r\nCaf\xe9\r\n"
+    )
+    submission = accepted_submission(server, raw, ["ann@example.net"])
+    assert processing.process_submission(submission.pk) == "processed"
+    assert "\x00" not in OutboundMessage.objects.get().subject
+
+
+# --- Through the real gateway and a real worker --------------------------------------------------
+
+
+POISON = {
+    "undefined charset, 8-bit subject": (
+        b"Content-Type: text/plain; charset=undefined\r\n" + MESSAGE.replace(
+            b"Subject: Hello", b"Subject: Caf\xe9"
+        ),
+        ["user@example.net"],
+        "processed",
+    ),
+    "the same recipient twice": (MESSAGE, ["twice@example.net", "twice@example.net"],
+                                 "processed"),
+    "a 300-character stream": (b"X-PM-Message-Stream: " + b"s" * 300 + b"\r\n" + MESSAGE,
+                               ["user@example.net"], "failed"),
+    "100 metadata keys": (
+        b"".join(f"X-PM-Metadata-k{i}: v\r\n".encode() for i in range(100)) + MESSAGE,
+        ["user@example.net"],
+        "failed",
+    ),
+    "NUL in an encoded word": (MESSAGE.replace(b"Subject: Hello", b"Subject: =?utf-8?q?a=00?="),
+                               ["user@example.net"], "processed"),
+}  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_poison_beside_twenty_normal_messages(gateway, creds, worker):  # noqa: F811
+    results: dict[str, str] = {}
+
+    def session(key, raw, rcpts):
+        client = gateway.smtp()
+        client.login(creds.server_token, creds.server_token)  # it names the stream itself
+        results[key] = send(client, raw, rcpts=rcpts)
+        client.quit()
+
+    threads = [
+        threading.Thread(target=session, args=(f"normal {i}", MESSAGE, [f"u{i}@example.net"]))
+        for i in range(NORMAL)
+    ]
+    threads += [
+        threading.Thread(target=session, args=(name, raw, rcpts))
+        for name, (raw, rcpts, _) in POISON.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == NORMAL + len(POISON)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not Submission.objects.exclude(status__in=TERMINAL).exists():
+            break
+        time.sleep(0.2)
+    statuses = dict(Submission.objects.values_list("message_id", "status"))
+    for key, message_id in results.items():
+        expected = POISON[key][2] if key in POISON else "processed"
+        assert statuses[message_id_of(message_id)] == expected, key
+    twice = OutboundMessage.objects.get(message_id=results["the same recipient twice"])
+    assert twice.recipients == ["twice@example.net"]
+    for key in ("a 300-character stream", "100 metadata keys"):
+        errors = Bounce.objects.filter(message_id=results[key])
+        assert errors.count() == 1 and errors.get().type == "SMTPApiError", key
+        assert errors.get().message_stream == "outbound"
+
+
+def message_id_of(text: str):
+    import uuid
+
+    return uuid.UUID(text)
