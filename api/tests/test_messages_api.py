@@ -410,7 +410,7 @@ def test_messages_stored_before_from_email_get_it_from_the_migration(api, server
     message = make_message(server, from_address='"Old, Sender" <Old@Example.com>')
     OutboundMessage.objects.filter(pk=message.pk).update(from_email="")
     assert listing(api, "&fromemail=old@example.com")["TotalCount"] == 0
-    migration = importlib.import_module("outbound.migrations.0005_message_queries")
+    migration = importlib.import_module("messages.migrations.0005_message_queries")
     migration.fill_from_email(apps, None)
     assert found_ids(listing(api, "&fromemail=<OLD@example.com>")) == [str(message.message_id)]
 
