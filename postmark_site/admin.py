@@ -21,11 +21,13 @@ from bounces.models import Bounce
 from messages.limits import sending_use
 from messages.models import OutboundMessage
 from messages.senders import RECENT_DAYS, sender_states
-from postmark_site import dashboard as stats
 from postmark_site import system
+from postmark_site.charts import chart_svg
 from servers.access import visible_server_ids, visible_servers
 from servers.models import Server
 from servers.scoping import ServerScopedAdmin, change_url
+from stats import outbound as outbound_stats
+from stats.timeline import message_timeline
 
 
 class PostmarkAdminSite(admin.AdminSite):
@@ -58,22 +60,24 @@ class PostmarkAdminSite(admin.AdminSite):
     @staticmethod
     def _dashboard_context(request) -> dict:
         visible = visible_server_ids(request.user)
-        window = request.GET.get("window", stats.DEFAULT_WINDOW)
-        if window not in stats.WINDOWS:
-            window = stats.DEFAULT_WINDOW
+        window = request.GET.get("window", outbound_stats.DEFAULT_WINDOW)
+        if window not in outbound_stats.WINDOWS:
+            window = outbound_stats.DEFAULT_WINDOW
         selected = None
         with contextlib.suppress(ValueError):
             selected = int(request.GET.get("server", ""))
         if selected is not None and visible is not None and selected not in visible:
             raise Http404("No such server.")
         ids = [selected] if selected is not None else visible
-        data = stats.collect(ids)
-        label = stats.WINDOWS[window][0]
-        overall = [stats.Bucket(b) for b in stats.window_buckets(window, data.now)]
+        data = outbound_stats.collect(ids)
+        label = outbound_stats.WINDOWS[window][0]
+        overall = [
+            outbound_stats.Bucket(b) for b in outbound_stats.window_buckets(window, data.now)
+        ]
         for server_stats in data.servers:
             for total, bucket in zip(overall, server_stats.series[window], strict=True):
                 total.counts.add(bucket.counts)
-            server_stats.chart = stats.chart_svg(
+            server_stats.chart = chart_svg(
                 server_stats.series[window], window, title=f"{server_stats.server.name}: {label}"
             )
         servers_for_menu = (
@@ -86,11 +90,11 @@ class PostmarkAdminSite(admin.AdminSite):
             "data": data,
             "window": window,
             "window_label": label,
-            "windows": [(key, value[0]) for key, value in stats.WINDOWS.items()],
+            "windows": [(key, value[0]) for key, value in outbound_stats.WINDOWS.items()],
             "selected_server": selected,
             "servers_for_menu": servers_for_menu or [],
-            "overall_chart": stats.chart_svg(overall, window, title=f"All servers: {label}"),
-            "window_keys": list(stats.WINDOWS),
+            "overall_chart": chart_svg(overall, window, title=f"All servers: {label}"),
+            "window_keys": list(outbound_stats.WINDOWS),
             "refused_senders": [
                 s for s in sender_states(ids, recent_messages=False) if not s.allowed
             ],
@@ -112,7 +116,7 @@ class PostmarkAdminSite(admin.AdminSite):
 
 
 def message_page_context(request, message) -> dict:
-    return {"timeline": stats.message_timeline(message)}
+    return {"timeline": message_timeline(message)}
 
 
 def server_page_context(request, server) -> dict:

@@ -1,182 +1,22 @@
-"""The admin's System page, as plain functions: where mail waits now and how that changed.
-
-The gauges are the ones ``/metrics`` exposes (read from the database), their trend comes from the
-samples the beat stores (``outbound.tasks.sample_queues``), and the breakdowns say where the
-waiting is: deferred recipients by destination domain, webhook posts by URL, the broker's queues.
+"""The admin's System page, apart from its queries (``stats.system``): where mail waits now and
+how that changed, across every server, with the broker's queues read here (through the Celery app,
+which only this top app may import) and the gauges' sparklines drawn (``postmark_site.charts``).
 """
 
-from __future__ import annotations
-
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
-
 from django.conf import settings
-from django.db.models import Count, Max, Min
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 
-from domains.models import Domain
-from messages.metrics import WAITING_SUBMISSIONS, all_queue_states
-from messages.models import QueueSample, Recipient, Submission
-from servers.scoping import change_url
-from webhooks.models import WebhookDelivery
-
-TREND_HOURS = 24
-LABELS = {
-    "submissions_waiting": "Submissions waiting for processing",
-    "recipients_deferred": "Recipients deferred (waiting for a retry)",
-    "webhook_deliveries_pending": "Webhook posts pending",
-}
-BREAKDOWN_ROWS = 20
-DEFERRED_SCAN_LIMIT = 20000
+from postmark_site.charts import sparkline_svg
+from stats import system
 
 
-@dataclass
-class Gauge:
-    name: str
-    label: str
-    count: int
-    oldest_age_seconds: float
-    oldest_url: str = ""
-    hour_ago: int | None = None
-    points: list[tuple] = field(default_factory=list)  # (taken_at, count)
-
-    @property
-    def change(self) -> int | None:
-        return None if self.hour_ago is None else self.count - self.hour_ago
-
-    @property
-    def oldest_age(self) -> str:
-        return duration(self.oldest_age_seconds) if self.count else "—"
-
-    @property
-    def sparkline(self) -> SafeString:
-        return sparkline_svg([count for _, count in self.points] + [self.count], self.label)
-
-
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} days"
-
-
-def gauges(now=None) -> list[Gauge]:
-    now = now or timezone.now()
-    states = all_queue_states(now)
-    samples = list(
-        QueueSample.objects.filter(taken_at__gte=now - timedelta(hours=TREND_HOURS))
-        .order_by("taken_at")
-        .values_list("taken_at", "values")
-    )
-    hour_ago = [values for taken_at, values in samples if taken_at <= now - timedelta(hours=1)]
-    oldest = oldest_items()
-    result = []
-    for name, state in states.items():
-        gauge = Gauge(name, LABELS.get(name, name), state["count"], state["oldest_age_seconds"])
-        gauge.points = [(t, v.get(name, {}).get("count", 0)) for t, v in samples]
-        if hour_ago:
-            gauge.hour_ago = hour_ago[-1].get(name, {}).get("count")
-        gauge.oldest_url = oldest.get(name, "")
-        result.append(gauge)
-    return result
-
-
-def oldest_items() -> dict[str, str]:
-    """Admin links to the oldest waiting item of each queue."""
-    links = {}
-    submission = (
-        Submission.objects.filter(status__in=WAITING_SUBMISSIONS)
-        .order_by("received_at")
-        .only("pk")
-        .first()
-    )
-    if submission:
-        links["submissions_waiting"] = change_url(submission)
-    recipient = (
-        Recipient.objects.filter(status=Recipient.Status.DEFERRED)
-        .select_related("message")
-        .only("message__id")
-        .order_by("message__received_at")
-        .first()
-    )
-    if recipient:
-        links["recipients_deferred"] = change_url(recipient.message)
-    delivery = (
-        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
-        .order_by("created_at")
-        .only("pk")
-        .first()
-    )
-    if delivery:
-        links["webhook_deliveries_pending"] = change_url(delivery)
-    return links
-
-
-@dataclass
-class Destination:
-    domain: str
-    recipients: int = 0
-    oldest_received_at: object = None
-    next_attempt_at: object = None
-    last_reply: str = ""
-
-
-def deferred_by_destination() -> list[Destination]:
-    """Deferred recipients grouped by the domain they go to, most first (the domain is read
-    in Python from the addresses: at most DEFERRED_SCAN_LIMIT, oldest first)."""
-    rows = (
-        Recipient.objects.filter(status=Recipient.Status.DEFERRED)
-        .order_by("message__received_at")
-        .values_list("email", "message__received_at", "next_attempt_at", "last_reply")[
-            :DEFERRED_SCAN_LIMIT
-        ]
-    )
-    by_domain: dict[str, Destination] = {}
-    for email, received_at, next_attempt_at, last_reply in rows:
-        domain = email.rpartition("@")[2].lower()
-        entry = by_domain.setdefault(domain, Destination(domain))
-        entry.recipients += 1
-        if entry.oldest_received_at is None:
-            entry.oldest_received_at = received_at
-            entry.last_reply = last_reply
-        if next_attempt_at and (
-            entry.next_attempt_at is None or next_attempt_at < entry.next_attempt_at
-        ):
-            entry.next_attempt_at = next_attempt_at
-    return sorted(by_domain.values(), key=lambda d: (-d.recipients, d.domain))[:BREAKDOWN_ROWS]
-
-
-def webhook_backlog_by_url() -> list[dict]:
-    """Pending webhook posts grouped by URL (shown without any user:password it holds)."""
-    rows = list(
-        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING)
-        .values("webhook_id", "webhook__url", "webhook__stream__server__name")
-        .annotate(
-            pending=Count("pk"),
-            oldest=Min("created_at"),
-            last_try=Max("updated_at"),
-            last_status=Max("last_status_code"),
+def drawn(gauges: list[system.Gauge]) -> list[system.Gauge]:
+    """The gauges, each with its sparkline of the last day (``gauge.sparkline``)."""
+    for gauge in gauges:
+        gauge.sparkline = sparkline_svg(
+            [count for _, count in gauge.points] + [gauge.count], gauge.label
         )
-        .order_by("-pending", "webhook__url")[:BREAKDOWN_ROWS]
-    )
-    for row in rows:
-        row["url"] = without_credentials(row["webhook__url"])
-    return rows
-
-
-def without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return gauges
 
 
 def broker_queues() -> list[dict]:
@@ -205,64 +45,17 @@ def _short(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"[:200]
 
 
-def recipients_by_status() -> dict[str, int]:
-    """Recipients not finished yet, by status (pending, sending, deferred)."""
-    counts = defaultdict(int)
-    unfinished = [Recipient.Status.PENDING, Recipient.Status.SENDING, Recipient.Status.DEFERRED]
-    for status, n in (
-        Recipient.objects.filter(status__in=unfinished)
-        .values_list("status")
-        .annotate(n=Count("pk"))
-    ):
-        counts[status] = n
-    return {
-        str(label): counts[value]
-        for value, label in Recipient.Status.choices
-        if value in unfinished
-    }
-
-
-def sparkline_svg(values: list[int], title: str, width: int = 160, height: int = 32) -> SafeString:
-    """A small line of the counts over the last day (no axes, no script)."""
-    if len(values) < 2:
-        values = [values[0] if values else 0] * 2
-    peak = max(max(values), 1)
-    step = (width - 4) / (len(values) - 1)
-    points = " ".join(
-        f"{2 + i * step:.1f},{height - 2 - (height - 4) * v / peak:.1f}"
-        for i, v in enumerate(values)
-    )
-    return format_html(
-        '<svg class="pm-spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
-        'aria-label="{}"><polyline points="{}" fill="none" stroke="currentColor" '
-        'stroke-width="1.5"/></svg>',
-        width, height, width, height, f"{title}: last {TREND_HOURS} hours, peak {peak}", points,
-    )  # fmt: skip
-
-
-def broken_domains(limit: int = 50) -> list[Domain]:
-    """Domains whose DNS records broke at their last check (``Domain.dns_problem``), the longest
-    broken first: their mail is refused or goes out unaligned until the records are fixed."""
-    return list(
-        Domain.objects.exclude(dns_problem="")
-        .only("id", "name", "dns_problem", "dns_problem_since", "dkim_verified")
-        .order_by("dns_problem_since", "name")[:limit]
-    )
-
-
 def context(now=None) -> dict:
     now = now or timezone.now()
     return {
-        "gauges": gauges(now),
-        "recipients_by_status": recipients_by_status(),
+        "gauges": drawn(system.gauges(now)),
+        "recipients_by_status": system.recipients_by_status(),
         "broker_queues": broker_queues(),
         "embedded_broker": settings.EMBEDDED_BROKER,
-        "destinations": deferred_by_destination(),
-        "webhook_backlog": webhook_backlog_by_url(),
-        "broken_domains": broken_domains(),
-        "sample_interval": duration(settings.SYSTEM_SAMPLE_INTERVAL_SECONDS),
-        "samples": QueueSample.objects.filter(
-            taken_at__gte=now - timedelta(hours=TREND_HOURS)
-        ).count(),
+        "destinations": system.deferred_by_destination(),
+        "webhook_backlog": system.webhook_backlog_by_url(),
+        "broken_domains": system.broken_domains(),
+        "sample_interval": system.duration(settings.SYSTEM_SAMPLE_INTERVAL_SECONDS),
+        "samples": system.samples_taken(now),
         "now": now,
     }

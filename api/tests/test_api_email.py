@@ -463,7 +463,7 @@ def test_http_messages_do_not_count_towards_smtp_sending_limits(api, server):
 
 
 def test_the_admin_timeline_says_the_message_came_over_http(api):
-    from postmark_site.dashboard import accepted_how
+    from stats.timeline import accepted_how
 
     sent(api, message())
     text = accepted_how(Submission.objects.get())

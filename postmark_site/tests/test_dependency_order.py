@@ -14,11 +14,12 @@ project's Django apps in the same order (checked below).
     messages       the accept record, processing, OutboundMessage/Recipient/MessageEvent, queries
     tracking       open and click rewriting, tokens, the public endpoints
     delivery       transport, connections, claims, outcomes, the delivery tasks
-    stats          the aggregation queries the dashboard (and the stats API) draw from
     webhooks       fan-out, signing, the SSRF guard, the HTTP client
+    stats          no models: the aggregation queries the admin's dashboard and System page
+                   and the stats API draw from (webhook posts among them)
     api            the HTTP API: conventions and one views module per resource
     smtpgw         the SMTP protocol edge
-    postmark_site  settings, the root URLconf, the Celery app, the admin site and its dashboard
+    postmark_site  settings, the root URLconf, the Celery app, the admin site, its views and charts
 
 Lower apps reach higher ones only through signals they define and higher apps connect to
 (``streams.signals.subscription_changed``, ``messages.signals.messages_queued``,
@@ -42,8 +43,8 @@ ORDER = [
     "messages",
     "tracking",
     "delivery",
-    "stats",
     "webhooks",
+    "stats",
     "api",
     "smtpgw",
     "postmark_site",

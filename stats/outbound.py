@@ -1,4 +1,6 @@
-"""The operator dashboard's numbers, as plain functions: a handful of aggregate queries, no N+1.
+"""Outbound counts per server and stream over time, as plain functions: a handful of aggregate
+queries, no N+1. The admin's dashboard draws them (``postmark_site.charts``); a stats API can
+answer from them too.
 
 Counts per server and message stream over the last 24 hours (hourly buckets), 7 days and 30 days
 (daily buckets, UTC):
@@ -9,8 +11,8 @@ Counts per server and message stream over the last 24 hours (hourly buckets), 7 
   (delay) notices; the bounce rate is bounced / sent;
 - **errors**: SMTP API error bounces, shown apart (they were never sent).
 
-One grouped query per source over 30 days, bucketed by hour, serves all three windows; the SVG
-charts are drawn here too, on the server, so the page needs no script and no CDN.
+One grouped query per source over the last 24 hours, bucketed by hour, and the finished days of
+the last 30 (counted once and cached) serve all three windows.
 """
 
 from __future__ import annotations
@@ -22,17 +24,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDay, TruncHour
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
 
 from bounces.models import Bounce
 from bounces.types import SMTP_API_ERROR
 from messages.models import MessageEvent, OutboundMessage
 from servers.models import Server
-from streams.models import Endpoint, MessageStream
-from webhooks.models import WebhookAttempt
+from streams.models import MessageStream
 
 # Bounce types that do not count as bounces in the bounce rate.
 NOT_BOUNCES = (SMTP_API_ERROR, "Transient")
@@ -292,214 +290,3 @@ def _index_of(series: list[Bucket], start: datetime) -> int | None:
     step = (series[1].start - series[0].start) if len(series) > 1 else timedelta(hours=1)
     index = int((start - series[0].start) / step)
     return index if index < len(series) else None
-
-
-# --- SVG charts ----------------------------------------------------------------------------------
-
-SERIES = (
-    ("sent", "Sent", "#3b82c4"),
-    ("delivered", "Delivered", "#2f9e44"),
-    ("bounced", "Bounced", "#d9480f"),
-)
-
-
-def chart_svg(buckets: list[Bucket], window: str, *, width=640, height=180, title="") -> SafeString:
-    """A line chart of sent / delivered / bounced per bucket, as inline SVG (no script)."""
-    left, right, top, bottom = 44, 8, 10, 26
-    plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max((getattr(b.counts, key) for b in buckets for key, _, _ in SERIES), default=0)
-    ymax = _nice_ceiling(peak)
-    n = max(len(buckets), 1)
-
-    def x(i):
-        return left + (plot_w * (i + 0.5) / n)
-
-    def y(v):
-        return top + plot_h - (plot_h * v / ymax)
-
-    parts = []
-    for frac in (0, 0.5, 1):
-        gy = top + plot_h - plot_h * frac
-        parts.append(
-            format_html(
-                '<line x1="{}" y1="{}" x2="{}" y2="{}" class="grid"/>'
-                '<text x="{}" y="{}" class="ylabel" text-anchor="end">{}</text>',
-                left,
-                gy,
-                width - right,
-                gy,
-                left - 6,
-                gy + 4,
-                _short(ymax * frac),
-            )  # fmt: skip
-        )
-    label_every = max(1, n // 6)
-    fmt = "%H:00" if WINDOWS[window][2] == "hour" else "%b %d"
-    for i, bucket in enumerate(buckets):
-        if i % label_every == 0 or i == n - 1:
-            parts.append(
-                format_html(
-                    '<text x="{}" y="{}" class="xlabel" text-anchor="middle">{}</text>',
-                    x(i),
-                    height - 8,
-                    bucket.start.strftime(fmt),
-                )  # fmt: skip
-            )
-    for key, label, colour in SERIES:
-        points = " ".join(
-            f"{x(i):.1f},{y(getattr(b.counts, key)):.1f}" for i, b in enumerate(buckets)
-        )
-        parts.append(
-            format_html(
-                '<polyline points="{}" fill="none" stroke="{}" stroke-width="2" '
-                'class="series series-{}"><title>{}</title></polyline>',
-                points,
-                colour,
-                key,
-                label,
-            )  # fmt: skip
-        )
-    # Invisible hover targets with a tooltip per bucket.
-    for i, b in enumerate(buckets):
-        c = b.counts
-        parts.append(
-            format_html(
-                '<rect x="{}" y="{}" width="{}" height="{}" class="hover">'
-                "<title>{}: {} sent, {} delivered, {} bounced, {} SMTP API errors</title></rect>",
-                x(i) - plot_w / n / 2,
-                top,
-                plot_w / n,
-                plot_h,
-                b.start.strftime("%Y-%m-%d %H:00 UTC" if fmt == "%H:00" else "%Y-%m-%d"),
-                c.sent,
-                c.delivered,
-                c.bounced,
-                c.errors,
-            )  # fmt: skip
-        )
-    legend = format_html_join(
-        "",
-        '<tspan fill="{}" dx="{}">■ {}</tspan>',
-        ((colour, 0 if i == 0 else 12, label) for i, (_, label, colour) in enumerate(SERIES)),
-    )
-    body = format_html_join("", "{}", ((p,) for p in parts))
-    return format_html(
-        '<svg class="pm-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" '
-        'width="100%" role="img" aria-label="{t}"><title>{t}</title>{body}'
-        '<text x="{lx}" y="{ly}" class="legend">{legend}</text></svg>',
-        w=width, h=height, t=title or WINDOWS[window][0], body=body,
-        lx=left + 4, ly=top + 10, legend=legend,
-    )  # fmt: skip
-
-
-def _nice_ceiling(value: int) -> int:
-    if value <= 4:
-        return 4
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return int(step * magnitude)
-    return int(10 * magnitude)
-
-
-def _short(value: float) -> str:
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:g}M"
-    if value >= 1000:
-        return f"{value / 1000:g}k"
-    return f"{value:g}"
-
-
-# --- One message's timeline ----------------------------------------------------------------------
-
-
-@dataclass
-class TimelineEntry:
-    at: datetime
-    label: str
-    detail: str = ""
-    kind: str = ""
-    recipient: str = ""
-    link: str = ""
-
-
-def webhook_attempts(events) -> list[TimelineEntry]:
-    """The webhook POSTs made for ``events`` (WebhookAttempt → WebhookDelivery → MessageEvent)."""
-    rows = (
-        WebhookAttempt.objects.filter(delivery__event__in=events)
-        .select_related("delivery")
-        .order_by("started_at", "id")
-    )
-    entries = []
-    for attempt in rows:
-        status = attempt.status_code
-        outcome = f"HTTP {status}" if status else (attempt.error or "no answer")
-        entries.append(
-            TimelineEntry(
-                attempt.started_at,
-                f"Webhook attempt {attempt.number}",
-                f"{outcome} (webhook {attempt.delivery.webhook_id})",
-                "webhook",
-            )
-        )
-    return entries
-
-
-def accepted_how(submission) -> str:
-    """Where and how a message came in, for its timeline."""
-    tls = ", " + submission.tls_version if submission.tls_version else ", no TLS"
-    if submission.endpoint == Endpoint.API:
-        return f"through the HTTP send API from {submission.client_address} (Server API token{tls})"
-    return (
-        f"over SMTP from {submission.client_address} ({submission.get_endpoint_display()}"
-        f" endpoint, {submission.get_credential_kind_display()}{tls})"
-    )
-
-
-def message_timeline(message: OutboundMessage) -> list[TimelineEntry]:
-    """Accepted, processed, then every event of the message (delivered, bounced, opened, clicked,
-    …) and its webhook attempts; oldest first. Three or four queries."""
-    entries: list[TimelineEntry] = []
-    submission = message.submission
-    if submission is not None:
-        entries.append(
-            TimelineEntry(
-                submission.received_at,
-                "Accepted",
-                accepted_how(submission),
-                "accepted",
-            )
-        )
-    else:
-        entries.append(TimelineEntry(message.received_at, "Accepted", "", "accepted"))
-    entries.append(
-        TimelineEntry(
-            message.processed_at,
-            "Processed",
-            f"{len(message.recipients)} recipient(s), {message.size} bytes",
-            "processed",
-        )
-    )
-    events = list(
-        MessageEvent.objects.filter(server_id=message.server_id, message_id=message.message_id)
-        .defer("data")
-        .order_by("occurred_at", "id")
-    )
-    for event in events:
-        link = ""
-        if event.bounce_id:
-            link = reverse("admin:bounces_bounce_change", args=[event.bounce_id])
-        entries.append(
-            TimelineEntry(
-                event.occurred_at,
-                event.get_type_display(),
-                event.details,
-                event.type.lower(),
-                event.recipient,
-                link,
-            )
-        )
-    if events:
-        entries.extend(webhook_attempts(events))
-    entries.sort(key=lambda e: e.at)
-    return entries
