@@ -6,7 +6,7 @@
 It migrates the database named by the settings, starts a fast threaded HTTP/1.1 receiver on
 127.0.0.1, creates a server whose ``outbound`` stream has a Delivery webhook pointing at it,
 records N Delivery events through ``messages.events`` (each queued by the real
-``webhooks.dispatch.enqueue_event``), then starts ``celery -A postmark_site worker -Q webhooks``
+``webhooks.fanout.enqueue_event``), then starts ``celery -A postmark_site worker -Q webhooks``
 (one process) and waits until every delivery is ``delivered``. The rate is measured at the
 receiver, from its first to its last request, so worker start-up is not counted.
 """

@@ -4,16 +4,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from servers.scoping import ScopedModelAdmin
-from webhooks.dispatch import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    UnsafeUrl,
-    check_url,
-    retry_now,
-    split_credentials,
-    validate_headers,
-)
+from webhooks.deliveries import retry_now
+from webhooks.guard import UnsafeUrl, check_url, split_credentials, validate_headers
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
+from webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 # --- Webhooks -------------------------------------------------------------------------------------
 

@@ -8,18 +8,20 @@ class WebhooksConfig(AppConfig):
 
     def ready(self):
         from messages.events import event_committed
-        from webhooks.dispatch import on_event_committed
+        from webhooks.fanout import on_event_committed
 
-        event_committed.connect(on_event_committed, dispatch_uid="webhooks.dispatch")
+        event_committed.connect(on_event_committed, dispatch_uid="webhooks.fanout")
 
         from django.db.models.signals import post_delete, post_save
 
-        from webhooks.dispatch import forget_webhook_streams
+        from webhooks.fanout import forget_webhook_streams
         from webhooks.models import Webhook
 
         for signal in (post_save, post_delete):
             signal.connect(forget_webhook_streams, sender=Webhook, dispatch_uid=f"hooks-{signal}")
 
+        # The tasks, registered in every process: fanout.publish queues "webhooks.post" by name.
+        import webhooks.tasks  # noqa: F401
         from messages.metrics import GAUGE_SOURCES
         from webhooks.metrics import backlog
 

@@ -33,7 +33,7 @@ from bounces.services import record_bounce
 from bounces.types import BOUNCE_TYPES
 from streams import suppressions
 from streams.models import Suppression
-from webhooks import dispatch
+from webhooks import guard
 from webhooks.models import Webhook
 
 pytestmark = pytest.mark.fuzz
@@ -251,7 +251,7 @@ def offline_resolve(host, port):
 def world(server, other_server, monkeypatch):
     """A server with bounces, suppressions and a webhook to aim at, another server whose ids
     must stay out of reach, and look-ups that never leave the machine."""
-    monkeypatch.setattr(dispatch, "resolve", offline_resolve)
+    monkeypatch.setattr(guard, "resolve", offline_resolve)
     # Thousands of 4xx answers are expected here; a 500 is still logged (and fails the test).
     monkeypatch.setattr(logging.getLogger("django.request"), "level", logging.ERROR)
     outbound = server.streams.get(stream_id="outbound")

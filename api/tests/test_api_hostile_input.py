@@ -13,7 +13,7 @@ from django.test import Client
 
 from api import errors, params
 from api.text import quoted, text_problem
-from webhooks import dispatch
+from webhooks import guard
 from webhooks.models import Webhook
 
 JSON = "application/json; charset=utf-8"
@@ -29,7 +29,7 @@ def no_dns(monkeypatch):
         host.encode("idna")
         return ["93.184.216.34"]
 
-    monkeypatch.setattr(dispatch, "resolve", resolve)
+    monkeypatch.setattr(guard, "resolve", resolve)
 
 
 @pytest.fixture
@@ -310,16 +310,16 @@ def test_text_rules():
      "https://" + "a." * 127 + "com/"],
 )  # fmt: skip
 def test_check_url_refuses_urls_that_cannot_be_sent(url):
-    with pytest.raises(dispatch.UnsafeUrl):
-        dispatch.check_url(url, private_ok=True)
-    with pytest.raises(dispatch.UnsafeUrl):
-        dispatch.parse_url(url)
+    with pytest.raises(guard.UnsafeUrl):
+        guard.check_url(url, private_ok=True)
+    with pytest.raises(guard.UnsafeUrl):
+        guard.parse_url(url)
 
 
 def test_split_credentials_leaves_a_broken_url_for_check_url_to_refuse():
-    assert dispatch.split_credentials(" https://u:p@[::1/ ") == ("https://u:p@[::1/", "", "")
-    with pytest.raises(dispatch.UnsafeUrl, match="not a valid URL"):
-        dispatch.check_url("https://u:p@[::1/")
+    assert guard.split_credentials(" https://u:p@[::1/ ") == ("https://u:p@[::1/", "", "")
+    with pytest.raises(guard.UnsafeUrl, match="not a valid URL"):
+        guard.check_url("https://u:p@[::1/")
 
 
 @pytest.mark.parametrize(
@@ -335,10 +335,10 @@ def test_split_credentials_leaves_a_broken_url_for_check_url_to_refuse():
 )
 def test_validate_headers_accepts_only_what_http_can_send(entry, valid):
     if valid:
-        assert dispatch.validate_headers([entry]) == [entry]
+        assert guard.validate_headers([entry]) == [entry]
     else:
         with pytest.raises(ValueError, match="HttpHeaders"):
-            dispatch.validate_headers([entry])
+            guard.validate_headers([entry])
 
 
 @pytest.mark.django_db

@@ -29,16 +29,16 @@ BODY = {
 @pytest.fixture(autouse=True)
 def no_dns(monkeypatch):
     """hooks.example.com resolves to a public address (no DNS in the test machine)."""
-    from webhooks import dispatch as webhooks
+    from webhooks import guard
 
-    real = webhooks.resolve
+    real = guard.resolve
 
     def resolve(host, port):
         if host.endswith("example.com"):
             return ["93.184.216.34"]
         return real(host, port)
 
-    monkeypatch.setattr(webhooks, "resolve", resolve)
+    monkeypatch.setattr(guard, "resolve", resolve)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from api.errors import (
 from api.lookups import DEFAULT_STREAM, ID_RE, MAX_ID, server_of, stream_of
 from api.params import QueryParams
 from api.text import has_control, quoted
-from webhooks.dispatch import (
+from webhooks.guard import (
     MAX_URL_LENGTH,
     UnsafeUrl,
     check_url,

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from messages.events import record_event
-from webhooks.dispatch import streams_with_webhooks
+from webhooks.fanout import streams_with_webhooks
 from webhooks.models import Webhook, WebhookDelivery
 
 pytestmark = pytest.mark.django_db(transaction=True)

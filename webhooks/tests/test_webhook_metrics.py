@@ -3,7 +3,7 @@
 import pytest
 
 from conftest import free_port
-from webhooks import dispatch as webhooks
+from webhooks import deliveries
 from webhooks.metrics import POSTS, backlog
 from webhooks.tests.test_webhooks import (
     _delivery,
@@ -25,9 +25,9 @@ def test_posts_are_counted_by_status(server, receiver, private_ok, queued):  # n
     receiver.status = [500, 200]
     delivery = _delivery(server, receiver.url)
     assert backlog()["webhook_deliveries_pending"]["count"] == 1
-    assert webhooks.deliver(delivery.pk, 0) == "pending"
+    assert deliveries.deliver(delivery.pk, 0) == "pending"
     _make_due(delivery.pk)
-    assert webhooks.deliver(delivery.pk, 1) == "delivered"
+    assert deliveries.deliver(delivery.pk, 1) == "delivered"
     assert count("500") - before["500"] == 1
     assert count("200") - before["200"] == 1
     assert count("error") == before["error"]
@@ -39,5 +39,5 @@ def test_posts_are_counted_by_status(server, receiver, private_ok, queued):  # n
 def test_no_answer_is_counted_as_error(server, private_ok, queued):  # noqa: F811
     before = count("error")
     delivery = _delivery(server, f"http://127.0.0.1:{free_port()}/closed")
-    assert webhooks.deliver(delivery.pk, 0) == "pending"
+    assert deliveries.deliver(delivery.pk, 0) == "pending"
     assert count("error") - before == 1

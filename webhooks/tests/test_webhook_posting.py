@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from conftest import free_port
-from webhooks import dispatch as webhooks
+from webhooks import client, deliveries
 from webhooks.models import WebhookDelivery
 from webhooks.tests.test_webhooks import (
     _delivery,  # noqa: F401 - helper
@@ -59,7 +59,7 @@ def test_a_dribbling_receiver_cannot_hold_a_worker_past_the_deadline(private_ok)
     receiver = Dribbler(gap=0.3)
     try:
         started = time.monotonic()
-        result = webhooks.http_post(
+        result = client.http_post(
             f"http://127.0.0.1:{receiver.port}/hook", b"{}", {"Content-Type": "application/json"},
             timeout=1.0,
         )  # fmt: skip
@@ -76,7 +76,7 @@ def test_a_destination_the_guard_refuses_fails_at_once_without_naming_the_addres
     # "localhost" resolves to a loopback address; private addresses are not allowed.
     delivery = _delivery(server, f"http://localhost:{free_port()}/hook")
     WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
-    assert webhooks.deliver(delivery.pk) == "failed"
+    assert deliveries.deliver(delivery.pk) == "failed"
     delivery.refresh_from_db()
     assert delivery.attempts == 1 and delivery.next_attempt_at is None  # no retry schedule
     assert "loopback" in delivery.last_error

@@ -21,7 +21,7 @@ from messages.models import MessageEvent, OutboundMessage
 from streams.services import get_stream
 from streams.suppressions import reactivate, suppress
 from tracking import tracking
-from webhooks import dispatch as webhooks
+from webhooks import client, deliveries, fanout, guard, signing
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
 
 UA = (
@@ -80,7 +80,7 @@ class Receiver:
     def stop(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-        webhooks.close_connections()
+        client.close_connections()
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def queued(monkeypatch):
     """Tasks the code queues, as (delivery_id, attempts, countdown), instead of a broker."""
     calls: list[tuple] = []
     monkeypatch.setattr(
-        webhooks, "publish", lambda d, a, countdown=0: calls.append((d, a, countdown))
+        fanout, "publish", lambda d, a, countdown=0: calls.append((d, a, countdown))
     )
     return calls
 
@@ -111,7 +111,7 @@ def drain(queued) -> list[str]:
     (retries) stays in ``queued``."""
     batch = list(queued)
     queued.clear()
-    return [webhooks.deliver(delivery_id, attempts) for delivery_id, attempts, _ in batch]
+    return [deliveries.deliver(delivery_id, attempts) for delivery_id, attempts, _ in batch]
 
 
 def all_triggers(stream, url, **fields) -> Webhook:
@@ -269,12 +269,12 @@ def test_no_webhook_no_trigger_creates_nothing(server, receiver, private_ok, que
     stream = get_stream(server, "outbound")
     message = outbound(server, stream)
     event = record_message_event(message, "Delivery", "user@example.net")
-    webhooks.enqueue_event(event.pk)
+    fanout.enqueue_event(event.pk)
     all_triggers(stream, receiver.url, delivery_enabled=False)
-    webhooks.enqueue_event(event.pk)
+    fanout.enqueue_event(event.pk)
     # Another stream's webhook does not get this stream's events.
     all_triggers(get_stream(server, "broadcast"), receiver.url)
-    webhooks.enqueue_event(event.pk)
+    fanout.enqueue_event(event.pk)
     assert WebhookDelivery.objects.count() == 0 and queued == []
 
 
@@ -283,18 +283,18 @@ def test_smtp_api_error_bounces_only_with_the_server_switch(server, receiver, pr
     stream = get_stream(server, "outbound")
     all_triggers(stream, receiver.url)
     event = record_bounce_event(bounce(server, stream, type="SMTPApiError"))
-    webhooks.enqueue_event(event.pk)
+    fanout.enqueue_event(event.pk)
     assert WebhookDelivery.objects.count() == 0
     server.enable_smtp_api_error_hooks = True
     server.save()
-    webhooks.enqueue_event(event.pk)
+    fanout.enqueue_event(event.pk)
     drain(queued)
     [payload] = receiver.payloads()
     assert payload["Type"] == "SMTPApiError" and payload["TypeCode"] == 100007
     # Other bounce types never depended on it.
     server.enable_smtp_api_error_hooks = False
     server.save()
-    webhooks.enqueue_event(record_bounce_event(bounce(server, stream, type="SoftBounce")).pk)
+    fanout.enqueue_event(record_bounce_event(bounce(server, stream, type="SoftBounce")).pk)
     drain(queued)
     assert [p["Type"] for p in receiver.payloads()] == ["SMTPApiError", "SoftBounce"]
 
@@ -305,12 +305,12 @@ def test_post_first_open_only(server, receiver, private_ok, queued):
     hook = all_triggers(stream, receiver.url, open_post_first_open_only=True)
     message = outbound(server, stream)
     for _ in range(3):
-        webhooks.enqueue_event(tracking.record_open(message, "user@example.net", UA).pk)
+        fanout.enqueue_event(tracking.record_open(message, "user@example.net", UA).pk)
     drain(queued)
     assert [p["FirstOpen"] for p in receiver.payloads()] == [True]
     hook.open_post_first_open_only = False
     hook.save()
-    webhooks.enqueue_event(tracking.record_open(message, "user@example.net", UA).pk)
+    fanout.enqueue_event(tracking.record_open(message, "user@example.net", UA).pk)
     drain(queued)
     assert [p["FirstOpen"] for p in receiver.payloads()] == [True, False]
 
@@ -319,14 +319,14 @@ def test_post_first_open_only(server, receiver, private_ok, queued):
 def test_include_content(server, receiver, private_ok, queued):
     stream = get_stream(server, "outbound")
     hook = all_triggers(stream, receiver.url, bounce_include_content=True)
-    webhooks.enqueue_event(record_bounce_event(bounce(server, stream)).pk)
-    webhooks.enqueue_event(record_bounce_event(bounce(server, stream, type="SpamComplaint")).pk)
+    fanout.enqueue_event(record_bounce_event(bounce(server, stream)).pk)
+    fanout.enqueue_event(record_bounce_event(bounce(server, stream, type="SpamComplaint")).pk)
     drain(queued)  # the payload is built at the first try (and kept for the retries)
     hook.spam_complaint_include_content = True
     hook.bounce_include_content = False
     hook.save()
-    webhooks.enqueue_event(record_bounce_event(bounce(server, stream)).pk)
-    webhooks.enqueue_event(record_bounce_event(bounce(server, stream, type="SpamComplaint")).pk)
+    fanout.enqueue_event(record_bounce_event(bounce(server, stream)).pk)
+    fanout.enqueue_event(record_bounce_event(bounce(server, stream, type="SpamComplaint")).pk)
     drain(queued)
     got = [(p["RecordType"], p.get("Content")) for p in receiver.payloads()]
     assert got == [
@@ -341,7 +341,7 @@ def _delivery(server, url) -> WebhookDelivery:
     stream = get_stream(server, "outbound")
     all_triggers(stream, url)
     event = record_message_event(outbound(server, stream), "Delivery", "user@example.net")
-    [delivery_id] = webhooks.dispatch_event(event.pk)
+    [delivery_id] = fanout.dispatch_event(event.pk)
     return WebhookDelivery.objects.get(pk=delivery_id)
 
 
@@ -358,7 +358,7 @@ def test_retry_schedule_is_postmarks(server, receiver, private_ok, queued):
     expected = [60, 300, 600, 600, 600, 900, 1800, 3600, 7200, 21600]
     delays = []
     for attempt in range(1, 12):
-        assert webhooks.deliver(delivery.pk, attempt - 1) in ("pending", "failed")
+        assert deliveries.deliver(delivery.pk, attempt - 1) in ("pending", "failed")
         delivery.refresh_from_db()
         assert delivery.attempts == attempt
         if attempt <= 10:
@@ -367,7 +367,7 @@ def test_retry_schedule_is_postmarks(server, receiver, private_ok, queued):
             # The task is queued with a countdown, capped (the sweep backs up longer waits).
             assert queued.pop() == (delivery.pk, attempt, min(expected[attempt - 1], 600))
             # A task that arrives before the retry is due does nothing but wait again.
-            assert webhooks.deliver(delivery.pk, attempt) == "skipped"
+            assert deliveries.deliver(delivery.pk, attempt) == "skipped"
             assert len(receiver.requests) == attempt
             queued.clear()
             _make_due(delivery.pk)
@@ -383,15 +383,15 @@ def test_retry_schedule_is_postmarks(server, receiver, private_ok, queued):
 def test_403_stops_retrying_at_once(server, receiver, private_ok, queued):
     receiver.status = [500, 403]
     delivery = _delivery(server, receiver.url)
-    assert webhooks.deliver(delivery.pk, 0) == "pending"
+    assert deliveries.deliver(delivery.pk, 0) == "pending"
     queued.clear()
     _make_due(delivery.pk)
-    assert webhooks.deliver(delivery.pk, 1) == "stopped"
+    assert deliveries.deliver(delivery.pk, 1) == "stopped"
     delivery.refresh_from_db()
     assert delivery.status == "stopped" and delivery.next_attempt_at is None
     assert queued == []
-    assert webhooks.requeue_due(grace_seconds=0) == 0
-    assert webhooks.deliver(delivery.pk) == "skipped" and len(receiver.requests) == 2
+    assert deliveries.requeue_due(grace_seconds=0) == 0
+    assert deliveries.deliver(delivery.pk) == "skipped" and len(receiver.requests) == 2
     [last, first] = WebhookAttempt.objects.filter(delivery=delivery)
     assert (first.status_code, last.status_code) == (500, 403)
 
@@ -403,7 +403,7 @@ def test_nothing_is_lost_across_a_receiver_outage(server, private_ok, queued):
     all_triggers(stream, f"http://127.0.0.1:{port}/hook")
     messages = [outbound(server, stream) for _ in range(5)]
     for message in messages:
-        webhooks.enqueue_event(record_message_event(message, "Delivery", "u@example.net").pk)
+        fanout.enqueue_event(record_message_event(message, "Delivery", "u@example.net").pk)
     assert drain(queued) == ["pending"] * 5  # nobody listens: connection refused
     attempts = WebhookAttempt.objects.all()
     assert attempts.count() == 5
@@ -412,9 +412,9 @@ def test_nothing_is_lost_across_a_receiver_outage(server, private_ok, queued):
     receiver = Receiver(port=port)
     try:
         WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=5))
-        assert webhooks.requeue_due() == 5
+        assert deliveries.requeue_due() == 5
         assert drain(queued) == ["delivered"] * 5
-        assert webhooks.requeue_due(grace_seconds=0) == 0
+        assert deliveries.requeue_due(grace_seconds=0) == 0
         got = sorted(p["MessageID"] for p in receiver.payloads())
         assert got == sorted(str(m.message_id) for m in messages)
     finally:
@@ -425,7 +425,7 @@ def test_nothing_is_lost_across_a_receiver_outage(server, private_ok, queued):
 @pytest.mark.django_db
 def test_the_sweep_dispatches_events_whose_dispatch_was_lost(server, receiver, private_ok, queued):
     stream = get_stream(server, "outbound")
-    webhooks.dispatch_missed_events()  # first run: starts after existing events
+    deliveries.dispatch_missed_events()  # first run: starts after existing events
     assert WebhookSweepCursor.objects.get().last_event_id >= 0
     all_triggers(stream, receiver.url)
     message = outbound(server, stream)
@@ -434,10 +434,10 @@ def test_the_sweep_dispatches_events_whose_dispatch_was_lost(server, receiver, p
         server=server, stream=stream, outbound=message, message_id=message.message_id,
         type="Delivery", recipient="user@example.net", occurred_at=timezone.now(),
     )  # fmt: skip
-    assert webhooks.dispatch_missed_events() == 0  # younger than the grace period: not yet
+    assert deliveries.dispatch_missed_events() == 0  # younger than the grace period: not yet
     later = timezone.now() + timedelta(minutes=2)
-    assert webhooks.dispatch_missed_events(now=later) == 1
-    assert webhooks.dispatch_missed_events(now=later) == 0
+    assert deliveries.dispatch_missed_events(now=later) == 1
+    assert deliveries.dispatch_missed_events(now=later) == 0
     drain(queued)
     assert [p["MessageID"] for p in receiver.payloads()] == [str(event.message_id)]
     assert WebhookSweepCursor.objects.get().last_event_id == event.pk
@@ -451,16 +451,16 @@ def test_a_lost_task_of_a_crashed_worker_is_found_after_its_lease(server, receiv
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         leased_until=now + timedelta(seconds=50), next_attempt_at=now - timedelta(minutes=5)
     )
-    assert webhooks.deliver(delivery.pk) == "skipped"
-    assert webhooks.requeue_due() == 0
+    assert deliveries.deliver(delivery.pk) == "skipped"
+    assert deliveries.requeue_due() == 0
     later = now + timedelta(minutes=1)
     calls = []
-    original = webhooks.publish
-    webhooks.publish = lambda d, a, countdown=0: calls.append((d, a))
+    original = fanout.publish
+    fanout.publish = lambda d, a, countdown=0: calls.append((d, a))
     try:
-        assert webhooks.requeue_due(now=later) == 1
+        assert deliveries.requeue_due(now=later) == 1
     finally:
-        webhooks.publish = original
+        fanout.publish = original
     assert calls == [(delivery.pk, 0)]
 
 
@@ -494,7 +494,7 @@ def _snippet():
 @pytest.mark.django_db
 def test_signature_verifies_with_the_readme_snippet(server, receiver, private_ok, queued):
     delivery = _delivery(server, receiver.url)
-    webhooks.deliver(delivery.pk, 0)
+    deliveries.deliver(delivery.pk, 0)
     [request] = receiver.requests
     secret = delivery.webhook.signing_secret
     assert secret.startswith("whsec_") and len(secret) > 30
@@ -503,7 +503,7 @@ def test_signature_verifies_with_the_readme_snippet(server, receiver, private_ok
     assert headers["X-Webhook-Delivery"] == str(delivery.pk)
     verify = _snippet()
     assert verify(secret, request["body"], headers)
-    assert webhooks.verify_signature(
+    assert signing.verify_signature(
         secret, request["body"], headers["X-Webhook-Signature"], headers["X-Webhook-Timestamp"]
     )
     # Any change to the body, the secret or the timestamp fails.
@@ -528,7 +528,7 @@ def test_basic_auth_and_custom_headers_are_sent(server, receiver, private_ok, qu
     hook = all_triggers(stream, receiver.url, http_headers=[{"Name": "X-Env", "Value": "prod"}])
     hook.http_auth_username, hook.http_auth_password = "hooks", "s3cr:et"
     hook.save()
-    webhooks.enqueue_event(
+    fanout.enqueue_event(
         record_message_event(outbound(server, stream), "Delivery", "user@example.net").pk
     )
     drain(queued)
@@ -550,12 +550,12 @@ def test_basic_auth_and_custom_headers_are_sent(server, receiver, private_ok, qu
     ],
 )  # fmt: skip
 def test_non_public_addresses_are_refused(address):
-    assert webhooks.address_refused(address)
+    assert guard.address_refused(address)
 
 
 @pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"])
 def test_public_addresses_are_allowed(address):
-    assert webhooks.address_refused(address) is None
+    assert guard.address_refused(address) is None
 
 
 @pytest.mark.parametrize(
@@ -569,15 +569,15 @@ def test_public_addresses_are_allowed(address):
 )  # fmt: skip
 def test_check_url_refuses(settings, url):
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
-    with pytest.raises(webhooks.UnsafeUrl):
-        webhooks.check_url(url)
+    with pytest.raises(guard.UnsafeUrl):
+        guard.check_url(url)
 
 
 def test_check_url_allows_private_when_the_operator_says_so(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
-    assert webhooks.check_url("http://localhost:8080/hook").host == "localhost"
-    with pytest.raises(webhooks.UnsafeUrl):
-        webhooks.check_url("ftp://localhost/x")  # never another scheme
+    assert guard.check_url("http://localhost:8080/hook").host == "localhost"
+    with pytest.raises(guard.UnsafeUrl):
+        guard.check_url("ftp://localhost/x")  # never another scheme
 
 
 @pytest.mark.django_db
@@ -587,7 +587,7 @@ def test_send_time_guard_refuses_and_connects_to_the_checked_address(
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
     delivery = _delivery(server, f"http://localhost:{receiver.port}/hook")
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = False  # e.g. the DNS answer changed since
-    assert webhooks.deliver(delivery.pk, 0) == "failed"  # at once: retrying cannot help
+    assert deliveries.deliver(delivery.pk, 0) == "failed"  # at once: retrying cannot help
     attempt = WebhookAttempt.objects.get()
     assert attempt.status_code is None and "loopback" in attempt.error
     assert "127.0.0.1" not in attempt.error  # the internal address is never told
@@ -597,9 +597,9 @@ def test_send_time_guard_refuses_and_connects_to_the_checked_address(
     # the Host header keeps the name.
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
     answers = iter([["127.0.0.1"], ["10.9.9.9"]])
-    monkeypatch.setattr(webhooks, "resolve", lambda host, port: next(answers))
+    monkeypatch.setattr(guard, "resolve", lambda host, port: next(answers))
     _make_due(delivery.pk)
-    assert webhooks.deliver(delivery.pk, 1) == "delivered"
+    assert deliveries.deliver(delivery.pk, 1) == "delivered"
     assert receiver.requests[0]["headers"]["Host"] == f"localhost:{receiver.port}"
 
 
@@ -612,7 +612,7 @@ def test_admin_pages_and_retry_now(admin_client, server, receiver, private_ok, q
 
     receiver.status = 500
     delivery = _delivery(server, receiver.url)
-    webhooks.deliver(delivery.pk, 0)
+    deliveries.deliver(delivery.pk, 0)
     queued.clear()
     page = admin_client.get(reverse("admin:webhooks_webhook_change", args=[delivery.webhook_id]))
     content = page.content.decode()

@@ -11,7 +11,7 @@ from django.urls import path
 
 from messages.events import record_bounce_event, record_message_event
 from streams.services import get_stream
-from webhooks import dispatch as webhooks
+from webhooks import fanout, guard
 from webhooks.tests.test_webhooks import (  # noqa: F401 - fixtures
     all_triggers,
     bounce,
@@ -58,15 +58,15 @@ def parse_with_anymail(request):
 def test_anymail_reads_bounce_and_delivery(server, receiver, private_ok, queued):  # noqa: F811
     stream = get_stream(server, "outbound")
     url = f"http://hookuser:hookpass@127.0.0.1:{receiver.port}/anymail/postmark/tracking/"
-    clean, user, password = webhooks.split_credentials(url)
+    clean, user, password = guard.split_credentials(url)
     hook = all_triggers(stream, clean)
     hook.http_auth_username, hook.http_auth_password = user, password
     hook.save()
     message = outbound(server, stream, tag="welcome", metadata={"order": "A-17"})
     hard = bounce(server, stream, message_id=message.message_id, tag="welcome",
                   metadata={"order": "A-17"})  # fmt: skip
-    webhooks.enqueue_event(record_bounce_event(hard, outbound=message).pk)
-    webhooks.enqueue_event(
+    fanout.enqueue_event(record_bounce_event(hard, outbound=message).pk)
+    fanout.enqueue_event(
         record_message_event(message, "Delivery", "user@example.net", details="250 OK").pk
     )
     drain(queued)
