@@ -56,7 +56,7 @@ from messages.models import MessageEvent, OutboundMessage, Recipient
 from servers.models import DeliveryType
 from streams.models import Suppression
 from streams.suppressions import suppress
-from tracking.tracking import apply_tracking
+from tracking.rewrite import apply_tracking
 
 log = logging.getLogger(__name__)
 
