@@ -9,7 +9,7 @@ In a throwaway SQLite DATA_DIR (no service needed), one process:
 2. builds the standard mix of messages as processing stores them: the processing benchmark's
    2 KB text receipts, and one in four an 8 KB HTML message with open and link tracking (so
    the signature is computed per recipient, after the rewrite);
-3. times ``time.process_time`` over N calls of ``delivery.relay.unsigned_bytes`` (the
+3. times ``time.process_time`` over N calls of ``delivery.content.unsigned_bytes`` (the
    baseline: tracking and CRLF, what was sent before signing) and of ``message_bytes`` for each
    key set (the same plus key look-up from the per-process cache, canonicalisation, body hash
    and the signature in OpenSSL), after a warm-up; best of three rounds;
@@ -46,7 +46,7 @@ from domains import signing
 from core import dkim_keys as keys
 from domains.models import DkimKey, Domain
 from domains.services import create_domain
-from delivery.relay import message_bytes, unsigned_bytes
+from delivery.content import message_bytes, unsigned_bytes
 from messages.models import OutboundMessage
 from streams.services import create_server, get_stream
 

@@ -1,353 +1,49 @@
-"""Delivery: relay each outbound message and record what happened to every recipient.
+"""Relaying: the delivery task's work, sending each outbound message to its recipients' hosts.
 
-A worker first *takes* the message's due recipients (``Claim``: a lease, an attempt counted and
-the status ``sending``, in one conditional UPDATE through ``core.leases``), so no two
-workers ever send to the same recipient; it renews the lease once a quarter of it has gone
-(checked before every SMTP transaction and before DATA), and writes each result only while it
-still holds the recipient. A lease that runs out frees the recipient: one left ``sending`` by a
-worker that died is *in doubt* and is sent again (at least once, as MTAs do; a duplicate needs
-a death in the milliseconds between the remote 250 and the commit).
-
-Per recipient: 2xx → Delivery event; 4xx or no connection → retried on a backoff schedule, with a
-Transient (or DnsError) bounce at the first deferral and a SoftBounce when giving up; 5xx → a
-bounce, by the stage that refused (``bounces.reports.classify_smtp_failure``): at RCPT of the
-type the reply gives, deactivating the address only when the reply is about the address; at MAIL
-FROM or DATA for every recipient of the transaction, deactivating no one. A domain that does not
-exist or publishes a null MX bounces at once; so does a non-ASCII address when the next hop does
-not offer SMTPUTF8. An unexpected error is the message's own: counted on its recipients, retried,
-and after ``DELIVERY_ERROR_LIMIT`` of them the recipients are ``failed`` with a SoftBounce.
+``deliver_messages`` reads the messages, takes their due recipients (``delivery.claims``), groups
+them by destination (a tracked message gets a transaction per recipient, its content differing
+per recipient) and tries the destination's hosts in turn over pooled connections
+(``delivery.connections``). One SMTP transaction names the sender and the recipients (pipelined
+where the server offers PIPELINING) and sends the content (``delivery.content``) to those
+accepted; every reply becomes a recipient's result (``delivery.outcomes``). The lease is renewed
+before every transaction and before DATA, and no recipient taken over meanwhile is sent a copy.
 """
 
 import logging
-import re
 import smtplib
 import socket
-import ssl
-import threading
-import time
 from collections import defaultdict
-from datetime import timedelta
-from functools import lru_cache
 
-from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
-from django.db.models import F, Q
-from django.utils import timezone
+from django.db import transaction
 
-from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_address
-from bounces.services import record_bounce, storable
-from core import leases
+from bounces.reports import SmtpFailure, Stage, verp_address
 from core.logcontext import about_message
-from core.mime import first_address
+from delivery.claims import DATABASE_UNAVAILABLE, Claim
+from delivery.connections import Transcript, pool
+from delivery.content import message_bytes, sender_address, tracked
+from delivery.outcomes import (
+    apply_reply,
+    bounced,
+    defer,
+    give_up_on_repeated_errors,
+    no_smtputf8,
+    refresh_statuses,
+    unexpected_error,
+)
 from delivery.transport import (
     DnsFailure,
     Host,
     PermanentDnsFailure,
     UnsendableAddress,
-    address_of,
     destination_of,
     envelope_address,
     hosts_for,
 )
-from domains.signing import return_path_domain_for, signature_for
-from messages import metrics
-from messages.events import record_bounce_event, record_message_event_with
-from messages.models import MessageEvent, OutboundMessage, Recipient
+from domains.signing import return_path_domain_for
+from messages.models import OutboundMessage, Recipient
 from servers.models import DeliveryType
-from streams.models import Suppression
-from streams.suppressions import suppress
-from tracking.tracking import apply_tracking
 
 log = logging.getLogger(__name__)
-
-TERMINAL = {Recipient.Status.DELIVERED, Recipient.Status.BOUNCED, Recipient.Status.FAILED,
-            Recipient.Status.SANDBOXED}  # fmt: skip
-# Waiting to be sent: new, deferred, or in doubt (its worker died during DATA).
-WAITING = [Recipient.Status.PENDING, Recipient.Status.DEFERRED, Recipient.Status.SENDING]
-# The database itself is unreachable: not the message's fault, so the task is retried whole.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
-
-
-class Transcript(list):
-    """The SMTP conversation, for bounce dumps."""
-
-    def client(self, line: str) -> None:
-        self.append(f"C: {line}")
-
-    def server(self, code: int, text: bytes | str) -> None:
-        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        for line in storable(text).splitlines() or [""]:
-            self.append(f"S: {code} {line}")
-
-    def text(self) -> str:
-        return "\r\n".join(self)
-
-
-# --- connections ----------------------------------------------------------------------------------
-
-
-class ConnectionPool:
-    """Open SMTP connections per host, reused across messages; at most N at once per host."""
-
-    def __init__(self, per_host: int, idle_seconds: float = 30.0):
-        self.per_host = per_host
-        self.idle_seconds = idle_seconds
-        self._idle: dict[str, list[tuple[float, smtplib.SMTP]]] = defaultdict(list)
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._lock = threading.Lock()
-
-    def _slot(self, key: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            if key not in self._slots:
-                self._slots[key] = threading.BoundedSemaphore(self.per_host)
-            return self._slots[key]
-
-    def acquire(self, host: Host) -> smtplib.SMTP:
-        self._slot(host.key).acquire()
-        try:
-            while True:
-                with self._lock:
-                    idle = self._idle[host.key]
-                    entry = idle.pop() if idle else None
-                if entry is None:
-                    return open_connection(host)
-                since, connection = entry
-                if time.monotonic() - since < self.idle_seconds:
-                    try:
-                        if connection.rset()[0] == 250:
-                            return connection
-                    except (smtplib.SMTPException, OSError):
-                        pass
-                _close(connection)
-        except BaseException:
-            self._slot(host.key).release()
-            raise
-
-    def release(self, host: Host, connection: smtplib.SMTP | None, reusable: bool) -> None:
-        if connection is not None:
-            if reusable:
-                with self._lock:
-                    self._idle[host.key].append((time.monotonic(), connection))
-            else:
-                _close(connection)
-        self._slot(host.key).release()
-
-
-def _close(connection: smtplib.SMTP) -> None:
-    try:
-        connection.quit()
-    except (smtplib.SMTPException, OSError):
-        connection.close()
-
-
-def _client_tls_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not verify:
-        # MX hosts often present certificates for other names; opportunistic TLS (RFC 7435)
-        # still encrypts. A relay that requires TLS is verified unless configured otherwise.
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def open_connection(host: Host) -> smtplib.SMTP:
-    address = address_of(host.host)
-    timeout = settings.OUTBOUND_TIMEOUT
-    verify = settings.OUTBOUND_TLS_VERIFY and host.starttls == "require"
-    if host.implicit_tls:
-        connection = smtplib.SMTP_SSL(
-            address, host.port, local_hostname=settings.OUTBOUND_HELO, timeout=timeout,
-            context=_client_tls_context(settings.OUTBOUND_TLS_VERIFY),
-        )  # fmt: skip
-    else:
-        connection = smtplib.SMTP(
-            address, host.port, local_hostname=settings.OUTBOUND_HELO, timeout=timeout
-        )
-    try:
-        connection.ehlo_or_helo_if_needed()
-        if not host.implicit_tls and host.starttls != "never" and connection.has_extn("starttls"):
-            connection.starttls(context=_client_tls_context(verify))
-            connection.ehlo()
-        elif host.starttls == "require" and not host.implicit_tls:
-            raise smtplib.SMTPNotSupportedError("the relay does not offer STARTTLS")
-        if host.username:
-            connection.login(host.username, host.password)
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-_pool: ConnectionPool | None = None
-
-
-def pool() -> ConnectionPool:
-    global _pool
-    if _pool is None:
-        _pool = ConnectionPool(settings.OUTBOUND_CONNECTIONS_PER_DESTINATION)
-    return _pool
-
-
-# --- claiming recipients --------------------------------------------------------------------------
-
-
-def lease_seconds() -> float:
-    """How long a worker holds the recipients it took, renewed before every transaction and
-    before DATA: long enough for DATA's three waits (the DATA reply, sending, the final reply),
-    each bounded by OUTBOUND_TIMEOUT. A recipient whose worker died is free again after it."""
-    return settings.OUTBOUND_TIMEOUT * 4
-
-
-def claimable(recipients, now):
-    """The recipients waiting and due, that nobody holds."""
-    due = recipients.filter(status__in=WAITING).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    )
-    return leases.free(due, now)
-
-
-class Claim:
-    """The recipients of one message this worker has taken, and the lease it holds them by.
-
-    Every write of a result is conditional on the lease (``finish``): a worker that lost a
-    recipient (its lease ran out and another worker took it) can no longer record anything
-    for it, and ``renew`` tells it which ones it still holds before it sends."""
-
-    def __init__(self, message: OutboundMessage, recipients: list[Recipient], until):
-        self.message = message
-        self.until = until
-        self._taken = [r.pk for r in recipients]
-        self._held = {r.pk: r for r in recipients}
-
-    @classmethod
-    def take(cls, message: OutboundMessage, now=None) -> "Claim":
-        """Take the message's due recipients (``take_all`` for one message)."""
-        return cls.take_all([message], now)[message.pk]
-
-    @classmethod
-    def take_all(cls, messages: list[OutboundMessage], now=None) -> dict[int, "Claim"]:
-        """Take the due recipients of several messages at once: one conditional UPDATE leases
-        them and counts an attempt on each; those another worker took first are left out. A
-        recipient whose last lease ran out unfinished (its worker died or stalled) counts an
-        error as well. Returns a claim per message (empty when nothing was due)."""
-        now = now or timezone.now()
-        due = claimable(Recipient.objects.filter(message__in=[m.pk for m in messages]), now)
-        rows = {pk: leased_until for pk, leased_until in due.values_list("pk", "leased_until")}
-        by_message: dict[int, list[Recipient]] = defaultdict(list)
-        until = None
-        if rows:
-            seconds = lease_seconds()
-            leases.take(
-                due.filter(pk__in=list(rows)), seconds, now, count_attempt=True,
-                status=Recipient.Status.SENDING,
-            )  # fmt: skip
-            until = now + timedelta(seconds=seconds)
-            ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
-            abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
-            if abandoned:
-                ours.filter(pk__in=abandoned).update(errors=F("errors") + 1)
-            for recipient in ours.order_by("pk"):
-                by_message[recipient.message_id].append(recipient)
-        return {
-            m.pk: cls(m, by_message[m.pk], until if by_message[m.pk] else None) for m in messages
-        }
-
-    def __bool__(self) -> bool:
-        return bool(self._held)
-
-    def recipients(self) -> list[Recipient]:
-        """The recipients still held, without a result yet."""
-        return list(self._held.values())
-
-    def holds(self, recipient: Recipient) -> bool:
-        return recipient.pk in self._held
-
-    def _mine(self, pks):
-        return Recipient.objects.filter(pk__in=list(pks), leased_until=self.until)
-
-    def _update_statement(self, pks: list, **fields) -> tuple[str, list]:
-        """``self._mine(pks).update(**fields)`` as SQL and parameters, built without the ORM: it
-        runs for every recipient sent, where the ORM's query building would cost more than the
-        statement itself."""
-        connection = connections[Recipient.objects.db]
-        meta = Recipient._meta
-        params = [
-            meta.get_field(name).get_db_prep_save(v, connection) for name, v in fields.items()
-        ]
-        params += pks
-        params.append(meta.get_field("leased_until").get_db_prep_save(self.until, connection))
-        return _update_sql(connection.vendor, tuple(fields), len(pks)), params
-
-    def reload(self) -> None:
-        """Hold exactly what the database says this claim holds (after a failed transaction
-        rolled back results that were believed recorded)."""
-        self._held = {r.pk: r for r in self._mine(self._taken).order_by("pk")}
-
-    def renew(self) -> None:
-        """Extend the lease of every recipient still held once a quarter of it has gone (so
-        that DATA always starts with three quarters left); forget those lost meanwhile."""
-        now = timezone.now()
-        seconds = lease_seconds()
-        if not self._held or self.until - now > timedelta(seconds=seconds * 3 / 4):
-            return
-        leases.lease(self._mine(self._held), seconds, now)
-        self.until = now + timedelta(seconds=seconds)
-        self._forget_lost()
-
-    def _forget_lost(self) -> None:
-        kept = set(self._mine(self._held).values_list("pk", flat=True))
-        for pk in set(self._held) - kept:
-            log.warning("recipient %s of %s was taken by another worker", pk, self.message)
-            del self._held[pk]
-
-    def still_held(self, recipients: list[Recipient]) -> list[Recipient]:
-        """Those of ``recipients`` this worker still holds, checked just before DATA: the lease
-        is renewed first if a quarter of it has gone, and that conditional UPDATE leaves out any
-        recipient taken over meanwhile. While more than three quarters are left no statement is
-        needed: other workers take only leases that have run out (this relies on the clocks of
-        the hosts agreeing to well within a quarter of the lease, as NTP keeps them)."""
-        self.renew()
-        return [r for r in recipients if self.holds(r)]
-
-    def finish(self, recipient: Recipient, event: str = "", **fields) -> bool:
-        """Record a result and end the lease, if the recipient is still held; returns whether
-        it was. With ``event``, that event of the message (its details the reply) is recorded
-        with the result and committed with it (``record_message_event_with``: one statement on
-        PostgreSQL, for every recipient delivered); without, call this inside the transaction
-        that records the result's event or bounce."""
-        fields.setdefault("updated_at", timezone.now())
-        if recipient.pk not in self._held:
-            return False
-        del self._held[recipient.pk]
-        sql, params = self._update_statement([recipient.pk], leased_until=None, **fields)
-        if event:
-            recorded = record_message_event_with(
-                (sql, params), self.message, event, recipient.email,
-                details=fields.get("last_reply", ""), occurred_at=fields["updated_at"],
-            )  # fmt: skip
-        else:
-            with connections[Recipient.objects.db].cursor() as cursor:
-                cursor.execute(sql, params)
-                recorded = cursor.rowcount > 0
-        if not recorded:
-            return False
-        for name, value in fields.items():
-            setattr(recipient, name, value)
-        recipient.leased_until = None
-        return True
-
-
-@lru_cache(maxsize=64)
-def _update_sql(vendor: str, names: tuple[str, ...], count: int) -> str:
-    """``UPDATE recipient SET <names> WHERE pk IN (<count>) AND leased_until = <lease>``."""
-    quote, meta = connections[Recipient.objects.db].ops.quote_name, Recipient._meta
-    columns = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
-    # Only names from the model's own metadata go into the statement; values are parameters.
-    return (
-        f"UPDATE {quote(meta.db_table)} SET {columns} "  # noqa: S608
-        f"WHERE {quote(meta.pk.column)} IN ({', '.join(['%s'] * count)}) "
-        f"AND {quote(meta.get_field('leased_until').column)} = %s"
-    )
 
 
 # --- the task's work ------------------------------------------------------------------------------
@@ -391,7 +87,7 @@ def _deliver_claim(claim: Claim) -> None:
     if not claim:
         return
     try:
-        _give_up_on_repeated_errors(claim)
+        give_up_on_repeated_errors(claim)
         _deliver_claimed(claim)
     except DATABASE_UNAVAILABLE:
         raise
@@ -427,46 +123,6 @@ def _sandbox(message: OutboundMessage) -> str:
         message.status = OutboundMessage.Status.SANDBOXED
         message.save(update_fields=["status"])
     return message.status
-
-
-def refresh_status(message: OutboundMessage) -> str:
-    return refresh_statuses([message])[message.pk]
-
-
-def refresh_statuses(messages: list[OutboundMessage]) -> dict[int, str]:
-    """Bring each message's status in line with its recipients' (one read for all of them,
-    one UPDATE per status that changed); returns the statuses."""
-    if not messages:
-        return {}
-    seen: dict[int, set[str]] = defaultdict(set)
-    rows = Recipient.objects.filter(message__in=[m.pk for m in messages]).values_list(
-        "message_id", "status"
-    )
-    for message_id, status in rows:
-        seen[message_id].add(status)
-    statuses, changed = {}, defaultdict(list)
-    for message in messages:
-        status = status_of(seen[message.pk])
-        statuses[message.pk] = status
-        if status != message.status:
-            message.status = status
-            changed[status].append(message.pk)
-    for status, pks in changed.items():
-        OutboundMessage.objects.filter(pk__in=pks).update(status=status)
-    return statuses
-
-
-def status_of(recipient_statuses: set[str]) -> str:
-    """A message's status from its recipients': queued while any is waiting."""
-    if recipient_statuses - TERMINAL:
-        return OutboundMessage.Status.QUEUED
-    if Recipient.Status.DELIVERED in recipient_statuses:
-        return OutboundMessage.Status.SENT
-    if recipient_statuses == {Recipient.Status.SANDBOXED}:
-        return OutboundMessage.Status.SANDBOXED
-    if Recipient.Status.BOUNCED in recipient_statuses:
-        return OutboundMessage.Status.BOUNCED
-    return OutboundMessage.Status.FAILED
 
 
 def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient]) -> None:
@@ -520,6 +176,9 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     return str(exc) or exc.__class__.__name__
+
+
+# --- the SMTP transaction -------------------------------------------------------------------------
 
 
 def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -> bool:
@@ -614,217 +273,3 @@ def _one_by_one(connection: smtplib.SMTP, commands: list[tuple[str, str]], trans
         if replies[0][0] >= 400:
             break
     return replies
-
-
-def tracked(message: OutboundMessage) -> bool:
-    """Tracked messages differ per recipient, so each recipient gets a transaction of its own."""
-    return message.track_opens or message.track_links != "None"
-
-
-_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
-
-
-def crlf(content: bytes) -> bytes:
-    """``content`` with every line ending CRLF, as SMTP requires (RFC 5321 §2.3.8): a bare LF
-    or CR in the stored message would otherwise be relayed as it came (and a bare line end
-    before a dot is how messages are smuggled past the next hop)."""
-    return _BARE_LINE_END.sub(b"\r\n", content) if _BARE_LINE_END.search(content) else content
-
-
-def sender_address(message: OutboundMessage) -> str:
-    """The From address (addr-spec) whose domain signs the message and takes its bounces."""
-    return _addr_spec(message.from_address)
-
-
-@lru_cache(maxsize=1024)
-def _addr_spec(from_header: str) -> str:
-    # Parsing the header costs more than the cached key look-up; senders repeat themselves.
-    return first_address(from_header) or from_header
-
-
-def unsigned_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
-    """The message for ``recipient``: tracking applied, then line endings made CRLF."""
-    return crlf(apply_tracking(message, recipient))
-
-
-def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
-    """The bytes sent after DATA: ``unsigned_bytes`` with DKIM signatures in front, computed
-    over exactly those bytes (``domains.signing``: the From domain's keys or the service's).
-    A key that cannot sign is logged and the message goes unsigned rather than not at all."""
-    content = unsigned_bytes(message, recipient)
-    try:
-        signature = signature_for(sender_address(message), content)
-    except DATABASE_UNAVAILABLE:
-        raise
-    except Exception:
-        log.exception("DKIM signature not added to message %s", message.message_id)
-        signature = b""
-    return signature + content
-
-
-# --- results --------------------------------------------------------------------------------------
-
-
-def _one_line(code: int, text: bytes | str) -> str:
-    reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    return storable(f"{code} {' '.join(reply.split())}")
-
-
-def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transcript) -> None:
-    reply = _one_line(code, text)
-    if 200 <= code < 300:
-        delivered(claim, recipient, reply)
-        return
-    enhanced = reply.split(" ", 2)[1] if reply.count(" ") >= 1 else ""
-    failure = classify_smtp_failure(stage, code, enhanced if enhanced[:1].isdigit() else "", reply)
-    if failure.permanent:
-        bounced(claim, recipient, failure, reply, transcript)
-    else:
-        defer(claim, recipient, reply, transcript)
-
-
-def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
-    delivery = MessageEvent.Type.DELIVERY
-    if claim.finish(recipient, delivery, status=Recipient.Status.DELIVERED, last_reply=reply):
-        metrics.recipient_delivered(claim.message.received_at)
-        log.info("delivered to %s: %s", recipient.email, reply)
-
-
-def _bounce(message, recipient, bounce_type: str, details: str, transcript, **extra):
-    dump = transcript.text() + "\r\n\r\n" + bytes(message.content).decode("utf-8", "replace")
-    bounce = record_bounce(
-        server=message.server,
-        stream=message.stream,
-        message_stream=message.stream.stream_id,
-        type=bounce_type,
-        email=recipient.email,
-        message_id=message.message_id,
-        from_address=first_address(message.from_address) or message.from_address,
-        subject=message.subject,
-        tag=message.tag,
-        metadata=message.metadata,
-        details=storable(details),
-        content=storable(dump),
-        **extra,
-    )
-    record_bounce_event(bounce, outbound=message)
-    metrics.bounce_recorded(bounce_type)
-    log.info("%s for %s: %s", bounce_type, recipient.email, " ".join(details.split())[:300])
-    return bounce
-
-
-def bounced(claim: Claim, recipient: Recipient, failure: SmtpFailure, reply: str, transcript):
-    """A permanent failure: a bounce of the failure's type, never retried; the address is
-    deactivated (HardBounce suppression, can be reactivated) only when the failure says so."""
-    with transaction.atomic():
-        if not claim.finish(recipient, status=Recipient.Status.BOUNCED, last_reply=reply):
-            return
-        bounce = _bounce(
-            claim.message, recipient, failure.type, reply, transcript,
-            inactive=failure.deactivates, can_activate=failure.deactivates,
-        )  # fmt: skip
-        if failure.deactivates:
-            suppress(claim.message.stream, recipient.email, Suppression.Reason.HARD_BOUNCE,
-                     Suppression.Origin.RECIPIENT, bounce=bounce)  # fmt: skip
-
-
-def no_smtputf8(claim: Claim, recipient: Recipient, host: Host, transcript) -> None:
-    """A non-ASCII local part needs SMTPUTF8 (RFC 6531), which the next hop does not offer."""
-    reason = (
-        f"Not sent: the address {recipient.email} needs SMTPUTF8 (RFC 6531), which the mail "
-        f"server {host.host} does not offer"
-    )
-    transcript.append(f"-- {reason}")
-    bounced(claim, recipient, SmtpFailure("HardBounce", True, False), reason, transcript)
-
-
-def retry_delay(attempts: int) -> float:
-    """Seconds before attempt number ``attempts + 1``: RETRY_BASE doubling up to RETRY_MAX."""
-    return min(
-        settings.DELIVERY_RETRY_BASE * (2 ** max(attempts - 1, 0)), settings.DELIVERY_RETRY_MAX
-    )
-
-
-def defer(claim: Claim, recipient: Recipient, reason: str, transcript, dns: bool = False) -> None:
-    message = claim.message
-    now = timezone.now()
-    reason = storable(reason)
-    with transaction.atomic():
-        if (now - message.received_at).total_seconds() >= settings.DELIVERY_GIVE_UP_AFTER:
-            if claim.finish(recipient, status=Recipient.Status.FAILED, last_reply=reason):
-                details = f"Gave up after {recipient.attempts} attempts: {reason}"
-                _bounce(message, recipient, "SoftBounce", details, transcript)
-            return
-        first = not recipient.delayed_reported
-        recorded = claim.finish(
-            recipient,
-            status=Recipient.Status.DEFERRED,
-            last_reply=reason,
-            delayed_reported=True,
-            next_attempt_at=now + timedelta(seconds=retry_delay(recipient.attempts)),
-        )
-        if recorded and first:
-            _bounce(message, recipient, "DnsError" if dns else "Transient", reason, transcript)
-
-
-# --- unexpected errors ----------------------------------------------------------------------------
-
-
-def _failed_by_errors(claim: Claim, recipient: Recipient, **fields) -> None:
-    details = (
-        f"The message could not be delivered: {recipient.errors} tries failed with an unexpected "
-        f"error or were cut short, so delivery to this recipient stopped. Last: "
-        f"{fields.get('last_reply') or recipient.last_reply or 'nothing recorded'}"
-    )
-    with transaction.atomic():
-        if claim.finish(recipient, status=Recipient.Status.FAILED, **fields):
-            _bounce(claim.message, recipient, "SoftBounce", details, Transcript())
-
-
-def _give_up_on_repeated_errors(claim: Claim) -> None:
-    """Recipients whose earlier tries kept failing unexpectedly (or whose workers kept dying)
-    are not tried again: they end ``failed``, with a bounce that says why."""
-    for recipient in claim.recipients():
-        if recipient.errors >= settings.DELIVERY_ERROR_LIMIT:
-            _failed_by_errors(claim, recipient)
-
-
-def unexpected_error(claim: Claim, exc: Exception) -> None:
-    """Count an unexpected error on the recipients still held: retried on the backoff schedule,
-    or ``failed`` once they reached DELIVERY_ERROR_LIMIT errors."""
-    error = storable(f"{exc.__class__.__name__}: {exc}"[:1000])
-    now = timezone.now()
-    claim.reload()
-    for recipient in claim.recipients():
-        recipient.errors += 1
-        fields = {
-            "errors": recipient.errors,
-            "last_reply": f"Unexpected error while delivering: {error}",
-        }
-        if recipient.errors >= settings.DELIVERY_ERROR_LIMIT:
-            _failed_by_errors(claim, recipient, **fields)
-        else:
-            claim.finish(
-                recipient,
-                status=Recipient.Status.DEFERRED,
-                next_attempt_at=now + timedelta(seconds=retry_delay(recipient.attempts)),
-                **fields,
-            )
-
-
-# --- what comes next ------------------------------------------------------------------------------
-
-
-def next_retry_in(message: OutboundMessage | int, now=None) -> float | None:
-    """Seconds until the message's next waiting recipient is due (its next attempt, or the end
-    of the lease of the worker holding it), if any waits."""
-    now = now or timezone.now()
-    message_id = message if isinstance(message, int) else message.pk
-    waiting = Recipient.objects.filter(message_id=message_id, status__in=WAITING)
-    due = [
-        max([t for t in times if t is not None], default=now)
-        for times in waiting.values_list("next_attempt_at", "leased_until")
-    ]
-    if not due:
-        return None
-    return max((min(due) - now).total_seconds(), 0.0)

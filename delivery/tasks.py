@@ -13,7 +13,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from core import leases
-from delivery.relay import claimable, deliver_message, deliver_messages, next_retry_in
+from delivery.claims import claimable
+from delivery.outcomes import next_retry_in
+from delivery.relay import deliver_message, deliver_messages
 from messages.models import OutboundMessage, Recipient
 from messages.tasks import requeue_stuck_submissions
 
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 )
 def deliver(outbound_id: int | list[int]) -> str:
     """Deliver one message's due recipients (or each of a list of messages'), and come back
-    when deferred ones are due. The list is delivered together (``delivery.deliver_messages``:
+    when deferred ones are due. The list is delivered together (``delivery.relay.deliver_messages``:
     one read, one claim, one status refresh); each message still fails alone: an error in one
     is logged and counted on its recipients, and the others still go. Should the set's own
     steps fail, each message is delivered on its own; only an unreachable database retries the

@@ -14,7 +14,7 @@ from messages.events import record_bounce_event, record_message_event
 from messages.models import MessageEvent, OutboundMessage, Recipient
 from streams.services import get_stream
 from streams.suppressions import suppress
-from tracking import tracking
+from tracking import events as tracking
 
 JSON = "application/json; charset=utf-8"
 MESSAGE_FIELDS = {

@@ -11,7 +11,8 @@ from bounces.models import Bounce
 from bounces.reports import verp_address
 from conftest import accepted_submission, free_port
 from delivery import tasks
-from delivery.relay import deliver_message, retry_delay
+from delivery.outcomes import retry_delay
+from delivery.relay import deliver_message
 from delivery.tests.sinks import DnsServer, SmtpSink
 from domains.tests.dkim_verify import unsigned
 from messages import tasks as message_tasks
@@ -503,7 +504,8 @@ def test_bare_line_ends_are_sent_as_crlf(live, sink):
 def test_a_server_that_hangs_up_after_refusing_mail_is_answered_by_that_refusal():
     """Pipelined, the RCPT replies never come when the server closes after a 421 to MAIL: the
     421 is the answer for every recipient, as when the commands go one by one."""
-    from delivery.relay import Transcript, _pipelined
+    from delivery.connections import Transcript
+    from delivery.relay import _pipelined
 
     class HangsUp:
         def __init__(self):

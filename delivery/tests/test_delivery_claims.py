@@ -18,7 +18,8 @@ from bounces.models import Bounce
 from core import leases
 from delivery import relay as delivery
 from delivery import tasks
-from delivery.relay import Claim, deliver_message
+from delivery.claims import Claim
+from delivery.relay import deliver_message
 from delivery.tests.sinks import SmtpSink
 from delivery.tests.test_delivery import queued_message, relay_to, statuses
 from messages.models import OutboundMessage, Recipient

@@ -17,7 +17,20 @@ from django.utils import timezone
 from core.mime import split_message
 from messages.models import MessageEvent, OutboundMessage
 from streams.services import get_stream
-from tracking import tracking
+from tracking.agents import classify_user_agent
+from tracking.rewrite import apply_tracking
+from tracking.tokens import (
+    CLICK_SALT,
+    OPEN_SALT,
+    ClickToken,
+    OpenToken,
+    click_token,
+    click_url,
+    open_token,
+    open_url,
+    read_click_token,
+    read_open_token,
+)
 
 RCPT = "reader@example.net"
 BASE = "http://track.test"
@@ -64,13 +77,13 @@ def part_text(raw: bytes, content_type: str) -> str:
     return parts[0].get_content()
 
 
-def click_tokens(text: str) -> list[tracking.ClickToken]:
+def click_tokens(text: str) -> list[ClickToken]:
     tokens = re.findall(re.escape(BASE) + r"/c/([^\s\"'<>()]+)", text)
-    return [tracking.read_click_token(t) for t in tokens]
+    return [read_click_token(t) for t in tokens]
 
 
-def open_tokens(text: str) -> list[tracking.OpenToken]:
-    return [tracking.read_open_token(t) for t in re.findall(re.escape(BASE) + r"/o/([^\"]+)", text)]
+def open_tokens(text: str) -> list[OpenToken]:
+    return [read_open_token(t) for t in re.findall(re.escape(BASE) + r"/o/([^\"]+)", text)]
 
 
 SINGLE_HTML = crlf(
@@ -91,7 +104,7 @@ SINGLE_HTML = crlf(
 
 def test_pixel_before_body_end_of_a_single_part_html_message():
     message = unsaved(SINGLE_HTML)
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
 
     assert split_message(out)[0] == split_message(SINGLE_HTML)[0]  # headers byte-identical
     html = part_text(out, "text/html")
@@ -99,14 +112,14 @@ def test_pixel_before_body_end_of_a_single_part_html_message():
     assert pixel and html.index(pixel.group(0)) < html.index("</body>")
     assert html.rstrip().endswith("</body></html>")
     assert pixel.group(1).startswith(BASE + "/o/")
-    assert open_tokens(html) == [tracking.OpenToken(message.message_id, RCPT)]
+    assert open_tokens(html) == [OpenToken(message.message_id, RCPT)]
     assert b"\n" not in out.replace(b"\r\n", b"")  # line endings stay CRLF
     assert 'href="https://example.com/welcome?a=1&amp;b=2"' in html  # links off: untouched
 
 
 def test_pixel_appended_when_there_is_no_body_end():
     raw = crlf("Content-Type: text/html\n\n<p>Just a fragment</p>\n")
-    out = tracking.apply_tracking(unsaved(raw), RCPT)
+    out = apply_tracking(unsaved(raw), RCPT)
     body = split_message(out)[2].decode()
     assert body.startswith("<p>Just a fragment</p>\r\n")
     assert body.rstrip().endswith('">') and "/o/" in body
@@ -150,12 +163,12 @@ def alternative_qp() -> bytes:
 def test_multipart_alternative_with_quoted_printable_utf8_html():
     raw = alternative_qp()
     message = unsaved(raw, opens=True, links="None")
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
 
     html = part_text(out, "text/html")
     assert "Grüße aus Köln — ünïcödé ✓" in html
     assert "Lorem ipsum dolor sit amet, " * 6 in html
-    assert open_tokens(html) == [tracking.OpenToken(message.message_id, RCPT)]
+    assert open_tokens(html) == [OpenToken(message.message_id, RCPT)]
     assert html.index(f"{BASE}/o/") < html.index("</body>")
     # Still quoted-printable and utf-8, with lines of at most 76 characters.
     html_part = next(p for p in parsed(out).walk() if p.get_content_type() == "text/html")
@@ -181,7 +194,7 @@ def test_base64_html_part():
         f"{encoded}"
     )
     message = unsaved(raw)
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
 
     header_block, _, body = split_message(out)
     assert header_block == split_message(raw)[0]
@@ -189,7 +202,7 @@ def test_base64_html_part():
     decoded = base64.b64decode(body).decode("utf-8")
     assert decoded.startswith("<html><body><p>Żółć — 日本語</p><img src=")
     assert decoded.endswith("</body></html>")
-    assert open_tokens(decoded) == [tracking.OpenToken(message.message_id, RCPT)]
+    assert open_tokens(decoded) == [OpenToken(message.message_id, RCPT)]
 
 
 def test_8bit_iso_8859_2_html_keeps_its_charset():
@@ -199,7 +212,7 @@ def test_8bit_iso_8859_2_html_keeps_its_charset():
         b"Content-Transfer-Encoding: 8bit\n\n" + html.encode("iso-8859-2") + b"\n"
     )
     message = unsaved(raw, opens=True, links="HtmlOnly")
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
     body = split_message(out)[2]
     assert "Příliš žluťoučký kůň".encode("iso-8859-2") in body
     text = body.decode("iso-8859-2")
@@ -258,7 +271,7 @@ TEXT_URLS = ["https://example.com/t1", "https://example.com/t2"]
 def test_link_rewriting_per_mode(mode, html_rewritten, text_rewritten):
     raw = links_message()
     message = unsaved(raw, opens=False, links=mode)
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
     if mode == "None":
         assert out == raw
         return
@@ -289,7 +302,7 @@ def test_link_rewriting_per_mode(mode, html_rewritten, text_rewritten):
 
 def test_text_only_single_part_message():
     raw = b"Subject: plain\n\nVisit https://example.com/x today\n"
-    out = tracking.apply_tracking(unsaved(raw, opens=True, links="TextOnly"), RCPT)
+    out = apply_tracking(unsaved(raw, opens=True, links="TextOnly"), RCPT)
     header_block, separator, body = split_message(out)
     assert header_block + separator == b"Subject: plain\n\n"
     assert body.startswith(b"Visit " + BASE.encode() + b"/c/") and body.endswith(b" today\n")
@@ -367,7 +380,7 @@ def mixed_related_message() -> tuple[bytes, list[bytes]]:
 def test_nested_multiparts_and_attachments_untouched_byte_for_byte():
     raw, untouched = mixed_related_message()
     message = unsaved(raw, opens=True, links="HtmlAndText")
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
 
     for part in untouched:
         assert part in out
@@ -375,7 +388,7 @@ def test_nested_multiparts_and_attachments_untouched_byte_for_byte():
     html = part_text(out, "text/html")
     assert [t.url for t in click_tokens(html)] == ["https://example.com/html"]
     assert 'src="cid:logo@example.com"' in html and "Héllo" in html
-    assert open_tokens(html) == [tracking.OpenToken(message.message_id, RCPT)]
+    assert open_tokens(html) == [OpenToken(message.message_id, RCPT)]
     text_part = next(p for p in parsed(out).walk() if p.get_content_type() == "text/plain")
     assert text_part.get_content().startswith(f"Héllo {BASE}/c/")
     assert [t.url for t in click_tokens(text_part.get_content())] == ["https://example.com/text"]
@@ -388,9 +401,9 @@ def test_nested_multiparts_and_attachments_untouched_byte_for_byte():
     [SINGLE_HTML, alternative_qp(), links_message(), mixed_related_message()[0], b"", b"junk"],
 )
 def test_no_tracking_is_byte_identical(raw):
-    assert tracking.apply_tracking(unsaved(raw, opens=False, links="None"), RCPT) == raw
+    assert apply_tracking(unsaved(raw, opens=False, links="None"), RCPT) == raw
     # Without a recipient (the call shape before per-recipient delivery) nothing is tracked.
-    assert tracking.apply_tracking(unsaved(raw, opens=True, links="HtmlAndText")) == raw
+    assert apply_tracking(unsaved(raw, opens=True, links="HtmlAndText")) == raw
 
 
 @pytest.mark.parametrize(
@@ -409,28 +422,28 @@ def test_no_tracking_is_byte_identical(raw):
     ],
 )
 def test_parts_that_cannot_be_decoded_are_left_as_they_are(raw):
-    assert tracking.apply_tracking(unsaved(raw, opens=True, links="HtmlAndText"), RCPT) == raw
+    assert apply_tracking(unsaved(raw, opens=True, links="HtmlAndText"), RCPT) == raw
 
 
 def test_undeclared_8bit_bytes_survive():
     raw = b"Content-Type: text/html\n\n<body>\xe9t\xe9 \xff https://x.example/</body>\n"
-    out = tracking.apply_tracking(unsaved(raw, opens=True), RCPT)
+    out = apply_tracking(unsaved(raw, opens=True), RCPT)
     assert out.startswith(b"Content-Type: text/html\n\n<body>\xe9t\xe9 \xff https://x.example/\n")
 
 
 def test_user_agent_classification():
-    gmail = tracking.classify_user_agent(GMAIL_PROXY)
+    gmail = classify_user_agent(GMAIL_PROXY)
     assert gmail["Platform"] == "WebMail" and gmail["Client"]["Family"] == "Gmail"
-    iphone = tracking.classify_user_agent(IPHONE_MAIL)
+    iphone = classify_user_agent(IPHONE_MAIL)
     assert iphone["Platform"] == "Mobile" and iphone["Client"]["Family"] == "Apple Mail"
     assert iphone["OS"]["Family"] == "iOS"
-    chrome = tracking.classify_user_agent(CHROME)
+    chrome = classify_user_agent(CHROME)
     assert chrome["Platform"] == "Desktop" and chrome["Client"]["Family"] == "Chrome"
     assert chrome["OS"] == {"Name": "Windows 10", "Company": "Microsoft Corporation",
                             "Family": "Windows"}  # fmt: skip
-    outlook = tracking.classify_user_agent("Microsoft Office/16.0 (Microsoft Outlook 16.0.1)")
+    outlook = classify_user_agent("Microsoft Office/16.0 (Microsoft Outlook 16.0.1)")
     assert outlook["Client"]["Family"] == "Outlook" and outlook["Platform"] == "Desktop"
-    assert tracking.classify_user_agent("")["Platform"] == "Unknown"
+    assert classify_user_agent("")["Platform"] == "Unknown"
 
 
 # --- the endpoints --------------------------------------------------------------------------------
@@ -481,7 +494,7 @@ def on(live_server, url: str) -> str:
 @pytest.mark.urls("tracking.tests.tracking_urls")
 def test_open_pixel_over_http(live_server, server):
     message = stored(server)
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
     [pixel_url] = tracking_urls_in(out, "o")
 
     status, headers, body = http_get(on(live_server, pixel_url), GMAIL_PROXY)
@@ -512,7 +525,7 @@ def test_open_pixel_over_http(live_server, server):
     assert second.data["FirstOpen"] is False and second.data["Platform"] == "Mobile"
 
     # Another recipient's first open is a first open.
-    other = tracking.open_url(message.message_id, "second@example.net")
+    other = open_url(message.message_id, "second@example.net")
     http_get(on(live_server, other))
     third = MessageEvent.objects.filter(type=MessageEvent.Type.OPEN).latest("id")
     assert (third.recipient, third.data["FirstOpen"]) == ("second@example.net", True)
@@ -521,7 +534,7 @@ def test_open_pixel_over_http(live_server, server):
 @pytest.mark.urls("tracking.tests.tracking_urls")
 def test_click_over_http_redirects_and_records(live_server, server):
     message = stored(server, links_message())
-    out = tracking.apply_tracking(message, RCPT)
+    out = apply_tracking(message, RCPT)
     html_urls = tracking_urls_in(out, "c")
     assert len(html_urls) == len(TEXT_URLS) + len(HTML_URLS)
 
@@ -549,7 +562,7 @@ def test_click_over_http_redirects_and_records(live_server, server):
 @pytest.mark.urls("tracking.tests.tracking_urls")
 def test_click_with_the_django_test_client(client, server):
     message = stored(server)
-    url = tracking.click_url(message.message_id, RCPT, "https://example.com/x", "Text")
+    url = click_url(message.message_id, RCPT, "https://example.com/x", "Text")
     response = client.get(url[len(BASE) :], HTTP_USER_AGENT=IPHONE_MAIL)
     assert response.status_code == 302 and response["Location"] == "https://example.com/x"
     event = MessageEvent.objects.get()
@@ -564,8 +577,8 @@ def test_click_with_the_django_test_client(client, server):
 
 
 def forgeries(message_id) -> list[tuple[str, str]]:
-    good_click = tracking.click_token(message_id, RCPT, "https://example.com/ok", "HTML")
-    good_open = tracking.open_token(message_id, RCPT)
+    good_click = click_token(message_id, RCPT, "https://example.com/ok", "HTML")
+    good_open = open_token(message_id, RCPT)
     payload, signature = good_click.split("~")
 
     def flip(token: str, index: int) -> str:
@@ -581,9 +594,9 @@ def forgeries(message_id) -> list[tuple[str, str]]:
         swapped_payload = signing.b64_encode(swapped).decode()
     assert swapped_payload != payload
     swapped_token = swapped_payload + "~" + signature
-    other_key = signing.Signer(key="another-key", salt=tracking.CLICK_SALT, sep="~")
+    other_key = signing.Signer(key="another-key", salt=CLICK_SALT, sep="~")
     other_salt = signing.Signer(salt="another-salt", sep="~")
-    other_open_key = signing.Signer(key="another-key", salt=tracking.OPEN_SALT, sep="~")
+    other_open_key = signing.Signer(key="another-key", salt=OPEN_SALT, sep="~")
     evil = [message_id.hex, RCPT, "https://evil.example/", "H"]
     return [
         ("c", flip(good_click, len(good_click) - 5)),  # one character of the signature
@@ -594,7 +607,7 @@ def forgeries(message_id) -> list[tuple[str, str]]:
         ("c", other_key.sign_object(evil)),
         ("c", other_salt.sign_object(evil)),
         ("c", good_open),  # an open token is not a click token
-        ("c", signing.dumps(evil, salt=tracking.CLICK_SALT)),  # Django's default separator
+        ("c", signing.dumps(evil, salt=CLICK_SALT)),  # Django's default separator
         ("o", flip(good_open, len(good_open) - 3)),
         ("o", good_open[:-4]),
         ("o", good_click),
@@ -617,8 +630,8 @@ def test_forged_tokens_are_404_over_http_and_record_nothing(live_server, server)
 @pytest.mark.urls("tracking.tests.tracking_urls")
 def test_purged_message_gif_and_redirect_but_no_event(client, server):
     message = stored(server)
-    pixel = tracking.open_url(message.message_id, RCPT)[len(BASE) :]
-    link = tracking.click_url(message.message_id, RCPT, "https://example.com/z", "HTML")
+    pixel = open_url(message.message_id, RCPT)[len(BASE) :]
+    link = click_url(message.message_id, RCPT, "https://example.com/z", "HTML")
     message.delete()
     response = client.get(pixel)
     assert response.status_code == 200 and response["Content-Type"] == "image/gif"
@@ -643,7 +656,7 @@ handler404 = "api.errors.handler404"
 @pytest.mark.urls(__name__)
 def test_under_the_site_urlconf_tracking_wins_and_forgeries_never_redirect(client, server):
     message = stored(server)
-    link = tracking.click_url(message.message_id, RCPT, "https://example.com/ok", "HTML")
+    link = click_url(message.message_id, RCPT, "https://example.com/ok", "HTML")
     response = client.get(link[len(BASE) :])
     assert response.status_code == 302 and response["Location"] == "https://example.com/ok"
     for kind, token in forgeries(message.message_id):

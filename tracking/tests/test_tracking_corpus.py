@@ -11,7 +11,9 @@ import uuid
 import pytest
 
 from messages.models import OutboundMessage
-from tracking import tracking
+from tracking.agents import classify_user_agent
+from tracking.rewrite import apply_tracking
+from tracking.tokens import read_click_token
 
 BASE = "http://track.test"
 RCPT = "reader@example.net"
@@ -81,7 +83,7 @@ def html_message(body: str) -> OutboundMessage:
 
 
 def tracked_body(body: str) -> str:
-    out = tracking.apply_tracking(html_message(body), RCPT).decode()
+    out = apply_tracking(html_message(body), RCPT).decode()
     return out.split("\r\n\r\n", 1)[1]
 
 
@@ -89,7 +91,7 @@ def untracked(text: str) -> str:
     """``text`` with every click-tracking URL replaced by TRACKED(<the URL it stands for>)."""
 
     def original(match):
-        token = tracking.read_click_token(match.group(1))
+        token = read_click_token(match.group(1))
         if token is None:  # not one of ours (the corpus's "already tracked" link)
             return match.group(0)
         assert token.recipient == RCPT and token.location == "HTML"
@@ -164,7 +166,7 @@ AGENTS = {
 @pytest.mark.parametrize("agent", list(AGENTS))
 def test_readers_from_ua_parser(agent):
     platform, client, system = AGENTS[agent]
-    found = tracking.classify_user_agent(agent)
+    found = classify_user_agent(agent)
     keys = ("Name", "Company", "Family")
     assert found == {
         "Platform": platform,

@@ -20,7 +20,7 @@ from messages.events import record_bounce_event, record_message_event
 from messages.models import MessageEvent, OutboundMessage
 from streams.services import get_stream
 from streams.suppressions import reactivate, suppress
-from tracking import tracking
+from tracking import events as tracking
 from webhooks import client, deliveries, fanout, guard, signing
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
 

@@ -1,17 +1,12 @@
-"""Open and click tracking applied to a message as it is delivered, and the events it produces.
+"""Open and click tracking applied to a message as it is delivered.
 
 ``apply_tracking`` returns the bytes to deliver to one recipient: a 1×1 pixel before ``</body>`` of
 every HTML part (open tracking) and links rewritten to ``{TRACKING_BASE_URL}/c/<token>`` (link
-tracking). The message is walked at the byte level, like ``streams.mime`` does for headers: only
+tracking). The message is walked at the byte level, like ``core.mime`` does for headers: only
 the text parts that change are decoded (Content-Transfer-Encoding and charset), modified and
 re-encoded with the same transfer encoding and charset. Every header, every other part, every
 preamble, boundary and epilogue stays byte-identical. Nothing here raises on bad input; a part
-that cannot be decoded is delivered as it came.
-
-Tokens are signed with ``django.core.signing`` (SECRET_KEY, with SECRET_KEY_FALLBACKS honoured)
-under one salt for opens and another for clicks. They carry the MessageID and the recipient, and
-for clicks the original URL and where it was (HTML or Text) — so a click redirects only to a URL
-this service itself put in a message: no open redirect, even after the message has been purged.
+that cannot be decoded is delivered as it came. The URLs put in come from ``tracking.tokens``.
 """
 
 import base64
@@ -27,24 +22,12 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
-import ua_parser
-from django.conf import settings
-from django.core import signing
-from django.db import transaction
-
 from core.mime import split_message
-from messages.events import record_message_event
-from messages.models import MessageEvent, OutboundMessage
+from messages.models import OutboundMessage
+from tracking.tokens import HTML, TEXT, base_url, click_url, is_http_url, open_url
 
 log = logging.getLogger(__name__)
 
-OPEN_SALT = "streams.tracking.open"
-CLICK_SALT = "streams.tracking.click"
-# Not in base64url's alphabet (nor "." which marks a compressed payload), unreserved in URLs.
-TOKEN_SEP = "~"
-
-HTML = "HTML"
-TEXT = "Text"
 HTML_LINK_MODES = {"htmlandtext", "htmlonly"}
 TEXT_LINK_MODES = {"htmlandtext", "textonly"}
 
@@ -53,96 +36,6 @@ MAX_DEPTH = 30  # nested multiparts followed at most this deep
 PIXEL_STYLE = (
     "border:0;width:1px;height:1px;max-width:1px;max-height:1px;margin:0;padding:0;overflow:hidden"
 )
-
-
-# --- settings and tokens --------------------------------------------------------------------------
-
-
-def base_url() -> str:
-    return getattr(settings, "TRACKING_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-
-
-def _signer(salt: str) -> signing.Signer:
-    return signing.Signer(salt=salt, sep=TOKEN_SEP)
-
-
-def open_token(message_id: uuid.UUID | str, recipient: str) -> str:
-    return _signer(OPEN_SALT).sign_object(
-        [uuid.UUID(str(message_id)).hex, recipient], compress=True
-    )
-
-
-def click_token(message_id: uuid.UUID | str, recipient: str, url: str, location: str) -> str:
-    payload = [uuid.UUID(str(message_id)).hex, recipient, url, "H" if location == HTML else "T"]
-    return _signer(CLICK_SALT).sign_object(payload, compress=True)
-
-
-def open_url(message_id: uuid.UUID | str, recipient: str) -> str:
-    return f"{base_url()}/o/{open_token(message_id, recipient)}"
-
-
-def click_url(message_id: uuid.UUID | str, recipient: str, url: str, location: str) -> str:
-    return f"{base_url()}/c/{click_token(message_id, recipient, url, location)}"
-
-
-def _unsign(token: str, salt: str):
-    """The payload of a token signed by us, or None. A suffix such as ``.gif`` is ignored."""
-    head, sep, signature = token.partition(TOKEN_SEP)
-    if not sep or TOKEN_SEP in signature:
-        return None
-    signature = signature.split(".", 1)[0]
-    try:
-        return _signer(salt).unsign_object(f"{head}{TOKEN_SEP}{signature}")
-    except (signing.BadSignature, ValueError, TypeError, UnicodeError, binascii.Error):
-        return None
-    except Exception:  # zlib.error and the like from a payload that was never ours
-        return None
-
-
-@dataclass(frozen=True)
-class OpenToken:
-    message_id: uuid.UUID
-    recipient: str
-
-
-@dataclass(frozen=True)
-class ClickToken:
-    message_id: uuid.UUID
-    recipient: str
-    url: str
-    location: str  # "HTML" | "Text"
-
-
-def read_open_token(token: str) -> OpenToken | None:
-    payload = _unsign(token, OPEN_SALT)
-    if not (isinstance(payload, list) and len(payload) == 2):
-        return None
-    try:
-        return OpenToken(uuid.UUID(hex=payload[0]), str(payload[1]))
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-def read_click_token(token: str) -> ClickToken | None:
-    payload = _unsign(token, CLICK_SALT)
-    if not (isinstance(payload, list) and len(payload) == 4):
-        return None
-    try:
-        message_id = uuid.UUID(hex=payload[0])
-    except (ValueError, TypeError, AttributeError):
-        return None
-    url, location = payload[2], payload[3]
-    if not isinstance(url, str) or not _is_http_url(url) or location not in ("H", "T"):
-        return None
-    return ClickToken(message_id, str(payload[1]), url, HTML if location == "H" else TEXT)
-
-
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
 # --- applying tracking to a message ---------------------------------------------------------------
@@ -357,7 +250,7 @@ def _html_links(text: str, context: _Context) -> str:
          if name == "base" and (span := _href_span(source))),
         "",
     )  # fmt: skip
-    if not _is_http_url(base):
+    if not is_http_url(base):
         base = ""
     replacements = []
     for name, offset, source in tags:
@@ -370,7 +263,7 @@ def _html_links(text: str, context: _Context) -> str:
         url = _unquoted(raw_value)
         if base and url and not urlsplit(url).scheme and not url.startswith("#"):
             url = urljoin(base, url)
-        if not _is_http_url(url) or _tracking_url(url):
+        if not is_http_url(url) or _tracking_url(url):
             continue
         new_url = click_url(context.message_id, context.recipient, url, HTML)
         quote = raw_value[0] if raw_value[:1] in "\"'" else '"'
@@ -417,133 +310,8 @@ def _track_text(text: str, context: _Context) -> str:
     def replace(match: re.Match) -> str:
         url = _text_url_span(match)
         rest = match.group(0)[len(url) :]
-        if not _is_http_url(url) or _tracking_url(url):
+        if not is_http_url(url) or _tracking_url(url):
             return match.group(0)
         return click_url(context.message_id, context.recipient, url, TEXT) + rest
 
     return TEXT_URL.sub(replace, text)
-
-
-# --- user agents ----------------------------------------------------------------------------------
-
-DESKTOP, MOBILE, WEBMAIL, UNKNOWN = "Desktop", "Mobile", "WebMail", "Unknown"
-
-# ua-parser's family → the name mail senders know it by. Image proxies stand for the webmail
-# that fetches images for its readers; iOS Mail loads them in a web view without "Safari".
-CLIENT_NAMES = {
-    "GmailImageProxy": "Gmail",
-    "YahooMailProxy": "Yahoo Mail",
-    "Mobile Safari UI/WKWebView": "Apple Mail",
-}
-OS_NAMES = {"Mac OS X": "OS X"}
-WEBMAIL_CLIENTS = {"Gmail", "Yahoo Mail"}
-# Whose version ua-parser reads from something else (Apple Mail: the WebKit build).
-UNVERSIONED_CLIENTS = {"Gmail", "Yahoo Mail", "Apple Mail"}
-MOBILE_SYSTEMS = {"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "HarmonyOS"}
-COMPANIES = {
-    "Gmail": "Google", "Chrome": "Google", "Chrome Mobile": "Google",
-    "Chrome Mobile iOS": "Google", "Chrome Mobile WebView": "Google", "Android": "Google",
-    "Chrome OS": "Google", "Yahoo Mail": "Yahoo", "Firefox": "Mozilla",
-    "Firefox Mobile": "Mozilla", "Firefox iOS": "Mozilla", "Thunderbird": "Mozilla",
-    "Safari": "Apple Inc.", "Mobile Safari": "Apple Inc.", "Apple Mail": "Apple Inc.",
-    "iOS": "Apple Inc.", "OS X": "Apple Inc.", "Edge": "Microsoft Corporation",
-    "Edge Mobile": "Microsoft Corporation", "IE": "Microsoft Corporation",
-    "Outlook": "Microsoft Corporation", "Windows Live Mail": "Microsoft Corporation",
-    "Windows": "Microsoft Corporation", "Windows Phone": "Microsoft Corporation",
-    "Opera": "Opera Software", "Samsung Internet": "Samsung",
-}  # fmt: skip
-
-
-def _described(family: str, *version) -> dict:
-    numbers = ".".join(v for v in version if v)
-    return {
-        "Name": f"{family} {numbers}".strip(),
-        "Company": COMPANIES.get(family, UNKNOWN),
-        "Family": family,
-    }
-
-
-def classify_user_agent(user_agent: str) -> dict:
-    """Postmark's ``Platform``, ``Client`` and ``OS`` for a user agent, from ua-parser (the
-    Browserscope rules of uap-core, shipped by ``ua-parser-builtins``)."""
-    unknown = {"Name": UNKNOWN, "Company": UNKNOWN, "Family": UNKNOWN}
-    try:
-        parsed = ua_parser.parse(user_agent or "")
-    except Exception:  # a user agent is the reader's input: never fail an open on it
-        parsed = None
-    agent = parsed.user_agent if parsed is not None else None
-    system = parsed.os if parsed is not None else None
-    client = dict(unknown)
-    if agent is not None and agent.family not in ("Other", ""):
-        family = CLIENT_NAMES.get(agent.family, agent.family)
-        version = () if family in UNVERSIONED_CLIENTS else (agent.major, agent.minor)
-        client = _described(family, *version)
-    os = dict(unknown)
-    proxied = client["Family"] in WEBMAIL_CLIENTS  # a proxy's OS says nothing about the reader
-    if system is not None and system.family not in ("Other", "") and not proxied:
-        family = OS_NAMES.get(system.family, system.family)
-        os = _described(family, system.major, system.minor)
-    if client["Family"] in WEBMAIL_CLIENTS:
-        platform = WEBMAIL
-    elif os["Family"] in MOBILE_SYSTEMS or "Mobile" in client["Family"]:
-        platform = MOBILE
-    elif client["Family"] != UNKNOWN or os["Family"] != UNKNOWN:
-        platform = DESKTOP
-    else:
-        platform = UNKNOWN
-    return {"Platform": platform, "Client": client, "OS": os}
-
-
-# --- events ---------------------------------------------------------------------------------------
-
-GEO_FIELDS = (
-    "CountryISOCode",
-    "Country",
-    "RegionISOCode",
-    "Region",
-    "City",
-    "Zip",
-    "Coords",
-    "IP",
-)
-
-
-def _reader(user_agent: str) -> dict:
-    user_agent = (user_agent or "")[:2000]
-    return {
-        "UserAgent": user_agent,
-        **classify_user_agent(user_agent),
-        "Geo": dict.fromkeys(GEO_FIELDS, ""),  # no geolocation database here
-    }
-
-
-def message_for(message_id: uuid.UUID) -> OutboundMessage | None:
-    return OutboundMessage.objects.filter(message_id=message_id).first()
-
-
-def record_open(message: OutboundMessage, recipient: str, user_agent: str) -> MessageEvent:
-    """An Open event; ``FirstOpen`` is true for the first open of ``message`` by ``recipient``."""
-    with transaction.atomic():
-        # Serialise opens of one message (PostgreSQL) so that only one can be the first.
-        OutboundMessage.objects.select_for_update().filter(pk=message.pk).exists()
-        first = not MessageEvent.objects.filter(
-            outbound=message, type=MessageEvent.Type.OPEN, recipient=recipient
-        ).exists()
-        return record_message_event(
-            message,
-            MessageEvent.Type.OPEN,
-            recipient,
-            data={"FirstOpen": first, **_reader(user_agent), "ReadSeconds": 0},
-        )
-
-
-def record_click(
-    message: OutboundMessage, recipient: str, url: str, location: str, user_agent: str
-) -> MessageEvent:
-    """A Click event on ``url`` (``location`` is "HTML" or "Text")."""
-    return record_message_event(
-        message,
-        MessageEvent.Type.CLICK,
-        recipient,
-        data={"OriginalLink": url, "ClickLocation": location, **_reader(user_agent)},
-    )
