@@ -1,4 +1,3 @@
-from celery import shared_task
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -83,8 +82,3 @@ def update_in_batches(queryset, batch: int, **fields) -> int:
         if not updated:
             return total
         total += updated
-
-
-@shared_task(name="outbound.retention.enforce_retention")
-def retention() -> dict[str, int]:
-    return enforce_retention()

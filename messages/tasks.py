@@ -17,6 +17,7 @@ from core.logcontext import about_message
 from messages import metrics
 from messages.models import OutboundMessage, Submission
 from messages.processing import note_failure, process_batch, process_submission
+from messages.retention import enforce_retention
 from messages.signals import messages_queued
 
 log = logging.getLogger(__name__)
@@ -128,3 +129,9 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
 def sample_queues() -> int:
     """The beat's sample of the queue gauges, for the admin's System page."""
     return metrics.take_sample().pk
+
+
+@shared_task(name="outbound.retention.enforce_retention")
+def retention() -> dict[str, int]:
+    """The beat's daily retention run (``retention.enforce_retention``)."""
+    return enforce_retention()
