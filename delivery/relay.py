@@ -34,8 +34,9 @@ from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from bounces.reports import SmtpFailure, Stage, classify_smtp_failure, verp_address
+from bounces.replies import SmtpFailure, Stage, classify_smtp_failure
 from bounces.services import record_bounce, storable
+from bounces.verp import verp_address
 from core import leases
 from core.logcontext import about_message
 from core.mime import first_address

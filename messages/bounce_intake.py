@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from bounces.reports import address_rejected, message_id_from_verp, parse_report
+from bounces.replies import address_rejected
+from bounces.reports import parse_report
 from bounces.services import record_bounce
+from bounces.verp import message_id_from_verp
 from core.mime import declared_charset, decode_bytes, first_address, split_message
 from domains.signing import is_bounce_domain
 from messages.events import record_bounce_event
