@@ -10,6 +10,18 @@ delivery for live replies and by ``bounces.reports`` for the replies quoted in b
 import re
 from dataclasses import dataclass
 
+from bounces.types import (
+    BAD_EMAIL_ADDRESS,
+    BLOCKED,
+    DNS_ERROR,
+    HARD_BOUNCE,
+    SOFT_BOUNCE,
+    TRANSIENT,
+    UNKNOWN,
+    VIRUS_NOTIFICATION,
+    bounce_type,
+)
+
 MAX_TEXT = 100_000  # characters of notification text searched by the heuristics
 
 _ENHANCED_RE = re.compile(r"(?<!\d)(?<!\d\.)([245]\.\d{1,3}\.\d{1,3})(?!\.?\d)")
@@ -19,26 +31,26 @@ _ANY_CODE_RE = re.compile(r"(?<![\w.])([245]\d\d)(?=[ -])")
 
 # Text heuristics, tried in order, for replies without a specific enhanced status code.
 _TEXT_RULES = [
-    ("VirusNotification", r"\bvirus|\bmalware\b|\binfected\b"),
+    (VIRUS_NOTIFICATION, r"\bvirus|\bmalware\b|\binfected\b"),
     (
-        "DnsError",
+        DNS_ERROR,
         r"host or domain name not found|name service error|\bhost not found|domain not found"
         r"|domain (?:name )?(?:does not|doesn't) exist|no mx (?:record|host)|\bnxdomain\b"
         r"|unrouteable|unable to route|dns (?:lookup|error|failure)|mx lookup",
     ),
     (
-        "BadEmailAddress",
+        BAD_EMAIL_ADDRESS,
         r"bad (?:destination )?(?:mailbox )?address syntax|syntax error in (?:mailbox|address)"
         r"|invalid address syntax|malformed (?:e-?mail )?address",
     ),
     (
-        "SoftBounce",
+        SOFT_BOUNCE,
         r"mailbox (?:is )?full|\bquota\b|storage allocation|out of storage"
         r"|insufficient (?:disk )?space|out of (?:disk )?space|(?:mailbox|account) (?:is )?"
         r"(?:temporarily )?(?:disabled|inactive|suspended)",
     ),
     (
-        "HardBounce",
+        HARD_BOUNCE,
         r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)"
         r"|mailbox (?:unavailable|not found|does not exist|doesn't exist)"
         r"|recipient (?:not found|unknown)|unknown (?:recipient|mailbox|address)"
@@ -47,7 +59,7 @@ _TEXT_RULES = [
         r"|account (?:has been )?(?:closed|deleted|terminated)",
     ),
     (
-        "Blocked",
+        BLOCKED,
         r"spam|\bblocked\b|black ?list|block ?list|\blisted (?:at|in|on|by)\b|\brbl\b"
         r"|reputation|policy|unsolicited|\bdenied\b",
     ),
@@ -103,33 +115,33 @@ def classify_smtp_reply(code: int, enhanced: str, text: str) -> str:
     detail = enhanced.split(".", 1)[1] if enhanced else ""  # "1.1" for 5.1.1
     rule = _text_rule(text)
 
-    if rule == "VirusNotification":
+    if rule == VIRUS_NOTIFICATION:
         return rule
     if detail in ("4.3", "4.4"):
-        return "DnsError"
-    if rule == "DnsError" and detail in ("", "0.0", "1.2", "4.0"):
-        return "DnsError"
+        return DNS_ERROR
+    if rule == DNS_ERROR and detail in ("", "0.0", "1.2", "4.0"):
+        return DNS_ERROR
     if klass == 4:
-        return "Transient"
+        return TRANSIENT
     if klass == 5:
         if detail == "1.3":
-            return "BadEmailAddress"
+            return BAD_EMAIL_ADDRESS
         if detail in SENDER_STATUSES:
-            return "Blocked"
+            return BLOCKED
         if detail.startswith("1.") and detail != "1.0":
-            return "HardBounce"
+            return HARD_BOUNCE
         if (detail.startswith("2.") and detail != "2.0") or detail == "3.4":
-            return "SoftBounce"
+            return SOFT_BOUNCE
         if detail == "4.7":  # delivery time expired: the address itself may be fine
-            return "SoftBounce"
+            return SOFT_BOUNCE
         if detail.startswith("7."):
-            return "Blocked"
-        if rule in ("BadEmailAddress", "SoftBounce", "HardBounce", "Blocked"):
+            return BLOCKED
+        if rule in (BAD_EMAIL_ADDRESS, SOFT_BOUNCE, HARD_BOUNCE, BLOCKED):
             return rule
-        return "HardBounce"
+        return HARD_BOUNCE
     if klass == 0 and rule:
         return rule
-    return "Unknown"
+    return UNKNOWN
 
 
 def _int_code(code, text: str) -> int:
@@ -157,7 +169,7 @@ def address_rejected(code: int, enhanced: str, text: str) -> bool:
     if not _UNKNOWN_ADDRESS_RE.search(text):
         return False
     # Unambiguous: no other rule (spam, policy, a full mailbox, DNS trouble) matches as well.
-    return all(name == "HardBounce" or not p.search(text) for name, p in _TEXT_RULES_RE)
+    return all(name == HARD_BOUNCE or not p.search(text) for name, p in _TEXT_RULES_RE)
 
 
 class Stage:
@@ -190,10 +202,11 @@ def classify_smtp_failure(stage: str, code: int, enhanced: str, text: str) -> Sm
     code = _int_code(code, text)
     kind = classify_smtp_reply(code, enhanced, text)
     if code // 100 != 5 or (stage == Stage.MAIL and code == 530):
-        return SmtpFailure(kind if kind == "DnsError" else "Transient", False, False)
-    if kind in ("Transient", "DnsError", "Unknown"):
-        kind = "HardBounce"  # a permanent reply is never "delayed"
+        # A deferral is a delay: Transient, unless the reply names a more specific one.
+        return SmtpFailure(kind if bounce_type(kind).delay else TRANSIENT, False, False)
+    if bounce_type(kind).delay or kind == UNKNOWN:
+        kind = HARD_BOUNCE  # a permanent reply is never "delayed"
     deactivates = stage == Stage.RCPT and address_rejected(code, enhanced, text)
-    if deactivates and kind not in ("HardBounce", "BadEmailAddress"):
-        kind = "HardBounce"
+    if deactivates and not bounce_type(kind).deactivated_at_rcpt:
+        kind = HARD_BOUNCE
     return SmtpFailure(kind, True, deactivates)

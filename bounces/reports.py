@@ -7,7 +7,7 @@ Yahoo…), an RFC 5965 ARF feedback report (spam complaint), an auto-reply (RFC 
 Office"…) or a challenge-response verification request.  ``parse_report`` turns the raw bytes into a
 ``Report`` named with Postmark's bounce Type names (see ``bounces.types``); the replies quoted in
 it are classified by ``bounces.replies``, the message read with the helpers of
-``bounces.mimeparts``.  It is pure Python (stdlib only) and never raises.
+``bounces.mimeparts``.  It needs no database and never raises.
 """
 
 from __future__ import annotations
@@ -29,6 +29,19 @@ from bounces.mimeparts import (
     one_line,
 )
 from bounces.replies import MAX_TEXT, classify_smtp_reply, first_enhanced, reply_code
+from bounces.types import (
+    ADDRESS_CHANGE,
+    AUTO_RESPONDER,
+    CHALLENGE_VERIFICATION,
+    DNS_ERROR,
+    HARD_BOUNCE,
+    SPAM_COMPLAINT,
+    TRANSIENT,
+    UNKNOWN,
+    UNSUBSCRIBE,
+    VIRUS_NOTIFICATION,
+    bounce_type,
+)
 from bounces.verp import (
     UUID_PATTERN,
     VERP_ADDRESS_RE,
@@ -94,14 +107,14 @@ def _returned_original(parts: list[Message]) -> Message | None:
 # RFC 5965 ARF feedback reports
 
 _FEEDBACK_TYPES = {
-    "abuse": "SpamComplaint",
-    "fraud": "SpamComplaint",
-    "other": "SpamComplaint",
-    "virus": "VirusNotification",
-    "opt-out": "Unsubscribe",
-    "unsubscribe": "Unsubscribe",
-    "not-spam": "Unknown",
-    "auth-failure": "Unknown",
+    "abuse": SPAM_COMPLAINT,
+    "fraud": SPAM_COMPLAINT,
+    "other": SPAM_COMPLAINT,
+    "virus": VIRUS_NOTIFICATION,
+    "opt-out": UNSUBSCRIBE,
+    "unsubscribe": UNSUBSCRIBE,
+    "not-spam": UNKNOWN,
+    "auth-failure": UNKNOWN,
 }
 
 
@@ -124,7 +137,7 @@ def _feedback(msg: Message, parts: list[Message], original: Message | None) -> d
     )
     agent = fields.get("user-agent", "")
     return {
-        "type": _FEEDBACK_TYPES.get(kind, "SpamComplaint"),
+        "type": _FEEDBACK_TYPES.get(kind, SPAM_COMPLAINT),
         "recipient": recipient,
         "diagnostic": f"Feedback-Type: {kind}" + (f"; User-Agent: {agent}" if agent else ""),
     }
@@ -166,11 +179,11 @@ def _delivery_status(parts: list[Message], notice: str) -> dict | None:
 
     if action.startswith("delayed"):
         kind = classify_smtp_reply(reply_code(diagnostic) or 450, status, diagnostic)
-        kind = kind if kind in ("Transient", "DnsError") else "Transient"
+        kind = kind if bounce_type(kind).delay else TRANSIENT
     elif action.startswith("failed") or not action:
         kind = classify_smtp_reply(reply_code(diagnostic), status, diagnostic)
     else:  # delivered, relayed, expanded: not a failure at all
-        kind = "Unknown"
+        kind = UNKNOWN
     return {
         "type": kind,
         "recipient": recipient or _notice_recipient(notice),
@@ -259,10 +272,10 @@ def _plain_bounce(msg: Message, notice: str) -> dict:
     kind = classify_smtp_reply(
         code, status, diagnostic or header_text(msg, "Subject") + "\n" + notice
     )
-    if kind == "Unknown" and _PERMANENT_RE.search(notice):
-        kind = "HardBounce"
-    if _TEMPORARY_RE.search(notice) and kind not in ("DnsError", "VirusNotification"):
-        kind = "Transient"
+    if kind == UNKNOWN and _PERMANENT_RE.search(notice):
+        kind = HARD_BOUNCE
+    if _TEMPORARY_RE.search(notice) and kind not in (DNS_ERROR, VIRUS_NOTIFICATION):
+        kind = TRANSIENT
     recipient = first_addr(header_text(msg, "X-Failed-Recipients")) or _notice_recipient(notice)
     return {"type": kind, "recipient": recipient, "status": status, "diagnostic": diagnostic}
 
@@ -321,16 +334,16 @@ def _other(msg: Message, subject: str, notice: str) -> dict:
     reply = {"recipient": first_addr(sender), "diagnostic": subject[:MAX_DIAGNOSTIC]}
     if not daemon and _CHALLENGE_RE.search(head):  # services like Boxbe send on the user's behalf
         recipient = first_addr(header_text(msg, "Reply-To")) or reply["recipient"]
-        return {**reply, "type": "ChallengeVerification", "recipient": recipient}
+        return {**reply, "type": CHALLENGE_VERIFICATION, "recipient": recipient}
     if daemon or (_BOUNCE_MARKERS_RE.search(head) and not auto):
         return _plain_bounce(msg, notice)
     if _UNSUBSCRIBE_RE.fullmatch(subject.strip()) or notice.strip().lower() in ("unsubscribe",):
-        return {"type": "Unsubscribe", **reply}
+        return {"type": UNSUBSCRIBE, **reply}
     if _ADDRESS_CHANGE_RE.search(head):
-        return {"type": "AddressChange", **reply}
+        return {"type": ADDRESS_CHANGE, **reply}
     if auto:
-        return {"type": "AutoResponder", **reply}
-    return {"type": "Unknown"}
+        return {"type": AUTO_RESPONDER, **reply}
+    return {"type": UNKNOWN}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +414,7 @@ def parse_report(raw: bytes, verp_message_id: str = "") -> Report:
     try:
         return _parse(raw, known)
     except Exception:  # broken input of any kind: still an answer
-        return Report(type="Unknown", message_id=known)
+        return Report(type=UNKNOWN, message_id=known)
 
 
 def _parse(raw: bytes, known_message_id: str) -> Report:

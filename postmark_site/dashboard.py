@@ -28,14 +28,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from bounces.models import Bounce
-from bounces.types import SMTP_API_ERROR
+from bounces.types import SMTP_API_ERROR, names_where
 from messages.models import MessageEvent, OutboundMessage
 from servers.models import Server
 from streams.models import Endpoint, MessageStream
 from webhooks.models import WebhookAttempt
 
 # Bounce types that do not count as bounces in the bounce rate.
-NOT_BOUNCES = (SMTP_API_ERROR, "Transient")
+NOT_BOUNCES = names_where(lambda t: not t.counts_in_bounce_rate)
 WINDOWS = {"24h": ("Last 24 hours", 24, "hour"), "7d": ("Last 7 days", 7, "day"),
            "30d": ("Last 30 days", 30, "day")}  # fmt: skip
 DEFAULT_WINDOW = "7d"
