@@ -4,7 +4,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bounces.models import Bounce, Dump
-from bounces.types import BOUNCE_TYPES, SPAM_COMPLAINT
+from bounces.types import SPAM_COMPLAINT, bounce_type
 from streams.models import MessageStream, Suppression
 from streams.suppressions import normalise, reactivate
 
@@ -36,8 +36,7 @@ def record_bounce(
     can_activate: bool = False,
     bounced_at=None,
 ) -> Bounce:
-    if type not in BOUNCE_TYPES:
-        raise ValueError(f"unknown bounce type {type!r}")
+    bounce_type(type)  # ValueError for a name that is not a bounce type
     return Bounce.objects.create(
         server=server,
         stream=stream,

@@ -3,7 +3,7 @@ the message's status and next retry that follow from them.
 
 Per recipient: 2xx → Delivery event; 4xx or no connection → retried on a backoff schedule, with a
 Transient (or DnsError) bounce at the first deferral and a SoftBounce when giving up; 5xx → a
-bounce, by the stage that refused (``bounces.reports.classify_smtp_failure``): at RCPT of the
+bounce, by the stage that refused (``bounces.replies.classify_smtp_failure``): at RCPT of the
 type the reply gives, deactivating the address only when the reply is about the address; at MAIL
 FROM or DATA for every recipient of the transaction, deactivating no one. A domain that does not
 exist or publishes a null MX bounces at once; so does a non-ASCII address when the next hop does
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from bounces.reports import SmtpFailure, classify_smtp_failure
+from bounces.replies import SmtpFailure, classify_smtp_failure
 from bounces.services import record_bounce, storable
 from core.mime import first_address
 from delivery.claims import TERMINAL, WAITING, Claim

@@ -16,7 +16,8 @@ from collections import defaultdict
 
 from django.db import transaction
 
-from bounces.reports import SmtpFailure, Stage, verp_address
+from bounces.replies import SmtpFailure, Stage
+from bounces.verp import verp_address
 from core.logcontext import about_message
 from delivery.claims import DATABASE_UNAVAILABLE, Claim
 from delivery.connections import Transcript, pool

@@ -2,8 +2,9 @@
 
 Delivery status notifications, ARF spam complaints and auto-replies are classified by
 ``bounces.reports``; each becomes a bounce linked to the original message, with the report as its
-dump. A hard bounce deactivates the recipient (reactivatable); a spam complaint deactivates it for
-good; the other types are recorded and deactivate nothing.
+dump. What it does to the recipient is its type's row in ``bounces.types``: a hard bounce about
+the address deactivates the recipient (reactivatable), a spam complaint deactivates it for good,
+the other types are recorded and deactivate nothing.
 """
 
 import logging
@@ -11,8 +12,11 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from bounces.reports import address_rejected, message_id_from_verp, parse_report
+from bounces.replies import address_rejected
+from bounces.reports import parse_report
 from bounces.services import record_bounce
+from bounces.types import Deactivation, bounce_type
+from bounces.verp import message_id_from_verp
 from core.mime import declared_charset, decode_bytes, first_address, split_message
 from domains.signing import is_bounce_domain
 from messages.events import record_bounce_event
@@ -57,12 +61,6 @@ def message_for_bounce_address(address: str) -> BouncedMessage | None:
     )
 
 
-DEACTIVATES = {
-    "HardBounce": (Suppression.Reason.HARD_BOUNCE, True),
-    "SpamComplaint": (Suppression.Reason.SPAM_COMPLAINT, False),
-}
-
-
 @transaction.atomic
 def process_report(submission) -> str:
     """Record the bounce a received report describes; returns the new submission status.
@@ -90,11 +88,12 @@ def process_report(submission) -> str:
             submission.message_id, report.recipient, message.message_id,
         )  # fmt: skip
         return submission.Status.FAILED
-    deactivation = DEACTIVATES.get(report.type)
-    if report.type == "HardBounce" and not address_rejected(
-        0, report.status, report.diagnostic or report.status
-    ):
-        deactivation = None  # a permanent failure, but not of the address (policy, content…)
+    kind = bounce_type(report.type)
+    # A failure that is not of the address (policy, content…) deactivates nothing.
+    deactivates = kind.deactivation == Deactivation.ALWAYS or (
+        kind.deactivation == Deactivation.ADDRESS
+        and address_rejected(0, report.status, report.diagnostic or report.status)
+    )
     bounce = record_bounce(
         server=message.server,
         stream=message.stream,
@@ -108,15 +107,14 @@ def process_report(submission) -> str:
         metadata=message.metadata,
         details=report.diagnostic or report.type,
         content=decode_bytes(raw, declared_charset(split_message(raw)[0])),
-        inactive=deactivation is not None,
-        can_activate=bool(deactivation and deactivation[1]),
+        inactive=deactivates,
+        can_activate=deactivates and kind.can_activate,
         bounced_at=submission.received_at,
     )
-    if deactivation is not None and email:
-        suppress(
-            message.stream, email, deactivation[0], Suppression.Origin.RECIPIENT, bounce=bounce
-        )
-    if report.type in ("HardBounce", "SoftBounce", "BadEmailAddress", "Blocked", "DnsError"):
+    if deactivates and email:
+        reason = Suppression.Reason(kind.suppression)
+        suppress(message.stream, email, reason, Suppression.Origin.RECIPIENT, bounce=bounce)
+    if kind.terminal:
         Recipient.objects.filter(message=message, email__iexact=email).update(
             status=Recipient.Status.BOUNCED, last_reply=report.diagnostic[:1000]
         )

@@ -16,6 +16,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
+from bounces.types import BOUNCE_TYPES
 from messages.models import MessageEvent
 from messages.submissions import insert_rows, model_row
 
@@ -141,11 +142,8 @@ def _about(message, type: str, recipient: str) -> dict:
 
 def record_bounce_event(bounce, outbound=None) -> MessageEvent:
     """The Bounce (or SpamComplaint) event of a bounce record."""
-    event_type = (
-        MessageEvent.Type.SPAM_COMPLAINT
-        if bounce.type == "SpamComplaint"
-        else MessageEvent.Type.BOUNCE
-    )
+    kind = BOUNCE_TYPES.get(bounce.type)
+    event_type = MessageEvent.Type(kind.event) if kind else MessageEvent.Type.BOUNCE
     return record_event(
         server_id=bounce.server_id,
         stream_id=bounce.stream_id,

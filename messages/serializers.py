@@ -7,11 +7,12 @@ import email.utils
 from django.db.models import Q
 
 from bounces.serializers import timestamp
+from bounces.types import names_where
 from messages.models import MessageEvent, OutboundMessage
 from messages.queries import postmark_status
 
 # Bounce records of a delay (the message is still being retried), not of a failure.
-TRANSIENT_TYPES = ("Transient", "DnsError")
+TRANSIENT_TYPES = names_where(lambda t: t.delay)
 # Summaries of the events whose Details carry one, in Postmark's words.
 OPENED_SUMMARY = "Email opened with {client}"
 CLICKED_SUMMARY = "Link clicked with {client}"

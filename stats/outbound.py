@@ -27,13 +27,13 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from bounces.models import Bounce
-from bounces.types import SMTP_API_ERROR
+from bounces.types import SMTP_API_ERROR, names_where
 from messages.models import MessageEvent, OutboundMessage
 from servers.models import Server
 from streams.models import MessageStream
 
 # Bounce types that do not count as bounces in the bounce rate.
-NOT_BOUNCES = (SMTP_API_ERROR, "Transient")
+NOT_BOUNCES = names_where(lambda t: not t.counts_in_bounce_rate)
 WINDOWS = {"24h": ("Last 24 hours", 24, "hour"), "7d": ("Last 7 days", 7, "day"),
            "30d": ("Last 30 days", 30, "day")}  # fmt: skip
 DEFAULT_WINDOW = "7d"

@@ -1,20 +1,14 @@
 """bounces.reports: classifying bounces, complaints and auto-replies (pure Python, no database)."""
 
 import random
-import re
 import time
 from pathlib import Path
 
 import pytest
 
-from bounces.reports import (
-    Report,
-    classify_smtp_reply,
-    message_id_from_verp,
-    parse_report,
-    verp_address,
-)
+from bounces.reports import Report, parse_report
 from bounces.types import BOUNCE_TYPES
+from bounces.verp import verp_address
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -158,76 +152,6 @@ def test_message_id_uuid_is_the_last_resort():
     assert report.message_id == OTHER_ID
     with_verp = raw.replace(b"Subject: hi", b"X-PM-Message-Id: " + ID.encode())
     assert parse_report(with_verp).message_id == ID
-
-
-SMTP_REPLIES = [
-    (550, "5.1.1", "<x@y>: Recipient address rejected: User unknown", "HardBounce"),
-    (550, "5.1.10", "RESOLVER.ADR.RecipientNotFound", "HardBounce"),
-    (553, "5.1.3", "Bad recipient address syntax", "BadEmailAddress"),
-    (552, "5.2.2", "Mailbox full", "SoftBounce"),
-    (550, "5.2.1", "The email account that you tried to reach is disabled", "SoftBounce"),
-    (550, "5.4.4", "Unable to route", "DnsError"),
-    (451, "4.4.3", "Temporary DNS failure", "DnsError"),
-    (554, "5.7.1", "Client host blocked using zen.spamhaus.org", "Blocked"),
-    (550, "5.7.1", "Message rejected as spam", "Blocked"),
-    (554, "5.7.0", "Reject - VIRUS: Eicar-Signature", "VirusNotification"),
-    (451, "4.7.1", "Greylisted, try again later", "Transient"),
-    (452, "4.2.2", "Mailbox full", "Transient"),
-    (421, "", "Service not available, closing transmission channel", "Transient"),
-    (550, "", "Requested action not taken: mailbox unavailable", "HardBounce"),
-    (550, "", "No such user here", "HardBounce"),
-    (554, "", "delivery error: dd This user doesn't have a yahoo.com account", "HardBounce"),
-    (552, "", "Requested mail action aborted: exceeded storage allocation (quota)", "SoftBounce"),
-    (554, "", "Your message was blocked; 198.51.100.1 is listed on a blacklist", "Blocked"),
-    (550, "5.0.0", "Host or domain name not found", "DnsError"),
-    (550, "5.0.0", "Something went wrong", "HardBounce"),
-    (554, "", "Transaction failed", "HardBounce"),
-    (0, "", "550 5.1.1 user unknown", "HardBounce"),
-    (0, "", "no such user", "HardBounce"),
-    (0, "", "mailbox is full", "SoftBounce"),
-    (0, "", "", "Unknown"),
-    (250, "2.0.0", "OK", "Unknown"),
-]
-
-
-@pytest.mark.parametrize(("code", "enhanced", "text", "expected"), SMTP_REPLIES)
-def test_classify_smtp_reply(code, enhanced, text, expected):
-    assert classify_smtp_reply(code, enhanced, text) == expected
-
-
-def test_verp_round_trip():
-    address = verp_address(ID, "bounces.mailer.example")
-    assert re.fullmatch(rf"pm_bounces\+{ID}\.[0-9a-f]{{10}}@bounces\.mailer\.example", address)
-    assert message_id_from_verp(address) == ID
-    assert verp_address(ID.upper(), "b.example") == verp_address(ID, "b.example")
-    for form in (address.upper(), f"<{address}>", f"rfc822; {address}", f"Acme <{address}>"):
-        assert message_id_from_verp(form) == ID
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        "",
-        "pm_bounces@bounces.mailer.example",
-        "pm_bounces+not-a-uuid@bounces.mailer.example",
-        f"pm_bounces+{ID}x@bounces.mailer.example",
-        f"pm_bounces+{ID}@bounces.mailer.example",  # no tag: not an address the service made
-        f"pm_bounces+{ID}.0123456789@bounces.mailer.example",  # a forged tag
-        f"bounces+{ID}@bounces.mailer.example",
-        f"xpm_bounces+{ID}@bounces.mailer.example",
-        f"pm_bounces+{ID}@",
-        ID,
-    ],
-)
-def test_message_id_from_verp_rejects(address):
-    assert message_id_from_verp(address) == ""
-
-
-def test_verp_address_rejects_bad_input():
-    with pytest.raises(ValueError):
-        verp_address("nope", "b.example")
-    with pytest.raises(ValueError):
-        verp_address(ID, "")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
-from bounces.reports import verp_address
+from bounces.verp import verp_address
 from conftest import accepted_submission, free_port
 from delivery import tasks
 from delivery.outcomes import retry_delay

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bounces.reports import verp_address
+from bounces.verp import verp_address
 from conftest import accepted_submission
 from delivery.relay import deliver_message
 from domains import signing

@@ -3,7 +3,7 @@ written in the envelope, and the line endings sent (the sink tests drive them ov
 
 import pytest
 
-from bounces.reports import Stage, classify_smtp_failure, classify_smtp_reply
+from bounces.replies import Stage, classify_smtp_failure, classify_smtp_reply
 from delivery.content import crlf
 from delivery.transport import UnsendableAddress, envelope_address
 

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from bounces.reports import verp_address
+from bounces.verp import verp_address
 from conftest import subprocess_env
 from delivery.tasks import deliver
 from delivery.tests.sinks import SmtpSink

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from bounces.models import Bounce
-from bounces.reports import verp_address
+from bounces.verp import verp_address
 from domains.services import create_domain
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.processing import process_submission

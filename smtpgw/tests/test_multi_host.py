@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from bounces.reports import verp_address
+from bounces.verp import verp_address
 from conftest import IN_CI, Process, free_port, require_service, subprocess_env, wait_for
 from delivery.tests.sinks import SmtpSink
 from messages.models import Recipient, Submission
