@@ -124,6 +124,8 @@ TABLE: tuple[BounceType, ...] = (
 
 BOUNCE_TYPES: dict[str, BounceType] = {row.type: row for row in TABLE}
 TYPE_CHOICES = [(t.type, t.name) for t in TABLE]
+# The message events (webhook triggers) a bounce produces: Bounce, SpamComplaint.
+BOUNCE_EVENTS = frozenset(t.event for t in TABLE)
 
 
 def bounce_type(name: str) -> BounceType:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from bounces.replies import SmtpFailure, classify_smtp_failure
 from bounces.services import record_bounce, storable
+from bounces.types import DNS_ERROR, HARD_BOUNCE, SOFT_BOUNCE, TRANSIENT, bounce_type
 from core.mime import first_address
 from delivery.claims import TERMINAL, WAITING, Claim
 from delivery.connections import Transcript
@@ -91,12 +92,13 @@ def bounced(claim: Claim, recipient: Recipient, failure: SmtpFailure, reply: str
     with transaction.atomic():
         if not claim.finish(recipient, status=Recipient.Status.BOUNCED, last_reply=reply):
             return
+        kind = bounce_type(failure.type)
         bounce = _bounce(
             claim.message, recipient, failure.type, reply, transcript,
-            inactive=failure.deactivates, can_activate=failure.deactivates,
+            inactive=failure.deactivates, can_activate=failure.deactivates and kind.can_activate,
         )  # fmt: skip
         if failure.deactivates:
-            suppress(claim.message.stream, recipient.email, Suppression.Reason.HARD_BOUNCE,
+            suppress(claim.message.stream, recipient.email, Suppression.Reason(kind.suppression),
                      Suppression.Origin.RECIPIENT, bounce=bounce)  # fmt: skip
 
 
@@ -107,7 +109,7 @@ def no_smtputf8(claim: Claim, recipient: Recipient, host: Host, transcript) -> N
         f"server {host.host} does not offer"
     )
     transcript.append(f"-- {reason}")
-    bounced(claim, recipient, SmtpFailure("HardBounce", True, False), reason, transcript)
+    bounced(claim, recipient, SmtpFailure(HARD_BOUNCE, True, False), reason, transcript)
 
 
 def retry_delay(attempts: int) -> float:
@@ -125,7 +127,7 @@ def defer(claim: Claim, recipient: Recipient, reason: str, transcript, dns: bool
         if (now - message.received_at).total_seconds() >= settings.DELIVERY_GIVE_UP_AFTER:
             if claim.finish(recipient, status=Recipient.Status.FAILED, last_reply=reason):
                 details = f"Gave up after {recipient.attempts} attempts: {reason}"
-                _bounce(message, recipient, "SoftBounce", details, transcript)
+                _bounce(message, recipient, SOFT_BOUNCE, details, transcript)
             return
         first = not recipient.delayed_reported
         recorded = claim.finish(
@@ -136,7 +138,7 @@ def defer(claim: Claim, recipient: Recipient, reason: str, transcript, dns: bool
             next_attempt_at=now + timedelta(seconds=retry_delay(recipient.attempts)),
         )
         if recorded and first:
-            _bounce(message, recipient, "DnsError" if dns else "Transient", reason, transcript)
+            _bounce(message, recipient, DNS_ERROR if dns else TRANSIENT, reason, transcript)
 
 
 # --- unexpected errors ----------------------------------------------------------------------------
@@ -150,7 +152,7 @@ def _failed_by_errors(claim: Claim, recipient: Recipient, **fields) -> None:
     )
     with transaction.atomic():
         if claim.finish(recipient, status=Recipient.Status.FAILED, **fields):
-            _bounce(claim.message, recipient, "SoftBounce", details, Transcript())
+            _bounce(claim.message, recipient, SOFT_BOUNCE, details, Transcript())
 
 
 def give_up_on_repeated_errors(claim: Claim) -> None:

@@ -17,6 +17,7 @@ from collections import defaultdict
 from django.db import transaction
 
 from bounces.replies import SmtpFailure, Stage
+from bounces.types import BAD_EMAIL_ADDRESS, HARD_BOUNCE
 from bounces.verp import verp_address
 from core.logcontext import about_message
 from delivery.claims import DATABASE_UNAVAILABLE, Claim
@@ -105,7 +106,7 @@ def _deliver_claimed(claim: Claim) -> None:
             envelope_address(recipient.email)
             destination = destination_of(recipient.email)
         except UnsendableAddress as exc:
-            failure = SmtpFailure("BadEmailAddress", permanent=True, deactivates=False)
+            failure = SmtpFailure(BAD_EMAIL_ADDRESS, permanent=True, deactivates=False)
             bounced(claim, recipient, failure, f"Not sent: {exc}", Transcript())
             continue
         by_destination[destination].append(recipient)
@@ -131,7 +132,7 @@ def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient]) -> 
     try:
         hosts = hosts_for(destination)
     except PermanentDnsFailure as exc:
-        failure = SmtpFailure("HardBounce", permanent=True, deactivates=True)
+        failure = SmtpFailure(HARD_BOUNCE, permanent=True, deactivates=True)
         transcript.append(f"-- {exc}")
         for recipient in recipients:
             bounced(claim, recipient, failure, f"{exc.status} {exc}", transcript)

@@ -20,6 +20,7 @@ from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 
+from bounces.types import BOUNCE_EVENTS, BOUNCE_TYPES, SMTP_API_ERROR, SPAM_COMPLAINT
 from messages.models import MessageEvent
 from webhooks.models import Webhook, WebhookDelivery
 
@@ -34,13 +35,13 @@ POST_TASK = "webhooks.post"
 
 def wants(webhook, event) -> bool:
     kind = event.type
-    if kind in ("Bounce", "SpamComplaint"):
+    if kind in BOUNCE_EVENTS:
         bounce = event.bounce
         if bounce is None:
             return False
-        if bounce.type == "SpamComplaint" or kind == "SpamComplaint":
+        if _is_spam_complaint(event):
             return webhook.spam_complaint_enabled
-        if bounce.type == "SMTPApiError" and not event.server.enable_smtp_api_error_hooks:
+        if bounce.type == SMTP_API_ERROR and not event.server.enable_smtp_api_error_hooks:
             return False
         return webhook.bounce_enabled
     if kind == "Delivery":
@@ -57,8 +58,17 @@ def wants(webhook, event) -> bool:
     return False
 
 
+def _is_spam_complaint(event) -> bool:
+    """Whether the event is a spam complaint: by its own type or its bounce's (the bounce-type
+    table's ``event``)."""
+    if event.type == SPAM_COMPLAINT:
+        return True
+    row = BOUNCE_TYPES.get(event.bounce.type) if event.bounce else None
+    return row is not None and row.event == SPAM_COMPLAINT
+
+
 def include_content(webhook, event) -> bool:
-    if event.type == "SpamComplaint" or (event.bounce and event.bounce.type == "SpamComplaint"):
+    if _is_spam_complaint(event):
         return webhook.spam_complaint_include_content
     return webhook.bounce_include_content
 

@@ -1,6 +1,7 @@
 """Webhook payloads (compat §4) and the webhook object of the API, in Postmark's field names."""
 
 from bounces.serializers import bounce_json, timestamp
+from bounces.types import BOUNCE_EVENTS, SPAM_COMPLAINT, bounce_type
 
 # --- Webhook payloads (compat §4) -----------------------------------------------------------------
 
@@ -44,8 +45,8 @@ def bounce_webhook_json(bounce, include_content: bool = False) -> dict:
     """Bounce and SpamComplaint payloads: the bounce object plus ``Metadata`` (and ``Content``
     with IncludeContent). A spam complaint says so in RecordType and can never be reactivated."""
     data = bounce_json(bounce, content=include_content, metadata=True)
-    if bounce.type == "SpamComplaint":
-        data["RecordType"] = "SpamComplaint"
+    if bounce.type == SPAM_COMPLAINT:
+        data["RecordType"] = bounce_type(SPAM_COMPLAINT).event
         data["CanActivate"] = False
     return data
 
@@ -53,7 +54,7 @@ def bounce_webhook_json(bounce, include_content: bool = False) -> dict:
 def webhook_payload(event, include_content: bool = False) -> dict:
     """The Postmark webhook payload of a ``streams.models.MessageEvent``."""
     kind = event.type
-    if kind in ("Bounce", "SpamComplaint"):
+    if kind in BOUNCE_EVENTS:
         return bounce_webhook_json(event.bounce, include_content=include_content)
     tag, metadata = _tag_and_metadata(event)
     message_id = str(event.message_id) if event.message_id else ""
