@@ -10,6 +10,8 @@ import dns.name
 import dns.resolver
 from django.conf import settings
 
+import core.dns
+
 
 class DnsFailure(Exception):
     """The destination could not be looked up (temporary by Postmark's definition: DnsError)."""
@@ -111,22 +113,6 @@ def destination_of(email: str) -> str:
     return ascii_domain(email.rsplit("@", 1)[-1])
 
 
-def _resolver() -> dns.resolver.Resolver:
-    resolver = dns.resolver.Resolver(configure=not settings.OUTBOUND_DNS_SERVERS)
-    if settings.OUTBOUND_DNS_SERVERS:
-        nameservers, port = [], 53
-        for server in settings.OUTBOUND_DNS_SERVERS:
-            host, _, maybe_port = (
-                server.rpartition(":") if server.count(":") == 1 else (server, "", "")
-            )
-            nameservers.append(host)
-            port = int(maybe_port) if maybe_port else port
-        resolver.nameservers = nameservers
-        resolver.port = port
-    resolver.lifetime = 10
-    return resolver
-
-
 def _not_found(domain: str) -> PermanentDnsFailure:
     return PermanentDnsFailure(
         f"Host or domain name not found: {domain} does not exist (NXDOMAIN)", "5.1.2"
@@ -138,7 +124,7 @@ def mx_hosts(domain: str) -> list[Host]:
 
     PermanentDnsFailure when the domain does not exist or publishes a null MX; DnsFailure when
     the look-up failed (a time-out, SERVFAIL), which is worth trying again later."""
-    resolver = _resolver()
+    resolver = core.dns.resolver()
     port = settings.OUTBOUND_MX_PORT
     try:
         answer = resolver.resolve(domain, "MX")
@@ -170,7 +156,7 @@ def address_of(host: str) -> str:
     """An MX host name resolved to an address through the configured resolver."""
     if settings.OUTBOUND_DNS_SERVERS:
         try:
-            return str(_resolver().resolve(host, "A")[0])
+            return str(core.dns.resolver().resolve(host, "A")[0])
         except dns.exception.DNSException as exc:
             raise DnsFailure(f"the mail host {host} does not resolve: {exc}") from None
     return host
