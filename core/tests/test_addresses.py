@@ -145,3 +145,35 @@ def test_a_sender_signature_is_stored_and_matched_in_the_one_form():
     assert signature.email == "info@xn--fa-hia.de"
     assert sender_refusal("INFO@faß.de.") is None
     assert sender_refusal("info@fass.de")[0] == 400
+
+
+@pytest.mark.django_db
+def test_suppressions_stored_in_another_form_are_rewritten(server):
+    import importlib
+
+    from django.apps import apps
+
+    from streams.models import Suppression
+    from streams.suppressions import inactive_among
+
+    migration = importlib.import_module("streams.migrations.0003_suppression_ascii_domains")
+    stream = server.streams.get(stream_id="outbound")
+    for email, reason in [
+        ("a@bücher.example", "HardBounce"),
+        ("b@bücher.example", "SpamComplaint"),
+        ("b@xn--bcher-kva.example", "HardBounce"),
+        ("c@shop.test.", "ManualSuppression"),
+        ("d@shop.test", "HardBounce"),
+    ]:
+        Suppression.objects.create(stream=stream, email=email, reason=reason, origin="Recipient")
+    migration.normalise_domains(apps, None)
+    assert dict(Suppression.objects.values_list("email", "reason")) == {
+        "a@xn--bcher-kva.example": "HardBounce",
+        "b@xn--bcher-kva.example": "SpamComplaint",
+        "c@shop.test": "ManualSuppression",
+        "d@shop.test": "HardBounce",
+    }
+    assert inactive_among(stream, ["A@Bücher.example", "C@SHOP.test."]) == {
+        "a@xn--bcher-kva.example",
+        "c@shop.test",
+    }
