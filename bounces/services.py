@@ -1,6 +1,7 @@
 """Recording bounces: the one place every kind of bounce is created."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bounces.models import Bounce, Dump
@@ -81,9 +82,9 @@ def reactivate_address(server, stream_id: str, email: str) -> None:
     if stream is not None:
         reactivate(stream, email)
     Bounce.objects.filter(
+        Q(email__iexact=email.strip()) | Q(email__iexact=normalise(email)),  # stored as written
         server=server,
         message_stream=stream_id,
-        email__iexact=normalise(email),
         inactive=True,
         can_activate=True,
     ).update(inactive=False)

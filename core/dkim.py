@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from core.addresses import ascii_domain
 from core.dkim_keys import ED25519, RSA
 
 ALGORITHMS = {RSA: "rsa-sha256", ED25519: "ed25519-sha256"}
@@ -58,11 +59,6 @@ def algorithm_of(key) -> str:
 # --- signing --------------------------------------------------------------------------------------
 
 
-def _ascii_domain(domain: str) -> str:
-    domain = domain.strip().rstrip(".").lower()
-    return domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-
-
 @dataclass(frozen=True)
 class Signer:
     """Who signs: ``d=`` domain, ``s=`` selector and a loaded private key (RSA or Ed25519, which
@@ -74,7 +70,7 @@ class Signer:
     algorithm: str = field(init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "domain", _ascii_domain(self.domain))
+        object.__setattr__(self, "domain", ascii_domain(self.domain))
         object.__setattr__(self, "algorithm", algorithm_of(self.key))
 
     def signature(self, digest: bytes) -> bytes:

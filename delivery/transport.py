@@ -3,12 +3,13 @@ how a recipient's address is written in the envelope (RFC 6531)."""
 
 import dataclasses
 import urllib.parse
-from functools import lru_cache
 
 import dns.exception
-import dns.name
 import dns.resolver
 from django.conf import settings
+
+import core.dns
+from core.addresses import InvalidDomain, ascii_domain
 
 
 class DnsFailure(Exception):
@@ -63,17 +64,14 @@ def relay_from_url(url: str) -> Host:
     )
 
 
-@lru_cache(maxsize=4096)
-def ascii_domain(domain: str) -> str:
-    """A domain as DNS and a plain-ASCII envelope carry it: IDN labels become A-labels
-    (``bücher.example`` → ``xn--bcher-kva.example``). UnsendableAddress when it cannot."""
+def _ascii_domain(domain: str) -> str:
+    """The domain as DNS and a plain-ASCII envelope carry it (``core.addresses``): IDN labels
+    become A-labels (``bücher.example`` → ``xn--bcher-kva.example``). UnsendableAddress when it
+    cannot."""
     try:
-        if domain.isascii():
-            dns.name.from_text(domain)  # labels of at most 63 octets, no empty label…
-            return domain.lower()
-        return dns.name.from_unicode(domain).to_text(omit_final_dot=True).lower()
-    except (dns.exception.DNSException, UnicodeError) as exc:
-        raise UnsendableAddress(f"{domain!r} is not a valid domain name: {exc}") from None
+        return ascii_domain(domain)
+    except InvalidDomain as exc:
+        raise UnsendableAddress(str(exc)) from None
 
 
 _FORBIDDEN = frozenset(chr(c) for c in range(33)) | {"\x7f", "<", ">"}
@@ -96,7 +94,7 @@ def envelope_address(email: str) -> tuple[str, bool]:
         email.encode("utf-8")
     except UnicodeError:
         raise UnsendableAddress(f"{email!r} is not valid Unicode text") from None
-    ascii_host = ascii_domain(domain)  # checks the domain, whichever way it is written
+    ascii_host = _ascii_domain(domain)  # checks the domain, whichever way it is written
     if email.isascii():
         return email, False
     if local.isascii():
@@ -108,23 +106,7 @@ def destination_of(email: str) -> str:
     """What recipients are grouped by: the relay, or the domain whose MX hosts take them."""
     if settings.OUTBOUND_SMTP_RELAY or not settings.OUTBOUND_DIRECT_MX:
         return "relay"
-    return ascii_domain(email.rsplit("@", 1)[-1])
-
-
-def _resolver() -> dns.resolver.Resolver:
-    resolver = dns.resolver.Resolver(configure=not settings.OUTBOUND_DNS_SERVERS)
-    if settings.OUTBOUND_DNS_SERVERS:
-        nameservers, port = [], 53
-        for server in settings.OUTBOUND_DNS_SERVERS:
-            host, _, maybe_port = (
-                server.rpartition(":") if server.count(":") == 1 else (server, "", "")
-            )
-            nameservers.append(host)
-            port = int(maybe_port) if maybe_port else port
-        resolver.nameservers = nameservers
-        resolver.port = port
-    resolver.lifetime = 10
-    return resolver
+    return _ascii_domain(email.rsplit("@", 1)[-1])
 
 
 def _not_found(domain: str) -> PermanentDnsFailure:
@@ -138,7 +120,7 @@ def mx_hosts(domain: str) -> list[Host]:
 
     PermanentDnsFailure when the domain does not exist or publishes a null MX; DnsFailure when
     the look-up failed (a time-out, SERVFAIL), which is worth trying again later."""
-    resolver = _resolver()
+    resolver = core.dns.resolver()
     port = settings.OUTBOUND_MX_PORT
     try:
         answer = resolver.resolve(domain, "MX")
@@ -170,7 +152,7 @@ def address_of(host: str) -> str:
     """An MX host name resolved to an address through the configured resolver."""
     if settings.OUTBOUND_DNS_SERVERS:
         try:
-            return str(_resolver().resolve(host, "A")[0])
+            return str(core.dns.resolver().resolve(host, "A")[0])
         except dns.exception.DNSException as exc:
             raise DnsFailure(f"the mail host {host} does not resolve: {exc}") from None
     return host

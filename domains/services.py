@@ -8,8 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import dkim_keys as keys
+from core.addresses import InvalidDomain, ascii_domain, normalise_address
 from domains import signals
-from domains.identity import ascii_domain
 from domains.models import DkimKey, Domain, SenderSignature, return_path_default
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -27,8 +27,12 @@ class IdentityError(ValueError):
 
 
 def valid_domain_name(name: str) -> str:
-    """``name`` as stored (lower case, IDNA), or IdentityError."""
-    domain = ascii_domain(name or "")
+    """``name`` as stored (``core.addresses.ascii_domain``: lower case, IDNA 2008), or
+    IdentityError."""
+    try:
+        domain = ascii_domain(name or "")
+    except InvalidDomain:
+        raise IdentityError(f"'{name}' is not a valid domain name.") from None
     labels = domain.split(".")
     if (
         len(domain) > 253
@@ -80,7 +84,7 @@ def valid_address(address: str, field: str = "FromEmail") -> str:
     ):
         raise IdentityError(f"Invalid '{field}' address: '{address}'.")
     valid_domain_name(domain)
-    return f"{local}@{ascii_domain(domain)}".lower()
+    return normalise_address(address).lower()
 
 
 @transaction.atomic

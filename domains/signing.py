@@ -28,7 +28,7 @@ from django.db.models.signals import post_delete, post_save
 
 from core import dkim
 from core import dkim_keys as keys
-from domains.identity import ascii_domain, domain_of
+from core.addresses import InvalidDomain, ascii_domain, domain_of
 from domains.models import DkimKey, Domain
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,9 @@ def ensure_service_key(name: str | None = None) -> list[DkimKey]:
 def is_bounce_domain(domain: str) -> bool:
     """Whether the bounce MX takes VERP addresses under ``domain``: BOUNCE_DOMAIN, or a
     verified custom Return-Path domain."""
-    domain = ascii_domain(domain or "")
-    if not domain:
+    try:
+        domain = ascii_domain(domain or "")
+    except InvalidDomain:
         return False
     if domain == ascii_domain(settings.BOUNCE_DOMAIN):
         return True

@@ -1,8 +1,9 @@
 """DNS verification of a domain's records: DKIM, the custom Return-Path and (informational) SPF.
 
-Each check looks the record up (dnspython, through ``OUTBOUND_DNS_SERVERS`` when set, else the
-system's resolver), records what it found on the domain (the ``*_verified`` flag, ``*_checked_at``
-and ``dns_problem``) and returns a readable ``RecordCheck``: what was expected, what was found.
+Each check looks the record up (``core.dns``, without a cache: through ``OUTBOUND_DNS_SERVERS``
+when set, else the system's resolver), records what it found on the domain (the ``*_verified``
+flag, ``*_checked_at`` and ``dns_problem``) and returns a readable ``RecordCheck``: what was
+expected, what was found.
 
 Answers are of two kinds. A *definite* one (the name does not exist, it has no such record, the
 record differs) changes the state: a record that vanished un-verifies the domain. A *temporary*
@@ -18,12 +19,12 @@ import re
 from dataclasses import dataclass, field
 
 import dns.exception
-import dns.name
 import dns.resolver
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+import core.dns
 from core import dkim_keys as keys
 from domains.models import DkimKey, Domain
 from domains.services import rotate_dkim  # noqa: F401 - a rotation's first step; verification ends it
@@ -83,30 +84,13 @@ class RecordCheck:
 # --- Looking records up -------------------------------------------------------------------------
 
 
-def resolver() -> dns.resolver.Resolver:
-    """A resolver without a cache (a record just published must be seen), through the name
-    servers of ``OUTBOUND_DNS_SERVERS`` (``host`` or ``host:port``) when set."""
-    servers = settings.OUTBOUND_DNS_SERVERS
-    found = dns.resolver.Resolver(configure=not servers)
-    if servers:
-        nameservers, port = [], 53
-        for server in servers:
-            host, _, maybe_port = (
-                server.rpartition(":") if server.count(":") == 1 else (server, "", "")
-            )
-            nameservers.append(host)
-            port = int(maybe_port) if maybe_port else port
-        found.nameservers = nameservers
-        found.port = port
-    found.lifetime = settings.DNS_VERIFY_TIMEOUT
-    return found
-
-
 def lookup(name: str, rtype: str) -> Lookup:
     """The values of the ``rtype`` records at ``name``: TXT records with their strings joined,
-    CNAME targets in lower case without the final dot."""
+    CNAME targets in lower case without the final dot. The resolver keeps no cache: a record
+    just published must be seen."""
+    resolver = core.dns.resolver(cached=False, lifetime=settings.DNS_VERIFY_TIMEOUT)
     try:
-        answer = resolver().resolve(name, rtype, search=False)
+        answer = resolver.resolve(name, rtype, search=False)
     except dns.resolver.NXDOMAIN:
         return Lookup(error=f"{name} does not exist (NXDOMAIN)")
     except dns.resolver.NoAnswer:

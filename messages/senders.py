@@ -15,12 +15,8 @@ from django.utils import timezone
 from bounces.models import Bounce
 from bounces.types import SMTP_API_ERROR
 from core import mime
-from domains.identity import (
-    NOT_A_SENDER_SIGNATURE,
-    SIGNATURE_NOT_CONFIRMED_MESSAGE,
-    domain_of,
-    sender_refusal,
-)
+from core.addresses import domain_of
+from domains.identity import NOT_A_SENDER_SIGNATURE, SIGNATURE_NOT_CONFIRMED_MESSAGE, sender_refusal
 from domains.models import Domain
 from messages.models import OutboundMessage
 from streams.models import MessageStream

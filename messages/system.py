@@ -10,6 +10,7 @@ lists and no other server may use it.
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from core.addresses import address_key
 from servers.models import DeliveryType, Server
 from streams.models import MessageStream
 from streams.services import create_server
@@ -32,7 +33,6 @@ def system_stream() -> MessageStream:
 
 def is_system_sender(server: Server, address: str) -> bool:
     """Whether this is the System server sending as SYSTEM_FROM."""
-    return (
-        server.name == settings.SYSTEM_SERVER_NAME
-        and address.strip().lower() == settings.SYSTEM_FROM.strip().lower()
-    )
+    if server.name != settings.SYSTEM_SERVER_NAME:
+        return False
+    return address_key(address) == address_key(settings.SYSTEM_FROM)

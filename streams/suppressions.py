@@ -2,16 +2,21 @@
 
 from django.db import IntegrityError, transaction
 
+from core.addresses import address_key
 from streams.models import MessageStream, Suppression
 from streams.signals import subscription_changed
 
 
 def normalise(email: str) -> str:
-    return email.strip().lower()
+    """The address as suppressions store and compare it: letter case ignored in the local part
+    too, the domain as ``core.addresses.ascii_domain`` writes it (``X@Bücher.example`` →
+    ``x@xn--bcher-kva.example``); an address without a valid domain only lower-cased."""
+    return address_key(email)
 
 
 def inactive_among(stream: MessageStream, emails) -> set[str]:
-    """The lower-cased addresses among ``emails`` that are inactive for ``stream``."""
+    """The addresses among ``emails`` that are inactive for ``stream``, as ``normalise``
+    writes them."""
     wanted = {normalise(e) for e in emails if e}
     if not wanted:
         return set()

@@ -74,9 +74,12 @@ def checks_table(domain: Domain, checks: list[RecordCheck]) -> str:
 def find_domain(name: str) -> Domain:
     from django.core.management.base import CommandError
 
-    from domains.identity import ascii_domain
+    from core.addresses import InvalidDomain, ascii_domain
 
-    domain = Domain.objects.filter(name=ascii_domain(name)).first()
+    try:
+        domain = Domain.objects.filter(name=ascii_domain(name)).first()
+    except InvalidDomain:
+        domain = None
     if domain is None:
         raise CommandError(f"No domain named {name!r} (create it with createdomain).")
     return domain

@@ -6,7 +6,7 @@ apps below it, never one above. The order is declared once, here; ``INSTALLED_AP
 project's Django apps in the same order (checked below).
 
     core           no models: leases, log context, metrics, embedded broker, health, secrets,
-                   DKIM signing, MIME header editing
+                   DKIM signing, MIME header editing, the DNS resolver, domain and address forms
     servers        Server, API and account tokens, staff access
     streams        MessageStream, SmtpToken, IpCredential, suppressions
     bounces        Bounce and its types, report parsing
