@@ -7,7 +7,7 @@ from aiosmtpd.smtp import SMTP
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from smtpgw.server import GatewaySMTP
+from smtpgw.session import GatewaySMTP
 
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
 atoms = st.text(ATEXT, min_size=1, max_size=12)

@@ -4,7 +4,7 @@ import pytest
 
 from smtpgw.data_reader import is_smuggling
 from smtpgw.limits import ConnectionLimits
-from smtpgw.server import with_enhanced_code
+from smtpgw.replies import with_enhanced_code
 from streams.listeners import Listener
 
 
