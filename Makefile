@@ -1,4 +1,5 @@
-# The two commands: `make run` (everything, on the embedded default) and `make test` (every test).
+# The two commands: `make run` (everything, on the embedded default) and `make test` (every test but
+# the benchmark harness's own checks, which `make bench` runs first).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -7,7 +8,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench fuzz venv clean node-clients
+.PHONY: run test lint bench bench-check fuzz venv clean node-clients
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +35,8 @@ clients/node/node_modules/.installed: clients/node/package.json clients/node/pac
 
 node-clients: clients/node/node_modules/.installed
 
-# The whole suite on SQLite, then again on PostgreSQL when it is reachable (in CI it must be).
+# The whole suite on SQLite, then again on PostgreSQL when it is reachable (in CI it must be);
+# the benchmark harness's checks (bench/tests) run in `make bench` instead.
 test: venv lint node-clients
 	PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
@@ -65,11 +67,16 @@ fuzz-api: venv
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
 	fi
 
-# Every benchmark in turn (gateway, processing, end to end, kill run, bounce API, webhooks, admin,
-# DKIM signing), each in throwaway databases, then one PASS/MISS table; e.g. make bench
-# BENCH_ARGS="--quick" or BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and RabbitMQ on
-# 127.0.0.1.
-bench: venv
+# The benchmark harness's own checks, which `make test` leaves out (pyproject's norecursedirs): each
+# benchmark's --quick run, the load generator, and the tests whose figures are performance goals.
+bench-check: venv
+	PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/bench-check $(PY) -m pytest bench/tests $(PYTEST_ARGS)
+
+# The harness's checks, then every benchmark in turn (gateway, processing, end to end, kill run,
+# bounce API, webhooks, admin, DKIM signing), each in throwaway databases, then one PASS/MISS table;
+# e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and
+# RabbitMQ on 127.0.0.1.
+bench: venv bench-check
 	PATH="$(BIN):$$PATH" $(PY) -m bench $(BENCH_ARGS)
 
 # The generated-input tests (marked fuzz) with many more examples than make test runs; PostgreSQL is

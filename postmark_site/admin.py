@@ -4,13 +4,16 @@ own app cannot know (a message's webhook posts, the message behind a bounce).
 It sits at the top of the dependency order (it may import every app) and is installed through
 ``postmark_site.apps.PostmarkAdminConfig``, so each app's ``admin.py`` registers with it through
 ``django.contrib.admin.site`` as usual. Every model admin registered here is scoped by staff server
-access: a class without ``ServerScopedAdmin`` (e.g. django.contrib.auth's) gets it.
+access: it subclasses ``ServerScopedAdmin`` (servers.scoping) in its own source, and ``register``
+refuses one that does not. django.contrib.auth's module registers Django's own User and Group
+admins when it is imported; ``servers.admin`` replaces them with scoped subclasses, and
+``PostmarkAdminConfig.ready`` refuses to start if any unscoped admin is left.
 """
 
 import contextlib
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -29,6 +32,9 @@ from servers.scoping import ServerScopedAdmin, change_url
 from stats import outbound as outbound_stats
 from stats.timeline import message_timeline
 
+# The module that registers Django's own User and Group admins with the default site on import.
+DJANGO_AUTH = "django.contrib.auth.admin"
+
 
 class PostmarkAdminSite(admin.AdminSite):
     site_header = "Postmark-compatible mail"
@@ -45,10 +51,25 @@ class PostmarkAdminSite(admin.AdminSite):
         }
 
     def register(self, model_or_iterable, admin_class=None, **options):
+        """Registers a model admin that subclasses ServerScopedAdmin; refuses any other (but the
+        ones django.contrib.auth registers on import, which servers.admin replaces)."""
         admin_class = admin_class or admin.ModelAdmin
-        if not issubclass(admin_class, ServerScopedAdmin):
-            admin_class = type(admin_class.__name__, (ServerScopedAdmin, admin_class), {})
+        if not issubclass(admin_class, ServerScopedAdmin) and admin_class.__module__ != DJANGO_AUTH:
+            raise ImproperlyConfigured(
+                f"{admin_class.__module__}.{admin_class.__qualname__} does not subclass "
+                "servers.scoping.ServerScopedAdmin: every model admin of this site is scoped "
+                "by staff server access"
+            )
         super().register(model_or_iterable, admin_class, **options)
+
+    def unscoped_admins(self) -> list[str]:
+        """The registered model admins that are not ServerScopedAdmin subclasses (none, once
+        servers.admin has replaced django.contrib.auth's)."""
+        return sorted(
+            f"{model._meta.label}: {type(model_admin).__qualname__}"
+            for model, model_admin in self._registry.items()
+            if not isinstance(model_admin, ServerScopedAdmin)
+        )
 
     def get_urls(self):
         return [

@@ -1,12 +1,29 @@
-"""Admin of servers' credentials and staff access. The Server admin itself lives in
-``streams.admin``: a server page is mostly its streams and their SMTP settings."""
+"""Admin of servers' credentials and staff access, and Django's users and groups scoped like every
+other model admin. The Server admin itself lives in ``streams.admin``: a server page is mostly its
+streams and their SMTP settings."""
 
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import Group, User
 from django.utils.html import format_html
 
 from core import crypto
 from servers.models import AccountToken, ServerToken, StaffServerAccess
-from servers.scoping import ScopedModelAdmin
+from servers.scoping import ScopedModelAdmin, ServerScopedAdmin
+
+# django.contrib.auth registered its own (unscoped) admins when its module was imported (above).
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class ScopedUserAdmin(ServerScopedAdmin, auth_admin.UserAdmin):
+    """Django's user admin. Users belong to no server: staff limited to some servers see none."""
+
+
+@admin.register(Group)
+class ScopedGroupAdmin(ServerScopedAdmin, auth_admin.GroupAdmin):
+    """Django's group admin. Groups belong to no server: staff limited to some servers see none."""
 
 
 @admin.register(ServerToken)

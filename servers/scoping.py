@@ -3,8 +3,9 @@ and the small helpers of the admin's extra views.
 
 ``ServerScopedAdmin`` limits every list, count, filter, search, form choice and object look-up
 to the servers the user may see (``servers.access``). Models that belong to no server (account
-tokens, users, the access records themselves) are hidden from limited users. The project's admin
-site gives the mixin to every model admin registered with it, so none can be forgotten.
+tokens, users, the access records themselves) are hidden from limited users. Every model admin
+of the project's site subclasses it in its own source; the site (postmark_site.admin) refuses one
+that does not, so none can be forgotten.
 """
 
 from django.contrib import admin

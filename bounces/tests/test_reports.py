@@ -1,7 +1,6 @@
 """bounces.reports: classifying bounces, complaints and auto-replies (pure Python, no database)."""
 
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -173,34 +172,6 @@ def test_message_id_uuid_is_the_last_resort():
 )
 def test_never_raises_on_odd_input(raw):
     assert isinstance(parse_report(raw), Report)
-
-
-def test_huge_message_is_quick():
-    raw = load("postfix_user_unknown.eml").replace(
-        b"Hello John, your invoice is attached.", b"x" * 5_000_000
-    )
-    started = time.perf_counter()
-    report = parse_report(raw)
-    assert time.perf_counter() - started < 1
-    assert (report.type, report.recipient, report.message_id) == (
-        "HardBounce",
-        "john.doe@example.org",
-        ID,
-    )
-
-
-def test_hostile_inputs_are_quick():
-    hostile = [
-        b"Content-Type: text/html\n\n" + b"<script" * 150_000,
-        b"From: " + b"a<b@c>, " * 200_000 + b"\n\nx",
-        b"From: MAILER-DAEMON@x\nSubject: Undelivered\n\n" + b"<a" * 500_000,
-        b"From: MAILER-DAEMON@x\n\n" + b"SMTP error from remote mail server after " * 40_000,
-        b"From: MAILER-DAEMON@x\n\n" + b"550-5.1.1 " * 200_000,
-    ]
-    started = time.perf_counter()
-    for raw in hostile:
-        assert isinstance(parse_report(raw), Report)
-    assert time.perf_counter() - started < 1.5
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:

@@ -8,11 +8,10 @@ import time
 import pytest
 
 from bounces.models import Bounce, Dump
-from conftest import accepted_submission
+from conftest import MESSAGE, accepted_submission, send
 from delivery import tasks as delivery_tasks
 from messages import processing, tasks
 from messages.models import OutboundMessage, Recipient, Submission
-from smtpgw.tests.conftest import MESSAGE, creds, gateway, send  # noqa: F401 - fixtures
 
 NORMAL = 20
 TERMINAL = {Submission.Status.PROCESSED, Submission.Status.FAILED}

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from conftest import start_gateway
 from servers.models import ServerToken
-from smtpgw.tests.conftest import start_gateway
 from streams.models import SmtpToken
 from streams.services import create_server, create_smtp_token, get_stream
 from webhooks.models import Webhook

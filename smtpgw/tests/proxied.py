@@ -8,9 +8,8 @@ import struct
 import sys
 from dataclasses import dataclass
 
-from conftest import Process, free_port, subprocess_env
+from conftest import BOUNCE_DOMAIN, Process, free_port, insecure, subprocess_env
 from smtpgw.proxy import V2_SIGNATURE
-from smtpgw.tests.conftest import BOUNCE_DOMAIN, insecure
 
 
 def v1_header(source: str, source_port: int = 40000, destination: str = "", port: int = 25):

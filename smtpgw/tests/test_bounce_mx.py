@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from bounces.models import Bounce
 from bounces.verp import verp_address
+from conftest import BOUNCE_DOMAIN
 from domains.services import create_domain
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.processing import process_submission
 from servers.models import DeliveryType
-from smtpgw.tests.conftest import BOUNCE_DOMAIN
 from streams.models import Suppression
 from streams.services import get_stream
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smtpgw.tests.conftest import MESSAGE, queued_id, start_gateway
+from conftest import MESSAGE, queued_id, start_gateway
 from smtpgw.tests.test_bounce_mx import sent_message, verp
 from smtpgw.tests.test_storable import Session, plain
 

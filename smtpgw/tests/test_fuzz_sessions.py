@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import MESSAGE
 from messages.models import Submission
 from messages.processing import process_submission
-from smtpgw.tests.conftest import MESSAGE
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db(transaction=True)]
 

@@ -10,10 +10,10 @@ import pytest
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend
 
+from conftest import MESSAGE, insecure, queued_id, send
 from messages.models import Submission
 from servers.models import AccountToken
 from servers.services import set_smtp_access
-from smtpgw.tests.conftest import MESSAGE, insecure, queued_id, send
 from smtpgw.tests.test_sasl import client_digest_response
 from streams.models import IpCredential, SmtpToken
 from streams.services import get_stream

@@ -17,9 +17,18 @@ import uuid
 import pytest
 from django.db import connection
 
-from conftest import Process, free_port, subprocess_env
+from conftest import (
+    MESSAGE,
+    Gateway,
+    Process,
+    free_port,
+    insecure,
+    queued_id,
+    send,
+    start_gateway,
+    subprocess_env,
+)
 from messages.models import Submission
-from smtpgw.tests.conftest import MESSAGE, Gateway, insecure, queued_id, send, start_gateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from conftest import Process, free_port, subprocess_env
-from smtpgw.tests.conftest import MESSAGE, send
+from conftest import MESSAGE, Process, free_port, send, subprocess_env
 from smtpgw.tests.metrics_scrape import get, scrape
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
+from conftest import insecure, send
 from messages.models import Submission
-from smtpgw.tests.conftest import insecure, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

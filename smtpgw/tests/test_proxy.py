@@ -10,10 +10,10 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
+from conftest import MESSAGE, insecure, send
 from messages.models import Submission
 from smtpgw import proxy
 from smtpgw.proxy import ProxiedPeer, ProxyHeaderError, header_length, parse_header
-from smtpgw.tests.conftest import MESSAGE, insecure, send
 from smtpgw.tests.proxied import ProxiedSMTP, start_proxy_gateway, v1_header, v2_header
 from streams.listeners import Listener
 from streams.models import IpCredential

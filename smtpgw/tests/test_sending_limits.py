@@ -6,9 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conftest import accepted_submission
+from conftest import accepted_submission, send, start_gateway
 from messages import limits
-from smtpgw.tests.conftest import send, start_gateway
 from streams.services import create_server
 
 pytestmark = pytest.mark.django_db(transaction=True)

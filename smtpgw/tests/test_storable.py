@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
+from conftest import MESSAGE, send
 from messages.models import Recipient, Submission
 from smtpgw import storable
-from smtpgw.tests.conftest import MESSAGE, send
 
 # --- the rules --------------------------------------------------------------------------------
 

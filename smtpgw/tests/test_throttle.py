@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from conftest import start_gateway
 from smtpgw import throttle
 from smtpgw.models import AuthFailureCount
-from smtpgw.tests.conftest import start_gateway
 from smtpgw.tests.proxied import start_proxy_gateway, v1_header, v2_header
 from smtpgw.throttle import SharedThrottle
 

@@ -3,11 +3,10 @@ real Celery worker and a real SMTP sink: every counter moved by what happened, o
 
 import pytest
 
-from conftest import subprocess_env, wait_for
+from conftest import MESSAGE, send, subprocess_env, wait_for
 from delivery.tests.sinks import SmtpSink
 from messages.models import Recipient, Submission
 from servers.models import DeliveryType
-from smtpgw.tests.conftest import MESSAGE, send
 from smtpgw.tests.metrics_scrape import scrape
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -29,11 +29,19 @@ import pytest
 from django.db import connection
 
 from bounces.verp import verp_address
-from conftest import IN_CI, Process, free_port, require_service, subprocess_env, wait_for
+from conftest import (
+    IN_CI,
+    MESSAGE,
+    Process,
+    free_port,
+    queued_id,
+    require_service,
+    subprocess_env,
+    wait_for,
+)
 from delivery.tests.sinks import SmtpSink
 from messages.models import Recipient, Submission
 from servers.models import DeliveryType
-from smtpgw.tests.conftest import MESSAGE, queued_id
 from smtpgw.tests.metrics_scrape import scrape
 from streams.services import get_stream
 

@@ -10,10 +10,9 @@ import pytest
 import requests
 
 from bounces.models import Bounce
-from conftest import wait_for
+from conftest import queued_id, wait_for
 from messages.models import MessageEvent, OutboundMessage, Recipient
 from servers.models import DeliveryType
-from smtpgw.tests.conftest import queued_id
 from streams.models import Suppression
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,11 +5,10 @@ import pytest
 from django.conf import settings
 
 from bounces.models import Bounce
-from conftest import subprocess_env, wait_for
+from conftest import MESSAGE, send, subprocess_env, wait_for
 from messages.models import OutboundMessage, Submission
 from messages.tasks import requeue_stuck_submissions
 from servers.models import Server
-from smtpgw.tests.conftest import MESSAGE, send
 from streams.services import get_stream
 from streams.suppressions import suppress
 

@@ -11,12 +11,11 @@ import time
 import pytest
 from django.test import Client
 
-from conftest import subprocess_env
+from conftest import send, start_gateway, subprocess_env
 from messages.models import OutboundMessage
 from servers.models import AccountToken
 from servers.services import set_smtp_access
 from smtpgw.credentials import username_label
-from smtpgw.tests.conftest import send, start_gateway
 from smtpgw.tests.test_gateway import digest_md5
 from streams.models import SmtpToken
 from streams.services import create_server, create_smtp_token, get_stream

@@ -6,11 +6,10 @@ import pytest
 from django.test import Client
 
 from bounces.models import Bounce
-from conftest import wait_for
+from conftest import send, wait_for
 from domains.services import confirm_sender, create_sender
 from messages.models import OutboundMessage, Submission
 from servers.models import Server
-from smtpgw.tests.conftest import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

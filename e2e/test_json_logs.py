@@ -7,11 +7,10 @@ import sys
 
 import pytest
 
-from conftest import subprocess_env, wait_for
+from conftest import send, start_gateway, subprocess_env, wait_for
 from delivery.tests.sinks import SmtpSink
 from messages.models import Recipient
 from servers.models import DeliveryType
-from smtpgw.tests.conftest import send, start_gateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

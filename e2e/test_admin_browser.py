@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from browser_tests.conftest import screenshot
-from smtpgw.tests.conftest import insecure, send, start_gateway
+from conftest import insecure, send, start_gateway
+from e2e.conftest import screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -9,11 +9,10 @@ from urllib.parse import urlsplit
 import postmarker.core
 import pytest
 
-from conftest import subprocess_env, wait_for
+from conftest import send, subprocess_env, wait_for
 from delivery.tests.sinks import SmtpSink
 from messages.models import OutboundMessage, Recipient
 from servers.models import DeliveryType, Server
-from smtpgw.tests.conftest import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
