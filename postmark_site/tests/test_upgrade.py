@@ -39,7 +39,7 @@ def project_labels() -> set[str]:
     return {
         config.label
         for config in current_apps.get_app_configs()
-        if Path(config.path).resolve().is_relative_to(ROOT)
+        if (ROOT / config.name.split(".")[0] / "__init__.py").exists()
     }
 
 
