@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from django.conf import settings
 
+from core.addresses import InvalidDomain, ascii_domain
 from webhooks.models import Webhook
 
 
@@ -118,27 +119,32 @@ def parse_url(url: str) -> Target:
             f"The webhook URL '{_shown(url)}' contains a control character (e.g. NUL) or a lone "
             "surrogate."
         )
-    _check_host(host)
+    host = _check_host(host)
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
         path += "?" + parts.query
     return Target(scheme, host, port or (443 if scheme == "https" else 80), path)
 
 
-def _check_host(host: str) -> None:
-    """Refuse a host name that cannot be looked up at all: the resolver encodes it with IDNA,
-    which fails (``UnicodeError``) on an empty label, a label over 63 characters or a character
-    IDNA forbids."""
+def _check_host(host: str) -> str:
+    """The host as it is looked up: an IP literal as it is, a name in its ASCII form
+    (``core.addresses.ascii_domain``, IDNA 2008, the same form mail is routed by). Refuses a name
+    that cannot be looked up at all: an empty label, a label over 63 characters, a character IDNA
+    forbids, or a name over MAX_HOST_LENGTH."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return host
     try:
-        encoded = host.encode("idna")
-    except UnicodeError:
-        encoded = b""
+        encoded = ascii_domain(host)
+    except InvalidDomain:
+        encoded = ""
     if not encoded or len(encoded) > MAX_HOST_LENGTH:
         raise UnsafeUrl(
             f"The webhook URL's host name '{_shown(host)}' is not a valid host name: each part "
             f"between dots must be 1 to 63 characters (international names valid IDNA), and "
             f"the whole name at most {MAX_HOST_LENGTH}."
         )
+    return encoded
 
 
 def resolve(host: str, port: int) -> list[str]:

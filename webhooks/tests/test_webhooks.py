@@ -580,6 +580,14 @@ def test_check_url_allows_private_when_the_operator_says_so(settings):
         guard.check_url("ftp://localhost/x")  # never another scheme
 
 
+def test_an_international_host_is_looked_up_in_the_form_mail_is_routed_by():
+    """IDNA 2008 (core.addresses), as for mail domains: faß.de is xn--fa-hia.de, not fass.de."""
+    assert guard.parse_url("https://Faß.de/hook").host == "xn--fa-hia.de"
+    assert guard.parse_url("https://[2001:db8::1]/hook").host == "2001:db8::1"
+    with pytest.raises(guard.UnsafeUrl, match="not a valid host name"):
+        guard.parse_url("https://a..example/hook")
+
+
 @pytest.mark.django_db
 def test_send_time_guard_refuses_and_connects_to_the_checked_address(
     server, receiver, settings, queued, monkeypatch
