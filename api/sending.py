@@ -27,8 +27,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from api.text import quoted
+from messages.headers import MAX_ADDRESS_LENGTH
 from messages.models import Submission
-from messages.processing import MAX_ADDRESS_LENGTH
 from streams.models import CredentialKind, Endpoint
 
 INVALID_EMAIL = 300

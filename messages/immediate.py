@@ -23,6 +23,7 @@ import psycopg
 from django.db import DataError, IntegrityError, transaction
 
 from messages import processing
+from messages.headers import Problem
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.signals import messages_queued
 from messages.submissions import insert_rows, model_row
@@ -58,7 +59,7 @@ class _Accepted:
     outcome: Outcome
 
 
-def verdict(problems: list[processing.Problem], recipients: list[str]) -> tuple[int, str, list]:
+def verdict(problems: list[Problem], recipients: list[str]) -> tuple[int, str, list]:
     """(ErrorCode, Message, recipients to deliver to) for a message with ``problems``, as the
     HTTP API answers: the first problem of the message as a whole rejects it; per-recipient
     problems reject it when they leave nobody to send to, and otherwise only inactive recipients

@@ -6,8 +6,9 @@ import pytest
 
 from bounces.models import Bounce
 from conftest import accepted_submission
+from messages.headers import parse_headers
 from messages.models import OutboundMessage, Submission
-from messages.processing import delivered_content, parse_headers, process_submission
+from messages.processing import delivered_content, process_submission
 from streams.models import Suppression
 from streams.services import create_stream, get_stream
 from streams.suppressions import suppress
