@@ -33,6 +33,14 @@ class Domain(models.Model):
     # What broke at the last check (a record that vanished or changed); empty when all is well.
     dns_problem = models.TextField("DNS problem", blank=True)
     dns_problem_since = models.DateTimeField("DNS problem since", null=True, blank=True)
+    # A verified record that DNS stops showing keeps its flag for a grace period (see
+    # domains.grace): when its definite failed checks in a row began, and how many there were.
+    dkim_failing_since = models.DateTimeField("DKIM failing since", null=True, blank=True)
+    dkim_failed_checks = models.PositiveIntegerField("DKIM failed checks", default=0)
+    return_path_failing_since = models.DateTimeField(
+        "Return-Path failing since", null=True, blank=True
+    )
+    return_path_failed_checks = models.PositiveIntegerField("Return-Path failed checks", default=0)
     periodic_checks = models.BooleanField(
         "periodic DNS checks",
         default=True,

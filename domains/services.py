@@ -129,10 +129,11 @@ def edit_domain_return_path(domain: Domain, return_path: str | None) -> Domain:
         domain.return_path_domain = host
         domain.return_path_verified = False
         domain.return_path_checked_at = None
+        domain.return_path_failing_since, domain.return_path_failed_checks = None, 0
         domain.save(
             update_fields=[
                 "return_path_domain", "return_path_verified", "return_path_checked_at",
-                "updated_at",
+                "return_path_failing_since", "return_path_failed_checks", "updated_at",
             ]
         )  # fmt: skip
     return domain

@@ -6,7 +6,9 @@ flag, ``*_checked_at`` and ``dns_problem``) and returns a readable ``RecordCheck
 expected, what was found.
 
 Answers are of two kinds. A *definite* one (the name does not exist, it has no such record, the
-record differs) changes the state: a record that vanished un-verifies the domain. A *temporary*
+record differs) changes the state: a record that is seen is verified at once; a verified DKIM or
+Return-Path record that vanished or changed is un-verified only after a grace period of failed
+checks (``domains.grace``), so that one flaky answer does not stop a domain's mail. A *temporary*
 one (timeout, SERVFAIL) proves nothing: the state is kept and only the problem is recorded.
 
 DKIM keys move forward only: a pending key whose TXT record is seen becomes active; when an
@@ -26,17 +28,15 @@ from django.utils import timezone
 
 import core.dns
 from core import dkim_keys as keys
+from domains import grace
+from domains.grace import DKIM, RETURN_PATH, SPF, TEMPORARY
 from domains.models import DkimKey, Domain
 from domains.services import rotate_dkim  # noqa: F401 - a rotation's first step; verification ends it
 
 VERIFIED = "verified"
 MISSING = "missing"  # a definite answer: no such name, or no record of the type
 MISMATCH = "mismatch"  # a definite answer: a record, but not the expected one
-TEMPORARY = "temporary failure"  # timeout, SERVFAIL: nothing is concluded
-
-DKIM = "DKIM"
-RETURN_PATH = "Return-Path"
-SPF = "SPF"
+# TEMPORARY (from domains.grace): timeout, SERVFAIL: nothing is concluded
 
 
 @dataclass
@@ -205,21 +205,11 @@ def check_spf(domain: Domain) -> RecordCheck:
 # --- Recording what was found ---------------------------------------------------------------------
 
 
-def _problems(text: str) -> dict[str, str]:
-    """``dns_problem`` as {record: problem}: one line per record, ``<record>: <problem>``."""
-    found = {}
-    for line in text.splitlines():
-        record, sep, problem = line.partition(": ")
-        if sep:
-            found[record] = problem
-    return found
-
-
-def _note_problem(domain: Domain, record: str, problem: str, was_verified: bool) -> None:
+def _note_problem(domain: Domain, record: str, problem: str, was_verified: bool, now) -> None:
     """Keep ``dns_problem`` current for one record: a problem is noted when a record that was
     verified (or already had a problem) fails, or the look-up failed for a while; it is cleared
     once the record is verified. A record never published is not a problem, just not verified."""
-    problems = _problems(domain.dns_problem)
+    problems = grace.problems(domain.dns_problem)
     if problem and (was_verified or record in problems or problem.startswith(TEMPORARY)):
         problems[record] = problem
     else:
@@ -228,21 +218,22 @@ def _note_problem(domain: Domain, record: str, problem: str, was_verified: bool)
     if not domain.dns_problem:
         domain.dns_problem_since = None
     elif domain.dns_problem_since is None:
-        domain.dns_problem_since = timezone.now()
+        domain.dns_problem_since = now
 
 
 def _locked(domain: Domain) -> Domain:
     return Domain.objects.select_for_update().get(pk=domain.pk)
 
 
-def verify_dkim(domain: Domain) -> list[RecordCheck]:
+def verify_dkim(domain: Domain, now=None) -> list[RecordCheck]:
     """Check the TXT record of every pending and active key; promote the pending keys that are
-    seen (revoking the keys they replace) and set ``dkim_verified``."""
+    seen (revoking the keys they replace) and set ``dkim_verified`` (a verified domain's failed
+    check counts towards its grace period: ``domains.grace``)."""
     candidates = list(
         domain.keys.filter(state__in=[DkimKey.State.PENDING, DkimKey.State.ACTIVE]).order_by("pk")
     )
     checks = [check_dkim_key(key) for key in candidates]  # the look-ups: outside the transaction
-    now = timezone.now()
+    now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(domain)
         current = {k.pk: k for k in locked.keys.select_for_update()}
@@ -265,17 +256,18 @@ def verify_dkim(domain: Domain) -> list[RecordCheck]:
         active = [c for c in checks if c.key.pk in current and current[c.key.pk].state == "active"]
         rsa = [c for c in active if c.key.algorithm == keys.RSA]
         was_verified = locked.dkim_verified
-        if any(c.verified for c in rsa):
-            locked.dkim_verified = True
-        elif not rsa or any(c.definite for c in rsa):
+        if rsa:  # only temporary failures leave the state as it was
+            found, definite = any(c.verified for c in rsa), any(c.definite for c in rsa)
+            grace.after_check(locked, DKIM, found, definite, now)
+        else:  # no active RSA key: nothing signs as the domain
             locked.dkim_verified = False
-        # else: only temporary failures: the state stays as it was.
+            grace.clear(locked, DKIM)
         problem = _worst(active)  # a new domain's unpublished pending key is no problem
-        _note_problem(locked, DKIM, problem, was_verified)
+        _note_problem(locked, DKIM, problem, was_verified, now)
         locked.dkim_checked_at = now
         locked.save(
             update_fields=["dkim_verified", "dkim_checked_at", "dns_problem", "dns_problem_since",
-                           "updated_at"]
+                           "dkim_failing_since", "dkim_failed_checks", "updated_at"]
         )  # fmt: skip
     _refresh(domain, locked)
     return checks
@@ -290,35 +282,41 @@ def _worst(checks: list[RecordCheck]) -> str:
     return f"{prefix}{check.host}: {check.detail}"
 
 
-def _verify_one(domain: Domain, record: str, check: RecordCheck, flag: str, stamp: str) -> None:
+def _verify_one(domain: Domain, record: str, check: RecordCheck, stamp: str, now) -> None:
+    flag = grace.FLAGS[record]
+    now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(domain)
         was_verified = getattr(locked, flag)
-        if check.definite:
+        if record in grace.GATED:
+            grace.after_check(locked, record, check.verified, check.definite, now)
+        elif check.definite:
             setattr(locked, flag, check.verified)
         problem = "" if check.verified else _worst([check])
-        _note_problem(locked, record, problem, was_verified)
-        setattr(locked, stamp, timezone.now())
-        locked.save(update_fields=[flag, stamp, "dns_problem", "dns_problem_since", "updated_at"])
+        _note_problem(locked, record, problem, was_verified, now)
+        setattr(locked, stamp, now)
+        locked.save(update_fields=[flag, stamp, "dns_problem", "dns_problem_since",
+                                   *grace.FIELDS, "updated_at"])  # fmt: skip
     _refresh(domain, locked)
 
 
-def verify_return_path(domain: Domain) -> RecordCheck:
+def verify_return_path(domain: Domain, now=None) -> RecordCheck:
+    """The custom Return-Path's CNAME (a verified one that fails has a grace period)."""
     check = check_return_path(domain)
-    _verify_one(domain, RETURN_PATH, check, "return_path_verified", "return_path_checked_at")
+    _verify_one(domain, RETURN_PATH, check, "return_path_checked_at", now)
     return check
 
 
-def verify_spf(domain: Domain) -> RecordCheck:
-    """Informational (as in Postmark): SPF never decides who may send."""
+def verify_spf(domain: Domain, now=None) -> RecordCheck:
+    """Informational (as in Postmark): SPF never decides who may send, and has no grace."""
     check = check_spf(domain)
-    _verify_one(domain, SPF, check, "spf_verified", "spf_checked_at")
+    _verify_one(domain, SPF, check, "spf_checked_at", now)
     return check
 
 
-def verify_domain(domain: Domain) -> list[RecordCheck]:
+def verify_domain(domain: Domain, now=None) -> list[RecordCheck]:
     """Every check of a domain: DKIM (each key), Return-Path, SPF."""
-    return [*verify_dkim(domain), verify_return_path(domain), verify_spf(domain)]
+    return [*verify_dkim(domain, now), verify_return_path(domain, now), verify_spf(domain, now)]
 
 
 def _refresh(domain: Domain, saved: Domain) -> None:

@@ -356,6 +356,14 @@ DOMAIN_RECHECK_SECONDS = env.float("DOMAIN_RECHECK_SECONDS", default=3600.0)
 DOMAIN_PENDING_RECHECK_SECONDS = env.float("DOMAIN_PENDING_RECHECK_SECONDS", default=6 * 3600.0)
 # Domains checked per run of the periodic task (the rest wait for the next run).
 DOMAIN_RECHECK_BATCH = env.int("DOMAIN_RECHECK_BATCH", default=200)
+# A verified DKIM or Return-Path record that a check finds missing or changed (a definite answer:
+# NXDOMAIN, no such record, another value) is un-verified only once this many checks in a row
+# have failed over at least DNS_UNVERIFY_AFTER_HOURS (24 to 72 is sensible); until then the domain
+# keeps signing and sending, and the System page, the domain's page and /metrics say what fails
+# since when. A check that finds the record ends the failures; a temporary failure (timeout,
+# SERVFAIL) neither counts nor ends them.
+DNS_UNVERIFY_AFTER_FAILURES = env.int("DNS_UNVERIFY_AFTER_FAILURES", default=3)
+DNS_UNVERIFY_AFTER_HOURS = env.float("DNS_UNVERIFY_AFTER_HOURS", default=24.0)
 # The service's own messages (sender signature confirmations) come from this address, through
 # the server SYSTEM_SERVER_NAME (made on first use, Live).
 SYSTEM_FROM = env.str("SYSTEM_FROM", default="") or f"postmaster@{BOUNCE_DOMAIN}"

@@ -176,7 +176,10 @@ def test_a_rotation_keeps_the_old_key_signing_until_the_new_record_is_seen(dns):
     assert domain.dkim_verified and domain.dns_problem == ""
 
 
-def test_the_recheck_notices_a_vanished_record_and_when_it_is_back(dns):
+def test_the_recheck_notices_a_vanished_record_and_when_it_is_back(dns, settings):
+    # Without a grace period (the default's is in test_dns_grace): one failed check un-verifies.
+    settings.DNS_UNVERIFY_AFTER_FAILURES = 1
+    settings.DNS_UNVERIFY_AFTER_HOURS = 0
     domain = create_domain("shop.test")
     publish_all(dns, domain)
     verify_domain(domain)
@@ -266,10 +269,10 @@ def test_one_domain_failing_does_not_stop_the_recheck_of_the_others(dns, monkeyp
     first, second = create_domain("first.test"), create_domain("second.test")
     real = tasks.verify_domain
 
-    def verify(domain):
+    def verify(domain, now=None):
         if domain.pk == first.pk:
             raise RuntimeError("boom")
-        return real(domain)
+        return real(domain, now=now)
 
     monkeypatch.setattr(tasks, "verify_domain", verify)
     assert recheck_domains() == 1
