@@ -13,7 +13,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from domains import services
+from domains import grace, services
 from domains.details import domain_details, records_to_publish
 from domains.models import DkimKey, Domain, SenderSignature
 from domains.verification import verify_domain
@@ -75,7 +75,8 @@ class DomainAdmin(ScopedModelAdmin):
     readonly_fields = (
         "name", "return_path_domain", "dkim_verified", "return_path_verified", "spf_verified",
         "dkim_checked_at", "return_path_checked_at", "spf_checked_at", "dns_problem",
-        "dns_problem_since", "created_at",
+        "dns_problem_since", "dkim_failing_since", "dkim_failed_checks",
+        "return_path_failing_since", "return_path_failed_checks", "created_at",
     )  # fmt: skip
     inlines = [DkimKeyInline]
     actions = ["verify_selected"]
@@ -135,6 +136,8 @@ class DomainAdmin(ScopedModelAdmin):
                 **(extra_context or {}),
                 "records": records_to_publish(domain),
                 "details": domain_details(domain),
+                "failing": grace.failing(domain),
+                "grace_rule": grace.rule(),
                 "can_act": self.has_change_permission(request, domain),
                 "verify_url": change_url(domain) + "verify/",
                 "rotate_url": change_url(domain) + "rotate/",
@@ -154,6 +157,9 @@ class DomainAdmin(ScopedModelAdmin):
         for check in checks:
             level = messages.SUCCESS if check.verified else messages.WARNING
             messages.add_message(request, level, f"{check.record} ({check.host}): {check.detail}")
+        for failing in grace.failing(domain):  # a failed check un-verifies only after the grace
+            if failing.gated and failing.failed_checks:
+                messages.warning(request, failing.sentence)
         return HttpResponseRedirect(change_url(domain))
 
     @method_decorator(require_POST)
@@ -170,12 +176,19 @@ class DomainAdmin(ScopedModelAdmin):
 
     @admin.action(description="Verify the DNS records now", permissions=["change"])
     def verify_selected(self, request, queryset):
-        checked = verified = 0
+        checked = verified = in_grace = 0
         for domain in queryset:
             verify_domain(domain)
             checked += 1
             verified += domain.dkim_verified
-        self.message_user(request, f"{checked} domain(s) checked, {verified} DKIM-verified.")
+            in_grace += any(f.in_grace for f in grace.failing(domain))
+        note = f"{checked} domain(s) checked, {verified} DKIM-verified."
+        if in_grace:
+            note += (
+                f" {in_grace} still verified although a record was not found: un-verified only "
+                "if it keeps failing over the grace period (see each domain's page)."
+            )
+        self.message_user(request, note)
 
 
 class SenderSignatureForm(forms.ModelForm):

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_safe
 
 from core import health
 from core.metrics import WORKER_PREFIXES, exposition
+from domains.metrics import DnsGauges
 from messages.metrics import QueueGauges, all_queue_states
 
 
@@ -32,6 +33,7 @@ def readyz(request):
 @never_cache
 @require_safe
 def metrics(request):
-    """The workers' metrics from this host's metrics directory, and the queue gauges."""
-    body, content_type = exposition(WORKER_PREFIXES, [QueueGauges(all_queue_states)])
+    """The workers' metrics from this host's metrics directory, the queue gauges and the
+    gauges of domains whose DNS records fail."""
+    body, content_type = exposition(WORKER_PREFIXES, [QueueGauges(all_queue_states), DnsGauges()])
     return HttpResponse(body, content_type=content_type)

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
+from domains import grace
+from domains.grace import DKIM
 from domains.models import Domain
 from messages.metrics import WAITING_SUBMISSIONS, all_queue_states
 from messages.models import QueueSample, Recipient, Submission
@@ -190,12 +192,16 @@ def recipients_by_status() -> dict[str, int]:
 
 def broken_domains(limit: int = 50) -> list[Domain]:
     """Domains whose DNS records broke at their last check (``Domain.dns_problem``), the longest
-    broken first: their mail is refused or goes out unaligned until the records are fixed."""
-    return list(
-        Domain.objects.exclude(dns_problem="")
-        .only("id", "name", "dns_problem", "dns_problem_since", "dkim_verified")
-        .order_by("dns_problem_since", "name")[:limit]
-    )
+    broken first: their mail is refused or goes out unaligned until the records are fixed, or,
+    while a verified record's grace period lasts, goes on as before (``domain.failing``: what
+    fails since when, ``domain.dkim_grace``: DKIM still verified although it failed)."""
+    found = list(grace.failing_domains(limit))
+    for domain in found:
+        domain.failing = grace.failing(domain)
+        domain.dkim_grace = next(
+            (f for f in domain.failing if f.in_grace and f.record == DKIM), None
+        )
+    return found
 
 
 def samples_taken(now=None) -> int:

@@ -7,7 +7,10 @@ over UDP from a local server, and the time passed to each check."""
 from datetime import timedelta
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from core import dkim_keys as keys
 from delivery.tests.sinks import DnsServer
@@ -100,6 +103,16 @@ def sending_state(domain: Domain, record: str):
             return refusal[0]
         return [s.domain for s in signing.signers_for(f"news@{domain.name}")]
     return signing.return_path_domain_for(f"news@{domain.name}")
+
+
+def gauges(client: Client) -> dict:
+    body = client.get("/metrics").content.decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name.startswith("postmark_domain")
+    }
 
 
 def test_one_definite_answer_does_not_unverify_a_domain(dns):
@@ -207,3 +220,36 @@ def test_temporary_failures_neither_count_nor_end_the_failures(dns):
     verify_domain(domain, t0 + 41 * HOUR)  # check 3
     domain.refresh_from_db()
     assert not domain.dkim_verified
+
+
+def test_a_check_asked_for_verifies_at_once_and_says_when_it_fails(admin_client, dns):
+    """Verify now is one more check: it verifies a record it sees at once, but a record it does
+    not see is un-verified only once the grace is over, and the page says so."""
+    domain = verified_domain(dns)
+    url = reverse("admin:domains_domain_change", args=[domain.pk])
+    dkim_nxdomain(dns, domain)
+    page = admin_client.post(url + "verify/", follow=True).content.decode()
+    domain.refresh_from_db()
+    assert domain.dkim_verified and domain.dkim_failed_checks == 1
+    assert "DKIM of shop.test: 1 check failed since " in page
+    assert "still verified, mail is signed and sent as before" in page
+    assert "allowed (DKIM verified; its record is failing" in page  # the status line
+    assert 'id="dns-problem"' in page and "does not exist (NXDOMAIN)" in page
+
+    system = admin_client.get(reverse("admin:system")).content.decode()
+    assert "shop.test" in system and "allowed (grace period: DKIM failing" in system
+
+    found = gauges(Client())
+    labels = (("domain", "shop.test"), ("record", "DKIM"), ("verified", "true"))
+    assert found[("postmark_domain_dns_failed_checks", labels)] == 1
+    assert found[
+        ("postmark_domain_dns_failing_since_timestamp_seconds", (("answer", "definite"), *labels))
+    ] == pytest.approx(domain.dkim_failing_since.timestamp())
+    assert found[("postmark_domains_dns_failing", ())] == 1
+
+    publish_all(dns, domain)
+    page = admin_client.post(url + "verify/", follow=True).content.decode()
+    domain.refresh_from_db()
+    assert domain.dkim_verified and domain.dkim_failed_checks == 0 and domain.dns_problem == ""
+    assert "failed since" not in page
+    assert found != gauges(Client()) and ("postmark_domains_dns_failing", ()) in gauges(Client())
