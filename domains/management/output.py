@@ -1,5 +1,6 @@
 """What the domain commands print: the records to publish, and what a check found."""
 
+from domains import grace
 from domains.details import records_to_publish
 from domains.models import Domain
 from domains.services import revoked_key_grace, safe_to_remove
@@ -32,6 +33,7 @@ def records_table(domain: Domain) -> str:
         ]
     if domain.dns_problem:
         lines += [f"Problem since {_when(domain.dns_problem_since)}:", domain.dns_problem, ""]
+    lines += [f.sentence for f in grace.failing(domain) if f.failed_checks]
     return "\n".join(lines)
 
 
@@ -54,6 +56,8 @@ def checks_table(domain: Domain, checks: list[RecordCheck]) -> str:
         f"{'yes' if domain.return_path_verified else 'no'}; SPF verified: "
         f"{'yes' if domain.spf_verified else 'no'} (informational)."
     )
+    # A record this check did not find is un-verified only after the grace period: say so.
+    lines += [f.sentence for f in grace.failing(domain) if f.gated and f.failed_checks]
     for key in domain.keys.filter(state="revoked").order_by("pk"):
         if safe_to_remove(key):
             lines.append(f"Revoked key {key.host}: its TXT record is safe to remove from DNS.")
