@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -52,6 +51,7 @@ from bench.pipeline_scripts import (
     SETUP_FOR_SOURCE,
 )
 from bench.postfix import CountingSink, postfix_baseline, relay_through
+from bounces.verp import VERP_ADDRESS_RE, message_id_in
 
 RSS_CHUNK = 2000  # messages per load of the rss section (fewer when the run is small)
 
@@ -306,11 +306,10 @@ def kill_run(cfg, stack, env, broker, db, work: Path) -> dict:
     seconds = time.monotonic() - started
     acknowledged = set(Path(ids_file).read_text().split()) if os.path.exists(ids_file) else set()
     sent = Counter()
-    verp = re.compile(r"pm_bounces\+([0-9a-f-]{36})(?:\.[0-9a-f]+)?@", re.I)
     for line in sink_log.read_text().splitlines() if sink_log.exists() else []:
-        match = verp.search(line)
+        match = VERP_ADDRESS_RE.search(line)
         if match:
-            sent[match.group(1).lower()] += 1
+            sent[message_id_in(match)] += 1
     once = sum(1 for i in acknowledged if sent.get(i) == 1)
     missing = sum(1 for i in acknowledged if i not in sent)
     duplicated = sum(1 for i in acknowledged if sent.get(i, 0) > 1)

@@ -1,6 +1,6 @@
 """Classify messages that come back to the VERP return path: bounces, complaints, auto-replies.
 
-Mail goes out with the return path ``pm_bounces+<MessageID>@<bounce domain>`` (``bounces.verp``).
+Mail goes out with a return path per message and recipient (``bounces.verp``).
 What comes back is one of: an RFC 3464 delivery status notification (a multipart/report with a
 message/delivery-status part), a non-standard bounce written as plain text (classic Exim, qmail,
 Yahoo…), an RFC 5965 ARF feedback report (spam complaint), an auto-reply (RFC 3834, "Out of
@@ -47,6 +47,7 @@ from bounces.verp import (
     VERP_ADDRESS_RE,
     VERP_IN_TEXT_RE,
     message_id_from_verp,
+    message_id_in,
     uuid_or_blank,
 )
 
@@ -61,6 +62,10 @@ class Report:
 
     type: str  # a Postmark bounce Type name (HardBounce, SpamComplaint, AutoResponder, Unknown…)
     recipient: str = ""  # the failed/complaining recipient, lower-case addr-spec
+    # Whether a field of the report names ``recipient`` (Final-Recipient, Original-Rcpt-To,
+    # X-Failed-Recipients…), rather than it being guessed from the text or from the returned
+    # copy's To (a Cc or Bcc recipient's copy shows others there).
+    recipient_stated: bool = False
     status: str = ""  # enhanced status code, e.g. "5.1.1"
     diagnostic: str = ""  # the remote server's text, one short line
     message_id: str = ""  # the original message's MessageID (a UUID)
@@ -129,16 +134,16 @@ def _feedback(msg: Message, parts: list[Message], original: Message | None) -> d
         for name, value in block.items():
             fields.setdefault(name, value)
     kind = fields.get("feedback-type", "abuse").strip().lower()
-    recipient = (
+    stated = (
         clean_addr(fields.get("original-rcpt-to", ""))
         or clean_addr(fields.get("removal-recipient", ""))
         or first_addr(header_text(original, "X-HmXmrOriginalRecipient"))
-        or first_addr(header_text(original, "To"))
     )
     agent = fields.get("user-agent", "")
     return {
         "type": _FEEDBACK_TYPES.get(kind, SPAM_COMPLAINT),
-        "recipient": recipient,
+        "recipient": stated or first_addr(header_text(original, "To")),
+        "recipient_stated": bool(stated),
         "diagnostic": f"Feedback-Type: {kind}" + (f"; User-Agent: {agent}" if agent else ""),
     }
 
@@ -187,6 +192,7 @@ def _delivery_status(parts: list[Message], notice: str) -> dict | None:
     return {
         "type": kind,
         "recipient": recipient or _notice_recipient(notice),
+        "recipient_stated": bool(recipient),
         "status": status,
         "diagnostic": diagnostic,
         "envelope_id": per_message.get("original-envelope-id", ""),
@@ -276,8 +282,14 @@ def _plain_bounce(msg: Message, notice: str) -> dict:
         kind = HARD_BOUNCE
     if _TEMPORARY_RE.search(notice) and kind not in (DNS_ERROR, VIRUS_NOTIFICATION):
         kind = TRANSIENT
-    recipient = first_addr(header_text(msg, "X-Failed-Recipients")) or _notice_recipient(notice)
-    return {"type": kind, "recipient": recipient, "status": status, "diagnostic": diagnostic}
+    stated = first_addr(header_text(msg, "X-Failed-Recipients"))
+    return {
+        "type": kind,
+        "recipient": stated or _notice_recipient(notice),
+        "recipient_stated": bool(stated),
+        "status": status,
+        "diagnostic": diagnostic,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +379,7 @@ def _verp_in_headers(msg: Message | None, names: tuple[str, ...]) -> str:
         for value in (msg.get_all(name) or []) if msg is not None else []:
             match = VERP_ADDRESS_RE.search(str(value))
             if match:
-                return match.group(1).lower()
+                return message_id_in(match)
     return ""
 
 
@@ -391,7 +403,7 @@ def _find_ids(raw: bytes, msg: Message, original: Message | None, found: dict) -
         lambda: next(
             filter(None, (uuid_or_blank(header_text(original, h)) for h in _ID_HEADERS)), ""
         ),
-        lambda: m.group(1).decode().lower() if (m := VERP_IN_TEXT_RE.search(raw)) else "",
+        lambda: message_id_in(m) if (m := VERP_IN_TEXT_RE.search(raw)) else "",
         lambda: m.group(1).lower() if (m := _MESSAGE_ID_UUID_RE.fullmatch(header)) else "",
     ]
     for candidate in candidates:
@@ -435,6 +447,7 @@ def _parse(raw: bytes, known_message_id: str) -> Report:
     return Report(
         type=found["type"],
         recipient=found.get("recipient", ""),
+        recipient_stated=bool(found.get("recipient_stated")) and bool(found.get("recipient")),
         status=found.get("status", ""),
         diagnostic=found.get("diagnostic", ""),
         message_id=known_message_id or message_id,

@@ -8,8 +8,10 @@ HMAC-SHA256). Both keys are derived from ``settings.SECRETS_KEY``, which lives i
 
 Rotation: ``SECRETS_KEY`` may hold several keys, comma-separated, newest first. New values are
 encrypted and digested under the newest; decryption and look-ups accept every configured key, so
-``manage.py rotatesecrets`` can move each stored secret to the newest key while the service runs,
-and the old key is dropped from the setting once it has finished.
+``manage.py rotatesecrets`` can move each stored secret to the newest key while the service runs.
+Short tags (VERP return paths) cannot be rewritten: they are out in the world, on mail sent and
+retried for up to DELIVERY_GIVE_UP_AFTER and answered by reports for VERP_ACCEPT_DAYS more, so the
+old key stays in the setting for ``tag_lifetime()`` after the rotation, then it is dropped.
 """
 
 import base64
@@ -18,6 +20,7 @@ import hmac
 import secrets
 import string
 import uuid
+from datetime import timedelta
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -79,6 +82,15 @@ def tag_matches(purpose: bytes, value: str, given: str, length: int = 10) -> boo
     given = str(given or "").lower()
     return any(
         hmac.compare_digest(_tag(key, purpose, value, length), given) for key in configured_keys()
+    )
+
+
+def tag_lifetime() -> timedelta:
+    """How long a tag handed out now must still be recognised: the longest a message is retried
+    (DELIVERY_GIVE_UP_AFTER) plus the days its return path takes reports (VERP_ACCEPT_DAYS). A
+    key that stopped being the newest may be dropped from SECRETS_KEY this long afterwards."""
+    return timedelta(seconds=settings.DELIVERY_GIVE_UP_AFTER) + timedelta(
+        days=settings.VERP_ACCEPT_DAYS
     )
 
 

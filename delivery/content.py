@@ -1,23 +1,25 @@
 """Message content as sent: the bytes after DATA for one recipient (tracking applied, line
-endings made CRLF, DKIM signatures in front), and the sender address that signs the message and
-takes its bounces.
+endings made CRLF, DKIM signatures in front), the sender address that signs the message, and each
+recipient's return path (``bounces.verp``: its own per recipient, under the sender's verified
+Return-Path domain or BOUNCE_DOMAIN).
 """
 
 import logging
 import re
 from functools import lru_cache
 
+from bounces.verp import verp_address
 from core.mime import first_address
 from delivery.claims import DATABASE_UNAVAILABLE
-from domains.signing import signature_for
-from messages.models import OutboundMessage
+from domains.signing import return_path_domain_for, signature_for
+from messages.models import OutboundMessage, Recipient
 from tracking.rewrite import apply_tracking
 
 log = logging.getLogger(__name__)
 
 
 def tracked(message: OutboundMessage) -> bool:
-    """Tracked messages differ per recipient, so each recipient gets a transaction of its own."""
+    """Tracked messages differ per recipient: their content is made (and signed) per recipient."""
     return message.track_opens or message.track_links != "None"
 
 
@@ -60,3 +62,28 @@ def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
         log.exception("DKIM signature not added to message %s", message.message_id)
         signature = b""
     return signature + content
+
+
+class Copies:
+    """What each recipient of one message is sent: its return path and its content. Content
+    that is the same for everyone (an untracked message) is made and signed once, for every
+    recipient's transaction; a tracked message's, per recipient."""
+
+    def __init__(self, message: OutboundMessage):
+        self.message = message
+        self._shared: bytes | None = None
+        self._return_path_domain = ""
+
+    def return_path(self, recipient: Recipient) -> str:
+        """The recipient's own return path: whatever comes back to it is about this recipient
+        of this message, and nobody else."""
+        if not self._return_path_domain:
+            self._return_path_domain = return_path_domain_for(sender_address(self.message))
+        return verp_address(str(self.message.message_id), self._return_path_domain, recipient.pk)
+
+    def content(self, recipient: Recipient) -> bytes:
+        if tracked(self.message):
+            return message_bytes(self.message, recipient.email)
+        if self._shared is None:
+            self._shared = message_bytes(self.message, None)
+        return self._shared

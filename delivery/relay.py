@@ -1,12 +1,14 @@
 """Relaying: the delivery task's work, sending each outbound message to its recipients' hosts.
 
 ``deliver_messages`` reads the messages, takes their due recipients (``delivery.claims``), groups
-them by destination (a tracked message gets a transaction per recipient, its content differing
-per recipient) and tries the destination's hosts in turn over pooled connections
-(``delivery.connections``). One SMTP transaction names the sender and the recipients (pipelined
-where the server offers PIPELINING) and sends the content (``delivery.content``) to those
-accepted; every reply becomes a recipient's result (``delivery.outcomes``). The lease is renewed
-before every transaction and before DATA, and no recipient taken over meanwhile is sent a copy.
+them by destination and tries the destination's hosts in turn over pooled connections
+(``delivery.connections``). Each recipient gets an SMTP transaction of its own, with a return path
+of its own (so a report can only ever be about the recipient whose return path it came to), one
+after the other over the same connection: MAIL FROM and RCPT TO pipelined where the server offers
+PIPELINING, then the content (``delivery.content``: made and signed once for a message that is
+the same for everyone). Every reply becomes the recipient's result (``delivery.outcomes``). The
+lease is renewed before every transaction and before DATA, and no recipient taken over meanwhile
+is sent a copy.
 """
 
 import logging
@@ -18,11 +20,10 @@ from django.db import transaction
 
 from bounces.replies import SmtpFailure, Stage
 from bounces.types import BAD_EMAIL_ADDRESS, HARD_BOUNCE
-from bounces.verp import verp_address
 from core.logcontext import about_message
 from delivery.claims import DATABASE_UNAVAILABLE, Claim
 from delivery.connections import Transcript, pool
-from delivery.content import message_bytes, sender_address, tracked
+from delivery.content import Copies
 from delivery.outcomes import (
     apply_reply,
     bounced,
@@ -41,7 +42,6 @@ from delivery.transport import (
     envelope_address,
     hosts_for,
 )
-from domains.signing import return_path_domain_for
 from messages.models import OutboundMessage, Recipient
 from servers.models import DeliveryType
 
@@ -110,10 +110,9 @@ def _deliver_claimed(claim: Claim) -> None:
             bounced(claim, recipient, failure, f"Not sent: {exc}", Transcript())
             continue
         by_destination[destination].append(recipient)
+    copies = Copies(message)
     for destination, recipients in by_destination.items():
-        batches = [[r] for r in recipients] if tracked(message) else [recipients]
-        for batch in batches:
-            _deliver_to(claim, destination, batch)
+        _deliver_to(claim, destination, recipients, copies)
 
 
 def _sandbox(message: OutboundMessage) -> str:
@@ -127,7 +126,10 @@ def _sandbox(message: OutboundMessage) -> str:
     return message.status
 
 
-def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient]) -> None:
+def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient], copies) -> None:
+    """Send to the recipients at one destination: one transaction each, over one connection
+    to the first of its hosts that takes them; those a host could not be reached for (or that
+    closed the connection) go on to the next host, and are deferred after the last."""
     transcript = Transcript()
     try:
         hosts = hosts_for(destination)
@@ -160,7 +162,8 @@ def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient]) -> 
             continue
         reusable = False
         try:
-            reusable = _transaction(claim, connection, host, recipients, transcript)
+            _transactions(claim, connection, host, recipients, transcript, copies)
+            reusable = True
             return
         except (OSError, smtplib.SMTPException) as exc:
             last_error = f"{host.host}:{host.port}: {_describe(exc)}"
@@ -180,69 +183,79 @@ def _describe(exc: Exception) -> str:
     return str(exc) or exc.__class__.__name__
 
 
-# --- the SMTP transaction -------------------------------------------------------------------------
+# --- the SMTP transactions ------------------------------------------------------------------------
 
 
-def _transaction(claim: Claim, connection, host: Host, recipients, transcript) -> bool:
-    """One SMTP transaction for the recipients; returns whether the connection can be reused."""
-    message = claim.message
-    claim.renew()
-    smtputf8_offered = connection.has_extn("smtputf8")
-    envelope: list[tuple[Recipient, str]] = []
-    needs_smtputf8 = False
+class ConnectionClosed(smtplib.SMTPResponseException):
+    """The server answered 421 and closed the connection; the recipients not yet sent to go on
+    to the next host."""
+
+
+def _transactions(claim: Claim, connection, host: Host, recipients, transcript, copies) -> None:
+    """One transaction per recipient, in turn, over ``connection``. A transaction's lines go to
+    its own recipient's dump (with how the connection was made), not to the others'."""
     for recipient in recipients:
         if not claim.holds(recipient):
             continue
-        address, utf8 = envelope_address(recipient.email)
-        if utf8 and not smtputf8_offered:
-            no_smtputf8(claim, recipient, host, transcript)
-            continue
-        needs_smtputf8 = needs_smtputf8 or utf8
-        envelope.append((recipient, address))
-    if not envelope:
-        return True
-    return_path = return_path_domain_for(sender_address(message))
-    sender = verp_address(str(message.message_id), return_path)
+        own = Transcript(transcript)
+        try:
+            _transaction(claim, connection, host, recipient, own, copies)
+        except (OSError, smtplib.SMTPException):
+            transcript[:] = own  # the next host's dumps show what went wrong here
+            raise
+
+
+def _transaction(claim: Claim, connection, host: Host, recipient, transcript, copies) -> None:
+    """One SMTP transaction for one recipient, from its own return path. Raises
+    ``ConnectionClosed`` after a reply that closed the connection (421), recorded first."""
+    claim.renew()
+    if not claim.holds(recipient):
+        return
+    address, utf8 = envelope_address(recipient.email)
+    if utf8 and not connection.has_extn("smtputf8"):
+        no_smtputf8(claim, recipient, host, transcript)
+        return
     options = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
-    if needs_smtputf8:
+    if utf8:
         options.append("SMTPUTF8")
         connection.command_encoding = "utf-8"  # as smtplib's mail() does; rset() resets it
     # Not smtplib's mail() and rcpt(): they re-parse each address as a header would (costlier
     # than any other step but signing), and can change it.
-    commands = [("MAIL", " ".join([f"FROM:<{sender}>", *options]))]
-    commands += [("RCPT", f"TO:<{address}>") for _, address in envelope]
+    commands = [
+        ("MAIL", " ".join([f"FROM:<{copies.return_path(recipient)}>", *options])),
+        ("RCPT", f"TO:<{address}>"),
+    ]
     send = _pipelined if connection.has_extn("pipelining") else _one_by_one
     replies = send(connection, commands, transcript)
     code, text = replies[0]
     if code >= 400:
-        for recipient, _ in envelope:
-            apply_reply(claim, recipient, Stage.MAIL, code, text, transcript)
-        return code != 421
-    accepted = []
-    for (recipient, _), (code, text) in zip(envelope, replies[1:], strict=True):
-        if code in (250, 251):
-            accepted.append(recipient)
-        else:
-            apply_reply(claim, recipient, Stage.RCPT, code, text, transcript)
-    if not accepted:
+        apply_reply(claim, recipient, Stage.MAIL, code, text, transcript)
+        _closed_by(code, text)
+        return
+    code, text = replies[1]
+    if code not in (250, 251):
+        apply_reply(claim, recipient, Stage.RCPT, code, text, transcript)
+        _closed_by(code, text)
         connection.rset()
-        return True
-    sending = claim.still_held(accepted)
-    if len(sending) < len(accepted):
-        # Some were taken over while this transaction went on: never send them a copy.
+        return
+    if not claim.still_held([recipient]):
+        # Taken over while this transaction went on: never send it a copy.
         transcript.client("RSET")
         connection.rset()
-        return _transaction(claim, connection, host, sending, transcript) if sending else True
+        return
     transcript.client("DATA")
-    content = message_bytes(message, accepted[0].email if tracked(message) else None)
     try:
-        code, text = connection.data(content)
+        code, text = connection.data(copies.content(recipient))
     except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
         code, text = exc.smtp_code, exc.smtp_error
     transcript.server(code, text)
-    for recipient in accepted:
-        apply_reply(claim, recipient, Stage.DATA, code, text, transcript)
-    return code != 421
+    apply_reply(claim, recipient, Stage.DATA, code, text, transcript)
+    _closed_by(code, text)
+
+
+def _closed_by(code: int, text) -> None:
+    if code == 421:
+        raise ConnectionClosed(code, text if isinstance(text, bytes) else str(text).encode())
 
 
 def _pipelined(connection: smtplib.SMTP, commands: list[tuple[str, str]], transcript) -> list:

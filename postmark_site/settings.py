@@ -304,7 +304,7 @@ OUTBOUND_TIMEOUT = env.float("OUTBOUND_TIMEOUT", default=60.0)
 OUTBOUND_TLS_VERIFY = env.bool("OUTBOUND_TLS_VERIFY", default=True)
 # Connections kept per destination by each worker process.
 OUTBOUND_CONNECTIONS_PER_DESTINATION = env.int("OUTBOUND_CONNECTIONS_PER_DESTINATION", default=4)
-# The domain of the VERP return path pm_bounces+<MessageID>@BOUNCE_DOMAIN.
+# The domain of the VERP return paths, pm_bounces+<MessageID>.<recipient>.<tag>@BOUNCE_DOMAIN.
 BOUNCE_DOMAIN = env.str("BOUNCE_DOMAIN", default="") or MESSAGE_ID_DOMAIN
 # The domain a sender's SPF record includes (compat §8's informational SPF record).
 SPF_INCLUDE_DOMAIN = env.str("SPF_INCLUDE_DOMAIN", default="") or BOUNCE_DOMAIN
@@ -318,6 +318,12 @@ DKIM_KEY_CACHE_SECONDS = env.float("DKIM_KEY_CACHE_SECONDS", default=30.0)
 DELIVERY_RETRY_BASE = env.float("DELIVERY_RETRY_BASE", default=60.0)
 DELIVERY_RETRY_MAX = env.float("DELIVERY_RETRY_MAX", default=4 * 3600.0)
 DELIVERY_GIVE_UP_AFTER = env.float("DELIVERY_GIVE_UP_AFTER", default=72 * 3600.0)
+# A message's VERP return paths take reports (bounces, complaints, auto-replies) at the bounce MX
+# for this many days after its last delivery attempt (DELIVERY_GIVE_UP_AFTER after it came in);
+# later ones are refused at RCPT. A rotated-out SECRETS_KEY must stay configured (behind the new
+# one) for DELIVERY_GIVE_UP_AFTER + VERP_ACCEPT_DAYS: the tags of return paths it made are
+# checked under it until then (``manage.py rotatesecrets`` prints the date).
+VERP_ACCEPT_DAYS = env.float("VERP_ACCEPT_DAYS", default=30.0)
 # Longest countdown a delivery retry is queued with; a later retry waits in the database and the
 # sweep queues it when due (brokers cancel or redeliver tasks held longer than their timeouts:
 # RabbitMQ's consumer timeout is 30 minutes, Redis's visibility timeout 1 hour).

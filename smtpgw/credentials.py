@@ -197,7 +197,7 @@ def identity_for_verp(address: str) -> Identity | None:
         server_name=found.server_name,
         stream_pk=found.stream_pk,
         stream_id=found.stream_id,
-        credential=found.message_id,
+        credential=found.reference,  # the message, and the recipient whose return path it is
     )
 
 

@@ -128,7 +128,7 @@ def test_envelope_message_id_wins():
     assert parse_report(raw).message_id == ID
     assert parse_report(raw, verp_message_id=OTHER_ID).message_id == OTHER_ID
     assert parse_report(raw, OTHER_ID.upper()).message_id == OTHER_ID
-    verp = verp_address(OTHER_ID, "bounces.mailer.example")
+    verp = verp_address(OTHER_ID, "bounces.mailer.example", 1)
     assert parse_report(raw, verp_message_id=verp).message_id == OTHER_ID
     assert parse_report(raw, verp_message_id="not-a-uuid").message_id == ID
     assert parse_report(b"", verp_message_id=OTHER_ID) == Report("Unknown", message_id=OTHER_ID)
@@ -204,3 +204,31 @@ def test_random_mutations_never_raise():
         assert isinstance(report, Report)
         assert report.type in BOUNCE_TYPES
         assert "\n" not in report.diagnostic
+
+
+# Whether a field of the report names the recipient (else it is a guess: from the notice text,
+# a reply's From, or the returned copy's To, which a Cc or Bcc recipient's copy shows others in).
+STATED = {
+    "postfix_user_unknown.eml",  # Final-Recipient
+    "exim_dsn_user_unknown.eml",
+    "exim_classic.eml",  # X-Failed-Recipients
+    "arf_yahoo_abuse.eml",  # Original-Rcpt-To
+    "arf_headers_only_removal_recipient.eml",  # Removal-Recipient
+}
+GUESSED = {
+    "qmail_does_not_like_recipient.eml",  # the notice text
+    "autoreply_sieve_vacation.eml",  # the reply's From
+    "challenge_boxbe.eml",
+    "unknown_human_reply.eml",  # nobody
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATED | GUESSED))
+def test_whether_the_report_states_its_recipient(name):
+    assert parse_report(load(name)).recipient_stated == (name in STATED)
+
+
+def test_a_complaint_without_original_rcpt_to_guesses_from_the_copys_to():
+    raw = load("arf_yahoo_abuse.eml").replace(b"Original-Rcpt-To:", b"X-Not-Rcpt-To:")
+    report = parse_report(raw)
+    assert (report.recipient, report.recipient_stated) == ("judy.smith@yahoo.com", False)

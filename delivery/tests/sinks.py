@@ -4,7 +4,8 @@ Recipients' local parts choose the answer at RCPT: ``ok…`` 250, ``later…`` 4
 address has been deferred ``later_times`` times), ``gone…`` 550 5.1.1, ``full…`` 552 5.2.2,
 ``blocked…`` 550 5.7.1, ``moved…`` 550 (no enhanced code, ambiguous text), ``down…`` 421. At
 the end of DATA, a transaction with a ``spam…`` recipient gets 554 5.7.1, one with a ``huge…``
-recipient 552 5.3.4 and one with a ``slowly…`` recipient 451 4.3.0.
+recipient 552 5.3.4 and one with a ``slowly…`` recipient 451 4.3.0; the same content is refused
+so again in later transactions, whoever it is for (as a content filter would).
 
 Whole-session answers are set on the sink: ``mail_reply`` answers MAIL FROM, ``data_reply``
 answers the DATA command itself (before 354); ``smtputf8`` says whether EHLO offers SMTPUTF8
@@ -33,6 +34,7 @@ class Received:
     rcpt_tos: list[str]
     content: bytes
     smtp_utf8: bool = False
+    peer: tuple = ()  # the client's (address, port): one value per connection
 
 
 @dataclass
@@ -44,6 +46,7 @@ class SinkHandler:
     pipelining: bool = True
     messages: list[Received] = field(default_factory=list)
     deferrals: Counter = field(default_factory=Counter)
+    refused_content: dict = field(default_factory=dict)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -80,18 +83,22 @@ class SinkHandler:
 
     async def handle_DATA(self, server, session, envelope):
         locals_ = [address.split("@")[0].lower() for address in envelope.rcpt_tos]
-        if any(local.startswith("spam") for local in locals_):
-            return "554 5.7.1 Message rejected: content looks like spam"
-        if any(local.startswith("huge") for local in locals_):
-            return "552 5.3.4 Message too big for system"
-        if any(local.startswith("slowly") for local in locals_):
-            return "451 4.3.0 Temporary local problem, try again later"
+        for prefix, reply in (
+            ("spam", "554 5.7.1 Message rejected: content looks like spam"),
+            ("huge", "552 5.3.4 Message too big for system"),
+            ("slowly", "451 4.3.0 Temporary local problem, try again later"),
+        ):
+            if any(local.startswith(prefix) for local in locals_):
+                self.refused_content[envelope.content] = reply
+        if envelope.content in self.refused_content:
+            return self.refused_content[envelope.content]
         self.messages.append(
             Received(
                 envelope.mail_from,
                 list(envelope.rcpt_tos),
                 envelope.content,
                 bool(getattr(envelope, "smtp_utf8", False)),
+                tuple(session.peer or ()),
             )
         )
         return f"250 2.0.0 Ok: queued as SINK{len(self.messages)}"

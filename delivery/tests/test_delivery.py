@@ -90,18 +90,29 @@ def test_delivered(live, sink, settings):
     settings.BOUNCE_DOMAIN = "bounces.example.org"
     message = outbound(live, ["ok1@example.net", "ok2@example.net"])
     assert deliver_message(message.pk) == "sent"
-    [received] = sink.messages  # both recipients in one transaction
-    assert received.rcpt_tos == ["ok1@example.net", "ok2@example.net"]
-    assert received.mail_from == verp_address(message.message_id, "bounces.example.org")
+    # A transaction per recipient, each from the recipient's own return path, one connection.
+    first, second = sink.messages
+    assert (first.rcpt_tos, second.rcpt_tos) == (["ok1@example.net"], ["ok2@example.net"])
+    assert first.peer == second.peer
+    rows = dict(message.deliveries.values_list("email", "pk"))
+    for received in (first, second):
+        [email] = received.rcpt_tos
+        assert received.mail_from == verp_address(
+            message.message_id, "bounces.example.org", rows[email]
+        )
+    assert first.content == second.content
+    received = first
     assert b"X-PM-" not in received.content and b"Bcc:" not in received.content
     assert b"client-id@example.com" not in received.content  # Message-ID rewritten
     events = MessageEvent.objects.filter(outbound=message, type="Delivery")
     assert sorted(e.recipient for e in events) == ["ok1@example.net", "ok2@example.net"]
-    assert events[0].details.startswith("250 2.0.0 Ok: queued as SINK1")
+    details = {e.recipient: e.details for e in events}
+    assert details["ok1@example.net"].startswith("250 2.0.0 Ok: queued as SINK1")
+    assert details["ok2@example.net"].startswith("250 2.0.0 Ok: queued as SINK2")
     assert not Bounce.objects.exists()
     # Running again sends nothing twice.
     assert deliver_message(message.pk) == "sent"
-    assert len(sink.messages) == 1
+    assert len(sink.messages) == 2
 
 
 @pytest.mark.django_db
@@ -132,7 +143,8 @@ def test_every_recipient_gets_its_own_answer_with_or_without_pipelining(
 ):
     """Where the next hop offers PIPELINING (RFC 2920) MAIL FROM and every RCPT TO go in one
     write and their replies are read in order; otherwise a command at a time. Either way each
-    recipient's own reply decides its fate, and one transaction carries those accepted."""
+    recipient's own reply decides its fate, and each recipient accepted gets a transaction of
+    its own (with its own return path) over the one connection."""
     writes = []
     send = smtplib.SMTP.send
 
@@ -146,16 +158,20 @@ def test_every_recipient_gets_its_own_answer_with_or_without_pipelining(
         relay_to(settings, sink)
         message = outbound(live, rcpts)
         assert deliver_message(message.pk) == "queued"
-    [received] = sink.messages
-    assert received.rcpt_tos == ["ok1@example.net", "ok2@example.net"]
+    assert [received.rcpt_tos for received in sink.messages] == [
+        ["ok1@example.net"],
+        ["ok2@example.net"],
+    ]
+    assert len({received.peer for received in sink.messages}) == 1
     assert statuses(message) == {
         "ok1@example.net": "delivered",
         "gone@example.net": "bounced",
         "later@example.net": "deferred",
         "ok2@example.net": "delivered",
     }
-    [envelope] = [w for w in writes if w.startswith("MAIL FROM:")]
-    assert envelope.count("RCPT TO:") == (4 if pipelining else 0)
+    envelopes = [w for w in writes if w.startswith("MAIL FROM:")]
+    assert len(envelopes) == 4  # one per recipient
+    assert [e.count("RCPT TO:") for e in envelopes] == [1 if pipelining else 0] * 4
     bounce = Bounce.objects.get(email="gone@example.net")
     assert "C: RCPT TO:<gone@example.net>" in bounce.content and "S: 550 5.1.1" in bounce.content
 
@@ -350,6 +366,25 @@ def test_a_temporary_refusal_of_the_sender_is_a_deferral(live, settings, reply):
     assert bounces() == [("ok@example.net", "Transient", False, False)]
 
 
+@pytest.mark.parametrize("refused_at", ["mail", "rcpt"])
+@pytest.mark.django_db
+def test_a_server_closing_with_421_defers_every_recipient_left(live, settings, refused_at):
+    """Each recipient has a transaction of its own: a 421 (the server closes the connection)
+    answers the one it came in, and those not yet sent to are deferred with it, not bounced,
+    and never sent over the closed connection."""
+    down = "421 4.3.2 Service shutting down"
+    with SmtpSink(mail_reply=down if refused_at == "mail" else None) as sink:
+        relay_to(settings, sink)
+        first = "down@example.net" if refused_at == "rcpt" else "ok0@example.net"
+        message = outbound(live, [first, "ok1@example.net", "ok2@example.net"])
+        assert deliver_message(message.pk) == "queued"
+    assert sink.messages == []
+    assert set(statuses(message).values()) == {"deferred"}
+    replies = dict(message.deliveries.values_list("email", "last_reply"))
+    assert all("421 4.3.2 Service shutting down" in reply for reply in replies.values()), replies
+    assert {kind for _, kind, *_ in bounces()} == {"Transient"}
+
+
 @pytest.mark.parametrize(
     ("rcpt", "bounce_type", "details"),
     [
@@ -361,8 +396,9 @@ def test_a_temporary_refusal_of_the_sender_is_a_deferral(live, settings, reply):
 def test_a_refused_message_body_bounces_without_deactivating(
     live, sink, rcpt, bounce_type, details
 ):
-    """A 5xx at the end of DATA is about the message: every recipient of the transaction
-    bounces, none is deactivated, and it is not retried for 72 hours."""
+    """A 5xx at the end of DATA is about the message: every recipient it is refused for
+    bounces (the sink refuses the same content again, as a content filter does), none is
+    deactivated, and it is not retried for 72 hours."""
     message = outbound(live, [rcpt, "ok@example.net"])
     assert deliver_message(message.pk) == "bounced"
     assert bounces() == sorted(
@@ -444,9 +480,9 @@ def test_a_non_ascii_address_goes_with_smtputf8_where_offered(live, settings):
         relay_to(settings, sink)
         message = queued_message(live, ["jörg@example.net", "ok@example.net"])
         assert deliver_message(message.pk) == "sent"
-    [received] = sink.messages
-    assert received.rcpt_tos == ["jörg@example.net", "ok@example.net"]
-    assert received.smtp_utf8  # MAIL FROM carried SMTPUTF8
+    utf8, ascii_only = sink.messages
+    assert (utf8.rcpt_tos, ascii_only.rcpt_tos) == (["jörg@example.net"], ["ok@example.net"])
+    assert utf8.smtp_utf8 and not ascii_only.smtp_utf8  # MAIL FROM carried SMTPUTF8 if needed
     assert not Bounce.objects.exists()
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from bounces.models import Bounce
 from core import leases
-from delivery import relay as delivery
+from delivery import content as delivery
 from delivery import tasks
 from delivery.claims import Claim
 from delivery.relay import deliver_message

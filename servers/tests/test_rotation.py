@@ -2,6 +2,8 @@
 ``manage.py rotatesecrets`` while credentials keep working, then the old key dropped."""
 
 import io
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -72,3 +74,26 @@ def test_the_gateway_keeps_authenticating_through_a_rotation(settings, tmp_path)
     connection.close()
     settings.SECRETS_KEY = NEW
     logins(NEW)
+
+
+@pytest.mark.django_db
+def test_rotatesecrets_says_until_when_the_old_key_must_stay(settings):
+    """The VERP return paths of mail sent before the rotation carry tags made under the old key
+    and take reports for DELIVERY_GIVE_UP_AFTER + VERP_ACCEPT_DAYS: the old key may go only
+    then, and the command says when."""
+    settings.SECRETS_KEY = f"{NEW},{OLD}"
+    settings.DELIVERY_GIVE_UP_AFTER = 72 * 3600.0
+    settings.VERP_ACCEPT_DAYS = 30
+    before = datetime.now(UTC).replace(second=0, microsecond=0)
+    out = io.StringIO()
+    call_command("rotatesecrets", stdout=out)
+    after = datetime.now(UTC)
+    match = re.search(r"Keep the older key\(s\) in SECRETS_KEY until (\S+ \S+) UTC", out.getvalue())
+    assert match, out.getvalue()
+    until = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+    assert before + timedelta(days=33) <= until <= after + timedelta(days=33)
+
+    settings.SECRETS_KEY = NEW  # one key: nothing to keep
+    out = io.StringIO()
+    call_command("rotatesecrets", stdout=out)
+    assert "Keep the older key" not in out.getvalue()

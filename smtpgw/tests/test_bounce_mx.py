@@ -12,6 +12,7 @@ from django.utils import timezone
 from bounces.models import Bounce
 from bounces.verp import verp_address
 from conftest import BOUNCE_DOMAIN
+from core import crypto
 from domains.services import create_domain
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.processing import process_submission
@@ -54,15 +55,23 @@ def report_for(name: str, message: OutboundMessage) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # SMTP speaks CRLF
 
 
-def verp(message) -> str:
-    return verp_address(message.message_id, BOUNCE_DOMAIN)
+def verp(message, domain: str = BOUNCE_DOMAIN) -> str:
+    """The return path the copy to the message's first recipient went out with."""
+    first = message.deliveries.order_by("pk").first()
+    return verp_address(message.message_id, domain, first.pk)
 
 
-def deliver_report(gateway, message, raw: bytes) -> None:
+def per_message_verp(message) -> str:
+    """The one return path per message that mail sent before they were per recipient has."""
+    message_id = str(message.message_id)
+    return f"pm_bounces+{message_id}.{crypto.tag(b'verp', message_id, 10)}@{BOUNCE_DOMAIN}"
+
+
+def deliver_report(gateway, message, raw: bytes, address: str = "") -> None:
     client = smtplib.SMTP("127.0.0.1", gateway.bounce_port, timeout=10)
     client.ehlo("mx.remote.example")
     assert not client.has_extn("auth")
-    client.sendmail("", [verp(message)], raw)
+    client.sendmail("", [address or verp(message)], raw)
     client.quit()
     for submission in Submission.objects.filter(endpoint="bounce"):
         process_submission(submission.pk)
@@ -132,7 +141,7 @@ def test_a_report_to_a_verified_custom_return_path_is_taken(gateway, server, set
     settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
     return_path = custom_return_path("shop.test", verified=True)
     message = sent_message(server, ["john.doe@example.org"])
-    address = verp_address(message.message_id, return_path)
+    address = verp(message, return_path)
     raw = report_for("postfix_user_unknown.eml", message).replace(
         BOUNCE_DOMAIN.encode(), return_path.encode()
     )
@@ -154,19 +163,21 @@ def test_a_return_path_domain_not_verified_is_refused(gateway, server, settings)
     client = smtplib.SMTP("127.0.0.1", gateway.bounce_port, timeout=10)
     client.ehlo("mx.remote.example")
     client.mail("")
-    code, reply = client.rcpt(verp_address(message.message_id, return_path))
+    code, reply = client.rcpt(verp(message, return_path))
     assert code == 550, reply
     assert client.rcpt(verp(message))[0] == 250  # BOUNCE_DOMAIN still takes it
     client.quit()
 
 
 def test_a_forged_complaint_naming_a_stranger_suppresses_nobody(gateway, server, settings):
-    """Anyone who received one message knows its return path; a report sent there may still only
-    affect that message's recipients."""
+    """Anyone who received a message sent with one return path per message (mail in flight at
+    the upgrade) knows it; a report sent there may still only affect that message's recipients.
+    (Per-recipient return paths: ``test_bounce_reports``.)"""
     settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
     message = sent_message(server, ["attacker@example.org"])
     # The ARF names judy.smith@yahoo.com, who never received this message.
-    deliver_report(gateway, message, report_for("arf_yahoo_abuse.eml", message))
+    raw = report_for("arf_yahoo_abuse.eml", message)
+    deliver_report(gateway, message, raw, per_message_verp(message))
     assert not Bounce.objects.exists()
     assert not Suppression.objects.exists()
     report = Submission.objects.get(endpoint="bounce")
