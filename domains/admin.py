@@ -28,6 +28,16 @@ def _state(verified: bool, checked_at) -> str:
     return format_html('<strong class="pm-warn">not verified</strong>')
 
 
+# What an operator is told before and after changing the service's own domain (account tokens
+# may not: ``services.refuse_service_domain``).
+SERVICE_DOMAIN_WARNING = (
+    "{name} is the service's own domain: its key signs every message whose From domain is not "
+    "verified. Deleted, the next message makes a new key whose record is not published; rotated, "
+    "the new key signs once its record is seen. Until the record of the key that signs is "
+    "published, those messages fail DKIM."
+)
+
+
 class DomainAddForm(forms.ModelForm):
     ed25519 = forms.BooleanField(
         label="Also sign with Ed25519",
@@ -136,6 +146,7 @@ class DomainAdmin(ScopedModelAdmin):
                 "records": records_to_publish(domain),
                 "details": domain_details(domain),
                 "can_act": self.has_change_permission(request, domain),
+                "service_domain": services.is_service_domain(domain.name),
                 "verify_url": change_url(domain) + "verify/",
                 "rotate_url": change_url(domain) + "rotate/",
             }
@@ -161,12 +172,21 @@ class DomainAdmin(ScopedModelAdmin):
         domain = self.scoped_object(request, object_id, change=True)
         new_keys = services.rotate_dkim(domain)
         self.log_change(request, domain, "Started a DKIM key rotation.")
+        if services.is_service_domain(domain.name):
+            messages.warning(request, SERVICE_DOMAIN_WARNING.format(name=domain.name))
         messages.success(
             request,
             f"Publish the new DKIM record at {new_keys[0].host} beside the current one; the "
             "current key signs until Verify now (or the periodic check) sees the new record.",
         )
         return HttpResponseRedirect(change_url(domain))
+
+    def get_deleted_objects(self, objs, request):
+        """Deleting the service's own domain (the delete page and the bulk action): a warning."""
+        for domain in objs:
+            if services.is_service_domain(domain.name):
+                messages.warning(request, SERVICE_DOMAIN_WARNING.format(name=domain.name))
+        return super().get_deleted_objects(objs, request)
 
     @admin.action(description="Verify the DNS records now", permissions=["change"])
     def verify_selected(self, request, queryset):

@@ -11,6 +11,7 @@ from core import dkim_keys as keys
 from core.addresses import InvalidDomain, ascii_domain, normalise_address
 from domains import signals
 from domains.models import DkimKey, Domain, SenderSignature, return_path_default
+from domains.signing import service_domain
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_ADDRESS_LENGTH = 320
@@ -24,6 +25,53 @@ class IdentityError(ValueError):
         super().__init__(message)
         self.message = message
         self.error_code = error_code
+
+
+# --- The service's own domains ------------------------------------------------------------------
+
+# Postmark's "You do not own this Domain": the account token may not change the service's own.
+NOT_YOURS = 513
+
+
+def service_domain_names() -> frozenset[str]:
+    """The service's own domains: the DKIM signing domain (``d=`` of every message whose From
+    domain is not verified), the bounce domain, the SMTP host name and the domain of the
+    service's own From address."""
+    names = set()
+    for name in (
+        settings.DKIM_SERVICE_DOMAIN,
+        settings.BOUNCE_DOMAIN,
+        settings.SMTP_HOSTNAME,
+        settings.SYSTEM_FROM.rpartition("@")[2],
+    ):
+        try:
+            names.add(ascii_domain(name or ""))
+        except InvalidDomain:
+            continue
+    names.add(service_domain())
+    names.discard("")
+    return frozenset(names)
+
+
+def is_service_domain(name: str) -> bool:
+    try:
+        return ascii_domain(name or "") in service_domain_names()
+    except InvalidDomain:
+        return False
+
+
+def refuse_service_domain(name: str) -> None:
+    """IdentityError (513) when ``name`` is one of the service's own domains: an account token
+    may not create, edit, rotate or delete it. Deleting the signing domain's key, or replacing it
+    with one whose record is not published, breaks DKIM for every sender without a verified
+    domain of its own; only the operators change it (in the admin, which warns them)."""
+    if is_service_domain(name):
+        raise IdentityError(
+            f"{name} is this service's own domain (it signs the mail of every sender without a "
+            "verified domain of its own): only the service's operators may change, rotate or "
+            "delete it.",
+            error_code=NOT_YOURS,
+        )
 
 
 def valid_domain_name(name: str) -> str:

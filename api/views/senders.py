@@ -19,6 +19,7 @@ from domains.services import (
     create_domain,
     create_sender,
     edit_sender,
+    refuse_service_domain,
     request_confirmation,
 )
 
@@ -197,6 +198,7 @@ class SenderRequestNewDkimView(AccountView):
         signature = _get_sender(sender_id)
         domain = _domain_of(signature)
         try:
+            refuse_service_domain(signature.domain)
             if domain is None:
                 create_domain(signature.domain)
             else:

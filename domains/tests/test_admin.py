@@ -141,3 +141,29 @@ def test_account_wide_pages_are_hidden_from_staff_limited_to_some_servers(dns):
     manager = staff(all_servers=True)
     assert manager.post(urls[1] + "confirm/").status_code == 302
     assert SenderSignature.objects.get(pk=signature.pk).confirmed
+
+
+def test_operators_may_rotate_and_delete_the_services_own_domain_with_a_warning(
+    admin_client, settings
+):
+    """Account tokens may not touch it (api/tests/test_api_domains.py); the admin may, and says
+    what it costs."""
+    from domains.signing import ensure_service_key, forget
+
+    settings.DKIM_SERVICE_DOMAIN = "mail.operator.example"
+    forget()
+    domain = ensure_service_key()[0].domain
+    url = reverse("admin:domains_domain_change", args=[domain.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'id="service-domain"' in page and "Account tokens cannot change" in page
+    rotated = admin_client.post(url + "rotate/", follow=True).content.decode()
+    assert "the service&#x27;s own domain" in rotated and domain.keys.count() == 2
+    delete_url = reverse("admin:domains_domain_delete", args=[domain.pk])
+    confirm = admin_client.get(delete_url).content.decode()
+    assert "the service&#x27;s own domain" in confirm
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 302
+    assert not Domain.objects.filter(name="mail.operator.example").exists()
+    other = create_domain("shop.test")
+    page = admin_client.get(reverse("admin:domains_domain_change", args=[other.pk]))
+    assert 'id="service-domain"' not in page.content.decode()
+    forget()
