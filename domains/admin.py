@@ -110,11 +110,19 @@ class DomainAdmin(ScopedModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        created = services.create_domain(
-            form.cleaned_data["name"],
-            return_path=form.cleaned_data["return_path_domain"],
-            ed25519=form.cleaned_data.get("ed25519", False),
-        )
+        name = form.cleaned_data["name"]
+        try:
+            created = services.create_domain(
+                name,
+                return_path=form.cleaned_data["return_path_domain"],
+                ed25519=form.cleaned_data.get("ed25519", False),
+            )
+        except services.IdentityError as exc:
+            if exc.error_code != services.DOMAIN_EXISTS:
+                raise
+            # Added meanwhile (another tab, an API request): the page shows that one.
+            created = Domain.objects.get(name=name)
+            messages.warning(request, f"{name} was added meanwhile: here it is, as it was made.")
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
         obj.refresh_from_db()
 
@@ -246,16 +254,26 @@ class SenderSignatureAdmin(ScopedModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         data = form.cleaned_data
-        created = services.create_sender(
-            data["email"],
-            name=data.get("name", ""),
-            reply_to=data.get("reply_to", ""),
-            note=data.get("confirmation_note", ""),
-            confirmed=data.get("confirmed", False),
-        )
-        if not created.confirmed:
-            services.request_confirmation(created)
-            messages.info(request, f"A confirmation message was sent to {created.email}.")
+        try:
+            created = services.create_sender(
+                data["email"],
+                name=data.get("name", ""),
+                reply_to=data.get("reply_to", ""),
+                note=data.get("confirmation_note", ""),
+                confirmed=data.get("confirmed", False),
+            )
+        except services.IdentityError as exc:
+            if exc.error_code != services.SIGNATURE_EXISTS:
+                raise
+            # Added meanwhile (another tab, an API request): the page shows that one.
+            created = SenderSignature.objects.get(email=data["email"])
+            messages.warning(
+                request, f"{created.email} was added meanwhile: here it is, as it was made."
+            )
+        else:
+            if not created.confirmed:
+                services.request_confirmation(created)
+                messages.info(request, f"A confirmation message was sent to {created.email}.")
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
         obj.refresh_from_db()
 

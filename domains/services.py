@@ -4,7 +4,7 @@ admin, management commands)."""
 import re
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core import dkim_keys as keys
@@ -15,6 +15,10 @@ from domains.signing import service_domain
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_ADDRESS_LENGTH = 320
+MAX_NOTE_LENGTH = SenderSignature._meta.get_field("confirmation_note").max_length
+# Postmark's codes and sentences for a duplicate (every interface shows the same).
+DOMAIN_EXISTS, DOMAIN_EXISTS_MESSAGE = 512, "This domain already exists."
+SIGNATURE_EXISTS, SIGNATURE_EXISTS_MESSAGE = 504, "This signature already exists."
 
 
 class IdentityError(ValueError):
@@ -105,19 +109,28 @@ def valid_return_path(domain: str, return_path: str | None) -> str:
     return host
 
 
-@transaction.atomic
+def _domain_exists(name: str) -> bool:
+    return Domain.objects.filter(name=name).exists()
+
+
 def create_domain(name: str, return_path: str | None = None, ed25519: bool = False) -> Domain:
     """A new domain with a pending RSA key (and a pending Ed25519 key when asked): nothing
-    signs or may send until verification sees the records."""
+    signs or may send until verification sees the records. A domain that exists is
+    IdentityError 512, also when a concurrent request made it between the check and the insert
+    (the unique index decides)."""
     domain_name = valid_domain_name(name)
-    if Domain.objects.filter(name=domain_name).exists():
-        raise IdentityError("This domain already exists.", error_code=512)
-    domain = Domain.objects.create(
-        name=domain_name, return_path_domain=valid_return_path(domain_name, return_path)
-    )
-    DkimKey.generate(domain, keys.RSA)
-    if ed25519:
-        DkimKey.generate(domain, keys.ED25519)
+    try:
+        with transaction.atomic():
+            if _domain_exists(domain_name):
+                raise IdentityError(DOMAIN_EXISTS_MESSAGE, error_code=DOMAIN_EXISTS)
+            domain = Domain.objects.create(
+                name=domain_name, return_path_domain=valid_return_path(domain_name, return_path)
+            )
+            DkimKey.generate(domain, keys.RSA)
+            if ed25519:
+                DkimKey.generate(domain, keys.ED25519)
+    except IntegrityError:  # made meanwhile by another request: it won
+        raise IdentityError(DOMAIN_EXISTS_MESSAGE, error_code=DOMAIN_EXISTS) from None
     return domain
 
 
@@ -135,7 +148,10 @@ def valid_address(address: str, field: str = "FromEmail") -> str:
     return normalise_address(address).lower()
 
 
-@transaction.atomic
+def _sender_exists(address: str) -> bool:
+    return SenderSignature.objects.filter(email=address).exists()
+
+
 def create_sender(
     email: str,
     name: str = "",
@@ -145,20 +161,26 @@ def create_sender(
     confirmed: bool = False,
 ) -> SenderSignature:
     """A new sender signature; unconfirmed unless an operator says otherwise. Sending its
-    confirmation message is the caller's (``domains.signals.confirmation_requested``)."""
+    confirmation message is the caller's (``request_confirmation``). An address that has one
+    already is IdentityError 504, also when a concurrent request made it between the check and
+    the insert (the unique index decides)."""
     address = valid_address(email)
-    if SenderSignature.objects.filter(email=address).exists():
-        raise IdentityError("This signature already exists.", error_code=504)
     domain = address.rpartition("@")[2]
-    return SenderSignature.objects.create(
-        email=address,
-        name=(name or "")[:255],
-        reply_to=valid_address(reply_to, "ReplyToEmail") if reply_to else "",
-        return_path_domain=valid_return_path(domain, return_path) if return_path else "",
-        confirmation_note=(note or "")[:400],
-        confirmed=confirmed,
-        confirmed_at=timezone.now() if confirmed else None,
-    )
+    try:
+        with transaction.atomic():
+            if _sender_exists(address):
+                raise IdentityError(SIGNATURE_EXISTS_MESSAGE, error_code=SIGNATURE_EXISTS)
+            return SenderSignature.objects.create(
+                email=address,
+                name=(name or "")[:255],
+                reply_to=valid_address(reply_to, "ReplyToEmail") if reply_to else "",
+                return_path_domain=valid_return_path(domain, return_path) if return_path else "",
+                confirmation_note=(note or "")[:MAX_NOTE_LENGTH],
+                confirmed=confirmed,
+                confirmed_at=timezone.now() if confirmed else None,
+            )
+    except IntegrityError:  # made meanwhile by another request: it won
+        raise IdentityError(SIGNATURE_EXISTS_MESSAGE, error_code=SIGNATURE_EXISTS) from None
 
 
 def confirm_sender(signature: SenderSignature) -> None:
@@ -207,7 +229,7 @@ def edit_sender(
             valid_return_path(signature.domain, return_path) if return_path else ""
         )
     if note is not UNCHANGED:
-        signature.confirmation_note = (note or "")[:400]
+        signature.confirmation_note = (note or "")[:MAX_NOTE_LENGTH]
     signature.save()
     return signature
 

@@ -455,14 +455,10 @@ def test_postmarker_manages_domains(live_server, account_token):
 def test_a_duplicate_created_concurrently_is_still_512(api, monkeypatch):
     """Two requests for one name both pass the existence check; the database's unique index
     refuses the second, which answers as the check would have."""
-    from django.db import IntegrityError
+    from domains import services
 
-    from api.views import domains as views
-
-    def loses_the_race(name, return_path=None):
-        raise IntegrityError("UNIQUE constraint failed: domains_domain.name")
-
-    monkeypatch.setattr(views, "create_domain", loses_the_race)
+    create_domain("race.test")  # the winner's, committed after the loser's check
+    monkeypatch.setattr(services, "_domain_exists", lambda name: False)
     error(post(api, "/domains", {"Name": "race.test"}), 422, 512)
 
 

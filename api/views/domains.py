@@ -2,7 +2,6 @@
 verifications and the DKIM key rotation. Domains are account-wide: every server may send as a
 verified one."""
 
-from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -94,11 +93,9 @@ class DomainListView(AccountView):
         _not_the_services(name)
         try:
             domain = create_domain(name, return_path or None)
-        except IdentityError as exc:
+        except IdentityError as exc:  # 512 also for the loser of two concurrent requests
             code = exc.error_code if exc.error_code == DOMAIN_EXISTS else INVALID_DOMAIN_FIELDS
             raise ApiError(code, exc.message) from None
-        except IntegrityError:  # the same name, created by a concurrent request
-            raise ApiError(DOMAIN_EXISTS, "This domain already exists.") from None
         return _details(domain)
 
 

@@ -1,7 +1,7 @@
 """The Sender Signatures API (compat §8, account token): list, create, read, edit, delete,
 resend the confirmation, and the SPF and DKIM requests that act on the signature's domain."""
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -14,6 +14,7 @@ from domains import verification
 from domains.models import Domain, SenderSignature
 from domains.serializers import sender_json, sender_summary_json
 from domains.services import (
+    DOMAIN_EXISTS,
     UNCHANGED,
     IdentityError,
     create_domain,
@@ -115,10 +116,8 @@ class SenderListView(AccountView):
                     note=fields.get("ConfirmationPersonalNote", ""),
                 )
                 _request_confirmation(signature)
-        except IdentityError as exc:
+        except IdentityError as exc:  # 504 also for the loser of two concurrent requests
             raise _invalid(exc) from None
-        except IntegrityError:  # the same address, created by a concurrent request
-            raise ApiError(SENDER_EXISTS, "This signature already exists.") from None
         return Response(sender_json(signature))
 
 
@@ -204,5 +203,7 @@ class SenderRequestNewDkimView(AccountView):
             else:
                 rotate(domain)
         except IdentityError as exc:
-            raise ApiError(exc.error_code, exc.message) from None
+            # A concurrent request made the domain (and its first key): what this one asked for.
+            if exc.error_code != DOMAIN_EXISTS:
+                raise ApiError(exc.error_code, exc.message) from None
         return Response(sender_json(signature))
