@@ -272,8 +272,11 @@ class SenderSignatureAdmin(ScopedModelAdmin):
             )
         else:
             if not created.confirmed:
-                services.request_confirmation(created)
-                messages.info(request, f"A confirmation message was sent to {created.email}.")
+                try:
+                    services.request_confirmation(created)
+                    messages.info(request, f"A confirmation message was sent to {created.email}.")
+                except services.ConfirmationLimited as exc:
+                    messages.warning(request, f"No confirmation message was sent: {exc.message}")
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
         obj.refresh_from_db()
 
@@ -318,8 +321,11 @@ class SenderSignatureAdmin(ScopedModelAdmin):
     def resend_confirmation(self, request, queryset):
         count = 0
         for signature in queryset.filter(confirmed=False):
-            services.request_confirmation(signature)
-            count += 1
+            try:
+                services.request_confirmation(signature)
+                count += 1
+            except services.ConfirmationLimited as exc:
+                self.message_user(request, exc.message, messages.WARNING)
         self.message_user(request, f"{count} confirmation message(s) sent.")
 
     @admin.action(description="Confirm the selected sender signatures", permissions=["change"])

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from core import dkim_keys as keys
 from core.addresses import InvalidDomain, ascii_domain, normalise_address
-from domains import signals
+from domains import confirmation, signals
 from domains.models import DkimKey, Domain, SenderSignature, return_path_default
 from domains.signing import service_domain
 
@@ -19,6 +19,7 @@ MAX_NOTE_LENGTH = SenderSignature._meta.get_field("confirmation_note").max_lengt
 # Postmark's codes and sentences for a duplicate (every interface shows the same).
 DOMAIN_EXISTS, DOMAIN_EXISTS_MESSAGE = 512, "This domain already exists."
 SIGNATURE_EXISTS, SIGNATURE_EXISTS_MESSAGE = 504, "This signature already exists."
+RATE_LIMITED = 429  # Postmark's "Rate limit exceeded" (with HTTP 429)
 
 
 class IdentityError(ValueError):
@@ -266,11 +267,29 @@ def safe_to_remove(key: DkimKey | None, now=None) -> bool:
     return (now or timezone.now()) - key.revoked_at >= revoked_key_grace()
 
 
+class ConfirmationLimited(IdentityError):
+    """No confirmation message may go now (``domains.confirmation.confirmation_wait``): the API
+    answers HTTP 429 with Retry-After ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, error_code=RATE_LIMITED)
+        self.retry_after = retry_after
+
+
+@transaction.atomic
 def request_confirmation(signature: SenderSignature) -> None:
     """Send (again) the confirmation message of an unconfirmed signature: on creation and on
-    "resend". The message pipeline, above this app, sends it (``confirmation_requested``)."""
+    "resend", within the limits of ``domains.confirmation`` (else ConfirmationLimited). The
+    message pipeline, above this app, sends it (``confirmation_requested``)."""
     if signature.confirmed:
         raise IdentityError("This sender signature is already confirmed.")
-    signature.confirmation_sent_at = timezone.now()
+    # One request at a time per signature (a row lock; SQLite serialises every writer anyway).
+    SenderSignature.objects.select_for_update().filter(pk=signature.pk).first()
+    now = timezone.now()
+    wait = confirmation.confirmation_wait(signature.email, now)
+    if wait is not None:
+        raise ConfirmationLimited(wait.message, wait.seconds)
+    confirmation.record_confirmation(signature.email, now)
+    signature.confirmation_sent_at = now
     signature.save(update_fields=["confirmation_sent_at", "updated_at"])
     signals.confirmation_requested.send(sender=SenderSignature, signature=signature)

@@ -16,6 +16,7 @@ from domains.serializers import sender_json, sender_summary_json
 from domains.services import (
     DOMAIN_EXISTS,
     UNCHANGED,
+    ConfirmationLimited,
     IdentityError,
     create_domain,
     create_sender,
@@ -77,9 +78,11 @@ def _fields(data: dict) -> dict:
     return found
 
 
-def _request_confirmation(signature: SenderSignature) -> None:
-    """The confirmation message goes out once the signature is committed."""
-    transaction.on_commit(lambda: request_confirmation(signature))
+def _too_many(exc: ConfirmationLimited) -> Response:
+    """Postmark's rate-limit answer (HTTP 429, ErrorCode 429), with when to try again."""
+    response = Response({"ErrorCode": exc.error_code, "Message": exc.message}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _invalid(exc: IdentityError) -> ApiError:
@@ -107,7 +110,7 @@ class SenderListView(AccountView):
                 f"{' and '.join(missing)}.",
             )
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # the signature and its confirmation message, or neither
                 signature = create_sender(
                     fields["FromEmail"],
                     name=fields["Name"],
@@ -115,7 +118,9 @@ class SenderListView(AccountView):
                     return_path=fields.get("ReturnPathDomain") or None,
                     note=fields.get("ConfirmationPersonalNote", ""),
                 )
-                _request_confirmation(signature)
+                request_confirmation(signature)
+        except ConfirmationLimited as exc:
+            return _too_many(exc)
         except IdentityError as exc:  # 504 also for the loser of two concurrent requests
             raise _invalid(exc) from None
         return Response(sender_json(signature))
@@ -166,7 +171,10 @@ class SenderResendView(AccountView):
         signature = _get_sender(sender_id)
         if signature.confirmed:
             raise ApiError(ALREADY_CONFIRMED, "This Sender Signature has already been confirmed.")
-        _request_confirmation(signature)
+        try:
+            request_confirmation(signature)
+        except ConfirmationLimited as exc:
+            return _too_many(exc)
         message = f"Confirmation email for Sender Signature {signature.email} was re-sent."
         return Response({"ErrorCode": 0, "Message": message})
 

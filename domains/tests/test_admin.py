@@ -167,3 +167,23 @@ def test_operators_may_rotate_and_delete_the_services_own_domain_with_a_warning(
     page = admin_client.get(reverse("admin:domains_domain_change", args=[other.pk]))
     assert 'id="service-domain"' not in page.content.decode()
     forget()
+
+
+def test_admin_resends_are_limited_like_the_apis(admin_client, settings):
+    settings.SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY = 2
+    signature = create_sender("owner@shop.test")
+    url = reverse("admin:domains_sendersignature_change", args=[signature.pk])
+    for _ in range(2):
+        admin_client.post(url + "resend/")
+    page = admin_client.post(url + "resend/", follow=True).content.decode()
+    assert "Too many confirmation messages to owner@shop.test" in page
+    listing = admin_client.post(
+        reverse("admin:domains_sendersignature_changelist"),
+        {"action": "resend_confirmation", "_selected_action": [signature.pk]},
+        follow=True,
+    ).content.decode()
+    assert "Too many confirmation messages" in listing and "0 confirmation message(s)" in listing
+    assert Submission.objects.filter(rcpt_to=["owner@shop.test"]).count() == 2
+    # An operator may still confirm the address without a message.
+    admin_client.post(url + "confirm/")
+    assert SenderSignature.objects.get(pk=signature.pk).confirmed
