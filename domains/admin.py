@@ -28,6 +28,16 @@ def _state(verified: bool, checked_at) -> str:
     return format_html('<strong class="pm-warn">not verified</strong>')
 
 
+# What an operator is told before and after changing the service's own domain (account tokens
+# may not: ``services.refuse_service_domain``).
+SERVICE_DOMAIN_WARNING = (
+    "{name} is the service's own domain: its key signs every message whose From domain is not "
+    "verified. Deleted, the next message makes a new key whose record is not published; rotated, "
+    "the new key signs once its record is seen. Until the record of the key that signs is "
+    "published, those messages fail DKIM."
+)
+
+
 class DomainAddForm(forms.ModelForm):
     ed25519 = forms.BooleanField(
         label="Also sign with Ed25519",
@@ -101,11 +111,19 @@ class DomainAdmin(ScopedModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        created = services.create_domain(
-            form.cleaned_data["name"],
-            return_path=form.cleaned_data["return_path_domain"],
-            ed25519=form.cleaned_data.get("ed25519", False),
-        )
+        name = form.cleaned_data["name"]
+        try:
+            created = services.create_domain(
+                name,
+                return_path=form.cleaned_data["return_path_domain"],
+                ed25519=form.cleaned_data.get("ed25519", False),
+            )
+        except services.IdentityError as exc:
+            if exc.error_code != services.DOMAIN_EXISTS:
+                raise
+            # Added meanwhile (another tab, an API request): the page shows that one.
+            created = Domain.objects.get(name=name)
+            messages.warning(request, f"{name} was added meanwhile: here it is, as it was made.")
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
         obj.refresh_from_db()
 
@@ -139,6 +157,7 @@ class DomainAdmin(ScopedModelAdmin):
                 "failing": grace.failing(domain),
                 "grace_rule": grace.rule(),
                 "can_act": self.has_change_permission(request, domain),
+                "service_domain": services.is_service_domain(domain.name),
                 "verify_url": change_url(domain) + "verify/",
                 "rotate_url": change_url(domain) + "rotate/",
             }
@@ -167,12 +186,21 @@ class DomainAdmin(ScopedModelAdmin):
         domain = self.scoped_object(request, object_id, change=True)
         new_keys = services.rotate_dkim(domain)
         self.log_change(request, domain, "Started a DKIM key rotation.")
+        if services.is_service_domain(domain.name):
+            messages.warning(request, SERVICE_DOMAIN_WARNING.format(name=domain.name))
         messages.success(
             request,
             f"Publish the new DKIM record at {new_keys[0].host} beside the current one; the "
             "current key signs until Verify now (or the periodic check) sees the new record.",
         )
         return HttpResponseRedirect(change_url(domain))
+
+    def get_deleted_objects(self, objs, request):
+        """Deleting the service's own domain (the delete page and the bulk action): a warning."""
+        for domain in objs:
+            if services.is_service_domain(domain.name):
+                messages.warning(request, SERVICE_DOMAIN_WARNING.format(name=domain.name))
+        return super().get_deleted_objects(objs, request)
 
     @admin.action(description="Verify the DNS records now", permissions=["change"])
     def verify_selected(self, request, queryset):
@@ -239,16 +267,29 @@ class SenderSignatureAdmin(ScopedModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         data = form.cleaned_data
-        created = services.create_sender(
-            data["email"],
-            name=data.get("name", ""),
-            reply_to=data.get("reply_to", ""),
-            note=data.get("confirmation_note", ""),
-            confirmed=data.get("confirmed", False),
-        )
-        if not created.confirmed:
-            services.request_confirmation(created)
-            messages.info(request, f"A confirmation message was sent to {created.email}.")
+        try:
+            created = services.create_sender(
+                data["email"],
+                name=data.get("name", ""),
+                reply_to=data.get("reply_to", ""),
+                note=data.get("confirmation_note", ""),
+                confirmed=data.get("confirmed", False),
+            )
+        except services.IdentityError as exc:
+            if exc.error_code != services.SIGNATURE_EXISTS:
+                raise
+            # Added meanwhile (another tab, an API request): the page shows that one.
+            created = SenderSignature.objects.get(email=data["email"])
+            messages.warning(
+                request, f"{created.email} was added meanwhile: here it is, as it was made."
+            )
+        else:
+            if not created.confirmed:
+                try:
+                    services.request_confirmation(created)
+                    messages.info(request, f"A confirmation message was sent to {created.email}.")
+                except services.ConfirmationLimited as exc:
+                    messages.warning(request, f"No confirmation message was sent: {exc.message}")
         obj.pk, obj._state.adding, obj._state.db = created.pk, False, created._state.db
         obj.refresh_from_db()
 
@@ -293,8 +334,11 @@ class SenderSignatureAdmin(ScopedModelAdmin):
     def resend_confirmation(self, request, queryset):
         count = 0
         for signature in queryset.filter(confirmed=False):
-            services.request_confirmation(signature)
-            count += 1
+            try:
+                services.request_confirmation(signature)
+                count += 1
+            except services.ConfirmationLimited as exc:
+                self.message_user(request, exc.message, messages.WARNING)
         self.message_user(request, f"{count} confirmation message(s) sent.")
 
     @admin.action(description="Confirm the selected sender signatures", permissions=["change"])

@@ -170,3 +170,19 @@ class SenderSignature(models.Model):
     @property
     def domain(self) -> str:
         return self.email.rpartition("@")[2]
+
+
+class ConfirmationSent(models.Model):
+    """One confirmation message sent to an address: what the limits on confirmation messages
+    count (``domains.confirmation``). Kept by address, not by signature, so that deleting and
+    adding a signature again starts no new count; rows older than a day are pruned."""
+
+    email = models.CharField(max_length=320)
+    sent_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["sent_at"]
+        indexes = [models.Index(fields=["email", "sent_at"], name="confirmation_sent_email")]
+
+    def __str__(self):
+        return f"{self.email} at {self.sent_at:%Y-%m-%d %H:%M:%S}"

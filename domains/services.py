@@ -4,16 +4,22 @@ admin, management commands)."""
 import re
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core import dkim_keys as keys
 from core.addresses import InvalidDomain, ascii_domain, normalise_address
-from domains import signals
+from domains import confirmation, signals
 from domains.models import DkimKey, Domain, SenderSignature, return_path_default
+from domains.signing import service_domain
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_ADDRESS_LENGTH = 320
+MAX_NOTE_LENGTH = SenderSignature._meta.get_field("confirmation_note").max_length
+# Postmark's codes and sentences for a duplicate (every interface shows the same).
+DOMAIN_EXISTS, DOMAIN_EXISTS_MESSAGE = 512, "This domain already exists."
+SIGNATURE_EXISTS, SIGNATURE_EXISTS_MESSAGE = 504, "This signature already exists."
+RATE_LIMITED = 429  # Postmark's "Rate limit exceeded" (with HTTP 429)
 
 
 class IdentityError(ValueError):
@@ -24,6 +30,53 @@ class IdentityError(ValueError):
         super().__init__(message)
         self.message = message
         self.error_code = error_code
+
+
+# --- The service's own domains ------------------------------------------------------------------
+
+# Postmark's "You do not own this Domain": the account token may not change the service's own.
+NOT_YOURS = 513
+
+
+def service_domain_names() -> frozenset[str]:
+    """The service's own domains: the DKIM signing domain (``d=`` of every message whose From
+    domain is not verified), the bounce domain, the SMTP host name and the domain of the
+    service's own From address."""
+    names = set()
+    for name in (
+        settings.DKIM_SERVICE_DOMAIN,
+        settings.BOUNCE_DOMAIN,
+        settings.SMTP_HOSTNAME,
+        settings.SYSTEM_FROM.rpartition("@")[2],
+    ):
+        try:
+            names.add(ascii_domain(name or ""))
+        except InvalidDomain:
+            continue
+    names.add(service_domain())
+    names.discard("")
+    return frozenset(names)
+
+
+def is_service_domain(name: str) -> bool:
+    try:
+        return ascii_domain(name or "") in service_domain_names()
+    except InvalidDomain:
+        return False
+
+
+def refuse_service_domain(name: str) -> None:
+    """IdentityError (513) when ``name`` is one of the service's own domains: an account token
+    may not create, edit, rotate or delete it. Deleting the signing domain's key, or replacing it
+    with one whose record is not published, breaks DKIM for every sender without a verified
+    domain of its own; only the operators change it (in the admin, which warns them)."""
+    if is_service_domain(name):
+        raise IdentityError(
+            f"{name} is this service's own domain (it signs the mail of every sender without a "
+            "verified domain of its own): only the service's operators may change, rotate or "
+            "delete it.",
+            error_code=NOT_YOURS,
+        )
 
 
 def valid_domain_name(name: str) -> str:
@@ -57,19 +110,28 @@ def valid_return_path(domain: str, return_path: str | None) -> str:
     return host
 
 
-@transaction.atomic
+def _domain_exists(name: str) -> bool:
+    return Domain.objects.filter(name=name).exists()
+
+
 def create_domain(name: str, return_path: str | None = None, ed25519: bool = False) -> Domain:
     """A new domain with a pending RSA key (and a pending Ed25519 key when asked): nothing
-    signs or may send until verification sees the records."""
+    signs or may send until verification sees the records. A domain that exists is
+    IdentityError 512, also when a concurrent request made it between the check and the insert
+    (the unique index decides)."""
     domain_name = valid_domain_name(name)
-    if Domain.objects.filter(name=domain_name).exists():
-        raise IdentityError("This domain already exists.", error_code=512)
-    domain = Domain.objects.create(
-        name=domain_name, return_path_domain=valid_return_path(domain_name, return_path)
-    )
-    DkimKey.generate(domain, keys.RSA)
-    if ed25519:
-        DkimKey.generate(domain, keys.ED25519)
+    try:
+        with transaction.atomic():
+            if _domain_exists(domain_name):
+                raise IdentityError(DOMAIN_EXISTS_MESSAGE, error_code=DOMAIN_EXISTS)
+            domain = Domain.objects.create(
+                name=domain_name, return_path_domain=valid_return_path(domain_name, return_path)
+            )
+            DkimKey.generate(domain, keys.RSA)
+            if ed25519:
+                DkimKey.generate(domain, keys.ED25519)
+    except IntegrityError:  # made meanwhile by another request: it won
+        raise IdentityError(DOMAIN_EXISTS_MESSAGE, error_code=DOMAIN_EXISTS) from None
     return domain
 
 
@@ -87,7 +149,10 @@ def valid_address(address: str, field: str = "FromEmail") -> str:
     return normalise_address(address).lower()
 
 
-@transaction.atomic
+def _sender_exists(address: str) -> bool:
+    return SenderSignature.objects.filter(email=address).exists()
+
+
 def create_sender(
     email: str,
     name: str = "",
@@ -97,20 +162,26 @@ def create_sender(
     confirmed: bool = False,
 ) -> SenderSignature:
     """A new sender signature; unconfirmed unless an operator says otherwise. Sending its
-    confirmation message is the caller's (``domains.signals.confirmation_requested``)."""
+    confirmation message is the caller's (``request_confirmation``). An address that has one
+    already is IdentityError 504, also when a concurrent request made it between the check and
+    the insert (the unique index decides)."""
     address = valid_address(email)
-    if SenderSignature.objects.filter(email=address).exists():
-        raise IdentityError("This signature already exists.", error_code=504)
     domain = address.rpartition("@")[2]
-    return SenderSignature.objects.create(
-        email=address,
-        name=(name or "")[:255],
-        reply_to=valid_address(reply_to, "ReplyToEmail") if reply_to else "",
-        return_path_domain=valid_return_path(domain, return_path) if return_path else "",
-        confirmation_note=(note or "")[:400],
-        confirmed=confirmed,
-        confirmed_at=timezone.now() if confirmed else None,
-    )
+    try:
+        with transaction.atomic():
+            if _sender_exists(address):
+                raise IdentityError(SIGNATURE_EXISTS_MESSAGE, error_code=SIGNATURE_EXISTS)
+            return SenderSignature.objects.create(
+                email=address,
+                name=(name or "")[:255],
+                reply_to=valid_address(reply_to, "ReplyToEmail") if reply_to else "",
+                return_path_domain=valid_return_path(domain, return_path) if return_path else "",
+                confirmation_note=(note or "")[:MAX_NOTE_LENGTH],
+                confirmed=confirmed,
+                confirmed_at=timezone.now() if confirmed else None,
+            )
+    except IntegrityError:  # made meanwhile by another request: it won
+        raise IdentityError(SIGNATURE_EXISTS_MESSAGE, error_code=SIGNATURE_EXISTS) from None
 
 
 def confirm_sender(signature: SenderSignature) -> None:
@@ -160,7 +231,7 @@ def edit_sender(
             valid_return_path(signature.domain, return_path) if return_path else ""
         )
     if note is not UNCHANGED:
-        signature.confirmation_note = (note or "")[:400]
+        signature.confirmation_note = (note or "")[:MAX_NOTE_LENGTH]
     signature.save()
     return signature
 
@@ -197,11 +268,29 @@ def safe_to_remove(key: DkimKey | None, now=None) -> bool:
     return (now or timezone.now()) - key.revoked_at >= revoked_key_grace()
 
 
+class ConfirmationLimited(IdentityError):
+    """No confirmation message may go now (``domains.confirmation.confirmation_wait``): the API
+    answers HTTP 429 with Retry-After ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message, error_code=RATE_LIMITED)
+        self.retry_after = retry_after
+
+
+@transaction.atomic
 def request_confirmation(signature: SenderSignature) -> None:
     """Send (again) the confirmation message of an unconfirmed signature: on creation and on
-    "resend". The message pipeline, above this app, sends it (``confirmation_requested``)."""
+    "resend", within the limits of ``domains.confirmation`` (else ConfirmationLimited). The
+    message pipeline, above this app, sends it (``confirmation_requested``)."""
     if signature.confirmed:
         raise IdentityError("This sender signature is already confirmed.")
-    signature.confirmation_sent_at = timezone.now()
+    # One request at a time per signature (a row lock; SQLite serialises every writer anyway).
+    SenderSignature.objects.select_for_update().filter(pk=signature.pk).first()
+    now = timezone.now()
+    wait = confirmation.confirmation_wait(signature.email, now)
+    if wait is not None:
+        raise ConfirmationLimited(wait.message, wait.seconds)
+    confirmation.record_confirmation(signature.email, now)
+    signature.confirmation_sent_at = now
     signature.save(update_fields=["confirmation_sent_at", "updated_at"])
     signals.confirmation_requested.send(sender=SenderSignature, signature=signature)

@@ -376,6 +376,13 @@ SYSTEM_FROM = env.str("SYSTEM_FROM", default="") or f"postmaster@{BOUNCE_DOMAIN}
 SYSTEM_SERVER_NAME = env.str("SYSTEM_SERVER_NAME", default="System")
 # How long a sender signature's confirmation link stays valid.
 SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 * 24 * 3600)
+# How many confirmation messages may go out (on creation, Resend, the admin), so that nobody can
+# flood an address with them (0 = no limit): to one address in any 24 hours, and from the whole
+# account (every address) in any hour. Over a limit, the API answers 429 (ErrorCode 429).
+SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY = env.int(
+    "SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY", default=3
+)
+SENDER_CONFIRMATIONS_PER_HOUR = env.int("SENDER_CONFIRMATIONS_PER_HOUR", default=50)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # text: one readable line per record; json: one JSON object per line (python-json-logger), with

@@ -1,5 +1,7 @@
 """Which servers a staff user may see (StaffServerAccess), and querysets limited to them: the one
-rule every admin page, list, filter and form choice goes through."""
+rule every admin page, list, filter and form choice goes through. Also what of a secret (an API
+token, a webhook's signing secret) a page may show: the whole of it only to a user who may change
+what it belongs to (``shown_secret``); anyone else sees its ends (``masked``)."""
 
 from collections import deque
 
@@ -47,3 +49,30 @@ def scope_queryset(queryset, user):
     if lookup is None:
         return queryset.none()
     return queryset.filter(**{f"{lookup}__in": ids})
+
+
+# --- Secrets on admin pages ---------------------------------------------------------------------
+
+MASK_KEEP = 4  # characters kept at each end of a masked secret
+
+
+def masked(secret: str) -> str:
+    """What a user who may not use ``secret`` sees of it: its first and last ``MASK_KEEP``
+    characters (enough to tell two tokens apart), or nothing of a short one."""
+    secret = secret or ""
+    if len(secret) < 4 * MASK_KEEP:
+        return "…"
+    return f"{secret[:MASK_KEEP]}…{secret[-MASK_KEEP:]}"
+
+
+def shown_secret(secret: str, in_full: bool) -> str:
+    """``secret`` as a page shows it: whole when ``in_full`` (the user may change what it belongs
+    to, and so could make a new one anyway), else ``masked``."""
+    return secret if in_full else masked(secret)
+
+
+def may_change_server(user, server) -> bool:
+    """Whether ``user`` may change ``server`` (and so see its API tokens in full): the model
+    permission, on a server the user may see."""
+    ids = visible_server_ids(user)
+    return user.has_perm("servers.change_server") and (ids is None or server.pk in ids)

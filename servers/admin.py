@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group, User
 from django.utils.html import format_html
 
 from core import crypto
+from servers.access import masked, may_change_server
 from servers.models import AccountToken, ServerToken, StaffServerAccess
 from servers.scoping import ScopedModelAdmin, ServerScopedAdmin
 
@@ -28,15 +29,34 @@ class ScopedGroupAdmin(ServerScopedAdmin, auth_admin.GroupAdmin):
 
 @admin.register(ServerToken)
 class ServerTokenAdmin(ScopedModelAdmin):
+    """Server API tokens. The whole token shows only to users who may change its server; others
+    see its ends (``servers.access.masked``)."""
+
     list_display = ("__str__", "server", "created_at")
     list_filter = ("server",)
     list_select_related = ("server",)
-    fields = ("server", "token_display", "created_at")
-    readonly_fields = ("token_display", "created_at")
+    readonly_fields = ("token_display", "token_masked", "created_at")
+
+    def get_fields(self, request, obj=None):
+        shown = (
+            "token_display" if obj is None or self.may_see_token(request, obj) else "token_masked"
+        )
+        return ("server", shown, "created_at")
+
+    def may_see_token(self, request, obj) -> bool:
+        return may_change_server(request.user, obj.server)
 
     @admin.display(description="token")
     def token_display(self, obj):
         return format_html("<code>{}</code>", obj.token) if obj.pk else "Generated on save."
+
+    @admin.display(description="token")
+    def token_masked(self, obj):
+        return format_html(
+            '<code>{}</code> <span class="pm-hint">(shown in full to those who may change '
+            "it)</span>",
+            masked(obj.token),
+        )
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -48,10 +68,20 @@ class ServerTokenAdmin(ScopedModelAdmin):
 
 @admin.register(AccountToken)
 class AccountTokenAdmin(ServerTokenAdmin):
+    """Account API tokens: the whole token shows only to users who may change account tokens."""
+
     list_display = ("__str__", "name", "created_at")
     list_filter = ()
     list_select_related = ()
-    fields = ("name", "token_display", "created_at")
+
+    def get_fields(self, request, obj=None):
+        shown = (
+            "token_display" if obj is None or self.may_see_token(request, obj) else "token_masked"
+        )
+        return ("name", shown, "created_at")
+
+    def may_see_token(self, request, obj) -> bool:
+        return request.user.has_perm("servers.change_accounttoken")
 
 
 @admin.register(StaffServerAccess)

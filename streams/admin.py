@@ -10,11 +10,11 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST, require_safe
 
-from servers.access import scope_queryset
+from servers.access import masked, may_change_server, scope_queryset, shown_secret
 from servers.models import Server, ServerToken
 from servers.scoping import ScopedModelAdmin, change_url
 from servers.services import set_smtp_access
@@ -358,7 +358,7 @@ class ServerAdmin(ScopedModelAdmin):
     list_editable = ("smtp_api_activated",)
     list_filter = ("smtp_api_activated", "delivery_type")
     search_fields = ("name",)
-    readonly_fields = ("api_tokens_display", "created_at")
+    readonly_fields = ("api_tokens_display", "api_tokens_masked", "created_at")
     fieldsets = (
         (None, {"fields": ("name", "delivery_type")}),
         ("SMTP", {"fields": ("smtp_api_activated", "strict_smtp", "enable_smtp_api_error_hooks")}),
@@ -377,12 +377,34 @@ class ServerAdmin(ScopedModelAdmin):
     def stream_count(self, obj):
         return obj._stream_count
 
+    def get_fieldsets(self, request, obj=None):
+        """The API tokens in full only for users who may change the server (else masked)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or may_change_server(request.user, obj):
+            return fieldsets
+        return [
+            (name, {**options, "fields": tuple(
+                "api_tokens_masked" if f == "api_tokens_display" else f for f in options["fields"]
+            )})
+            for name, options in fieldsets
+        ]  # fmt: skip
+
     @admin.display(description="server API tokens")
     def api_tokens_display(self, obj):
         if obj.pk is None:
             return "Generated when the server is saved."
         return format_html_join(
             mark_safe("<br>"), "<code>{}</code>", ((t.token,) for t in obj.tokens.all())
+        )
+
+    @admin.display(description="server API tokens")
+    def api_tokens_masked(self, obj):
+        tokens = format_html_join(
+            mark_safe("<br>"), "<code>{}</code>", ((masked(t.token),) for t in obj.tokens.all())
+        )
+        return format_html(
+            '{}<br><span class="pm-hint">Shown in full to those who may change this server.</span>',
+            tokens,
         )
 
     def save_model(self, request, obj, form, change):
@@ -395,6 +417,7 @@ class ServerAdmin(ScopedModelAdmin):
         server = self.get_object(request, object_id)
         if server is not None:
             streams = list(server.streams.order_by("id"))
+            tokens_in_full = may_change_server(request.user, server)
             extra_context.update(
                 smtp_switch_url=reverse("admin:servers_server_smtp", args=[server.pk]),
                 can_switch_smtp=self.has_change_permission(request, server),
@@ -402,7 +425,8 @@ class ServerAdmin(ScopedModelAdmin):
                 smtp_auth_methods=listeners.AUTH_METHODS,
                 smtp_limits=listeners.smtp_limits(),
                 smtp_streams=[s for s in streams if s.message_stream_type != "Inbound"],
-                server_tokens=server.api_tokens,
+                server_tokens=[shown_secret(t, tokens_in_full) for t in server.api_tokens],
+                server_tokens_masked=not tokens_in_full,
                 dashboard_url=reverse("admin:dashboard") + f"?server={server.pk}",
             )
         return super().change_view(request, object_id, form_url, extra_context)

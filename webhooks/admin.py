@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from servers.access import masked
 from servers.scoping import ScopedModelAdmin
 from webhooks.deliveries import retry_now
 from webhooks.guard import UnsafeUrl, check_url, split_credentials, validate_headers
@@ -89,7 +90,8 @@ class WebhookAdmin(ScopedModelAdmin):
     list_filter = ("stream__server",)
     search_fields = ("url",)
     list_select_related = ("stream__server",)
-    readonly_fields = ("signing_secret_display", "recent_deliveries", "created_at", "updated_at")
+    readonly_fields = ("signing_secret_display", "signing_secret_masked", "recent_deliveries",
+                       "created_at", "updated_at")  # fmt: skip
     actions = ["regenerate_signing_secret"]
     fieldsets = (
         (None, {"fields": ("stream", "url", "http_auth_username", "http_auth_password",
@@ -121,6 +123,26 @@ class WebhookAdmin(ScopedModelAdmin):
             if on
         ]
         return ", ".join(names) or "(none)"
+
+    def get_fieldsets(self, request, obj=None):
+        """The signing secret in full only for users who may change the webhook (else masked)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        swap = {"signing_secret_display": "signing_secret_masked"}
+        return [
+            (name, {**options, "fields": tuple(swap.get(f, f) if isinstance(f, str) else f
+                                               for f in options["fields"])})
+            for name, options in fieldsets
+        ]  # fmt: skip
+
+    @admin.display(description="signing secret")
+    def signing_secret_masked(self, obj):
+        return format_html(
+            '<code>{}</code> <span class="pm-hint">(shown in full to those who may change this '
+            "webhook)</span>",
+            masked(obj.signing_secret),
+        )
 
     @admin.display(description="signing secret")
     def signing_secret_display(self, obj):

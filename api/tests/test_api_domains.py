@@ -455,12 +455,70 @@ def test_postmarker_manages_domains(live_server, account_token):
 def test_a_duplicate_created_concurrently_is_still_512(api, monkeypatch):
     """Two requests for one name both pass the existence check; the database's unique index
     refuses the second, which answers as the check would have."""
-    from django.db import IntegrityError
+    from domains import services
 
-    from api.views import domains as views
-
-    def loses_the_race(name, return_path=None):
-        raise IntegrityError("UNIQUE constraint failed: domains_domain.name")
-
-    monkeypatch.setattr(views, "create_domain", loses_the_race)
+    create_domain("race.test")  # the winner's, committed after the loser's check
+    monkeypatch.setattr(services, "_domain_exists", lambda name: False)
     error(post(api, "/domains", {"Name": "race.test"}), 422, 512)
+
+
+# --- the service's own domains ----------------------------------------------------------------
+
+SERVICE = "mail.operator.example"
+
+
+@pytest.fixture
+def service_key(settings):
+    """The service's signing domain with its (published) active key, as the first message
+    makes it."""
+    from domains.signing import ensure_service_key, forget
+
+    settings.DKIM_SERVICE_DOMAIN = SERVICE
+    settings.BOUNCE_DOMAIN = "bounces.operator.example"
+    forget()
+    yield ensure_service_key()[0]
+    forget()
+
+
+def _service_attempts(domain_id, signature_id):
+    return [
+        ("delete", lambda api: api.delete(f"/domains/{domain_id}")),
+        ("rotateDKIM", lambda api: post(api, f"/domains/{domain_id}/rotateDKIM")),
+        ("edit", lambda api: put(api, f"/domains/{domain_id}", {"ReturnPathDomain": ""})),
+        ("requestNewDkim", lambda api: post(api, f"/senders/{signature_id}/requestNewDkim")),
+    ]
+
+
+@pytest.mark.parametrize("attempt", ["delete", "rotateDKIM", "edit", "requestNewDkim"])
+def test_the_account_token_cannot_change_the_services_own_domain(api, service_key, attempt):
+    """Deleting the service's signing domain made the next message mint a key whose record is
+    not published (every unverified sender then failed DKIM); the account token may not."""
+    from domains.services import create_sender
+    from domains.signing import forget, signers_for
+
+    domain = service_key.domain
+    signature = create_sender(f"someone@{SERVICE}", name="S")
+    calls = dict(_service_attempts(domain.pk, signature.pk))
+    message = error(calls[attempt](api), 422, 513)
+    assert SERVICE in message and "operators" in message
+    assert list(domain.keys.values_list("pk", "state")) == [(service_key.pk, "active")]
+    forget()
+    (signer,) = signers_for("app@unverified.example")  # the next message: the same, published key
+    assert (signer.domain, signer.selector) == (SERVICE, service_key.selector)
+    # Reading and verifying it stay allowed.
+    assert ok(api.get(f"/domains/{domain.pk}"))["Name"] == SERVICE
+    ok(put(api, f"/domains/{domain.pk}/verifyDKIM"))
+
+
+@pytest.mark.parametrize("name", [SERVICE, "bounces.operator.example", "MAIL.Operator.Example."])
+def test_the_account_token_cannot_create_the_services_own_domain(api, service_key, name):
+    service_key.domain.delete()  # not made yet: the first message makes it
+    error(post(api, "/domains", {"Name": name}), 422, 513)
+    assert not Domain.objects.filter(name__in=[SERVICE, "bounces.operator.example"]).exists()
+
+
+def test_other_domains_are_still_the_account_tokens(api, service_key):
+    domain = create_domain("shop.test")
+    activate(domain)
+    assert ok(post(api, f"/domains/{domain.pk}/rotateDKIM"))["DKIMUpdateStatus"] == "Pending"
+    assert ok(api.delete(f"/domains/{domain.pk}"))["Message"] == "Domain shop.test removed."

@@ -387,13 +387,111 @@ def test_postmarker_manages_signatures(live_server, account_token, requested):
 def test_a_duplicate_created_concurrently_is_still_504(api, monkeypatch, requested):
     """Two requests for one address both pass the existence check; the unique index refuses
     the second, which answers as the check would have and asks for no confirmation."""
-    from django.db import IntegrityError
+    from domains import services
 
-    from api.views import senders as views
-
-    def loses_the_race(*args, **kwargs):
-        raise IntegrityError("UNIQUE constraint failed: domains_sendersignature.email")
-
-    monkeypatch.setattr(views, "create_sender", loses_the_race)
+    create_sender(NEW["FromEmail"])  # the winner's, committed after the loser's check
+    monkeypatch.setattr(services, "_sender_exists", lambda address: False)
     error(post(api, "/senders", NEW), 422, 504)
     assert requested == []
+
+
+# --- how often confirmation messages go out ------------------------------------------------------
+
+
+ELSE = {"Name": "Someone", "ConfirmationPersonalNote": "Hello"}
+
+
+def _mails_to(address: str) -> int:
+    from messages.models import Submission
+
+    return Submission.objects.filter(rcpt_to=[address]).count()
+
+
+def _an_hour_later(hours: float = 1.0):
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from domains.models import ConfirmationSent
+
+    ConfirmationSent.objects.update(sent_at=F("sent_at") - timedelta(hours=hours, seconds=1))
+
+
+def limited(response, address_or_account: str) -> str:
+    message = error(response, 429, 429)
+    assert address_or_account in message and "Try again in" in message
+    assert 0 < int(response["Retry-After"]) <= 24 * 3600
+    return message
+
+
+def test_resends_to_one_address_are_limited(api, settings):
+    """31 resends with a 400-character note reached a victim in 0.8 s: now three a day."""
+    settings.SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY = 3
+    body = dict(ELSE, FromEmail="victim@else.test", ConfirmationPersonalNote="x" * 400)
+    signature_id = ok(post(api, "/senders", body))["ID"]
+    answers = [post(api, f"/senders/{signature_id}/resend") for _ in range(30)]
+    assert [r.status_code for r in answers[:2]] == [200, 200]
+    for response in answers[2:]:
+        limited(response, "victim@else.test")
+    assert _mails_to("victim@else.test") == 3
+    # Deleting the signature and adding it again counts on.
+    ok(api.delete(f"/senders/{signature_id}"))
+    limited(post(api, "/senders", body), "victim@else.test")
+    assert not SenderSignature.objects.filter(email="victim@else.test").exists()
+    # A day later it may go again.
+    _an_hour_later(hours=24)
+    ok(post(api, "/senders", body))
+    assert _mails_to("victim@else.test") == 4
+
+
+def test_confirmations_from_the_account_are_limited(api, settings):
+    settings.SENDER_CONFIRMATIONS_PER_HOUR = 5
+    for i in range(5):
+        ok(post(api, "/senders", dict(ELSE, FromEmail=f"s{i}@else.test")))
+    limited(post(api, "/senders", dict(ELSE, FromEmail="s5@else.test")), "this account")
+    signature = SenderSignature.objects.get(email="s0@else.test")
+    assert "this account" in limited(post(api, f"/senders/{signature.pk}/resend"), "account")
+    assert not SenderSignature.objects.filter(email="s5@else.test").exists()
+    # Signatures an operator vouches for need no message: they are not limited.
+    create_sender("vouched@else.test", confirmed=True)
+    _an_hour_later()
+    ok(post(api, "/senders", dict(ELSE, FromEmail="s5@else.test")))
+    assert ok(post(api, f"/senders/{signature.pk}/resend"))["ErrorCode"] == 0
+
+
+def test_no_limit_when_set_to_zero(api, settings):
+    settings.SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY = 0
+    settings.SENDER_CONFIRMATIONS_PER_HOUR = 0
+    signature_id = ok(post(api, "/senders", NEW))["ID"]
+    for _ in range(5):
+        ok(post(api, f"/senders/{signature_id}/resend"))
+    assert _mails_to("orders@shop.test") == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resends_at_once_are_limited_too(settings):
+    import threading
+
+    from django.db import connection
+
+    settings.SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY = 3
+    token = AccountToken.issue("ops").token
+    signature = create_sender("victim@else.test", name="V")
+    start = threading.Barrier(10)
+    statuses = []
+
+    def resend():
+        try:
+            start.wait(timeout=10)
+            client = Client(HTTP_X_POSTMARK_ACCOUNT_TOKEN=token, raise_request_exception=False)
+            statuses.append(post(client, f"/senders/{signature.pk}/resend").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=resend) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [200] * 3 + [429] * 7
+    assert _mails_to("victim@else.test") == 3

@@ -2,7 +2,6 @@
 verifications and the DKIM key rotation. Domains are account-wide: every server may send as a
 verified one."""
 
-from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -17,6 +16,7 @@ from domains.services import (
     IdentityError,
     create_domain,
     edit_domain_return_path,
+    refuse_service_domain,
     valid_domain_name,
 )
 
@@ -55,6 +55,14 @@ def _details(domain: Domain) -> Response:
     return Response(domain_json(Domain.objects.prefetch_related("keys").get(pk=domain.pk)))
 
 
+def _not_the_services(name: str) -> None:
+    """ErrorCode 513 for the service's own domains (``domains.services.refuse_service_domain``)."""
+    try:
+        refuse_service_domain(name)
+    except IdentityError as exc:
+        raise ApiError(exc.error_code, exc.message) from None
+
+
 def _return_path(data: dict) -> str | None:
     return text_field(data, "ReturnPathDomain", INVALID_DOMAIN_FIELDS, max_length=253)
 
@@ -82,13 +90,12 @@ class DomainListView(AccountView):
             valid_domain_name(name)
         except IdentityError as exc:
             raise ApiError(DOMAIN_NAME_INVALID, f"Name format is invalid. {exc.message}") from None
+        _not_the_services(name)
         try:
             domain = create_domain(name, return_path or None)
-        except IdentityError as exc:
+        except IdentityError as exc:  # 512 also for the loser of two concurrent requests
             code = exc.error_code if exc.error_code == DOMAIN_EXISTS else INVALID_DOMAIN_FIELDS
             raise ApiError(code, exc.message) from None
-        except IntegrityError:  # the same name, created by a concurrent request
-            raise ApiError(DOMAIN_EXISTS, "This domain already exists.") from None
         return _details(domain)
 
 
@@ -103,6 +110,7 @@ class DomainDetailView(AccountView):
         domain = _get_domain(domain_id)
         data = body_fields(request)
         return_path = _return_path(data)
+        _not_the_services(domain.name)
         if return_path is None:
             raise ApiError(
                 INVALID_DOMAIN_FIELDS,
@@ -118,6 +126,7 @@ class DomainDetailView(AccountView):
     @extend_schema(operation_id="delete_domain", responses=OpenApiTypes.OBJECT)
     def delete(self, request, domain_id: str):
         domain = _get_domain(domain_id)
+        _not_the_services(domain.name)
         domain.delete()
         return Response({"ErrorCode": 0, "Message": f"Domain {domain.name} removed."})
 
@@ -167,7 +176,9 @@ class VerifySpfView(_DomainActionView):
 
 
 def rotate(domain: Domain) -> None:
-    """A new DKIM key, unless one is already waiting for its record (Postmark's 505)."""
+    """A new DKIM key, unless one is already waiting for its record (Postmark's 505); never for
+    the service's own domain (513)."""
+    _not_the_services(domain.name)
     if domain.key(DkimKey.State.PENDING) is not None:
         raise ApiError(
             DKIM_RENEWAL_PENDING,

@@ -1,7 +1,7 @@
 """The Sender Signatures API (compat §8, account token): list, create, read, edit, delete,
 resend the confirmation, and the SPF and DKIM requests that act on the signature's domain."""
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -14,11 +14,14 @@ from domains import verification
 from domains.models import Domain, SenderSignature
 from domains.serializers import sender_json, sender_summary_json
 from domains.services import (
+    DOMAIN_EXISTS,
     UNCHANGED,
+    ConfirmationLimited,
     IdentityError,
     create_domain,
     create_sender,
     edit_sender,
+    refuse_service_domain,
     request_confirmation,
 )
 
@@ -75,9 +78,11 @@ def _fields(data: dict) -> dict:
     return found
 
 
-def _request_confirmation(signature: SenderSignature) -> None:
-    """The confirmation message goes out once the signature is committed."""
-    transaction.on_commit(lambda: request_confirmation(signature))
+def _too_many(exc: ConfirmationLimited) -> Response:
+    """Postmark's rate-limit answer (HTTP 429, ErrorCode 429), with when to try again."""
+    response = Response({"ErrorCode": exc.error_code, "Message": exc.message}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _invalid(exc: IdentityError) -> ApiError:
@@ -105,7 +110,7 @@ class SenderListView(AccountView):
                 f"{' and '.join(missing)}.",
             )
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # the signature and its confirmation message, or neither
                 signature = create_sender(
                     fields["FromEmail"],
                     name=fields["Name"],
@@ -113,11 +118,11 @@ class SenderListView(AccountView):
                     return_path=fields.get("ReturnPathDomain") or None,
                     note=fields.get("ConfirmationPersonalNote", ""),
                 )
-                _request_confirmation(signature)
-        except IdentityError as exc:
+                request_confirmation(signature)
+        except ConfirmationLimited as exc:
+            return _too_many(exc)
+        except IdentityError as exc:  # 504 also for the loser of two concurrent requests
             raise _invalid(exc) from None
-        except IntegrityError:  # the same address, created by a concurrent request
-            raise ApiError(SENDER_EXISTS, "This signature already exists.") from None
         return Response(sender_json(signature))
 
 
@@ -166,7 +171,10 @@ class SenderResendView(AccountView):
         signature = _get_sender(sender_id)
         if signature.confirmed:
             raise ApiError(ALREADY_CONFIRMED, "This Sender Signature has already been confirmed.")
-        _request_confirmation(signature)
+        try:
+            request_confirmation(signature)
+        except ConfirmationLimited as exc:
+            return _too_many(exc)
         message = f"Confirmation email for Sender Signature {signature.email} was re-sent."
         return Response({"ErrorCode": 0, "Message": message})
 
@@ -197,10 +205,13 @@ class SenderRequestNewDkimView(AccountView):
         signature = _get_sender(sender_id)
         domain = _domain_of(signature)
         try:
+            refuse_service_domain(signature.domain)
             if domain is None:
                 create_domain(signature.domain)
             else:
                 rotate(domain)
         except IdentityError as exc:
-            raise ApiError(exc.error_code, exc.message) from None
+            # A concurrent request made the domain (and its first key): what this one asked for.
+            if exc.error_code != DOMAIN_EXISTS:
+                raise ApiError(exc.error_code, exc.message) from None
         return Response(sender_json(signature))

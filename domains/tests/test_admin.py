@@ -141,3 +141,49 @@ def test_account_wide_pages_are_hidden_from_staff_limited_to_some_servers(dns):
     manager = staff(all_servers=True)
     assert manager.post(urls[1] + "confirm/").status_code == 302
     assert SenderSignature.objects.get(pk=signature.pk).confirmed
+
+
+def test_operators_may_rotate_and_delete_the_services_own_domain_with_a_warning(
+    admin_client, settings
+):
+    """Account tokens may not touch it (api/tests/test_api_domains.py); the admin may, and says
+    what it costs."""
+    from domains.signing import ensure_service_key, forget
+
+    settings.DKIM_SERVICE_DOMAIN = "mail.operator.example"
+    forget()
+    domain = ensure_service_key()[0].domain
+    url = reverse("admin:domains_domain_change", args=[domain.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'id="service-domain"' in page and "Account tokens cannot change" in page
+    rotated = admin_client.post(url + "rotate/", follow=True).content.decode()
+    assert "the service&#x27;s own domain" in rotated and domain.keys.count() == 2
+    delete_url = reverse("admin:domains_domain_delete", args=[domain.pk])
+    confirm = admin_client.get(delete_url).content.decode()
+    assert "the service&#x27;s own domain" in confirm
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 302
+    assert not Domain.objects.filter(name="mail.operator.example").exists()
+    other = create_domain("shop.test")
+    page = admin_client.get(reverse("admin:domains_domain_change", args=[other.pk]))
+    assert 'id="service-domain"' not in page.content.decode()
+    forget()
+
+
+def test_admin_resends_are_limited_like_the_apis(admin_client, settings):
+    settings.SENDER_CONFIRMATIONS_PER_ADDRESS_PER_DAY = 2
+    signature = create_sender("owner@shop.test")
+    url = reverse("admin:domains_sendersignature_change", args=[signature.pk])
+    for _ in range(2):
+        admin_client.post(url + "resend/")
+    page = admin_client.post(url + "resend/", follow=True).content.decode()
+    assert "Too many confirmation messages to owner@shop.test" in page
+    listing = admin_client.post(
+        reverse("admin:domains_sendersignature_changelist"),
+        {"action": "resend_confirmation", "_selected_action": [signature.pk]},
+        follow=True,
+    ).content.decode()
+    assert "Too many confirmation messages" in listing and "0 confirmation message(s)" in listing
+    assert Submission.objects.filter(rcpt_to=["owner@shop.test"]).count() == 2
+    # An operator may still confirm the address without a message.
+    admin_client.post(url + "confirm/")
+    assert SenderSignature.objects.get(pk=signature.pk).confirmed
