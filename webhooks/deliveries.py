@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from core import leases
+from core import leases, queues
 from core.logcontext import about_message
 from messages.models import MessageEvent
 from webhooks import fanout, metrics
@@ -178,9 +178,13 @@ def retry_now(deliveries) -> int:
 
 def requeue_due(grace_seconds: float | None = None, now=None) -> int:
     """Queue again the pending deliveries that should have been tried ``grace_seconds`` ago and
-    are not being tried (a lost task, a crashed worker, a broker restart)."""
+    are not being tried (a lost task, a crashed worker, a broker restart): at most
+    SWEEP_MAX_REQUEUE a run, and none while the webhooks queue is busy (``core.queues``)."""
     now = now or timezone.now()
     grace = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
+    limit = queues.requeue_budget(fanout.POST_TASK)
+    if not limit:
+        return 0
     due = leases.free(
         WebhookDelivery.objects.filter(
             status=WebhookDelivery.Status.PENDING,
@@ -188,7 +192,7 @@ def requeue_due(grace_seconds: float | None = None, now=None) -> int:
         ),
         now,
     )
-    rows = list(due.order_by("next_attempt_at").values_list("pk", "attempts")[:10_000])
+    rows = list(due.order_by("next_attempt_at").values_list("pk", "attempts")[:limit])
     for delivery_id, attempts in rows:
         # Due "now" again, so that the next sweep leaves it alone for another grace period.
         WebhookDelivery.objects.filter(pk=delivery_id, attempts=attempts).update(
@@ -204,7 +208,8 @@ def dispatch_missed_events(grace_seconds: float | None = None, now=None, batch: 
     first, in up to 50 batches of ``batch`` a run, and clear their marks. No event is skipped
     whatever order the transactions committed in: each carries its own mark. A webhook created
     after the event (less the grace period) does not get it. Returns how many deliveries it
-    created; they are queued now, unless their queue is busy (``requeue_due`` queues them)."""
+    created. They are queued at once, unless the webhooks queue is busy: then they wait, due, for
+    ``requeue_due`` (``core.queues``)."""
     now = now or timezone.now()
     grace = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
     catch_up_new_webhooks(now, grace)
@@ -230,8 +235,9 @@ def dispatch_missed_events(grace_seconds: float | None = None, now=None, batch: 
         fanout.mark_dispatched([row[0] for row in rows])
         if len(rows) < batch:
             break
-    for delivery_id in made:
-        fanout.publish(delivery_id, 0)
+    if made and queues.requeue_budget(fanout.POST_TASK):
+        for delivery_id in made:
+            fanout.publish(delivery_id, 0)
     return len(made)
 
 

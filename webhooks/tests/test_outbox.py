@@ -14,6 +14,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from delivery.tests.test_delivery import queued_files
 from messages.events import record_event, record_message_event
 from messages.models import MessageEvent
 from streams.services import get_stream
@@ -31,6 +32,7 @@ from webhooks.tests.test_webhooks import (
 # Ids far above what the test's other rows take: one event takes its id before the other and
 # commits after it, as a long transaction's does on PostgreSQL.
 EARLY_ID, LATE_ID = 10**9 - 1, 10**9
+BACKLOG = 5000
 
 
 def lost_event(server, stream, pk=None) -> MessageEvent:
@@ -165,3 +167,35 @@ def test_the_upgrade_marks_the_events_the_old_cursor_had_not_reached(server):
         executor.migrate(latest)
     marked = MessageEvent.objects.filter(webhooks_pending_since__isnull=False)
     assert list(marked.values_list("pk", flat=True)) == [made[1]]
+
+
+@pytest.mark.django_db
+def test_a_backlog_still_in_the_webhooks_queue_is_not_queued_again_by_the_sweep(
+    server, settings, private_ok
+):
+    settings.SWEEP_MAX_REQUEUE = 1000
+    settings.SWEEP_BUSY_QUEUE_LENGTH = 50
+    stream = get_stream(server, "outbound")
+    webhook = all_triggers(stream, "https://hooks.example.com/in")
+    message = outbound(server, stream)
+    now = timezone.now()
+    events = MessageEvent.objects.bulk_create(
+        MessageEvent(server=server, stream=stream, outbound=message, type="Delivery",
+                     occurred_at=now, webhooks_pending_since=None)
+        for _ in range(BACKLOG)
+    )  # fmt: skip
+    made = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(webhook=webhook, event=e, next_attempt_at=now) for e in events
+    )
+    for delivery in made:
+        fanout.publish(delivery.pk, 0)  # queued; no worker has taken them yet
+    WebhookDelivery.objects.update(next_attempt_at=now - timedelta(minutes=5))
+    waiting = queued_files("webhooks")
+    assert waiting == BACKLOG
+    assert deliveries.sweep() == {"requeued": 0, "dispatched": 0}
+    assert deliveries.sweep() == {"requeued": 0, "dispatched": 0}
+    assert queued_files("webhooks") == waiting
+    for path in (settings.DATA_DIR / "queue").glob("*.webhooks.msg"):
+        path.unlink()  # the broker lost them
+    assert deliveries.requeue_due() == 1000
+    assert queued_files("webhooks") == 1000
