@@ -52,6 +52,17 @@ def _no_metrics_files_of_earlier_runs():
             path.unlink(missing_ok=True)
 
 
+@pytest.fixture(autouse=True)
+def _empty_embedded_queues():
+    """Each test starts with the embedded broker's queues empty: tasks an earlier test left there
+    (no worker ran them) would make a sweep think the workers are behind (``core.queues``)."""
+    from django.conf import settings
+
+    if settings.EMBEDDED_BROKER:
+        for path in (settings.DATA_DIR / "queue").glob("*.msg"):
+            path.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def rabbitmq_url():
     require_service("RabbitMQ", "127.0.0.1", 5672)

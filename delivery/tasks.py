@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from core import leases
+from core import leases, queues
 from delivery.claims import claimable
 from delivery.outcomes import next_retry_in
 from delivery.relay import deliver_message, deliver_messages
@@ -104,10 +104,16 @@ def requeue_due_deliveries(grace_seconds: float | None = None) -> int:
     age = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
     now = timezone.now()
     due = claimable(Recipient.objects.all(), now)
-    # A message is taken (queued) at most once per ``age``: a backlog merely waiting in the
-    # queue is not queued again by every sweep.
+    # A message is taken (queued) at most once per ``age``, and none while the delivery queue is
+    # busy (core.queues): a backlog merely waiting in the queue is not queued again by every sweep.
+    limit = queues.requeue_budget(deliver.name)
+    if not limit:
+        return 0
     ids = leases.take_ids(
-        OutboundMessage.objects.filter(pk__in=due.values("message_id")), seconds=age, now=now
+        OutboundMessage.objects.filter(pk__in=due.values("message_id")),
+        seconds=age,
+        now=now,
+        limit=limit,
     )
     for outbound_id in ids:
         enqueue_delivery(outbound_id)

@@ -2,8 +2,11 @@
 
 Each event is committed with the change that caused it; once the transaction commits, the signal
 ``event_committed`` carries its id to whoever listens (the webhook dispatcher, which this app does
-not import: ``webhooks`` connects itself when it loads). The event row is the outbox: a lost
-dispatch is found again by the sweep.
+not import: ``webhooks`` connects itself when it loads). The event row is the outbox: it is
+recorded marked ``webhooks_pending_since`` (now), the fan-out clears the mark once the event's
+webhook deliveries exist, and the sweep takes every event still marked after a grace period, so
+a lost dispatch is found again whatever order transactions commit in. An event no webhook can
+want (``FAN_OUT_WANTED`` says none of its stream's) is recorded unmarked: it costs no UPDATE.
 
 Suppressions are kept by ``streams``, below this app: it announces each change with
 ``streams.signals.subscription_changed``, and ``record_subscription_change`` turns that into a
@@ -22,6 +25,16 @@ from messages.submissions import insert_rows, model_row
 
 # Sent once an event's transaction has committed, with ``event_id`` and ``stream_id``.
 event_committed = Signal()
+
+# Functions of a stream's id (or None) that say whether some fan-out may want the stream's events;
+# apps above this one add theirs in their ready() (webhooks: whether the stream has a webhook).
+# An event that none wants is recorded already dispatched.
+FAN_OUT_WANTED: list = []
+
+
+def _pending_since(stream_id: int | None):
+    """The outbox mark of a new event: now, or None when no fan-out can want it."""
+    return timezone.now() if any(wanted(stream_id) for wanted in FAN_OUT_WANTED) else None
 
 
 def _row(
@@ -51,6 +64,7 @@ def _row(
         "details": details,
         "data": data or {},
         "occurred_at": occurred_at or timezone.now(),
+        "webhooks_pending_since": _pending_since(stream_id),
     }
 
 

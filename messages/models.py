@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models.functions import Upper
+from django.utils import timezone
 
 from bounces.models import Bounce
 from core.leases import Leased
@@ -200,12 +201,25 @@ class MessageEvent(models.Model):
     details = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField()
+    # The outbox mark: when the event was recorded, as long as the webhook fan-out has yet to run
+    # for it; empty once it has (or when no webhook could want it: ``messages.events``). The
+    # webhook sweep takes every marked event older than its grace period, whatever order their
+    # transactions committed in.
+    webhooks_pending_since = models.DateTimeField(
+        null=True, blank=True, default=timezone.now, editable=False
+    )
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
         indexes = [
             models.Index(fields=["server", "type", "-occurred_at"]),
             models.Index(fields=["message_id"]),
+            # Only the events still waiting for their fan-out: a small index, whatever the table.
+            models.Index(
+                fields=["webhooks_pending_since"],
+                condition=models.Q(webhooks_pending_since__isnull=False),
+                name="event_webhooks_pending",
+            ),
         ]
 
     def __str__(self):

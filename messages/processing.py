@@ -10,7 +10,7 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from bounces.models import Dump
 from bounces.services import record_bounce
@@ -350,7 +350,10 @@ def note_failure(submission_id: int, error: BaseException) -> str:
     """Count a try of processing that failed unexpectedly (``error``, already logged); after
     PROCESSING_ATTEMPTS tries the submission becomes ``failed``, with an SMTPApiError for each
     recipient that says so and holds the message in its dump: the sender sees it through the
-    bounce API and webhooks, and no sweep takes it again. Returns the submission's status."""
+    bounce API and webhooks, and no sweep takes it again. Should recording that error fail, the
+    submission stays waiting (the try counted) and is processed again; on that next failure an
+    error that cannot fail the same way is recorded (``record_plain_failure``). Returns the
+    submission's status."""
     with transaction.atomic():
         submission = _waiting_submission(submission_id)
         if submission is None or submission.status not in WAITING:
@@ -361,6 +364,7 @@ def note_failure(submission_id: int, error: BaseException) -> str:
             return submission.status
         text = PROCESSING_FAILED.format(error=type(error).__name__)
         problem = Problem(PROCESSING_ERROR_CODE, text, text)
+        keep_raw = False
         try:
             with transaction.atomic():
                 raw = bytes(submission.raw)
@@ -372,10 +376,47 @@ def note_failure(submission_id: int, error: BaseException) -> str:
                 )
         except Exception:
             log.exception("could not record the failure of submission %s", submission.message_id)
+            if submission.attempts == settings.PROCESSING_ATTEMPTS:
+                submission.save(update_fields=["attempts"])  # taken again by the sweep
+                return submission.status
+            keep_raw = True  # the message as received stays for the operators
+            try:
+                with transaction.atomic():
+                    record_plain_failure(submission, problem)
+            except (OperationalError, InterfaceError):
+                raise  # the database is unavailable, not the record at fault: retried
+            except Exception:  # a bug: still a terminal state, never an endless retry
+                log.exception("no SMTPApiError for submission %s", submission.message_id)
         submission.status = Submission.Status.FAILED
-        finish(submission, "attempts")
+        finish(submission, "attempts", keep_raw=keep_raw)
         metrics.submission_processed(submission.status, submission.received_at)
         return submission.status
+
+
+def record_plain_failure(submission: Submission, problem: Problem) -> None:
+    """The SMTPApiError of a submission whose error could not be recorded with its message: no
+    header is parsed and no dump is stored, only the envelope's recipients and sender and the
+    error, so that nothing of the message can make it fail again. A database error propagates
+    (the task is retried)."""
+    stream, stream_id = where_errors_go(
+        submission.server,
+        submission.stream,
+        submission.stream.stream_id if submission.stream else DEFAULT_STREAM,
+    )
+    for recipient in unique_recipients(submission.rcpt_to):
+        bounce = record_bounce(
+            server=submission.server,
+            stream=stream,
+            message_stream=stream_id,
+            type=SMTP_API_ERROR,
+            email=recipient,
+            message_id=submission.message_id,
+            from_address=submission.mail_from,
+            details=problem.details,
+            content=dump_head([problem]),
+            bounced_at=submission.received_at,
+        )
+        record_bounce_event(bounce)
 
 
 def finish(submission: Submission, *fields: str, keep_raw: bool = False) -> None:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from core import leases
+from core import leases, queues
 from core.logcontext import about_message
 from messages import metrics
 from messages.models import OutboundMessage, Submission
@@ -106,8 +106,12 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
     age = settings.SWEEP_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     now = timezone.now()
     cutoff = now - timezone.timedelta(seconds=age)
-    # Each submission is taken (queued again) at most once per SWEEP_AFTER_SECONDS, so a backlog
-    # that is merely waiting in the queue is not multiplied by every sweep.
+    # Each submission is taken (queued again) at most once per SWEEP_AFTER_SECONDS, and none
+    # while the processing queue is busy (core.queues): a backlog that is merely waiting in the
+    # queue is not multiplied by every sweep.
+    limit = queues.requeue_budget(process_submissions.name)
+    if not limit:
+        return 0
     taken = leases.take_ids(
         Submission.objects.filter(
             received_at__lt=cutoff,
@@ -117,6 +121,7 @@ def requeue_stuck_submissions(older_than_seconds: float | None = None) -> int:
         now=now,
         # Fresh rows first: a row that keeps failing never goes ahead of the others.
         order=("attempts", "pk"),
+        limit=limit,
     )
     message_ids = dict(Submission.objects.filter(pk__in=taken).values_list("id", "message_id"))
     ids = [str(message_ids[pk]) for pk in taken]

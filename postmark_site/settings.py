@@ -193,6 +193,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 # Work still waiting this long is queued again by the periodic sweep.
 SWEEP_AFTER_SECONDS = env.float("SWEEP_AFTER_SECONDS", default=60.0)
+# A sweep queues again at most this many rows of each kind of work (processing, delivery,
+# webhooks) a run, and none while the broker queue of that kind already holds
+# SWEEP_BUSY_QUEUE_LENGTH tasks: the workers are behind, and the rows' tasks are most likely still
+# in that queue (core.queues). A backlog is never queued again whole by every sweep.
+SWEEP_MAX_REQUEUE = env.int("SWEEP_MAX_REQUEUE", default=10_000)
+SWEEP_BUSY_QUEUE_LENGTH = env.int("SWEEP_BUSY_QUEUE_LENGTH", default=50)
 # Tries of processing a submission that fail unexpectedly before it becomes failed (with an
 # SMTPApiError per recipient, so the sender sees it).
 PROCESSING_ATTEMPTS = env.int("PROCESSING_ATTEMPTS", default=3)

@@ -7,10 +7,12 @@ class WebhooksConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self):
-        from messages.events import event_committed
-        from webhooks.fanout import on_event_committed
+        from messages.events import FAN_OUT_WANTED, event_committed
+        from webhooks.fanout import fan_out_wanted, on_event_committed
 
         event_committed.connect(on_event_committed, dispatch_uid="webhooks.fanout")
+        if fan_out_wanted not in FAN_OUT_WANTED:
+            FAN_OUT_WANTED.append(fan_out_wanted)
 
         from django.db.models.signals import post_delete, post_save
 

@@ -10,9 +10,10 @@
 
 Retries are queued with a ``countdown`` capped at ``WEBHOOK_MAX_COUNTDOWN`` (a task that wakes up
 early queues itself again for the rest); the periodic ``sweep`` queues again every due delivery
-whose task was lost and dispatches events whose ``enqueue_event`` never ran (the event table is the
-outbox). Every try is idempotent: it happens only if the row is still pending, due, unleased and at
-the attempt count the task was queued for. Tasks are queued through ``fanout.publish``.
+whose task was lost and dispatches the events still marked for the fan-out (the event table is
+the outbox: ``MessageEvent.webhooks_pending_since``). Every try is idempotent: it happens only if
+the row is still pending, due, unleased and at the attempt count the task was queued for. Tasks
+are queued through ``fanout.publish``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from core import leases
+from core import leases, queues
 from core.logcontext import about_message
 from messages.models import MessageEvent
 from webhooks import fanout, metrics
 from webhooks.client import RESPONSE_EXCERPT_BYTES, Result, http_post
 from webhooks.fanout import create_deliveries, include_content
-from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery, WebhookSweepCursor
+from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from webhooks.serializers import webhook_payload
 from webhooks.signing import encode, request_headers
 
@@ -177,9 +178,13 @@ def retry_now(deliveries) -> int:
 
 def requeue_due(grace_seconds: float | None = None, now=None) -> int:
     """Queue again the pending deliveries that should have been tried ``grace_seconds`` ago and
-    are not being tried (a lost task, a crashed worker, a broker restart)."""
+    are not being tried (a lost task, a crashed worker, a broker restart): at most
+    SWEEP_MAX_REQUEUE a run, and none while the webhooks queue is busy (``core.queues``)."""
     now = now or timezone.now()
     grace = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
+    limit = queues.requeue_budget(fanout.POST_TASK)
+    if not limit:
+        return 0
     due = leases.free(
         WebhookDelivery.objects.filter(
             status=WebhookDelivery.Status.PENDING,
@@ -187,7 +192,7 @@ def requeue_due(grace_seconds: float | None = None, now=None) -> int:
         ),
         now,
     )
-    rows = list(due.order_by("next_attempt_at").values_list("pk", "attempts")[:10_000])
+    rows = list(due.order_by("next_attempt_at").values_list("pk", "attempts")[:limit])
     for delivery_id, attempts in rows:
         # Due "now" again, so that the next sweep leaves it alone for another grace period.
         WebhookDelivery.objects.filter(pk=delivery_id, attempts=attempts).update(
@@ -197,47 +202,81 @@ def requeue_due(grace_seconds: float | None = None, now=None) -> int:
     return len(rows)
 
 
-def dispatch_missed_events(grace_seconds: float | None = None, now=None, batch: int = 2000) -> int:
-    """Create the deliveries of events whose ``enqueue_event`` never ran (the process died right
-    after the commit). Walks the events after a cursor, leaving the youngest ``grace_seconds``
-    for the normal path; returns how many deliveries it created."""
+def dispatch_missed_events(grace_seconds: float | None = None, now=None, batch: int = 1000) -> int:
+    """Create the deliveries of every event still marked for the fan-out ``grace_seconds`` after
+    it was recorded (the process died right after the commit, or the fan-out failed), oldest
+    first, in up to 50 batches of ``batch`` a run, and clear their marks. No event is skipped
+    whatever order the transactions committed in: each carries its own mark. A webhook created
+    after the event (less the grace period) does not get it. Returns how many deliveries it
+    created. They are queued at once, unless the webhooks queue is busy: then they wait, due, for
+    ``requeue_due`` (``core.queues``)."""
     now = now or timezone.now()
     grace = settings.SWEEP_AFTER_SECONDS if grace_seconds is None else grace_seconds
+    catch_up_new_webhooks(now, grace)
     cutoff = now - timedelta(seconds=grace)
-    cursor = WebhookSweepCursor.objects.filter(pk=1).first()
-    if cursor is None:
-        # The first sweep starts from now: history is not posted to webhooks.
-        last = MessageEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        WebhookSweepCursor.objects.get_or_create(pk=1, defaults={"last_event_id": last})
-        return 0
     hooks_by_stream: dict[int, list] = {}
     for webhook in Webhook.objects.all():
         hooks_by_stream.setdefault(webhook.stream_id, []).append(webhook)
-    position, created = cursor.last_event_id, 0
+    made: list[int] = []
     for _ in range(50):
         rows = list(
-            MessageEvent.objects.filter(id__gt=position)
-            .order_by("id")
+            MessageEvent.objects.filter(webhooks_pending_since__lte=cutoff)
+            .order_by("webhooks_pending_since", "id")
             .values_list("id", "stream_id", "occurred_at")[:batch]
         )
-        young = False
         for event_id, stream_id, occurred_at in rows:
-            if occurred_at > cutoff:
-                young = True
-                break
-            position = event_id
-            hooks = [w for w in hooks_by_stream.get(stream_id, []) if w.created_at <= now]
-            hooks = [w for w in hooks if occurred_at >= w.created_at - timedelta(seconds=grace)]
-            if not hooks:
-                continue
-            event = MessageEvent.objects.select_related("server", "bounce").get(pk=event_id)
-            for delivery_id in create_deliveries(event, hooks, timezone.now()):
-                created += 1
-                fanout.publish(delivery_id, 0)
-        if young or len(rows) < batch:
+            hooks = [
+                w
+                for w in hooks_by_stream.get(stream_id, [])
+                if w.created_at <= now and occurred_at >= w.created_at - timedelta(seconds=grace)
+            ]
+            if hooks:
+                made += _dispatch_one(event_id, hooks)
+        fanout.mark_dispatched([row[0] for row in rows])
+        if len(rows) < batch:
             break
-    WebhookSweepCursor.objects.filter(pk=1).update(last_event_id=position, updated_at=now)
-    return created
+    if made and queues.requeue_budget(fanout.POST_TASK):
+        for delivery_id in made:
+            fanout.publish(delivery_id, 0)
+    return len(made)
+
+
+def _dispatch_one(event_id: int, hooks: list) -> list[int]:
+    """The new deliveries of one event. An event that breaks the fan-out (a bug it happens to
+    trigger) is logged and given up, not retried by every sweep ahead of the others; a database
+    that fails stops the sweep, and the event is taken again by the next one."""
+    try:
+        event = MessageEvent.objects.select_related("server", "bounce").get(pk=event_id)
+        return create_deliveries(event, hooks, timezone.now())
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        log.exception("could not dispatch webhooks for event %s: given up", event_id)
+        return []
+
+
+def catch_up_new_webhooks(now, grace: float) -> int:
+    """Mark again for the fan-out the events a new webhook may have missed: those its stream
+    recorded from ``grace`` seconds before the webhook was created until other processes knew of
+    it (``WEBHOOK_STREAMS_CACHE_SECONDS`` later, plus ``grace``): a process that did not know yet
+    recorded them unmarked. Done once per webhook, after that window; an event that already has
+    this webhook's delivery is left alone. Returns how many events it marked."""
+    settle = timedelta(seconds=settings.WEBHOOK_STREAMS_CACHE_SECONDS + grace)
+    marked = 0
+    new = Webhook.objects.filter(events_caught_up=False, created_at__lte=now - settle)
+    for webhook in new.select_related("stream"):
+        missed = MessageEvent.objects.filter(
+            # (server, type, occurred_at): the events index the APIs read.
+            server_id=webhook.stream.server_id,
+            type__in=MessageEvent.Type.values,
+            occurred_at__gte=webhook.created_at - timedelta(seconds=grace),
+            occurred_at__lte=webhook.created_at + settle,
+            stream_id=webhook.stream_id,
+            webhooks_pending_since__isnull=True,
+        ).exclude(webhook_deliveries__webhook=webhook)
+        marked += missed.update(webhooks_pending_since=now - timedelta(seconds=grace))
+        Webhook.objects.filter(pk=webhook.pk).update(events_caught_up=True)
+    return marked
 
 
 def sweep(now=None) -> dict[str, int]:

@@ -2,9 +2,11 @@
 
 ``enqueue_event`` (called through ``messages.events.event_committed`` once the event's transaction
 commits, see ``on_event_committed``) creates one ``WebhookDelivery`` row per webhook that wants the
-event and queues a task carrying only that row's id (``publish``). The database is the source of
-truth: a lost task or a lost dispatch is found by the sweep (``webhooks.deliveries``). The streams
-that have webhooks are cached per process, so an event of a stream without any costs no query.
+event and queues a task carrying only that row's id (``publish``), then clears the event's outbox
+mark (``MessageEvent.webhooks_pending_since``). The database is the source of truth: a lost task
+or a lost dispatch is found by the sweep (``webhooks.deliveries``). The streams that have webhooks
+are cached per process, so an event of a stream without any costs no query, and is recorded
+without the mark (``fan_out_wanted``, in ``messages.events.FAN_OUT_WANTED``).
 
 ``publish`` queues the ``webhooks.post`` task (``webhooks.tasks``) by its name, so that the code
 that queues a try needs no import of the task that runs it (which imports that code).
@@ -97,6 +99,13 @@ def create_deliveries(event, webhooks, now) -> list[int]:
     )
 
 
+def fan_out_wanted(stream_id: int | None) -> bool:
+    """Whether a webhook may want the events of the stream (``messages.events.FAN_OUT_WANTED``):
+    it has one, as far as this process knows. A webhook created in another process meanwhile is
+    caught up by the sweep (``webhooks.deliveries.catch_up_new_webhooks``)."""
+    return stream_id is not None and stream_id in streams_with_webhooks()
+
+
 def on_event_committed(sender, *, event_id: int, stream_id: int | None = None, **kwargs) -> None:
     """Receiver of ``messages.events.event_committed`` (connected in ``WebhooksConfig``). An
     event of a stream that has no webhook costs no query (``streams_with_webhooks``)."""
@@ -112,9 +121,8 @@ _hooked_lock = threading.Lock()
 def streams_with_webhooks() -> frozenset[int]:
     """The streams that have at least one webhook, read at most once per
     ``WEBHOOK_STREAMS_CACHE_SECONDS`` per process (at once after a change in this process).
-    A webhook added in another process is seen within that time; an event it misses meanwhile
-    is posted by the sweep (``dispatch_missed_events``), which checks every event against
-    every webhook."""
+    A webhook added in another process is seen within that time; the events it misses meanwhile
+    are posted by the sweep (``catch_up_new_webhooks``)."""
     global _hooked_streams
     expires, streams = _hooked_streams
     now = time.monotonic()
@@ -146,14 +154,25 @@ def enqueue_event(event_id: int) -> None:
 
 
 def dispatch_event(event_id: int, now=None) -> list[int]:
-    """Create the event's delivery rows; returns the ids of the new ones (not yet queued)."""
+    """Create the event's delivery rows and mark it dispatched; returns the ids of the new rows
+    (not yet queued: a crash before they are queued leaves them to ``requeue_due``)."""
     event = MessageEvent.objects.select_related("server", "bounce").filter(pk=event_id).first()
-    if event is None or event.stream_id is None:
+    if event is None:
         return []
-    webhooks = list(Webhook.objects.filter(stream_id=event.stream_id))
-    if not webhooks:
-        return []
-    return create_deliveries(event, webhooks, now or timezone.now())
+    ids = []
+    if event.stream_id is not None:
+        webhooks = list(Webhook.objects.filter(stream_id=event.stream_id))
+        ids = create_deliveries(event, webhooks, now or timezone.now()) if webhooks else []
+    mark_dispatched([event_id])
+    return ids
+
+
+def mark_dispatched(event_ids: list[int]) -> None:
+    """Clear the outbox mark of events whose deliveries exist (one UPDATE)."""
+    if event_ids:
+        MessageEvent.objects.filter(pk__in=event_ids, webhooks_pending_since__isnull=False).update(
+            webhooks_pending_since=None
+        )
 
 
 # --- Queueing -------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ class Webhook(models.Model):
     )
     subscription_change_enabled = models.BooleanField("SubscriptionChange", default=False)
     signing_secret_encrypted = models.TextField(editable=False)
+    # Whether the sweep has looked for the events recorded while other processes did not yet know
+    # of this webhook (``webhooks.deliveries.catch_up_new_webhooks``).
+    events_caught_up = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,13 +134,3 @@ class WebhookAttempt(models.Model):
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-class WebhookSweepCursor(models.Model):
-    """The highest MessageEvent id the webhook sweep has checked for a lost dispatch (one row)."""
-
-    last_event_id = models.BigIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self):
-        return f"events up to {self.last_event_id}"

@@ -5,6 +5,7 @@ import smtplib
 import uuid
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from bounces.models import Bounce
@@ -16,7 +17,7 @@ from delivery.relay import deliver_message
 from delivery.tests.sinks import DnsServer, SmtpSink
 from domains.tests.dkim_verify import unsigned
 from messages import tasks as message_tasks
-from messages.models import MessageEvent, OutboundMessage, Recipient
+from messages.models import MessageEvent, OutboundMessage, Recipient, Submission
 from messages.processing import process_submission
 from streams.models import Suppression
 from streams.services import get_stream
@@ -303,6 +304,75 @@ def test_the_sweep_requeues_each_stuck_submission_once_per_interval(server, sett
     assert message_tasks.requeue_stuck_submissions() == 1
     assert message_tasks.requeue_stuck_submissions() == 0
     assert published == [[str(submission.message_id)]]
+
+
+BACKLOG = 5000
+
+
+def queued_files(queue: str) -> int:
+    """Tasks waiting in a queue of the embedded broker (the tests' default)."""
+    return len(list((settings.DATA_DIR / "queue").glob(f"*.{queue}.msg")))
+
+
+def processing_backlog(server, now):
+    """Accepted submissions whose tasks the gateway published in batches of 50 and no worker
+    has taken yet."""
+    Submission.objects.bulk_create(
+        Submission(
+            message_id=uuid.uuid4(), server=server, endpoint="transactional",
+            credential_kind="server_token", client_address="127.0.0.1",
+            mail_from="app@example.com", rcpt_to=["a@example.net"], size=1, raw=b"x",
+            received_at=now,
+        )
+        for _ in range(BACKLOG)
+    )  # fmt: skip
+    ids = [str(m) for m in Submission.objects.values_list("message_id", flat=True)]
+    for start in range(0, len(ids), 50):
+        message_tasks.enqueue_processing(ids[start : start + 50])
+    Submission.objects.update(received_at=now - timezone.timedelta(minutes=5))
+    return message_tasks.requeue_stuck_submissions, "processing", 256
+
+
+def delivery_backlog(server, now):
+    """Messages processing made and queued for delivery (tasks of 64), not yet taken."""
+    stream = get_stream(server, "outbound")
+    OutboundMessage.objects.bulk_create(
+        OutboundMessage(
+            message_id=uuid.uuid4(), server=server, stream=stream, from_address="a@example.com",
+            recipients=["b@example.net"], content=b"Subject: x\r\n\r\nx\r\n", received_at=now,
+        )
+        for _ in range(BACKLOG)
+    )  # fmt: skip
+    ids = list(OutboundMessage.objects.values_list("pk", flat=True))
+    Recipient.objects.bulk_create(Recipient(message_id=pk, email="b@example.net") for pk in ids)
+    tasks.enqueue_deliveries(ids)
+    OutboundMessage.objects.update(leased_until=now - timezone.timedelta(minutes=5))
+    Recipient.objects.update(updated_at=now - timezone.timedelta(minutes=5))
+    return tasks.requeue_due_deliveries, "delivery", 1
+
+
+@pytest.mark.parametrize("backlog", [processing_backlog, delivery_backlog])
+@pytest.mark.django_db
+def test_a_backlog_still_in_the_queue_is_not_queued_again_by_the_sweep(server, settings, backlog):
+    """A backlog older than SWEEP_AFTER_SECONDS, its tasks still waiting in the broker: the
+    sweep leaves it alone, however often it runs; once the tasks are gone (lost with a broker)
+    it queues the work again, at most SWEEP_MAX_REQUEUE rows a run."""
+    settings.SWEEP_AFTER_SECONDS = 60
+    settings.SWEEP_MAX_REQUEUE = 1000
+    settings.SWEEP_BUSY_QUEUE_LENGTH = 50
+    sweep, queue, per_task = backlog(server, timezone.now())
+    waiting = queued_files(queue)
+    assert waiting >= settings.SWEEP_BUSY_QUEUE_LENGTH
+    assert sweep() == 0
+    assert sweep() == 0
+    assert queued_files(queue) == waiting  # nothing published twice
+    for path in (settings.DATA_DIR / "queue").glob(f"*.{queue}.msg"):
+        path.unlink()  # the broker lost them
+    assert sweep() == 1000
+    published = -(-1000 // per_task)
+    assert queued_files(queue) == published
+    # The next sweep queues more of the rest only while the queue is still short.
+    assert sweep() == (1000 if published < settings.SWEEP_BUSY_QUEUE_LENGTH else 0)
 
 
 # --- Bounces by stage: only a refusal of the address deactivates it ------------------------------

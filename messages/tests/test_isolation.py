@@ -77,6 +77,61 @@ def test_an_unexpected_error_fails_one_submission_not_its_batch(batch, monkeypat
     assert tasks.requeue_stuck_submissions(older_than_seconds=0) == 0
 
 
+def failing_error_records(monkeypatch, times: int) -> list:
+    """Recording the processing error (ErrorCode 500) fails ``times`` times, as a bug in it or
+    a value the database refuses would; the other records are made as usual."""
+    original, failures = processing.record_problems, []
+
+    def record_problems(submission, parsed, stream, stream_id, problems, *args):
+        if any(p.error_code == 500 for p in problems) and len(failures) < times:
+            failures.append(submission.pk)
+            raise ValueError("the error could not be recorded")
+        return original(submission, parsed, stream, stream_id, problems, *args)
+
+    monkeypatch.setattr(processing, "record_problems", record_problems)
+    return failures
+
+
+@pytest.mark.parametrize(
+    "record_failures, whole_dump",
+    [
+        (1, True),  # the retry records the error as it should have been
+        (99, False),  # the retry records it without the message, which cannot fail the same way
+    ],
+)
+@pytest.mark.django_db
+def test_an_error_that_could_not_be_recorded_is_recorded_on_the_retry(
+    server, monkeypatch, settings, record_failures, whole_dump
+):
+    settings.PROCESSING_ATTEMPTS = 3
+    poison = accepted_submission(server, message(b"X-PM-Tag: poison"), ["p@example.net"])
+    poisoned(monkeypatch, poison)
+    failures = failing_error_records(monkeypatch, record_failures)
+    monkeypatch.setattr(delivery_tasks, "enqueue_deliveries", lambda ids: None)
+    for _ in range(3):
+        tasks.process_submissions([str(poison.message_id)])
+    poison.refresh_from_db()
+    assert failures == [poison.pk]
+    assert (poison.status, poison.attempts) == ("accepted", 3)  # not failed without a bounce
+    assert not Bounce.objects.exists()
+
+    queued = []
+    monkeypatch.setattr(tasks, "enqueue_processing", lambda ids: queued.extend(ids))
+    assert tasks.requeue_stuck_submissions(older_than_seconds=0) == 1
+    tasks.process_submissions(queued)
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == ("failed", 4)
+    error = Bounce.objects.get(message_id=poison.message_id)
+    assert (error.type, error.email, error.message_stream) == (
+        "SMTPApiError", "p@example.net", "outbound"
+    )  # fmt: skip
+    assert "could not be processed (RuntimeError)" in error.details
+    assert error.dump_text.startswith("ErrorCode: 500\r\n")
+    assert ("X-PM-Tag: poison" in error.dump_text) is whole_dump  # the message, as received
+    assert (bytes(poison.raw) != b"") is not whole_dump  # else it stays for the operators
+    assert tasks.requeue_stuck_submissions(older_than_seconds=0) == 0  # terminal
+
+
 @pytest.mark.django_db
 def test_the_sweep_queues_fresh_work_ahead_of_a_row_that_keeps_failing(batch, monkeypatch):
     normal, poison = batch

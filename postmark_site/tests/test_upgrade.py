@@ -31,6 +31,13 @@ PREVIOUS_RELEASE = {
     "webhooks": "0001_initial",
 }
 
+# Models of the previous release that a later migration deletes on purpose (their rows go with
+# them); any other model must still be there, every row intact.
+REMOVED = {
+    # webhooks 0002: the webhook outbox is each event's own mark, not an id cursor.
+    "webhooks.webhooksweepcursor",
+}
+
 WHEN = datetime.datetime(2026, 11, 30, 12, 34, 56, 789000, tzinfo=datetime.UTC)
 
 
@@ -211,7 +218,11 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_intact():
         executor.loader.build_graph()
 
     assert not executor.migration_plan(executor.loader.graph.leaf_nodes())
+    current = {model._meta.label_lower for model in current_apps.get_models()}
+    assert set(before) - current == REMOVED
     for key, old_values in before.items():
+        if key in REMOVED:
+            continue
         label, _, name = key.partition(".")
         model = current_apps.get_model(label, name)
         now_values = snapshot(model.objects.get(pk=filler.rows[key].pk))
