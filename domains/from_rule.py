@@ -32,7 +32,7 @@ MAX_QUOTED = 100  # characters of the value quoted back in the sentence
 CONTROL_CHARACTER = "the From field holds a control character (NUL, CR, LF…)"
 
 _FOLD = re.compile(r"\r\n(?=[ \t])|\r(?=[ \t])|\n(?=[ \t])")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _HOST_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Tokens that may surround the addr-spec but not be inside it.
 _SPACE_TOKENS = frozenset({"cfws", "comment", "fws"})
@@ -140,6 +140,9 @@ def _parse(value: str) -> Sender | FromProblem:
     problem = _literal_problem(node)
     if problem:
         return FromProblem(value, problem)
+    display_name = node.display_name or ""
+    if _CONTROL.search(display_name):  # decoded from an encoded-word: "=0D=0AFrom:_…"
+        return FromProblem(value, "the display name holds a control character (NUL, CR, LF…)")
     local_part, domain = node.local_part, node.domain
     try:
         normalised = ascii_domain(domain)
@@ -152,7 +155,7 @@ def _parse(value: str) -> Sender | FromProblem:
         MAX_ADDRESS_LENGTH
     ):
         return FromProblem(value, "the address is too long")
-    return Sender(node.display_name or "", local_part, domain, normalised)
+    return Sender(display_name, local_part, domain, normalised)
 
 
 def _literal_problem(mailbox) -> str:
