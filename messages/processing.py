@@ -159,7 +159,7 @@ def find_problems(
         problems.insert(0, Problem(sender.error_code, sender.message, sender.details))
     elif not problems and not is_system_sender(submission.server, sender.address):
         lookups = lookups or Lookups()
-        problems.extend(lookups.once(("sender", sender), lambda: sender_problems(sender)))
+        problems.extend(lookups.once(("sender", sender.addr_spec), lambda: sender_problems(sender)))
     per_recipient = []
     for recipient in recipients:
         if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
