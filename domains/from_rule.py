@@ -105,7 +105,8 @@ def sender_of(raw_fields: list[bytes], charset: str = "") -> Sender | FromProble
 
 
 def _value(raw_field: bytes, charset: str) -> str:
-    """A raw field's value as text: after the colon, unfolded, nothing decoded."""
+    """A raw field's value as text (UTF-8, else the declared charset): after the colon,
+    unfolded, no RFC 2047 encoded-word decoded."""
     _, _, value = raw_field.partition(b":")
     return _FOLD.sub("", mime.decode_bytes(value, charset)).strip()
 
