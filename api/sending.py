@@ -27,6 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from api.text import quoted
+from domains.from_rule import FromProblem, parse_from_value
 from messages.headers import MAX_ADDRESS_LENGTH
 from messages.models import Submission
 from streams.models import CredentialKind, Endpoint
@@ -178,6 +179,20 @@ def parse_addresses(fields: Fields, name: str, header: str) -> list[tuple[str, s
     return found
 
 
+def from_field(fields: Fields) -> tuple[str, str]:
+    """(display name, addr-spec) of the ``From`` field: one mailbox, read by the From rule every
+    channel shares (``domains.from_rule``), or Refused (300) in Postmark's words."""
+    value = fields.get("From")
+    if not isinstance(value, str):
+        raise Refused(INVALID_EMAIL, f"Invalid 'From' address: '{quoted(value or '')}'.")
+    sender = parse_from_value(value.strip())
+    if isinstance(sender, FromProblem):
+        raise Refused(sender.error_code, sender.message)
+    # An international domain is written as its A-labels: the header stays ASCII.
+    address = sender.addr_spec if sender.domain.isascii() else sender.address
+    return one_line(sender.display_name), address
+
+
 def split_addresses(value: str) -> list[tuple[str, str]]:
     """``email.utils.getaddresses([value])``; one plain address (``a@example.com``, ``Joe Smith
     <a@example.com>``), the usual case, is read by a regular expression that gives the same
@@ -298,9 +313,7 @@ def _pm_headers(fields: Fields) -> list[tuple[str, str]]:
 def compose(item) -> Composed:
     """The MIME message for one JSON message, or Refused."""
     fields = Fields(item)
-    senders = parse_addresses(fields, "From", "From")
-    if not senders:
-        raise Refused(INVALID_EMAIL, f"Invalid 'From' address: '{quoted(fields.text('From'))}'.")
+    sender = from_field(fields)
     to = parse_addresses(fields, "To", "To")
     cc = parse_addresses(fields, "Cc", "Cc")
     bcc = parse_addresses(fields, "Bcc", "Bcc")
@@ -316,7 +329,7 @@ def compose(item) -> Composed:
         raise too_large()
     message = EmailMessage(policy=POLICY if attachments else WRITTEN_POLICY)
     try:
-        set_header(message, "From", address_header(senders[:1]))
+        set_header(message, "From", address_header([sender]))
         if to:
             set_header(message, "To", address_header(to))
         if cc:
@@ -347,7 +360,7 @@ def compose(item) -> Composed:
     to_value = fields.get("To")
     return Composed(
         raw=raw,
-        mail_from=senders[0][1],
+        mail_from=sender[1],
         recipients=[addr for _, addr in to + cc + bcc],
         to=to_value if isinstance(to_value, str) else address_header(to),
     )

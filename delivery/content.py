@@ -1,18 +1,20 @@
 """Message content as sent: the bytes after DATA for one recipient (tracking applied, line
-endings made CRLF, DKIM signatures in front), the sender address that signs the message, and each
-recipient's return path (``bounces.verp``: its own per recipient, under the sender's verified
-Return-Path domain or BOUNCE_DOMAIN).
+endings made CRLF, DKIM signatures in front); the sender that signs the message and takes its
+bounces: the From rule's reading of the message's own From field (``domains.from_rule``), the one
+processing checked; and each recipient's return path (``bounces.verp``: its own per recipient,
+under the sender's verified Return-Path domain or BOUNCE_DOMAIN).
 """
 
 import logging
 import re
-from functools import lru_cache
 
 from bounces.verp import verp_address
-from core.mime import first_address
+from core.mime import split_message
 from delivery.claims import DATABASE_UNAVAILABLE
+from domains.from_rule import Sender, read_from
 from domains.signing import return_path_domain_for, signature_for
 from messages.models import OutboundMessage, Recipient
+from messages.system import is_system_sender
 from tracking.rewrite import apply_tracking
 
 log = logging.getLogger(__name__)
@@ -33,15 +35,32 @@ def crlf(content: bytes) -> bytes:
     return _BARE_LINE_END.sub(b"\r\n", content) if _BARE_LINE_END.search(content) else content
 
 
+# The sender of each message lately sent by this process, by MessageID (a message is sent in
+# one transaction per recipient group; its content never changes).
+_senders: dict = {}
+MAX_REMEMBERED = 4096
+
+
+def sender_of(message: OutboundMessage) -> Sender | None:
+    """The From mailbox of the message as stored (what readers see), None when the From rule
+    refuses it (a message processed by an older, laxer rule)."""
+    key = message.message_id
+    if key in _senders:
+        return _senders[key]
+    header_block, _, _ = split_message(bytes(message.content))
+    sender = read_from(header_block)
+    sender = sender if isinstance(sender, Sender) else None
+    if len(_senders) >= MAX_REMEMBERED:
+        _senders.clear()
+    _senders[key] = sender
+    return sender
+
+
 def sender_address(message: OutboundMessage) -> str:
-    """The From address (addr-spec) whose domain signs the message and takes its bounces."""
-    return _addr_spec(message.from_address)
-
-
-@lru_cache(maxsize=1024)
-def _addr_spec(from_header: str) -> str:
-    # Parsing the header costs more than the cached key look-up; senders repeat themselves.
-    return first_address(from_header) or from_header
+    """The From address whose domain signs the message and takes its bounces ('' when the From
+    rule cannot read it: the return path is then under BOUNCE_DOMAIN)."""
+    sender = sender_of(message)
+    return sender.address if sender else ""
 
 
 def unsigned_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
@@ -55,7 +74,9 @@ def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
     A key that cannot sign is logged and the message goes unsigned rather than not at all."""
     content = unsigned_bytes(message, recipient)
     try:
-        signature = signature_for(sender_address(message), content)
+        sender = sender_of(message)
+        system = sender is not None and is_system_sender(message.server, sender.address)
+        signature = signature_for(sender, content, system=system)
     except DATABASE_UNAVAILABLE:
         raise
     except Exception:

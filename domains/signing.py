@@ -1,9 +1,15 @@
 """What delivery asks of sender identity: who signs a message (DKIM) and its return path.
 
-``d=`` is the From domain when that domain is DKIM-verified and has an active key (RSA, plus
-Ed25519 when it has one); otherwise the service's own domain (``DKIM_SERVICE_DOMAIN``), whose key
-is made on first use, so that a message from a confirmed single-address sender signature is
-signed too (as Postal does). A pending key never signs; a revoked one stops signing within
+The From is the From rule's reading of the bytes delivered (``domains.from_rule``), the one
+processing checked. ``d=`` is the From domain when that domain is DKIM-verified and has an active
+key (RSA, plus Ed25519 when it has one); otherwise the service's own domain
+(``DKIM_SERVICE_DOMAIN``), whose key is made on first use, so that a message from a confirmed
+single-address sender signature is signed too (as Postal does). The service's key signs only a
+From that passes the rule when the message goes out (``domains.identity.from_refusal``: a
+confirmed signature, a verified domain without an active key) or the System server's own From:
+a message whose From the rule refuses or cannot read (one processed by an older, laxer rule)
+goes unsigned, so that nothing a reader sees as from the operator's domain is signed for it
+unless that From passed. A pending key never signs; a revoked one stops signing within
 ``DKIM_KEY_CACHE_SECONDS`` in every worker (at once in the process that changed it).
 
 The return path is a VERP address under the From domain's custom Return-Path domain once that
@@ -29,7 +35,9 @@ from django.db.models.signals import post_delete, post_save
 from core import dkim
 from core import dkim_keys as keys
 from core.addresses import InvalidDomain, ascii_domain, domain_of
-from domains.models import DkimKey, Domain
+from domains.from_rule import Sender
+from domains.identity import from_refusal
+from domains.models import DkimKey, Domain, SenderSignature
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +48,26 @@ class SendingIdentity:
 
     signers: tuple[dkim.Signer, ...]  # RSA first, then Ed25519
     return_path_domain: str
+    own: bool = False  # the signers are the From domain's own keys (not the service's)
 
 
 _cache: dict[str, tuple[float, SendingIdentity]] = {}
+_allowed: dict[str, tuple[float, bool]] = {}
 _lock = threading.Lock()
 
 
 def forget() -> None:
-    """Drop what this process remembers (keys or domains changed)."""
+    """Drop what this process remembers (keys, domains or signatures changed)."""
     with _lock:
         _cache.clear()
+        _allowed.clear()
 
 
 def _forget_on_change(sender, **kwargs) -> None:
     forget()
 
 
-for _model in (Domain, DkimKey):
+for _model in (Domain, DkimKey, SenderSignature):
     post_save.connect(_forget_on_change, sender=_model, dispatch_uid=f"dkim-forget-{_model}")
     post_delete.connect(_forget_on_change, sender=_model, dispatch_uid=f"dkim-forget-d-{_model}")
 
@@ -89,9 +100,39 @@ def return_path_domain_for(from_address: str) -> str:
     return identity_for(from_address).return_path_domain
 
 
-def signature_for(from_address: str, content: bytes) -> bytes:
-    """The DKIM-Signature header lines to put in front of ``content`` (the bytes sent)."""
-    return dkim.sign(content, list(signers_for(from_address)))
+def signers_of(sender: Sender | None, *, system: bool = False) -> tuple[dkim.Signer, ...]:
+    """Who signs a message from ``sender`` (the From rule's reading of the bytes sent; None
+    when the rule cannot read it): its domain's own keys, else the service's key when the From
+    passes the rule now or is the System server's own (``system``), else nobody."""
+    if sender is None:
+        return ()
+    identity = identity_for(sender.address)
+    if identity.own or system or _passes(sender):
+        return identity.signers
+    log.warning("From %s does not pass the From rule: the message goes unsigned", sender.address)
+    return ()
+
+
+def _passes(sender: Sender) -> bool:
+    """Whether the From rule lets ``sender`` send (cached as the keys are)."""
+    key = sender.address.lower()
+    now = time.monotonic()
+    with _lock:
+        cached = _allowed.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    allowed = from_refusal(sender) is None
+    if settings.DKIM_KEY_CACHE_SECONDS > 0:
+        with _lock:
+            _allowed[key] = (now + settings.DKIM_KEY_CACHE_SECONDS, allowed)
+    return allowed
+
+
+def signature_for(sender: Sender | None, content: bytes, *, system: bool = False) -> bytes:
+    """The DKIM-Signature header lines to put in front of ``content`` (the bytes sent), whose
+    From ``sender`` is (``signers_of``); b'' when nobody signs."""
+    signers = signers_of(sender, system=system)
+    return dkim.sign(content, list(signers)) if signers else b""
 
 
 def _look_up(domain: str) -> SendingIdentity:
@@ -106,13 +147,14 @@ def _look_up(domain: str) -> SendingIdentity:
         .order_by("-pk")
     )
     signers = _signers([k for k in active if own is not None and k.domain_id == own.pk])
+    own_keys = bool(signers)
     if not signers:
         service_keys = [k for k in active if k.domain.name == service]
         signers = _signers(service_keys or ensure_service_key(service))
     return_path = settings.BOUNCE_DOMAIN
     if own is not None and own.return_path_verified and own.return_path_domain:
         return_path = own.return_path_domain
-    return SendingIdentity(tuple(signers), return_path)
+    return SendingIdentity(tuple(signers), return_path, own_keys)
 
 
 def _signers(candidates: list[DkimKey]) -> list[dkim.Signer]:

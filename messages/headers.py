@@ -8,6 +8,7 @@ bounce (SMTP) or an error answer (HTTP).
 from dataclasses import dataclass, field
 
 from core import mime
+from domains.from_rule import FromProblem, Sender, sender_of
 
 MAX_TAG_LENGTH = 1000
 MAX_ADDRESS_LENGTH = 320  # RFC 5321: 64 + 1 + 255; the width of every address column
@@ -34,7 +35,8 @@ class ParsedMessage:
     """What processing needs from the headers of a submission."""
 
     charset: str = ""
-    from_address: str = ""
+    from_address: str = ""  # the first From field's value, decoded: what the API shows
+    sender: Sender | FromProblem | None = None  # the From rule's reading (domains.from_rule)
     subject: str = ""
     to: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
@@ -56,14 +58,15 @@ def parse_headers(raw: bytes) -> ParsedMessage:
     """Read the headers that matter. Never raises: what is wrong becomes a Problem."""
     header_block, _, _ = mime.split_message(raw)
     parsed = ParsedMessage(charset=mime.declared_charset(header_block))
-    to_values, cc_values = [], []
+    to_values, cc_values, from_fields = [], [], []
     metadata_keys: dict[str, int] = {}
     for name, raw_field in mime.fields(header_block):
         if not name:
             continue
         value = mime.field_value(raw_field, parsed.charset)
-        if name == "from" and not parsed.from_address:
-            parsed.from_address = value
+        if name == "from":
+            from_fields.append(raw_field)
+            parsed.from_address = parsed.from_address or value
         elif name == "subject" and not parsed.subject:
             parsed.subject = value
         elif name == "to":
@@ -95,6 +98,7 @@ def parse_headers(raw: bytes) -> ParsedMessage:
                 )
         elif name == "x-pm-keepid":
             parsed.keep_id = _bool(value) is True
+    parsed.sender = sender_of(from_fields, parsed.charset)
     parsed.to = mime.addresses(to_values)
     parsed.cc = mime.addresses(cc_values)
     if len(parsed.tag) > MAX_TAG_LENGTH:

@@ -16,7 +16,8 @@ from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
 from core import mime
-from domains.identity import sender_refusal
+from domains.from_rule import FromProblem, Sender
+from domains.identity import from_refusal
 from messages import metrics
 from messages.bounce_intake import process_report
 from messages.events import record_bounce_event
@@ -153,10 +154,12 @@ def find_problems(
         problems.append(
             invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
         )
-    sender = mime.first_address(parsed.from_address) or submission.mail_from
-    if not problems and not is_system_sender(submission.server, sender):
+    sender = parsed.sender
+    if isinstance(sender, FromProblem):
+        problems.insert(0, Problem(sender.error_code, sender.message, sender.details))
+    elif not problems and not is_system_sender(submission.server, sender.address):
         lookups = lookups or Lookups()
-        problems.extend(lookups.once(("sender", sender), lambda: sender_problems(sender)))
+        problems.extend(lookups.once(("sender", sender.addr_spec), lambda: sender_problems(sender)))
     per_recipient = []
     for recipient in recipients:
         if len(recipient) > MAX_ADDRESS_LENGTH or "\x00" in recipient:
@@ -184,13 +187,15 @@ def find_problems(
     return problems + per_recipient
 
 
-def sender_problems(address: str) -> list[Problem]:
-    """The sender-identity problem of a From address (``domains.identity``), if any."""
-    refusal = sender_refusal(address)
+def sender_problems(sender: Sender) -> list[Problem]:
+    """The sender-identity problem of a From mailbox (``domains.identity``), if any."""
+    refusal = from_refusal(sender)
     if refusal is None:
         return []
     code, message = refusal
-    details = message if code != 400 else f"'{address}' is not a confirmed Sender Signature."
+    details = (
+        message if code != 400 else f"'{sender.addr_spec}' is not a confirmed Sender Signature."
+    )
     return [Problem(code, message, details)]
 
 
@@ -461,7 +466,7 @@ def record_problems(submission, parsed, stream, stream_id, problems, raw, recipi
             type=SMTP_API_ERROR,
             email=recipient,
             message_id=submission.message_id,
-            from_address=mime.first_address(parsed.from_address) or submission.mail_from,
+            from_address=recorded_sender(parsed, submission),
             subject=parsed.subject,
             tag=parsed.tag[:MAX_TAG_LENGTH],
             metadata=parsed.metadata,
@@ -472,6 +477,14 @@ def record_problems(submission, parsed, stream, stream_id, problems, raw, recipi
         )
         record_bounce_event(bounce)
     return set(by_recipient)
+
+
+def recorded_sender(parsed: ParsedMessage, submission: Submission) -> str:
+    """The From address an SMTP API error records: the From rule's mailbox; for a From the
+    rule refused, the envelope sender (a label only: it never stands in for the rule)."""
+    if isinstance(parsed.sender, Sender):
+        return parsed.sender.addr_spec
+    return submission.mail_from
 
 
 def where_errors_go(server: Server, stream: MessageStream | None, stream_id: str):
@@ -508,15 +521,14 @@ def outbound_message(
     track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (
         server.track_opens or bool(parsed.track_opens)
     )
-    from_address = parsed.from_address or submission.mail_from
     return OutboundMessage(
         message_id=submission.message_id,
         submission=submission,
         server=server,
         stream=stream,
-        from_address=from_address,
+        from_address=parsed.from_address,
         # Set here, not only by save(): the send API and batch processing insert in bulk.
-        from_email=mime.first_address(from_address).lower()[:MAX_ADDRESS_LENGTH],
+        from_email=recorded_sender(parsed, submission).lower()[:MAX_ADDRESS_LENGTH],
         to=parsed.to,
         cc=parsed.cc,
         bcc=[

@@ -18,6 +18,7 @@ from delivery.transport import (
     envelope_address,
     hosts_for,
 )
+from domains.from_rule import parse_from_value
 from domains.identity import sender_refusal
 from domains.services import IdentityError, create_domain, create_sender
 from domains.signing import identity_for, signature_for
@@ -128,7 +129,7 @@ def test_fass_with_sharp_s_is_checked_signed_and_routed_as_its_a_label(settings)
         assert sender_refusal("x@FASS.de")[0] == 400  # fass.de is another domain
         # signed: d= is the A-label; fass.de is signed by the service's domain
         assert [s.domain for s in identity_for("x@FAß.de").signers] == ["xn--fa-hia.de"]
-        assert b"d=xn--fa-hia.de;" in signature_for("x@faß.de", MESSAGE)
+        assert b"d=xn--fa-hia.de;" in signature_for(parse_from_value("x@faß.de"), MESSAGE)
         assert [s.domain for s in identity_for("x@fass.de").signers] == ["bounces.mail.test"]
         # routed: recipients are grouped by, and delivered through, the A-label's MX
         assert destination_of("x@FAß.de") == destination_of("y@xn--fa-hia.de") == "xn--fa-hia.de"

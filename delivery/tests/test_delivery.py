@@ -593,8 +593,9 @@ def test_an_address_no_command_can_carry_bounces(live, sink):
 
 @pytest.mark.django_db
 def test_bare_line_ends_are_sent_as_crlf(live, sink):
+    # A From the From rule reads: a message without one is not signed (domains.signing).
     content = (
-        b"Subject: Line ends\nX-Test: 1\n\n"
+        b"From: app@example.com\nSubject: Line ends\nX-Test: 1\n\n"
         b"first line\n.\nafter a lone dot\rbare CR\r\n..two dots\nlast"
     )
     message = queued_message(live, ["ok@example.net"], content=content)
@@ -602,7 +603,7 @@ def test_bare_line_ends_are_sent_as_crlf(live, sink):
     [received] = sink.messages
     assert received.content.startswith(b"DKIM-Signature: ")
     assert unsigned(received.content) == (
-        b"Subject: Line ends\r\nX-Test: 1\r\n\r\n"
+        b"From: app@example.com\r\nSubject: Line ends\r\nX-Test: 1\r\n\r\n"
         b"first line\r\n.\r\nafter a lone dot\r\nbare CR\r\n..two dots\r\nlast\r\n"
     )
 
