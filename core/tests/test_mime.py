@@ -2,14 +2,16 @@
 empty line whatever its line endings, fields are read and rewritten in time linear in the header
 however they are folded, and encoded words are decoded as the standard library decodes them."""
 
+import email
 import email.header
+import email.message
 import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import encoded_words, mime
+from core import encoded_words, mime, mimeparams
 from messages.headers import parse_headers
 
 MB = 1024 * 1024
@@ -153,3 +155,22 @@ def test_a_long_references_field_and_fifty_recipients_read_as_before():
     parsed = parse_headers(raw)
     assert parsed.to == [f"p{i}@example.net" for i in range(50)]
     assert mime.fields(mime.split_message(raw)[0]) == fields_by_lines(mime.split_message(raw)[0])
+
+
+PARAM_PIECES = st.sampled_from(list(';"\\= \ta') + ["charset=utf-8", 'name="a;b"', "\\\"", "; "])
+
+
+@settings(max_examples=5000, deadline=None)
+@given(st.lists(PARAM_PIECES, max_size=30).map("".join))
+def test_parameters_split_as_the_standard_library_splits_them(value):
+    assert mimeparams.split_params(value) == email.message._parseparam(value)
+
+
+def test_parameters_of_a_huge_content_type_are_read_within_seconds():
+    """40,000 parameters after a stray quote took 9 s for each get_content_charset()."""
+    field = b'Content-Type: text/plain; charset=utf-8; x="' + b";\r\n a=b" * 40000
+    message = email.message_from_bytes(field + b"\r\n\r\nHello", _class=mimeparams.Message)
+    started = time.perf_counter()
+    assert message.get_content_charset() == "utf-8"
+    assert message.get_content_type() == "text/plain"
+    assert time.perf_counter() - started < 1
