@@ -61,8 +61,18 @@ def message_for_bounce_address(address: str) -> BouncedMessage | None:
     )
 
 
+def read_report(raw: bytes, rcpt_to: list[str]):
+    """The report a bounce-MX submission holds, parsed, and its text (processing reads both
+    before its transaction); None when no recipient is a VERP address."""
+    verp_id = next((m for m in (message_id_from_verp(r) for r in rcpt_to) if m), "")
+    if not verp_id:
+        return None
+    text = decode_bytes(raw, declared_charset(split_message(raw)[0]))
+    return parse_report(raw, verp_message_id=verp_id), text
+
+
 @transaction.atomic
-def process_report(submission) -> str:
+def process_report(submission, read=None) -> str:
     """Record the bounce a received report describes; returns the new submission status.
 
     The report is about the message its VERP address stands for (checked at RCPT by its keyed
@@ -73,7 +83,8 @@ def process_report(submission) -> str:
     verp_id = next((m for m in (message_id_from_verp(r) for r in submission.rcpt_to) if m), "")
     if not verp_id:
         return submission.Status.FAILED
-    report = parse_report(raw, verp_message_id=verp_id)
+    # ``read``: read_report's answer, when the caller parsed the report before the transaction.
+    report, text = read or read_report(raw, submission.rcpt_to)
     message = (
         OutboundMessage.objects.select_related("stream", "server")
         .filter(message_id=verp_id)
@@ -106,7 +117,7 @@ def process_report(submission) -> str:
         tag=message.tag,
         metadata=message.metadata,
         details=report.diagnostic or report.type,
-        content=decode_bytes(raw, declared_charset(split_message(raw)[0])),
+        content=text,
         inactive=deactivates,
         can_activate=deactivates and kind.can_activate,
         bounced_at=submission.received_at,

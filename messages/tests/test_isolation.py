@@ -93,7 +93,7 @@ def test_a_database_outage_retries_the_batch_and_counts_nothing(batch, monkeypat
 
     normal, poison = batch
 
-    def unavailable(submission_ids):
+    def unavailable(submission_ids, prepared=None):
         raise OperationalError("the database went away")
 
     monkeypatch.setattr(tasks, "process_batch", unavailable)
@@ -237,3 +237,62 @@ def message_id_of(text: str):
     import uuid
 
     return uuid.UUID(text)
+
+
+# --- No parsing inside the transaction other senders wait on ---------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["as a set", "one by one"])
+def test_no_message_is_parsed_inside_the_batch_transaction(server, monkeypatch, settings, path):
+    """Processing parsed every message (and rewrote it, and parsed bounce reports) inside the
+    batch's transaction: on SQLite the database's write lock, which every gateway's commit waits
+    for (honest senders got 451), on PostgreSQL the rows' locks. Now every parse runs before the
+    transaction begins, as a set and one by one."""
+    from django.db import connection
+
+    from bounces import reports
+    from conftest import BOUNCE_DOMAIN
+    from core import mime
+    from messages import bounce_intake, headers
+    from smtpgw.tests.test_bounce_mx import sent_message, verp
+
+    settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    monkeypatch.setattr(delivery_tasks, "enqueue_deliveries", lambda ids: None)
+    inside: list[str] = []
+
+    def watched(module, name):
+        original = getattr(module, name)
+
+        def call(*args, **kwargs):
+            if connection.in_atomic_block:
+                inside.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    watched(processing, "parse_headers")
+    watched(headers, "parse_headers")
+    watched(mime, "fields")
+    watched(bounce_intake, "parse_report")
+    watched(reports, "parse_report")
+    if path == "one by one":
+        monkeypatch.setattr(tasks, "process_batch", lambda *args: 1 / 0)
+    sent = sent_message(server, ["gone@example.org"])
+    report = (
+        b"Subject: Undelivered Mail\r\nContent-Type: text/plain\r\n\r\n"
+        b"<gone@example.org>: 550 5.1.1 user unknown\r\n"
+    )
+    submissions = [
+        accepted_submission(server, message(b"X-Folded: a\r\n" + b" b\r\n" * 1000), ["a@x.net"]),
+        accepted_submission(
+            server, message(b"X-PM-Tag: t"), [f"n{i}@example.net" for i in range(3)]
+        ),
+        accepted_submission(server, report, [verp(sent)], endpoint="bounce", mail_from=""),
+    ]
+    tasks.process_submissions([str(s.message_id) for s in submissions])
+
+    assert inside == []
+    statuses = Submission.objects.filter(pk__in=[s.pk for s in submissions])
+    assert set(statuses.values_list("status", flat=True)) == {"processed"}
+    assert Bounce.objects.filter(email="gone@example.org", type="HardBounce").exists()
