@@ -353,7 +353,7 @@ def test_folded_headers_beside_twenty_honest_senders(gateway, creds, worker):  #
     for thread in threads:
         thread.join(60)
     assert len(honest) == NORMAL and len(hostile) == len(FOLDED)
-    for name, (header, code) in FOLDED.items():
+    for name, (_, code) in FOLDED.items():
         assert hostile[name][0] == code, (name, hostile[name])
     assert "5.3.4 Message header field too long" in hostile["a 2 MB folded field"][1]
     slowest = max(seconds for _, seconds in honest.values())
