@@ -8,10 +8,11 @@ import email.message
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import encoded_words, mime, mimeparams
+from core import dkim, encoded_words, mime, mimeparams
 from messages.headers import parse_headers
 
 MB = 1024 * 1024
@@ -126,11 +127,18 @@ def folded_message(size: int, line: bytes = b" " + b"a" * 70 + b"\r\n") -> bytes
     )
 
 
+SIGNER = dkim.Signer("example.com", "s1", ed25519.Ed25519PrivateKey.generate())
+
+
 def header_path(raw: bytes) -> None:
-    """Everything processing does with a message's header: parse, unfold, decode, rewrite."""
+    """Everything processing and delivery do with a message's header: parse, unfold, decode,
+    rewrite, then DKIM's canonicalisation of the signed fields."""
     parsed = parse_headers(raw)
     assert parsed.subject == "after the fold"
-    mime.rewrite(raw, lambda name: name.startswith("x-pm-") or name == "bcc", [b"Message-ID: <x>"])
+    content = mime.rewrite(
+        raw, lambda name: name.startswith("x-pm-") or name == "bcc", [b"Message-ID: <x>"]
+    )
+    assert dkim.sign(content.replace(b"X-Folded:", b"References:"), [SIGNER])
 
 
 @pytest.mark.parametrize(
