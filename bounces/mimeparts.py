@@ -146,26 +146,30 @@ def strip_html(markup: str) -> str:
 def parse_fields(text: str) -> list[dict[str, str]]:
     """Blank-line separated blocks of "Name: value" fields (continuation lines unfolded)."""
     blocks: list[dict[str, str]] = []
-    block: dict[str, str] = {}
+    block: dict[str, list[str]] = {}  # each value's pieces, joined once (not grown by +=)
     last = ""
     for line in text.splitlines():
         if not line.strip():
             if block:
-                blocks.append(block)
+                blocks.append(_joined(block))
             block, last = {}, ""
         elif line[0] in " \t":
             if last:
-                block[last] += " " + line.strip()
+                block[last].append(line.strip())
         else:
             name, sep, value = line.partition(":")
             name = name.strip().lower()
             if sep and name and " " not in name and name not in block:
-                block[name], last = value.strip(), name
+                block[name], last = [value.strip()], name
             else:
                 last = ""
     if block:
-        blocks.append(block)
+        blocks.append(_joined(block))
     return blocks
+
+
+def _joined(block: dict[str, list[str]]) -> dict[str, str]:
+    return {name: " ".join(pieces) for name, pieces in block.items()}
 
 
 def field_blocks(part: Message) -> list[dict[str, str]]:

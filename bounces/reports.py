@@ -50,6 +50,7 @@ from bounces.verp import (
     message_id_in,
     uuid_or_blank,
 )
+from core.mimeparams import Message as LinearMessage
 
 MAX_BYTES = 2 * 1024 * 1024  # parse at most this much; the report parts come before the original
 _MESSAGE_ID_RE = re.compile(r"<[^<>\s]{1,500}>")
@@ -93,7 +94,7 @@ def _split_inline_copy(text: str) -> tuple[str, Message | None]:
     rest = text[match.end() :].lstrip("\r\n")
     if not re.match(r"[\w-]{1,60}:", rest):
         return text[: match.start()], None
-    return text[: match.start()], email.message_from_string(rest[:MAX_TEXT])
+    return text[: match.start()], email.message_from_string(rest[:MAX_TEXT], _class=LinearMessage)
 
 
 def _returned_original(parts: list[Message]) -> Message | None:
@@ -104,7 +105,7 @@ def _returned_original(parts: list[Message]) -> Message | None:
             first = payload[0]
             return first if isinstance(first, Message) else None
         if ctype in _ORIGINAL_HEADER_TYPES:
-            return email.message_from_string(decode_part(part))
+            return email.message_from_string(decode_part(part), _class=LinearMessage)
     return None
 
 
@@ -433,7 +434,7 @@ def _parse(raw: bytes, known_message_id: str) -> Report:
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "replace")
     raw = bytes(raw or b"")[:MAX_BYTES]
-    msg = email.message_from_bytes(raw)
+    msg = email.message_from_bytes(raw, _class=LinearMessage)
     subject = header_text(msg, "Subject")
     parts = leaf_parts(msg)
     notice, inline_original = _split_inline_copy(body_text(parts))

@@ -7,41 +7,68 @@ module raises on bad input.
 """
 
 import contextlib
-import email.header
 import email.utils
 import re
 import warnings
 
+from core import encoded_words
+
 FIELD_NAME = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+UNFOLD = re.compile(r"\r?\n[ \t]+")
 CHARSET_PARAM = re.compile(rb'charset\s*=\s*"?([A-Za-z0-9._:+-]+)"?', re.I)
 
 
 def split_message(raw: bytes) -> tuple[bytes, bytes, bytes]:
-    """(header block, separator, body); the separator is the blank line, or b'' if none."""
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        index = raw.find(separator)
-        if index != -1:
-            return raw[:index], separator, raw[index + len(separator) :]
+    """(header block, separator, body). The header ends at the first empty line, whatever the
+    line endings (LF LF, CRLF CRLF, LF CRLF, CRLF LF): the separator is the last header line's
+    ending and that empty line (only the empty line when the message starts with one), or b''
+    when there is none and the whole message is header."""
     if raw.startswith((b"\r\n", b"\n")):
-        return b"", raw[: 2 if raw.startswith(b"\r\n") else 1], raw.lstrip(b"\r\n")
-    return raw, b"", b""
+        blank = 2 if raw.startswith(b"\r\n") else 1
+        return b"", raw[:blank], raw[blank:]
+    found = [i for i in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if i != -1]
+    if not found:
+        return raw, b"", b""
+    line_feed = min(found)  # the line feed that ends the last header line
+    header_end = line_feed - 1 if raw[line_feed - 1 : line_feed] == b"\r" else line_feed
+    body_start = line_feed + (2 if raw[line_feed + 1 : line_feed + 2] == b"\n" else 3)
+    return raw[:header_end], raw[header_end:body_start], raw[body_start:]
+
+
+def _field_ends(header_block: bytes) -> list[int]:
+    """The offsets where the fields of a header block end: after every line break (CRLF, LF or
+    a lone CR, as ``bytes.splitlines`` has them) that no space or tab follows. The line breaks
+    are marked with bytes methods (same length, so offsets stay), leaving one LF per field
+    boundary: one Python step per field, however many lines a field is folded over."""
+    marks = header_block
+    if b"\r" in marks:
+        marks = marks.replace(b"\r\n", b"\x00\n").replace(b"\r", b"\n")
+    marks = marks.replace(b"\n ", b"\x00 ").replace(b"\n\t", b"\x00\t")
+    ends = []
+    found = marks.find(b"\n")
+    while found != -1:
+        ends.append(found + 1)
+        found = marks.find(b"\n", found + 1)
+    if not ends or ends[-1] != len(header_block):
+        ends.append(len(header_block))
+    return ends
 
 
 def fields(header_block: bytes) -> list[tuple[str, bytes]]:
-    """The header fields in order, as (lower-case name, raw bytes with continuation lines).
+    """The header fields in order, as (lower-case name, raw bytes with continuation lines), in
+    time linear in the block however its fields are folded.
 
     A line that is neither a field nor a continuation (malformed) is kept with the field before it,
     under the name ''."""
     result: list[tuple[str, bytes]] = []
-    for line in header_block.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and result:
-            name, raw = result[-1]
-            result[-1] = (name, raw + line)
-            continue
-        match = FIELD_NAME.match(line)
-        name = match.group(1).decode("ascii").lower() if match else ""
-        result.append((name, line))
+    start = 0
+    for end in _field_ends(header_block):
+        raw_field = header_block[start:end]
+        start = end
+        if raw_field:
+            match = FIELD_NAME.match(raw_field)
+            result.append((match.group(1).decode("ascii").lower() if match else "", raw_field))
     return result
 
 
@@ -87,11 +114,13 @@ def field_value(raw_field: bytes, charset: str = "") -> str:
     can carry one, and no text column of PostgreSQL holds it)."""
     _, _, value = raw_field.partition(b":")
     text = decode_bytes(value, charset)
-    text = re.sub(r"\r?\n[ \t]+", " ", text).strip()
+    if "\n" in text:
+        text = UNFOLD.sub(" ", text)
+    text = text.strip()
     if "=?" not in text:
         return text
     try:
-        text = str(email.header.make_header(email.header.decode_header(text)))
+        text = encoded_words.decode(text)
     except Exception:  # malformed encoded words: keep the text as it came
         return text
     return text.replace("\x00", "")
@@ -128,4 +157,10 @@ def rewrite(raw: bytes, drop, add: list[bytes]) -> bytes:
     if block and not block.endswith(b"\n"):
         block += eol
     block += b"".join(field + eol for field in add)
-    return block + (separator[len(eol) :] if separator else eol) + body
+    if not separator:
+        blank = eol
+    elif not header_block:
+        blank = separator  # the message starts with its empty line
+    else:  # the empty line after the last header line's ending (which the block has now)
+        blank = separator[1:] if separator.startswith(b"\n") else separator[2:]
+    return block + blank + body

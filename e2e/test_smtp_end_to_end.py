@@ -89,3 +89,37 @@ def test_the_sweep_recovers_work_whose_task_was_lost(gateway, creds, start_proce
     wait_for(
         lambda: OutboundMessage.objects.filter(message_id=message_id).exists(), what="outbound"
     )
+
+
+@pytest.mark.parametrize(
+    ("header_eol", "blank"),
+    [(b"\n", b"\r\n"), (b"\n", b"\n"), (b"\r\n", b"\n")],
+    ids=["LF CRLF", "LF LF", "CRLF LF"],
+)
+def test_body_lines_after_the_first_empty_line_are_never_header_fields(
+    gateway, creds, worker, header_eol, blank
+):
+    """LF-only headers with a CRLF body were split at the body's first CRLF CRLF: a body line
+    ``X-PM-Tag:`` tagged the message, and a body line ``Bcc:`` was cut from what was delivered."""
+    from smtpgw.tests.test_storable import Session, plain
+
+    header = header_eol.join(
+        [b"From: App <app@example.com>", b"To: user@example.net", b"Subject: Hello"]
+    )
+    body = b"Hello.\r\nBcc: hidden@example.org\r\nX-PM-Tag: from-the-body\r\n\r\nEnd.\r\n"
+    session = Session(gateway.port)
+    assert session.command(b"EHLO client.example").startswith(b"250")
+    assert session.command(plain(creds.access_key, creds.secret)).startswith(b"235")
+    assert session.command(b"MAIL FROM:<app@example.com>").startswith(b"250")
+    assert session.command(b"RCPT TO:<user@example.net>").startswith(b"250")
+    assert session.command(b"DATA").startswith(b"354")
+    reply = session.command(header + header_eol + blank + body + b".")
+    session.close()
+    assert reply.startswith(b"250 2.0.0 Ok: queued as"), reply
+    message_id = reply.decode().rsplit(" ", 1)[1].strip()
+    wait_for(
+        lambda: OutboundMessage.objects.filter(message_id=message_id).exists(), what="outbound"
+    )
+    out = OutboundMessage.objects.get(message_id=message_id)
+    assert (out.tag, out.subject) == ("", "Hello")
+    assert bytes(out.content).endswith(blank + body)  # the body as it came, Bcc: line and all

@@ -102,8 +102,18 @@ def takes_reports(received_at, now=None) -> bool:
     return received_at + crypto.tag_lifetime() > (now or timezone.now())
 
 
+def read_report(raw: bytes, rcpt_to: list[str]):
+    """The report a bounce-MX submission holds, parsed, and its text (processing reads both
+    before its transaction); None when no recipient is a VERP address."""
+    verp = next((v for v in map(read_verp, rcpt_to) if v), None)
+    if verp is None:
+        return None
+    text = decode_bytes(raw, declared_charset(split_message(raw)[0]))
+    return parse_report(raw, verp_message_id=verp.message_id), text
+
+
 @transaction.atomic
-def process_report(submission) -> str:
+def process_report(submission, read=None) -> str:
     """Record the bounce a received report describes; returns the new submission status.
 
     The report is about the message and recipient its VERP address stands for (checked at RCPT
@@ -114,11 +124,11 @@ def process_report(submission) -> str:
     sent before they were per recipient) may affect only a recipient of that message the report
     names. A report of a type already recorded for that recipient of that message records
     nothing new (a replay)."""
-    raw = bytes(submission.raw)
     verp = next((v for v in map(read_verp, submission.rcpt_to) if v), None)
     if verp is None:
         return submission.Status.FAILED
-    report = parse_report(raw, verp_message_id=verp.message_id)
+    # ``read``: read_report's answer, when the caller parsed the report before the transaction.
+    report, text = read or read_report(bytes(submission.raw), submission.rcpt_to)
     message = (
         OutboundMessage.objects.select_for_update(of=("self",))  # one report at a time
         .select_related("stream", "server")
@@ -159,7 +169,7 @@ def process_report(submission) -> str:
         tag=message.tag,
         metadata=message.metadata,
         details=report.diagnostic or report.type,
-        content=decode_bytes(raw, declared_charset(split_message(raw)[0])),
+        content=text,
         inactive=deactivates,
         can_activate=deactivates and kind.can_activate,
         bounced_at=submission.received_at,

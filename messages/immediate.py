@@ -93,9 +93,11 @@ def judge(submission: Submission, lookups: processing.Lookups):
 
 
 def accept(submissions: list[Submission], *, store: bool = True) -> list[Outcome]:
-    """Judge each submission and store the accepted ones, processed, within the caller's
-    transaction; their delivery is queued when it commits. Returns one Outcome per submission,
-    in order. With ``store=False`` (Postmark's test token) nothing is written.
+    """Judge each submission, then store the accepted ones, processed, in one transaction;
+    their delivery is queued when it commits. Returns one Outcome per submission, in order.
+    With ``store=False`` (Postmark's test token) nothing is written. The judging (parsing
+    included) writes nothing: call this outside any transaction, so that no parsing runs while
+    the database (SQLite) or rows are locked for other senders.
 
     Batching is for speed, never for failure: should the database refuse the bulk insert, each
     accepted submission is stored again in a savepoint of its own, so only the one at fault

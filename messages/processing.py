@@ -8,6 +8,7 @@ and the message as received.
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -19,7 +20,7 @@ from core import mime
 from domains.from_rule import FromProblem, Sender
 from domains.identity import from_refusal
 from messages import metrics
-from messages.bounce_intake import process_report
+from messages.bounce_intake import process_report, read_report
 from messages.events import record_bounce_event
 from messages.headers import (
     MAX_ADDRESS_LENGTH,
@@ -228,11 +229,14 @@ def dump_head(problems: list[Problem]) -> str:
     )
 
 
-def examine(submission: Submission, lookups: Lookups | None = None):
-    """Parse a submission and find its problems, writing nothing: (parsed headers, stream,
-    stream ID, problems). Strict mode runs this in the SMTP session before answering, and the
-    HTTP send API before it answers (``messages.immediate``)."""
-    parsed = parse_headers(bytes(submission.raw))
+def examine(
+    submission: Submission, lookups: Lookups | None = None, parsed: ParsedMessage | None = None
+):
+    """Parse a submission (unless ``parsed`` is given) and find its problems, writing nothing:
+    (parsed headers, stream, stream ID, problems). Strict mode runs this in the SMTP session
+    before answering, and the HTTP send API before it answers (``messages.immediate``)."""
+    if parsed is None:
+        parsed = parse_headers(bytes(submission.raw))
     stream, stream_id, stream_problem = resolve_stream(
         submission.server, submission.stream, parsed.stream_id, submission.endpoint, lookups
     )
@@ -240,23 +244,75 @@ def examine(submission: Submission, lookups: Lookups | None = None):
     return parsed, stream, stream_id, problems
 
 
-def process_submission(submission_id: int) -> str:
+# --- reading the bytes, before any transaction -------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """What processing reads from a submission's bytes, read before its transaction begins, so
+    that no parsing runs while rows (or, on SQLite, the database) are locked for other senders:
+    the parsed header and the content as delivered, or the report of a bounce-MX submission."""
+
+    raw: bytes
+    parsed: ParsedMessage | None = None
+    delivered: tuple[bytes, str] | None = None  # delivered_content's (bytes, Message-ID)
+    report: tuple | None = None  # bounce_intake.read_report's, for the bounce MX
+
+
+def prepare(submission_ids: list[int]) -> dict[int, Prepared]:
+    """Read and parse the submissions still waiting for processing, outside any transaction
+    (the rows are not locked: the bytes of a waiting submission never change, and one that is
+    processed meanwhile is skipped under its lock). A submission whose reading fails is left out:
+    processing then reads it in its own turn, where it fails alone."""
+    prepared = {}
+    rows = Submission.objects.filter(pk__in=submission_ids, status__in=WAITING).values_list(
+        "pk", "raw", "endpoint", "rcpt_to", "message_id"
+    )
+    for pk, raw, endpoint, rcpt_to, message_id in rows.iterator(chunk_size=64):
+        raw = bytes(raw)
+        try:
+            if endpoint == Endpoint.BOUNCE:
+                prepared[pk] = Prepared(raw, report=read_report(raw, rcpt_to))
+                continue
+            parsed = parse_headers(raw)
+            delivered = delivered_content(raw, parsed.message_id_header, parsed.keep_id, message_id)
+            prepared[pk] = Prepared(raw, parsed, delivered)
+        except Exception:
+            log.exception("reading submission %s failed; it is processed on its own", message_id)
+    return prepared
+
+
+def _prepared_for(submission: Submission, prepared: dict[int, Prepared] | None) -> Prepared:
+    """The submission's prepared reading, its bytes put back on the row (loaded without them)."""
+    item = (prepared or {}).get(submission.pk)
+    if item is None:  # its reading failed beforehand: read the bytes now (parsed by examine)
+        raw = bytes(Submission.objects.filter(pk=submission.pk).values_list("raw", flat=True)[0])
+        item = Prepared(raw)
+    submission.raw = item.raw
+    return item
+
+
+def process_submission(submission_id: int, prepared: dict[int, Prepared] | None = None) -> str:
     """Process one accepted submission, once: returns its new status (or the old one when it was
     already processed). Database errors propagate so the task is retried. Queuing the delivery
-    of what it made is the caller's (``messages.tasks.process_submissions``)."""
+    of what it made is the caller's (``messages.tasks.process_submissions``). The bytes are read
+    and parsed before the transaction (``prepare``), unless the caller did (``prepared``)."""
+    if prepared is None:
+        prepared = prepare([submission_id])
     with transaction.atomic():
         submission = _waiting_submission(submission_id)
         if submission is None or submission.status not in WAITING:
             return submission.status if submission else "missing"
+        item = _prepared_for(submission, prepared)
         if submission.endpoint == Endpoint.BOUNCE:
-            return _process_report(submission)
-        raw = bytes(submission.raw)
-        parsed, stream, stream_id, problems = examine(submission)
+            return _process_report(submission, item)
+        raw = item.raw
+        parsed, stream, stream_id, problems = examine(submission, parsed=item.parsed)
         recipients = unique_recipients(submission.rcpt_to)
         failed = record_problems(submission, parsed, stream, stream_id, problems, raw, recipients)
         active = [r for r in recipients if r not in failed]
         if active and submission.status == Submission.Status.ACCEPTED:
-            _create_outbound(submission, stream, parsed, raw, active)
+            _create_outbound(submission, stream, parsed, raw, active, item.delivered)
             submission.status = Submission.Status.PROCESSED
         else:
             submission.status = Submission.Status.FAILED
@@ -268,7 +324,9 @@ def process_submission(submission_id: int) -> str:
 WAITING = (Submission.Status.ACCEPTED, Submission.Status.REJECTED)
 
 
-def process_batch(submission_ids: list[int]) -> dict[int, str]:
+def process_batch(
+    submission_ids: list[int], prepared: dict[int, Prepared] | None = None
+) -> dict[int, str]:
     """Process many accepted submissions at once, by the same rules as ``process_submission``,
     in one transaction and a number of queries that does not grow with the batch: the rows are
     locked in one query, streams, suppressions and senders are looked up once for the batch
@@ -276,13 +334,19 @@ def process_batch(submission_ids: list[int]) -> dict[int, str]:
     each, and the submissions are marked in one UPDATE per outcome. Problems still become
     SMTPApiError bounces one by one (they are rare). Returns each submission's status.
 
+    The bytes are read and parsed before the transaction begins (``prepare``, unless the caller
+    did: ``prepared``), so that no parsing runs while the rows are locked.
+
     Any error propagates and rolls the whole batch back: the caller then processes the batch
     one submission at a time, where a submission that fails fails alone."""
     statuses: dict[int, str] = {}
+    if prepared is None:
+        prepared = prepare(submission_ids)
     with transaction.atomic():
         submissions = list(
             Submission.objects.select_for_update(of=("self",))
             .select_related("server", "stream")
+            .defer("raw")
             .filter(pk__in=submission_ids)
             .order_by("pk")
         )
@@ -292,18 +356,19 @@ def process_batch(submission_ids: list[int]) -> dict[int, str]:
             if submission.status not in WAITING:
                 statuses[submission.pk] = submission.status
                 continue
+            item = _prepared_for(submission, prepared)
             if submission.endpoint == Endpoint.BOUNCE:
-                statuses[submission.pk] = _process_report(submission)
+                statuses[submission.pk] = _process_report(submission, item)
                 continue
-            raw = bytes(submission.raw)
-            parsed, stream, stream_id, problems = examine(submission, lookups)
+            raw = item.raw
+            parsed, stream, stream_id, problems = examine(submission, lookups, item.parsed)
             recipients = unique_recipients(submission.rcpt_to)
             failed = record_problems(
                 submission, parsed, stream, stream_id, problems, raw, recipients
             )
             active = [r for r in recipients if r not in failed]
             if active and submission.status == Submission.Status.ACCEPTED:
-                message = outbound_message(submission, stream, parsed, raw, active)
+                message = outbound_message(submission, stream, parsed, raw, active, item.delivered)
                 made.append((message, active))
                 status = Submission.Status.PROCESSED
             else:
@@ -332,9 +397,9 @@ def _insert_outbound(made: list[tuple[OutboundMessage, list[str]]]) -> None:
     )  # fmt: skip
 
 
-def _process_report(submission: Submission) -> str:
+def _process_report(submission: Submission, item: Prepared) -> str:
     """A submission of the bounce MX: a report about an earlier message."""
-    submission.status = process_report(submission)
+    submission.status = process_report(submission, item.report)
     # A report linked to no message stays as it came, for operators to look at.
     finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
     metrics.submission_processed(submission.status, submission.received_at)
@@ -342,16 +407,20 @@ def _process_report(submission: Submission) -> str:
 
 
 def _waiting_submission(submission_id: int) -> Submission | None:
-    """The submission, locked for this transaction (another worker's try waits for it)."""
+    """The submission, locked for this transaction (another worker's try waits for it), without
+    its bytes (``_prepared_for`` puts back those read before the transaction)."""
     return (
         Submission.objects.select_for_update(of=("self",))
         .select_related("server", "stream")
+        .defer("raw")
         .filter(pk=submission_id)
         .first()
     )
 
 
-def note_failure(submission_id: int, error: BaseException) -> str:
+def note_failure(
+    submission_id: int, error: BaseException, prepared: dict[int, Prepared] | None = None
+) -> str:
     """Count a try of processing that failed unexpectedly (``error``, already logged); after
     PROCESSING_ATTEMPTS tries the submission becomes ``failed``, with an SMTPApiError for each
     recipient that says so and holds the message in its dump: the sender sees it through the
@@ -359,10 +428,13 @@ def note_failure(submission_id: int, error: BaseException) -> str:
     submission stays waiting (the try counted) and is processed again; on that next failure an
     error that cannot fail the same way is recorded (``record_plain_failure``). Returns the
     submission's status."""
+    if prepared is None:
+        prepared = prepare([submission_id])
     with transaction.atomic():
         submission = _waiting_submission(submission_id)
         if submission is None or submission.status not in WAITING:
             return submission.status if submission else "missing"
+        item = _prepared_for(submission, prepared)
         submission.attempts += 1
         if submission.attempts < settings.PROCESSING_ATTEMPTS:
             submission.save(update_fields=["attempts"])
@@ -372,8 +444,8 @@ def note_failure(submission_id: int, error: BaseException) -> str:
         keep_raw = False
         try:
             with transaction.atomic():
-                raw = bytes(submission.raw)
-                parsed = parse_headers(raw)
+                raw = item.raw
+                parsed = item.parsed or parse_headers(raw)
                 recipients = unique_recipients(submission.rcpt_to)
                 stream_id = submission.stream.stream_id if submission.stream else DEFAULT_STREAM
                 record_problems(
@@ -502,19 +574,25 @@ def where_errors_go(server: Server, stream: MessageStream | None, stream_id: str
     return default, DEFAULT_STREAM
 
 
-def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]):
-    message = outbound_message(submission, stream, parsed, raw, active)
+def _create_outbound(submission, stream, parsed: ParsedMessage, raw: bytes, active, delivered):
+    message = outbound_message(submission, stream, parsed, raw, active, delivered)
     message.save()
     Recipient.objects.bulk_create([Recipient(message=message, email=email) for email in active])
 
 
 def outbound_message(
-    submission, stream, parsed: ParsedMessage, raw: bytes, active: list[str]
+    submission,
+    stream,
+    parsed: ParsedMessage,
+    raw: bytes,
+    active: list[str],
+    delivered: tuple[bytes, str] | None = None,
 ) -> OutboundMessage:
     """The outbound message a submission becomes (not saved): what is delivered to the
-    ``active`` recipients, and what the API reports about it."""
+    ``active`` recipients, and what the API reports about it. ``delivered`` is
+    ``delivered_content``'s answer when it was computed beforehand (``prepare``)."""
     server = submission.server
-    content, message_id_header = delivered_content(
+    content, message_id_header = delivered or delivered_content(
         raw, parsed.message_id_header, parsed.keep_id, submission.message_id
     )
     header_recipients = {a.lower() for a in parsed.to + parsed.cc}

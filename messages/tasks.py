@@ -16,7 +16,7 @@ from core import leases, queues
 from core.logcontext import about_message
 from messages import metrics
 from messages.models import OutboundMessage, Submission
-from messages.processing import note_failure, process_batch, process_submission
+from messages.processing import note_failure, prepare, process_batch, process_submission
 from messages.retention import enforce_retention
 from messages.signals import messages_queued
 
@@ -44,8 +44,12 @@ def process_submissions(message_ids: list[str]) -> int:
     )
     pks = [row[0] for row in rows]
     unavailable, broken = [], []
+    prepared = {}
     try:
-        statuses = process_batch(pks)
+        # Read and parsed here, outside any transaction: no parsing runs while rows (or, on
+        # SQLite, the database) are locked for other senders.
+        prepared.update(prepare(pks))
+        statuses = process_batch(pks, prepared)
     except (OperationalError, InterfaceError) as exc:
         log.exception("processing: the database failed; the batch will be retried")
         raise DatabaseError(
@@ -63,7 +67,7 @@ def process_submissions(message_ids: list[str]) -> int:
         for submission_id, message_id, server_id, stream_id in rows:
             try:
                 with about_message(message_id, server_id, stream_id):
-                    status = process_submission(submission_id)
+                    status = process_submission(submission_id, prepared)
                     log.info("processed: %s", status)
             except (OperationalError, InterfaceError):
                 log.exception("processing %s: the database failed; it will be retried", message_id)
@@ -72,7 +76,7 @@ def process_submissions(message_ids: list[str]) -> int:
                 log.exception("processing %s failed", message_id)
                 broken.append((submission_id, exc))
     for submission_id, exc in broken:
-        note_failure(submission_id, exc)
+        note_failure(submission_id, exc, prepared)
     # One delivery task for the batch's new messages (a message queued twice is harmless).
     messages_queued.send(
         sender=Submission,

@@ -255,6 +255,12 @@ SMTP_HTTP = env.str("SMTP_HTTP", default="")
 SMTP_HOSTNAME = env.str("SMTP_HOSTNAME", default="")
 SMTP_MAX_MESSAGE_SIZE = env.int("SMTP_MAX_MESSAGE_SIZE", default=10 * 1024 * 1024)
 SMTP_MAX_RECIPIENTS = env.int("SMTP_MAX_RECIPIENTS", default=50)
+# Caps on a message's header at DATA, on every listener (552 5.3.4, permanent; 0: no cap): the
+# header block (Exim's header_maxsize is 1 MB) and one field with its continuation lines
+# (Postfix keeps at most header_size_limit = 102400 bytes of one). Honest mail stays far below:
+# 50 recipients in To take ~3 kB, a References chain of 400 messages ~12 kB.
+SMTP_MAX_HEADER_BYTES = env.int("SMTP_MAX_HEADER_BYTES", default=1024 * 1024)
+SMTP_MAX_FIELD_BYTES = env.int("SMTP_MAX_FIELD_BYTES", default=102400)
 # Seconds a gateway process reuses a server's sending-limit figures (servers.Server limits).
 SMTP_SENDING_LIMIT_CACHE_SECONDS = env.float("SMTP_SENDING_LIMIT_CACHE_SECONDS", default=2.0)
 SMTP_TLS_CERT = env.str("SMTP_TLS_CERT", default="")

@@ -12,6 +12,8 @@ steps per kilobyte whatever the line lengths. While the bytes stream in it
   a line longer than ``line_length_limit`` bytes with its CRLF (``500``) and more than
   ``size_limit`` bytes of data (``552``);
 - undoes dot-stuffing (RFC 5321 4.5.2);
+- caps the header block and each of its fields (:class:`HeaderLimits`, ``552 5.3.4``), so that
+  no parser behind the gateway is handed a header of megabytes;
 - applies the gateway's smuggling rule (:func:`is_smuggling`) to the bytes as they arrived and
   to the unstuffed content (``CRLF . LF`` would otherwise pass as a dot-stuffed line);
 
@@ -30,6 +32,13 @@ END = b"\r\n.\r\n"
 # aiosmtpd's own replies (smtp.py, smtp_DATA), so that clients see exactly what they saw before.
 LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 TOO_MUCH_DATA = "552 Error: Too much mail data"
+# The header caps (RFC 3463 X.3.4, "message too big for system", as large providers answer a header
+# over their limits): permanent, since the same message can never pass.
+HEADER_TOO_BIG = "552 5.3.4 Message header too big: at most {limit} bytes of header fields"
+FIELD_TOO_LONG = (
+    "552 5.3.4 Message header field too long: at most {limit} bytes per field, continuation "
+    "lines included"
+)
 # Whatever is buffered: StreamReader.read(n) returns at most n bytes and never waits for more.
 READ_EVERYTHING_BUFFERED = 1 << 40
 
@@ -85,10 +94,17 @@ class DataReader:
     """One DATA phase: feed it the bytes after the 354 reply until :meth:`feed` says it has seen
     the end; then read :attr:`error`, :attr:`smuggling` and :attr:`content`."""
 
-    def __init__(self, line_length_limit: int = 1001, size_limit: int | None = None):
+    def __init__(
+        self,
+        line_length_limit: int = 1001,
+        size_limit: int | None = None,
+        header_limit: int = 0,
+        field_limit: int = 0,
+    ):
         self.line_length_limit = line_length_limit
         self.size_limit = size_limit or 0
-        self.error = ""  # LINE_TOO_LONG or TOO_MUCH_DATA, the first one reached
+        self.error = ""  # LINE_TOO_LONG, TOO_MUCH_DATA or a header cap's, the first one reached
+        self._header = HeaderLimits(header_limit, field_limit)
         self.smuggling = False
         self.done = False
         # End of data: the unprocessed bytes that may be the start of END. At first they are a
@@ -227,8 +243,78 @@ class DataReader:
         if self._scanner.feed(content, final):
             self.smuggling = True
             return
+        if self._header.feed(content):
+            self.error = self._header.error
+            return
         if content:
             self._pieces.append(content)
+
+
+class HeaderLimits:
+    """The size of the header block and of each of its fields (a field with its continuation
+    lines and its line ending), checked on the content as it streams in: the first limit passed
+    sets :attr:`error` (then nothing more is looked at). 0 means no limit.
+
+    The header ends at the first empty line, whatever the line endings (``core.mime`` splits
+    messages by the same rule). Each chunk costs a bounded number of Python steps whatever its
+    lines: folds are masked with ``replace`` (same length, offsets stay), which leaves one line
+    feed per field boundary, and the fields are checked by jumping to the last boundary within
+    ``field_limit`` bytes, as :meth:`DataReader._check_lines` checks lines."""
+
+    def __init__(self, header_limit: int = 0, field_limit: int = 0):
+        self.header_limit = header_limit
+        self.field_limit = field_limit
+        self.error = ""
+        self.ended = not (header_limit or field_limit)
+        # The bytes that may begin an empty line, kept for the next chunk: at first a virtual
+        # line feed, so that a message starting with an empty line has an empty header.
+        self._carry = b"\n"
+        self._header = -1  # header bytes so far (the virtual line feed is not one)
+        self._field = -1  # bytes of the field under way so far
+
+    def feed(self, content: bytes) -> str:
+        """Take the next content bytes; returns the error reply once a limit is passed."""
+        if self.ended or self.error or not content:
+            return self.error
+        window = self._carry + content
+        found = [i for i in (window.find(b"\n\n"), window.find(b"\n\r\n")) if i != -1]
+        if found:
+            stop = min(found) + 1  # up to the line feed of the last header line
+            self.ended = True
+        else:
+            stop = len(window) - (
+                2 if window.endswith(b"\n\r") else 1 if window.endswith(b"\n") else 0
+            )
+            self._carry = window[stop:]
+        region = window[:stop]
+        self._header += len(region)
+        if self.header_limit and self._header > self.header_limit:
+            self.error = HEADER_TOO_BIG.format(limit=self.header_limit)
+        elif self.field_limit and not self._fields_fit(region):
+            self.error = FIELD_TOO_LONG.format(limit=self.field_limit)
+        return self.error
+
+    def _fields_fit(self, region: bytes) -> bool:
+        """Whether every field ending in ``region``, and the one under way, is within the limit.
+        Every line feed in ``region`` has its next byte in the window (a final one is carried),
+        so a line feed that no space or tab follows is a field boundary."""
+        marks = region.replace(b"\n ", b"\x00 ").replace(b"\n\t", b"\x00\t")
+        limit, size = self.field_limit, len(marks)
+        first = marks.find(b"\n")
+        if first == -1:
+            self._field += size
+            return self._field <= limit
+        if self._field + first + 1 > limit:
+            return False
+        start = first + 1  # a field starts here
+        while size - start > limit:  # a field too long could still lie in marks[start:]
+            boundary = marks.rfind(b"\n", start, start + limit)
+            if boundary == -1:
+                return False
+            start = boundary + 1  # every field up to here is within the limit
+        last = marks.rfind(b"\n", start)
+        self._field = size - (start if last == -1 else last + 1)
+        return True
 
 
 def _partial_end(window: bytes) -> int:

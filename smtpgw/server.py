@@ -37,6 +37,8 @@ class Gateway:
         self.hostname = settings.SMTP_HOSTNAME or socket.getfqdn()
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
         self.max_recipients = settings.SMTP_MAX_RECIPIENTS
+        self.max_header = settings.SMTP_MAX_HEADER_BYTES
+        self.max_field = settings.SMTP_MAX_FIELD_BYTES
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="smtp-db")
         self.dispatcher = Dispatcher(
             enqueue_processing, settings.SMTP_DISPATCH_INTERVAL, settings.SMTP_COMMIT_BATCH

@@ -206,7 +206,12 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        data = DataReader(self.line_length_limit, self.data_size_limit)
+        data = DataReader(
+            self.line_length_limit,
+            self.data_size_limit,
+            header_limit=self.gateway.max_header,
+            field_limit=self.gateway.max_field,
+        )
         try:
             await read_data(self._reader, data)
         except asyncio.CancelledError:

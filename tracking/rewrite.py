@@ -23,6 +23,7 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 from core.mime import split_message
+from core.mimeparams import Message as LinearMessage
 from messages.models import OutboundMessage
 from tracking.tokens import HTML, TEXT, base_url, click_url, is_http_url, open_url
 
@@ -82,9 +83,9 @@ def _entity(raw: bytes, context: _Context, depth: int) -> bytes:
     header_block, separator, body = split_message(raw)
     if header_block + separator + body != raw or (not separator and header_block):
         return raw  # no clear header/body split: leave it as it is
-    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
-        header_block + b"\n\n"
-    )
+    headers = email.parser.BytesHeaderParser(
+        LinearMessage, policy=email.policy.compat32
+    ).parsebytes(header_block + b"\n\n")
     content_type = headers.get_content_type()
     if content_type.startswith("multipart/"):
         boundary = headers.get_boundary()

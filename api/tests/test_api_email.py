@@ -477,3 +477,26 @@ def test_line_breaks_in_header_fields_become_spaces(api):
     out = OutboundMessage.objects.get(message_id=sent(api, body)["MessageID"])
     assert out.subject == "a b c d" and out.tag == "t u"
     assert parsed(out)["X-A"] == "1 2"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["/email", "/email/batch"])
+def test_messages_are_parsed_before_the_transaction_that_stores_them(api, monkeypatch, path):
+    """The send API judged (parsed, rewrote) its messages inside the request's transaction, which
+    on SQLite holds the database's write lock every SMTP gateway's commit waits for."""
+    from core import mime
+
+    inside = []
+    original = mime.fields
+
+    def fields(header_block):
+        if connection.in_atomic_block:
+            inside.append(header_block[:40])
+        return original(header_block)
+
+    monkeypatch.setattr(mime, "fields", fields)
+    body = message(Subject="é" * 20000) if path == "/email" else [message(), message()]
+    response = post(api, path, body)
+    assert response.status_code == 200, response.content
+    assert inside == []
+    assert OutboundMessage.objects.count() == (1 if path == "/email" else 2)

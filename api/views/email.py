@@ -1,14 +1,14 @@
 """POST /email and POST /email/batch: Postmark's send API (compat §5).
 
 Each message is built into MIME (``api.sending``), then judged and, when accepted, stored
-processed by ``messages.immediate`` with the rules SMTP's processing applies, inside the
-request's transaction: a 200 means the message is committed. A batch is one transaction; its
-items are answered one by one, in order, with HTTP 200 whatever their ErrorCodes.
+processed by ``messages.immediate`` with the rules SMTP's processing applies, in one
+transaction that begins once they are parsed: a 200 means the message is committed. A batch is
+one transaction; its items are answered one by one, in order, with HTTP 200 whatever their
+ErrorCodes.
 """
 
 import uuid
 
-from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -74,8 +74,8 @@ def _send(request, items: list) -> list[dict | Refused]:
                 (index, composed, submission_for(server, composed, request, _token(request)))
             )
     if pending:
-        with transaction.atomic():
-            outcomes = immediate.accept([submission for _, _, submission in pending])
+        # No transaction around it: the messages are parsed first, then stored in one.
+        outcomes = immediate.accept([submission for _, _, submission in pending])
         for (index, composed, submission), outcome in zip(pending, outcomes, strict=True):
             if outcome.accepted:
                 answers[index] = _success(

@@ -232,3 +232,33 @@ def test_a_complaint_without_original_rcpt_to_guesses_from_the_copys_to():
     raw = load("arf_yahoo_abuse.eml").replace(b"Original-Rcpt-To:", b"X-Not-Rcpt-To:")
     report = parse_report(raw)
     assert (report.recipient, report.recipient_stated) == ("judy.smith@yahoo.com", False)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # 150,000 parameters after a stray quote, in the report's own header and in a part's:
+        # the standard library's reading of them ran for over ten minutes.
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"; x="'
+        + b";\r\n a=b" * 150_000
+        + b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nuser unknown\r\n--b--\r\n",
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b'--b\r\nContent-Type: text/plain; charset=utf-8; x="'
+        + b";\r\n a=b" * 150_000
+        + b"\r\n\r\nuser unknown\r\n--b--\r\n",
+        b"Subject: Undelivered\r\nX-Folded: a\r\n"
+        + b" "
+        + b"a" * 70
+        + b"\r\n" * 28_000
+        + b"\r\nThe message could not be delivered: 550 5.1.1 user unknown\r\n",
+        b"Content-Type: message/delivery-status\r\n\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"Diagnostic-Code: smtp; 550\r\n" + b" x\r\n" * 300_000,
+    ],
+    ids=["report parameters", "part parameters", "a folded field", "a folded DSN field"],
+)
+def test_hostile_headers_are_read_in_linear_time(raw):
+    import time
+
+    started = time.perf_counter()
+    assert isinstance(parse_report(raw), Report)
+    assert time.perf_counter() - started < 5

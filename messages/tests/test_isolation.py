@@ -148,7 +148,7 @@ def test_a_database_outage_retries_the_batch_and_counts_nothing(batch, monkeypat
 
     normal, poison = batch
 
-    def unavailable(submission_ids):
+    def unavailable(submission_ids, prepared=None):
         raise OperationalError("the database went away")
 
     monkeypatch.setattr(tasks, "process_batch", unavailable)
@@ -292,3 +292,143 @@ def message_id_of(text: str):
     import uuid
 
     return uuid.UUID(text)
+
+
+# --- No parsing inside the transaction other senders wait on ---------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["as a set", "one by one"])
+def test_no_message_is_parsed_inside_the_batch_transaction(server, monkeypatch, settings, path):
+    """Processing parsed every message (and rewrote it, and parsed bounce reports) inside the
+    batch's transaction: on SQLite the database's write lock, which every gateway's commit waits
+    for (honest senders got 451), on PostgreSQL the rows' locks. Now every parse runs before the
+    transaction begins, as a set and one by one."""
+    from django.db import connection
+
+    from bounces import reports
+    from conftest import BOUNCE_DOMAIN
+    from core import mime
+    from messages import bounce_intake, headers
+    from smtpgw.tests.test_bounce_mx import sent_message, verp
+
+    settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    monkeypatch.setattr(delivery_tasks, "enqueue_deliveries", lambda ids: None)
+    inside: list[str] = []
+
+    def watched(module, name):
+        original = getattr(module, name)
+
+        def call(*args, **kwargs):
+            if connection.in_atomic_block:
+                inside.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    watched(processing, "parse_headers")
+    watched(headers, "parse_headers")
+    watched(mime, "fields")
+    watched(bounce_intake, "parse_report")
+    watched(reports, "parse_report")
+    if path == "one by one":
+        monkeypatch.setattr(tasks, "process_batch", lambda *args: 1 / 0)
+    sent = sent_message(server, ["gone@example.org"])
+    report = (
+        b"Subject: Undelivered Mail\r\nContent-Type: text/plain\r\n\r\n"
+        b"<gone@example.org>: 550 5.1.1 user unknown\r\n"
+    )
+    submissions = [
+        accepted_submission(server, message(b"X-Folded: a\r\n" + b" b\r\n" * 1000), ["a@x.net"]),
+        accepted_submission(
+            server, message(b"X-PM-Tag: t"), [f"n{i}@example.net" for i in range(3)]
+        ),
+        accepted_submission(server, report, [verp(sent)], endpoint="bounce", mail_from=""),
+    ]
+    tasks.process_submissions([str(s.message_id) for s in submissions])
+
+    assert inside == []
+    statuses = Submission.objects.filter(pk__in=[s.pk for s in submissions])
+    assert set(statuses.values_list("status", flat=True)) == {"processed"}
+    assert Bounce.objects.filter(email="gone@example.org", type="HardBounce").exists()
+
+
+# --- One huge folded header beside twenty honest senders, through the gateway and a worker -------
+
+FOLD = b" " + b"a" * 70 + b"\r\n"
+FOLDED = {
+    # Over the field cap: refused at DATA, nothing stored.
+    "a 2 MB folded field": (b"X-Folded: a\r\n" + FOLD * 30_000, 552),
+    # Just below both caps (ten fields of 99 kB): accepted, and processed in time linear in it.
+    "ten 99 kB folded fields": (
+        b"".join(b"X-Folded-%d: a\r\n" % i + FOLD * 1390 for i in range(10)), 250
+    ),
+    "a 99 kB folded Subject of encoded words": (
+        b"Subject: =?utf-8?q?a?=\r\n" + b" =?utf-8?q?=C3=A9?=\r\n" * 4500, 250
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_folded_headers_beside_twenty_honest_senders(gateway, creds, worker):  # noqa: F811
+    """One header folded over many lines stalled everyone: processing it took minutes (quadratic)
+    inside the batch's transaction, and honest senders got 451 or waited. Now a header over the
+    caps is refused at DATA (552 5.3.4), one below them is processed in time linear in its size,
+    and the twenty honest senders beside them all get 250 at once and are processed."""
+    import smtplib
+
+    honest: dict[str, tuple[str, float]] = {}
+    hostile: dict[str, tuple[int, str]] = {}
+
+    def honest_session(key):
+        client = gateway.smtp()
+        client.login(creds.access_key, creds.secret)
+        started = time.monotonic()
+        message_id = send(client, MESSAGE, rcpts=[f"{key}@example.net"])
+        honest[key] = (message_id, time.monotonic() - started)
+        client.quit()
+
+    def hostile_session(name, header):
+        client = gateway.smtp()
+        client.login(creds.access_key, creds.secret)
+        client.mail("app@example.com")
+        client.rcpt("victim@example.net")
+        try:
+            code, reply = client.data(header + MESSAGE)
+        except smtplib.SMTPDataError as error:
+            code, reply = error.smtp_code, error.smtp_error
+        hostile[name] = (code, reply.decode())
+        client.quit()
+
+    threads = [threading.Thread(target=hostile_session, args=(name, header))
+               for name, (header, _) in FOLDED.items()]  # fmt: skip
+    threads += [threading.Thread(target=honest_session, args=(f"h{i}",)) for i in range(NORMAL)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(honest) == NORMAL and len(hostile) == len(FOLDED)
+    for name, (_, code) in FOLDED.items():
+        assert hostile[name][0] == code, (name, hostile[name])
+    assert "5.3.4 Message header field too long" in hostile["a 2 MB folded field"][1]
+    slowest = max(seconds for _, seconds in honest.values())
+    assert slowest < 10, f"an honest sender waited {slowest:.1f} s"
+
+    accepted = [message_id_of(m) for m, _ in honest.values()]
+    accepted += [message_id_of(reply.rsplit("queued as ", 1)[1]) for code, reply in
+                 hostile.values() if code == 250]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (
+            not Submission.objects.filter(message_id__in=accepted)
+            .exclude(status__in=TERMINAL)
+            .exists()
+        ):
+            break
+        time.sleep(0.2)
+    statuses = dict(Submission.objects.filter(message_id__in=accepted).values_list(
+        "message_id", "status"))  # fmt: skip
+    assert statuses == {message_id: "processed" for message_id in accepted}
+    reply = hostile["a 99 kB folded Subject of encoded words"][1]
+    message = OutboundMessage.objects.get(message_id=message_id_of(reply.rsplit(" ", 1)[1]))
+    assert message.subject == "a" + "é" * 4500

@@ -143,3 +143,45 @@ def test_connection_lost_during_data(gateway, creds):
     follower = open_transaction(gateway, creds)
     assert follower.command(MESSAGE + b".").startswith(b"250")
     follower.close()
+
+
+FOLD = b" " + b"a" * 70 + b"\r\n"
+
+
+@pytest.mark.parametrize("listener", ["submission", "bounce MX"])
+@pytest.mark.parametrize(
+    ("header", "reply"),
+    [
+        (b"X-Folded: start\r\n" + FOLD * 30_000,  # one field of 2 MB
+         b"552 5.3.4 Message header field too long: at most 102400 bytes per field"),
+        (b"".join(b"X-Field-%d: %s\r\n" % (i, b"v" * 60) for i in range(30_000)),  # 2 MB
+         b"552 5.3.4 Message header too big: at most 1048576 bytes"),
+    ],
+    ids=["a folded field", "many fields"],
+)  # fmt: skip
+def test_a_header_over_the_caps_is_refused_at_data(gateway, creds, listener, header, reply):
+    """A header of megabytes was accepted and then cost processing minutes (quadratic), inside
+    the batch's transaction. Now it is refused at DATA with a permanent error, on the bounce MX
+    (no AUTH) as on the submission listener, and the session goes on."""
+    bounce_to = (
+        verp(sent_message(creds.server, ["user@example.net"])) if "bounce" in listener else ""
+    )
+    session = open_transaction(gateway, creds, bounce_to)
+    session.sock.sendall(b"From: app@example.com\r\nTo: user@example.net\r\n" + header)
+    answer = session.command(b"\r\nbody\r\n.")
+    assert answer.startswith(reply), answer
+    assert session.command(b"RSET").startswith(b"250")
+    session.close()
+
+
+def test_an_honest_large_header_is_accepted(gateway, creds):
+    """50 recipients in To and a References chain of 400 messages stay far below the caps."""
+    to = b",\r\n ".join(b"Person %d <p%d@example.net>" % (i, i) for i in range(50))
+    references = b"\r\n ".join(b"<%d.thread@example.com>" % i for i in range(400))
+    session = open_transaction(gateway, creds)
+    answer = session.command(
+        b"From: app@example.com\r\nTo: " + to + b"\r\nReferences: " + references
+        + b"\r\nSubject: a long thread\r\n\r\nHello.\r\n."
+    )  # fmt: skip
+    assert answer.startswith(b"250 2.0.0 Ok: queued as"), answer
+    session.close()

@@ -663,3 +663,36 @@ def test_under_the_site_urlconf_tracking_wins_and_forgeries_never_redirect(clien
         response = client.get(f"/{kind}/{token}")
         assert response.status_code == 404, (kind, token)
     assert MessageEvent.objects.count() == 1
+
+
+# --- hostile headers cost time linear in their size --------------------------------------------
+
+HUGE_PARAMETERS = b";\r\n a=b" * 40_000  # 280 kB of parameters
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # A stray quote: the standard library counted the quotes again for every ';' (9 s).
+        b'Content-Type: text/html; charset=utf-8; x="'
+        + HUGE_PARAMETERS
+        + b'\r\n\r\n<html><body><a href="https://example.com/">x</a></body></html>\r\n',
+        b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+        b'Content-Type: text/html; charset=utf-8; x="'
+        + HUGE_PARAMETERS
+        + b"\r\n\r\n<html><body></body></html>\r\n--b--\r\n",
+        b"Content-Type: text/html\r\nX-Folded: a\r\n"
+        + b" "
+        + b"b" * 70
+        + b"\r\n" * 30_000
+        + b"\r\n<html><body></body></html>\r\n",
+    ],
+    ids=["parameters of the message", "parameters of a part", "a folded field"],
+)
+def test_tracking_a_message_with_a_huge_header_takes_no_time(raw):
+    import time
+
+    started = time.perf_counter()
+    out = apply_tracking(unsaved(raw, opens=True, links="HtmlAndText"), RCPT)
+    assert time.perf_counter() - started < 2
+    assert b"/o/" in out
