@@ -9,6 +9,9 @@ PIPELINING, then the content (``delivery.content``: made and signed once for a m
 the same for everyone). Every reply becomes the recipient's result (``delivery.outcomes``). The
 lease is renewed before every transaction and before DATA, and no recipient taken over meanwhile
 is sent a copy.
+
+8-bit content goes with BODY=8BITMIME where the host offers it, converted to 7-bit where it does
+not (``delivery.downgrade``), or bounced with the reason when it cannot be converted.
 """
 
 import logging
@@ -24,6 +27,7 @@ from core.logcontext import about_message
 from delivery.claims import DATABASE_UNAVAILABLE, Claim
 from delivery.connections import Transcript, pool
 from delivery.content import Copies
+from delivery.downgrade import Unconvertible, is_8bit
 from delivery.outcomes import (
     apply_reply,
     bounced,
@@ -215,8 +219,15 @@ def _transaction(claim: Claim, connection, host: Host, recipient, transcript, co
     if utf8 and not connection.has_extn("smtputf8"):
         no_smtputf8(claim, recipient, host, transcript)
         return
-    options = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
-    if utf8:
+    content, eight_bit_mime = None, connection.has_extn("8bitmime")
+    if copies.eight_bit and not eight_bit_mime:
+        try:
+            content = copies.content(recipient, False, connection.has_extn("smtputf8"))
+        except Unconvertible as exc:
+            _unconvertible(claim, recipient, host, exc, transcript)
+            return
+    options = ["BODY=8BITMIME"] if copies.eight_bit and eight_bit_mime else []
+    if utf8 or (content is not None and is_8bit(content)):  # UTF-8 headers (RFC 6532)
         options.append("SMTPUTF8")
         connection.command_encoding = "utf-8"  # as smtplib's mail() does; rset() resets it
     # Not smtplib's mail() and rcpt(): they re-parse each address as a header would (costlier
@@ -243,14 +254,27 @@ def _transaction(claim: Claim, connection, host: Host, recipient, transcript, co
         transcript.client("RSET")
         connection.rset()
         return
+    if content is None:
+        content = copies.content(recipient)
     transcript.client("DATA")
     try:
-        code, text = connection.data(copies.content(recipient))
+        code, text = connection.data(content)
     except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
         code, text = exc.smtp_code, exc.smtp_error
     transcript.server(code, text)
     apply_reply(claim, recipient, Stage.DATA, code, text, transcript)
     _closed_by(code, text)
+
+
+def _unconvertible(claim: Claim, recipient, host: Host, exc: Unconvertible, transcript) -> None:
+    """8-bit content, a next hop without 8BITMIME (RFC 6152), and a message that cannot be
+    converted to 7-bit: bounced, with the reason."""
+    reason = (
+        f"Not sent: the message holds 8-bit content and the mail server {host.host} does not "
+        f"offer 8BITMIME (RFC 6152); it could not be converted to 7-bit: {exc}"
+    )
+    transcript.append(f"-- {reason}")
+    bounced(claim, recipient, SmtpFailure(HARD_BOUNCE, True, False), reason, transcript)
 
 
 def _closed_by(code: int, text) -> None:

@@ -1,16 +1,23 @@
-"""Delivery as RFC 5321 asks, through a real SMTP sink and a real DNS server: AAAA as well as A,
-MX answers cached for their TTL."""
+"""Delivery as RFC 5321 asks, through a real SMTP sink and a real DNS server: 8-bit content
+converted for a host without 8BITMIME (and still DKIM-valid), AAAA as well as A, MX answers
+cached for their TTL."""
 
+import email
+import email.policy
 import socket
 import time
 
 import dns.resolver
 import pytest
 
+from bounces.models import Bounce
+from delivery.downgrade import Unconvertible, seven_bit
 from delivery.relay import deliver_message
 from delivery.tests.sinks import DnsServer, SmtpSink
-from delivery.tests.test_delivery import outbound
+from delivery.tests.test_delivery import bounces, outbound, relay_to, statuses
+from delivery.tests.test_delivery_dkim import verified_domain
 from domains import signing
+from domains.tests.dkim_verify import PublishedKeys, unsigned, verify_all
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +36,137 @@ def direct_mx(settings, dns_server, port) -> None:
     settings.OUTBOUND_DIRECT_MX = True
     settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns_server.port}"]
     settings.OUTBOUND_MX_PORT = port
+
+
+# --- 8-bit content and 8BITMIME ------------------------------------------------------------------
+
+HEADER = (
+    "From: Shop <orders@shop.test>\r\nTo: ok@example.net\r\nSubject: {subject}\r\n"
+    "Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+)
+MIXED = (
+    'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+    "This is a multi-part message in MIME format.\r\n"
+    "--b1\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    "Grüße aus Zürich. " + "Ein sehr langer Satz über Öl und Ähren, " * 4 + "\r\n"
+    ".\r\nFrom the shop, with a trailing space \r\n"
+    "--b1\r\n"
+    'Content-Type: multipart/alternative; boundary="b2"\r\n\r\n'
+    "--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>naïve café</p>\r\n"
+    "--b2\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nplain ASCII\r\n"
+    "--b2--\r\n"
+    "--b1\r\n"
+    "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    "AAECAwQF\r\n"
+    "--b1\r\n"
+    "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    "Subject: forwarded\r\n\r\nInnen: ünd außen\r\n"
+    "--b1--\r\n"
+)
+SEVEN_BIT = "Content-Type: text/plain; charset=us-ascii\r\n\r\nJust ASCII.\r\n"
+
+
+def raw_message(body: str, subject: str = "Order 7") -> bytes:
+    return (HEADER.format(subject=subject) + body).encode("utf-8")
+
+
+def leaves(raw: bytes) -> list[tuple[str, bytes]]:
+    """Each body part's type and decoded content, as a reader sees them."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return [
+        (part.get_content_type(), part.get_payload(decode=True))
+        for part in parsed.walk()
+        if not part.is_multipart()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "eightbitmime", "smtputf8", "sent", "body_option"),
+    [
+        # 8-bit parts to a host without 8BITMIME: quoted-printable, part by part.
+        (raw_message(MIXED), False, False, "converted", False),
+        # ... and to one that offers it: as they are, with BODY=8BITMIME.
+        (raw_message(MIXED), True, False, "as is", True),
+        # 7-bit content: no BODY=8BITMIME.
+        (raw_message(SEVEN_BIT), True, False, "as is", False),
+        (raw_message(SEVEN_BIT), False, False, "as is", False),
+        # A raw UTF-8 header cannot be converted: it goes with SMTPUTF8 where that is offered ...
+        (raw_message(MIXED, subject="Grüße"), False, True, "converted", False),
+        # ... and is bounced with the reason where it is not.
+        (raw_message(MIXED, subject="Grüße"), False, False, "bounced", False),
+    ],
+)
+def test_8bit_content_goes_as_the_next_hop_can_take_it(
+    live, settings, raw, eightbitmime, smtputf8, sent, body_option
+):
+    keys = PublishedKeys()
+    verified_domain("shop.test", keys)
+    with SmtpSink(eightbitmime=eightbitmime, smtputf8=smtputf8) as sink:
+        relay_to(settings, sink)
+        message = outbound(live, ["ok@example.net"], raw)
+        deliver_message(message.pk)
+    if sent == "bounced":
+        assert sink.messages == []
+        assert bounces() == [("ok@example.net", "HardBounce", False, False)]
+        details = Bounce.objects.get().details
+        assert "8BITMIME" in details and "subject" in details and "converted" in details
+        return
+    [received] = sink.messages
+    assert statuses(message) == {"ok@example.net": "delivered"}
+    assert ("BODY=8BITMIME" in received.mail_options) == body_option
+    assert received.smtp_utf8 == (smtputf8 and not raw.split(b"\r\n\r\n")[0].isascii())
+    assert verify_all(received.content, keys) == [True]  # signed after the conversion
+    body = unsigned(received.content).split(b"\r\n\r\n", 1)[1]
+    if sent == "as is":
+        assert body == raw.split(b"\r\n\r\n", 1)[1]
+        return
+    assert body.isascii()
+    assert leaves(unsigned(received.content)) == leaves(raw)  # what a reader sees is the same
+    assert body.count(b"Content-Transfer-Encoding: quoted-printable") == 3
+    assert b"This is a multi-part message in MIME format." in body
+    assert b"AAECAwQF" in body  # the base64 part as it was
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    if smtputf8:  # the header as it was
+        assert "Subject: Grüße\r\n".encode() in unsigned(received.content)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # Stray 8-bit bytes in a quoted-printable part: encoded as a decoder read them.
+        (b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3D\xe9\r\n",
+         b"MIME-Version: 1.0\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\na=3D=E9\r\n"),
+        # Without MIME-Version, none declared: text/plain, 7bit (RFC 2045); MIME-Version added.
+        (b"Subject: x\r\n\r\nZ\xc3\xbcrich\r\n",
+         b"Subject: x\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n"
+         b"\r\nZ=C3=BCrich\r\n"),
+        # A part without header fields.
+        (b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\n\xff\r\n--b--\r\n',
+         b'Content-Type: multipart/mixed; boundary="b"\r\nMIME-Version: 1.0\r\n\r\n--b\r\n'
+         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n=FF\r\n--b--\r\n"),
+        # Nothing 8-bit: nothing changes.
+        (b"Subject: x\r\n\r\nplain\r\n", b"Subject: x\r\n\r\nplain\r\n"),
+        # What cannot be converted, and says why.
+        (b"Content-Transfer-Encoding: x-uuencode\r\n\r\n\xff\r\n", "'x-uuencode'"),
+        (b"Content-Type: message/partial; id=1\r\n\r\n\xff\r\n", "message/partial"),
+        (b"Content-Type: multipart/mixed\r\n\r\n\xff\r\n", "boundary"),
+        (b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nx\r\n", "subject"),
+    ],
+)  # fmt: skip
+def test_the_conversion_to_7bit(raw, expected):
+    if isinstance(expected, bytes):
+        assert seven_bit(raw) == expected
+    else:
+        with pytest.raises(Unconvertible, match=expected):
+            seven_bit(raw)
+
+
+def test_utf8_headers_stay_only_where_smtputf8_is_offered_and_they_are_utf8():
+    utf8 = b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\n\xff\r\n"
+    assert seven_bit(utf8, utf8_headers=True).startswith(b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n")
+    with pytest.raises(Unconvertible, match="not UTF-8"):
+        seven_bit(b"Subject: Gr\xfc\xdfe\r\n\r\nx\r\n", utf8_headers=True)
 
 
 # --- AAAA as well as A; MX answers cached for their TTL -------------------------------------------
