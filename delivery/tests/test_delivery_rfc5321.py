@@ -1,6 +1,6 @@
-"""Delivery as RFC 5321 asks, through a real SMTP sink and a real DNS server: 8-bit content
-converted for a host without 8BITMIME (and still DKIM-valid), AAAA as well as A, MX answers
-cached for their TTL."""
+"""Delivery as RFC 5321 asks, through a real SMTP sink and a real DNS server: no second host after
+a time-out past DATA, a new transaction after a 452 to RCPT, 8-bit content converted for a host
+without 8BITMIME (and still DKIM-valid), AAAA as well as A, MX answers cached for their TTL."""
 
 import email
 import email.policy
@@ -36,6 +36,85 @@ def direct_mx(settings, dns_server, port) -> None:
     settings.OUTBOUND_DIRECT_MX = True
     settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns_server.port}"]
     settings.OUTBOUND_MX_PORT = port
+
+
+# --- A time-out after DATA: the message may have been delivered -----------------------------------
+
+TWO_HOSTS = {
+    ("example.test", "MX"): ["10 mx1.example.test.", "20 mx2.example.test."],
+    ("mx1.example.test", "A"): ["127.0.0.1"],
+    ("mx2.example.test", "A"): ["127.0.0.1"],
+}
+
+
+@pytest.mark.parametrize(
+    ("stall", "copies", "status"),
+    [
+        # Before the message was sent: nothing can have been delivered; the next host takes it.
+        ("stall_at_rcpt", 1, "delivered"),
+        # Waiting for the reply to the message: it may have been delivered (the sink has it), so
+        # it is deferred on this host, never sent to the next one now (a duplicate).
+        ("stall_after_data", 1, "deferred"),
+    ],
+)
+def test_a_time_out_moves_to_the_next_host_only_before_the_message_was_sent(
+    live, settings, stall, copies, status
+):
+    settings.OUTBOUND_TIMEOUT = 1
+    with (
+        SmtpSink(**{stall: 1}, stall_seconds=3) as sink,
+        DnsServer(TWO_HOSTS) as dns_server,
+    ):
+        direct_mx(settings, dns_server, sink.port)
+        message = outbound(live, ["ok@example.test"])
+        deliver_message(message.pk)
+        assert len(sink.messages) == copies
+        assert len(sink.handler.sessions) == (2 if status == "delivered" else 1)
+    assert statuses(message) == {"ok@example.test": status}
+    if status == "deferred":
+        reply = message.deliveries.get().last_reply
+        assert "mx1.example.test" in reply and "may have been delivered" in reply
+        assert bounces() == [("ok@example.test", "Transient", False, False)]
+    else:
+        assert not Bounce.objects.exists()
+
+
+# --- 452 at RCPT: a new transaction -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("times", "reply", "status"),
+    [
+        # The second transaction takes it, in the same attempt.
+        (1, "452 4.5.3 Too many recipients", "delivered"),
+        # Refused again in a new transaction: deferred, not tried on and on.
+        (5, "452 4.5.3 Too many recipients", "deferred"),
+        # The 552 that RFC 821 listed for this: temporary as well, never a bounce.
+        (5, "552 5.5.3 Too many recipients", "deferred"),
+    ],
+)
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_452_at_rcpt_tries_again_in_a_new_transaction(
+    live, settings, times, reply, status, pipelining
+):
+    """RFC 5321 §4.5.3.1.10: a 452 (too many recipients for this transaction, or not enough
+    storage) leaves the recipient for a new transaction, over the same connection, not for a
+    retry an hour later."""
+    with SmtpSink(rcpt_452_times=times, too_many_reply=reply, pipelining=pipelining) as sink:
+        relay_to(settings, sink)
+        message = outbound(live, ["ok1@example.net", "ok2@example.net"])
+        deliver_message(message.pk)
+    assert statuses(message) == {"ok1@example.net": status, "ok2@example.net": status}
+    [session] = sink.handler.sessions  # one connection for all of it
+    per_recipient = ["MAIL", "RCPT", "RSET", "MAIL", "RCPT"]  # two transactions each
+    assert session == [*per_recipient, *(["RSET"] if status == "deferred" else [])] * 2
+    if status == "delivered":
+        assert sink.delivered_to() == {"ok1@example.net": 1, "ok2@example.net": 1}
+        assert not Bounce.objects.exists()
+    else:
+        assert sink.messages == []
+        assert {kind for _, kind, *_ in bounces()} == {"Transient"}
+        assert set(Bounce.objects.values_list("details", flat=True)) == {reply}
 
 
 # --- 8-bit content and 8BITMIME ------------------------------------------------------------------
