@@ -1,10 +1,12 @@
 """SMTP connections: the transcript of a conversation (for bounce dumps), opening a connection
-to a host (implicit TLS, opportunistic or required STARTTLS, relay authentication), and the pool
+to a host (the first of its addresses that answers; implicit TLS, opportunistic or required
+STARTTLS, relay authentication), and the pool
 that reuses open connections across messages, at most OUTBOUND_CONNECTIONS_PER_DESTINATION at
 once per host.
 """
 
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -13,7 +15,7 @@ from collections import defaultdict
 from django.conf import settings
 
 from bounces.services import storable
-from delivery.transport import Host, address_of
+from delivery.transport import Host, addresses_of
 
 
 class Transcript(list):
@@ -95,20 +97,49 @@ def _client_tls_context(verify: bool) -> ssl.SSLContext:
     return context
 
 
+class _Client(smtplib.SMTP):
+    """smtplib's client, connecting to the first of ``addresses`` that answers (in order: an
+    address family this machine cannot reach fails at once and the next is tried), while the
+    host's name stays the one TLS checks and names (SNI)."""
+
+    addresses: list[str] = []
+
+    def _get_socket(self, host, port, timeout):
+        failures = []
+        for address in self.addresses or [host]:
+            try:
+                return socket.create_connection((address, port), timeout, self.source_address)
+            except OSError as exc:
+                failures.append((address, exc))
+        if len(failures) == 1:
+            raise failures[0][1]
+        raise OSError("; ".join(f"{address}: {_reason(exc)}" for address, exc in failures))
+
+
+class _TlsClient(smtplib.SMTP_SSL, _Client):
+    """The same, for implicit TLS (SMTP_SSL wraps the socket ``_Client`` connected)."""
+
+
+def _reason(exc: OSError) -> str:
+    return "timed out" if isinstance(exc, TimeoutError) else (str(exc) or type(exc).__name__)
+
+
 def open_connection(host: Host) -> smtplib.SMTP:
-    address = address_of(host.host)
+    addresses = addresses_of(host.host)
     timeout = settings.OUTBOUND_TIMEOUT
     verify = settings.OUTBOUND_TLS_VERIFY and host.starttls == "require"
     if host.implicit_tls:
-        connection = smtplib.SMTP_SSL(
-            address, host.port, local_hostname=settings.OUTBOUND_HELO, timeout=timeout,
+        connection = _TlsClient(
+            local_hostname=settings.OUTBOUND_HELO, timeout=timeout,
             context=_client_tls_context(settings.OUTBOUND_TLS_VERIFY),
         )  # fmt: skip
     else:
-        connection = smtplib.SMTP(
-            address, host.port, local_hostname=settings.OUTBOUND_HELO, timeout=timeout
-        )
+        connection = _Client(local_hostname=settings.OUTBOUND_HELO, timeout=timeout)
+    connection.addresses = addresses
     try:
+        code, greeting = connection.connect(host.host, host.port)
+        if code != 220:
+            raise smtplib.SMTPConnectError(code, greeting)
         connection.ehlo_or_helo_if_needed()
         if not host.implicit_tls and host.starttls != "never" and connection.has_extn("starttls"):
             connection.starttls(context=_client_tls_context(verify))

@@ -2,7 +2,9 @@
 endings made CRLF, DKIM signatures in front); the sender that signs the message and takes its
 bounces: the From rule's reading of the message's own From field (``domains.from_rule``), the one
 processing checked; and each recipient's return path (``bounces.verp``: its own per recipient,
-under the sender's verified Return-Path domain or BOUNCE_DOMAIN).
+under the sender's verified Return-Path domain or BOUNCE_DOMAIN). For a next hop that does not
+offer 8BITMIME, 8-bit content is converted to 7-bit first (``delivery.downgrade``) and signed after
+the conversion, so that the signature covers the bytes sent.
 """
 
 import logging
@@ -11,6 +13,7 @@ import re
 from bounces.verp import verp_address
 from core.mime import split_message
 from delivery.claims import DATABASE_UNAVAILABLE
+from delivery.downgrade import Unconvertible, is_8bit, seven_bit
 from domains.from_rule import Sender, read_from
 from domains.signing import return_path_domain_for, signature_for
 from messages.models import OutboundMessage, Recipient
@@ -72,7 +75,17 @@ def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
     """The bytes sent after DATA: ``unsigned_bytes`` with DKIM signatures in front, computed
     over exactly those bytes (``domains.signing``: the From domain's keys or the service's).
     A key that cannot sign is logged and the message goes unsigned rather than not at all."""
-    content = unsigned_bytes(message, recipient)
+    return signed(message, unsigned_bytes(message, recipient))
+
+
+def seven_bit_bytes(message: OutboundMessage, recipient: str | None, utf8_headers: bool) -> bytes:
+    """``message_bytes`` for a next hop without 8BITMIME: the 8-bit body parts converted to
+    quoted-printable, then signed. ``utf8_headers``: it offers SMTPUTF8, so UTF-8 header fields
+    may stay. Unconvertible (with the reason) when the message cannot be converted."""
+    return signed(message, seven_bit(unsigned_bytes(message, recipient), utf8_headers))
+
+
+def signed(message: OutboundMessage, content: bytes) -> bytes:
     try:
         sender = sender_of(message)
         system = sender is not None and is_system_sender(message.server, sender.address)
@@ -87,13 +100,15 @@ def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
 
 class Copies:
     """What each recipient of one message is sent: its return path and its content. Content
-    that is the same for everyone (an untracked message) is made and signed once, for every
-    recipient's transaction; a tracked message's, per recipient."""
+    that is the same for everyone (an untracked message) is made and signed once per form
+    (as it is, or converted to 7-bit) for every recipient's transaction; a tracked message's,
+    per recipient."""
 
     def __init__(self, message: OutboundMessage):
         self.message = message
-        self._shared: bytes | None = None
+        self._shared: dict[tuple, bytes | Unconvertible] = {}
         self._return_path_domain = ""
+        self._eight_bit: bool | None = None
 
     def return_path(self, recipient: Recipient) -> str:
         """The recipient's own return path: whatever comes back to it is about this recipient
@@ -102,9 +117,32 @@ class Copies:
             self._return_path_domain = return_path_domain_for(sender_address(self.message))
         return verp_address(str(self.message.message_id), self._return_path_domain, recipient.pk)
 
-    def content(self, recipient: Recipient) -> bytes:
+    @property
+    def eight_bit(self) -> bool:
+        """Whether the message holds 8-bit bytes (tracking adds none: it keeps each part's
+        transfer encoding and charset, and what it adds is ASCII)."""
+        if self._eight_bit is None:
+            self._eight_bit = is_8bit(bytes(self.message.content))
+        return self._eight_bit
+
+    def content(self, recipient: Recipient, eight_bit_mime: bool = True, smtputf8: bool = False):
+        """The bytes sent to ``recipient``. ``eight_bit_mime``: whether the next hop offers
+        8BITMIME; where it does not, 8-bit content is converted (Unconvertible when it cannot
+        be), with UTF-8 header fields kept where it offers ``smtputf8``."""
+        form = () if eight_bit_mime or not self.eight_bit else (smtputf8,)
         if tracked(self.message):
-            return message_bytes(self.message, recipient.email)
-        if self._shared is None:
-            self._shared = message_bytes(self.message, None)
-        return self._shared
+            return self._make(recipient.email, form)
+        if form not in self._shared:
+            try:
+                self._shared[form] = self._make(None, form)
+            except Unconvertible as exc:
+                self._shared[form] = exc
+        made = self._shared[form]
+        if isinstance(made, Unconvertible):
+            raise made
+        return made
+
+    def _make(self, email: str | None, form: tuple) -> bytes:
+        if not form:
+            return message_bytes(self.message, email)
+        return seven_bit_bytes(self.message, email, utf8_headers=form[0])

@@ -9,9 +9,17 @@ PIPELINING, then the content (``delivery.content``: made and signed once for a m
 the same for everyone). Every reply becomes the recipient's result (``delivery.outcomes``). The
 lease is renewed before every transaction and before DATA, and no recipient taken over meanwhile
 is sent a copy.
+
+As RFC 5321 asks: a connection lost before the end of DATA sends the recipients on to the next
+host, but one lost (or timed out) while waiting for the reply to the content defers that
+recipient on this host, since the message may have been delivered; a 452 to RCPT (§4.5.3.1.10)
+tries the recipient again at once in a new transaction before deferring it; 8-bit content goes
+with BODY=8BITMIME where the host offers it, converted to 7-bit where it does not
+(``delivery.downgrade``), or bounced with the reason when it cannot be converted.
 """
 
 import logging
+import re
 import smtplib
 import socket
 from collections import defaultdict
@@ -24,6 +32,7 @@ from core.logcontext import about_message
 from delivery.claims import DATABASE_UNAVAILABLE, Claim
 from delivery.connections import Transcript, pool
 from delivery.content import Copies
+from delivery.downgrade import Unconvertible, is_8bit
 from delivery.outcomes import (
     apply_reply,
     bounced,
@@ -191,32 +200,50 @@ class ConnectionClosed(smtplib.SMTPResponseException):
     to the next host."""
 
 
+# A 452 to RCPT (RFC 5321 §4.5.3.1.10: too many recipients for this transaction, or not enough
+# storage for it): the recipient is tried again at once in a new transaction over the same
+# connection, this many times, before it is deferred.
+NEW_TRANSACTIONS_AFTER_452 = 1
+
+
 def _transactions(claim: Claim, connection, host: Host, recipients, transcript, copies) -> None:
     """One transaction per recipient, in turn, over ``connection``. A transaction's lines go to
     its own recipient's dump (with how the connection was made), not to the others'."""
     for recipient in recipients:
-        if not claim.holds(recipient):
-            continue
         own = Transcript(transcript)
         try:
-            _transaction(claim, connection, host, recipient, own, copies)
+            for again in range(NEW_TRANSACTIONS_AFTER_452, -1, -1):
+                if not claim.holds(recipient):
+                    break
+                if not _transaction(claim, connection, host, recipient, own, copies, again):
+                    break
         except (OSError, smtplib.SMTPException):
             transcript[:] = own  # the next host's dumps show what went wrong here
             raise
 
 
-def _transaction(claim: Claim, connection, host: Host, recipient, transcript, copies) -> None:
-    """One SMTP transaction for one recipient, from its own return path. Raises
-    ``ConnectionClosed`` after a reply that closed the connection (421), recorded first."""
+def _transaction(claim: Claim, connection, host: Host, recipient, transcript, copies, again=0):
+    """One SMTP transaction for one recipient, from its own return path; returns True when the
+    recipient is to be tried again in a new transaction (a 452 at RCPT, ``again`` times more
+    at most). Raises ``ConnectionClosed`` after a reply that closed the connection (421),
+    recorded first, and the connection's error when it failed; when it failed after the
+    message was sent, the recipient is deferred first (it may have been delivered)."""
     claim.renew()
     if not claim.holds(recipient):
-        return
+        return False
     address, utf8 = envelope_address(recipient.email)
     if utf8 and not connection.has_extn("smtputf8"):
         no_smtputf8(claim, recipient, host, transcript)
-        return
-    options = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
-    if utf8:
+        return False
+    content, eight_bit_mime = None, connection.has_extn("8bitmime")
+    if copies.eight_bit and not eight_bit_mime:
+        try:
+            content = copies.content(recipient, False, connection.has_extn("smtputf8"))
+        except Unconvertible as exc:
+            _unconvertible(claim, recipient, host, exc, transcript)
+            return False
+    options = ["BODY=8BITMIME"] if copies.eight_bit and eight_bit_mime else []
+    if utf8 or (content is not None and is_8bit(content)):  # UTF-8 headers (RFC 6532)
         options.append("SMTPUTF8")
         connection.command_encoding = "utf-8"  # as smtplib's mail() does; rset() resets it
     # Not smtplib's mail() and rcpt(): they re-parse each address as a header would (costlier
@@ -231,26 +258,86 @@ def _transaction(claim: Claim, connection, host: Host, recipient, transcript, co
     if code >= 400:
         apply_reply(claim, recipient, Stage.MAIL, code, text, transcript)
         _closed_by(code, text)
-        return
+        return False
     code, text = replies[1]
     if code not in (250, 251):
-        apply_reply(claim, recipient, Stage.RCPT, code, text, transcript)
-        _closed_by(code, text)
+        if _too_many_recipients(code, text) and again:
+            transcript.append("-- a new transaction for this recipient (RFC 5321 §4.5.3.1.10)")
+            transcript.client("RSET")
+            connection.rset()
+            return True
+        if _too_many_recipients(code, text):  # a 552 here is temporary too (§4.5.3.1.10)
+            defer(claim, recipient, _reply_line(code, text), transcript)
+        else:
+            apply_reply(claim, recipient, Stage.RCPT, code, text, transcript)
+            _closed_by(code, text)
         connection.rset()
-        return
+        return False
     if not claim.still_held([recipient]):
         # Taken over while this transaction went on: never send it a copy.
         transcript.client("RSET")
         connection.rset()
-        return
-    transcript.client("DATA")
-    try:
-        code, text = connection.data(copies.content(recipient))
-    except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
-        code, text = exc.smtp_code, exc.smtp_error
+        return False
+    if content is None:
+        content = copies.content(recipient)
+    code, text = _data(claim, connection, host, recipient, content, transcript)
     transcript.server(code, text)
     apply_reply(claim, recipient, Stage.DATA, code, text, transcript)
     _closed_by(code, text)
+    return False
+
+
+def _too_many_recipients(code: int, text) -> bool:
+    """452, or 552 with the status 5.5.3 (too many recipients), to RCPT."""
+    return code == 452 or (code == 552 and _reply_line(code, text).startswith("552 5.5.3"))
+
+
+def _reply_line(code: int, text) -> str:
+    reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {' '.join(reply.split())}"
+
+
+def _data(claim: Claim, connection, host: Host, recipient, content: bytes, transcript):
+    """DATA, the content, and the reply to it. When the connection fails (a time-out, or
+    closed) after the whole content was sent, the message may have been delivered: the
+    recipient is deferred on this host (tried again later, from the first host, never sent to
+    the next host now), and the error raised."""
+    transcript.client("DATA")
+    code, text = connection.docmd("DATA")
+    if code != 354:
+        return code, text
+    transcript.server(code, text)
+    connection.send(_dot_stuffed(content))  # fails before the end: nothing was delivered
+    try:
+        return connection.getreply()
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        reason = (
+            f"{host.host}:{host.port}: no reply after the message was sent ({_describe(exc)}): "
+            f"it may have been delivered, so it is not sent to another host now"
+        )
+        transcript.append(f"-- {reason}")
+        defer(claim, recipient, reason, transcript)
+        raise
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_stuffed(content: bytes) -> bytes:
+    """The content as DATA carries it (RFC 5321 §4.5.2), ended by the line with one dot."""
+    content = _LEADING_DOT.sub(b"..", content)
+    return content + (b"" if content.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+
+
+def _unconvertible(claim: Claim, recipient, host: Host, exc: Unconvertible, transcript) -> None:
+    """8-bit content, a next hop without 8BITMIME (RFC 6152), and a message that cannot be
+    converted to 7-bit: bounced, with the reason."""
+    reason = (
+        f"Not sent: the message holds 8-bit content and the mail server {host.host} does not "
+        f"offer 8BITMIME (RFC 6152); it could not be converted to 7-bit: {exc}"
+    )
+    transcript.append(f"-- {reason}")
+    bounced(claim, recipient, SmtpFailure(HARD_BOUNCE, True, False), reason, transcript)
 
 
 def _closed_by(code: int, text) -> None:

@@ -1,7 +1,10 @@
-"""Where outbound mail goes: a smarthost, or the recipient domain's MX hosts (RFC 5321 §5), and
-how a recipient's address is written in the envelope (RFC 6531)."""
+"""Where outbound mail goes: a smarthost, or the recipient domain's MX hosts (RFC 5321 §5) and
+their addresses (AAAA and A), and how a recipient's address is written in the envelope (RFC 6531).
+Look-ups go through ``core.dns``'s cached resolver: a domain's MX hosts and their addresses are
+asked for once per TTL, not once per message."""
 
 import dataclasses
+import ipaddress
 import urllib.parse
 
 import dns.exception
@@ -116,7 +119,7 @@ def _not_found(domain: str) -> PermanentDnsFailure:
 
 
 def mx_hosts(domain: str) -> list[Host]:
-    """The domain's MX hosts by preference; with no MX, the domain itself (the A fallback).
+    """The domain's MX hosts by preference; with no MX, the domain itself (the implicit MX).
 
     PermanentDnsFailure when the domain does not exist or publishes a null MX; DnsFailure when
     the look-up failed (a time-out, SERVFAIL), which is worth trying again later."""
@@ -140,22 +143,30 @@ def mx_hosts(domain: str) -> list[Host]:
     except dns.exception.DNSException as exc:
         raise DnsFailure(f"DNS lookup of MX for {domain} failed: {exc}") from None
     try:
-        resolver.resolve(domain, "A")
+        resolver.resolve_name(domain)  # the implicit MX (RFC 5321 §5.1): an AAAA or an A record
     except dns.resolver.NXDOMAIN:
         raise _not_found(domain) from None
     except dns.exception.DNSException as exc:
-        raise DnsFailure(f"{domain} has no MX and no A record: {exc}") from None
+        raise DnsFailure(f"{domain} has no MX and no AAAA or A record: {exc}") from None
     return [Host(domain, port)]
 
 
-def address_of(host: str) -> str:
-    """An MX host name resolved to an address through the configured resolver."""
-    if settings.OUTBOUND_DNS_SERVERS:
-        try:
-            return str(core.dns.resolver().resolve(host, "A")[0])
-        except dns.exception.DNSException as exc:
-            raise DnsFailure(f"the mail host {host} does not resolve: {exc}") from None
-    return host
+def addresses_of(host: str) -> list[str]:
+    """What to connect to for a mail host, in the order to try: an IP address as it is; through
+    the configured name servers (OUTBOUND_DNS_SERVERS), its AAAA then its A records (cached for
+    their TTL); otherwise its name, which the system's resolver turns into addresses at connect
+    time (AAAA and A, RFC 6724's order, /etc/hosts)."""
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    if not settings.OUTBOUND_DNS_SERVERS:
+        return [host]
+    try:
+        return list(core.dns.resolver().resolve_name(host).addresses())
+    except dns.exception.DNSException as exc:
+        raise DnsFailure(f"the mail host {host} does not resolve: {exc}") from None
 
 
 def hosts_for(destination: str) -> list[Host]:

@@ -9,8 +9,13 @@ so again in later transactions, whoever it is for (as a content filter would).
 
 Whole-session answers are set on the sink: ``mail_reply`` answers MAIL FROM, ``data_reply``
 answers the DATA command itself (before 354); ``smtputf8`` says whether EHLO offers SMTPUTF8
-(RFC 6531), ``pipelining`` whether it offers PIPELINING (RFC 2920); ``rcpt_delay`` slows every
-RCPT down (to make concurrent deliveries overlap).
+(RFC 6531), ``pipelining`` whether it offers PIPELINING (RFC 2920), ``eightbitmime`` whether it
+offers 8BITMIME (RFC 6152); ``rcpt_delay`` slows every RCPT down (to make concurrent deliveries
+overlap). Faults, each for the first so many times: ``rcpt_452_times`` answers an address's RCPT
+with ``too_many_reply`` (452 4.5.3, too many recipients), ``stall_at_rcpt`` keeps a RCPT
+waiting ``stall_seconds``, ``stall_after_data`` takes the message (it counts as received) and
+then keeps the reply to it waiting ``stall_seconds``. ``host`` is the address it listens on
+(``::1`` for IPv6); ``sessions`` lists each connection's MAIL, RCPT and RSET commands.
 """
 
 import asyncio
@@ -35,6 +40,7 @@ class Received:
     content: bytes
     smtp_utf8: bool = False
     peer: tuple = ()  # the client's (address, port): one value per connection
+    mail_options: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -44,26 +50,50 @@ class SinkHandler:
     data_reply: str | None = None
     rcpt_delay: float = 0.0
     pipelining: bool = True
+    eightbitmime: bool = True
+    rcpt_452_times: int = 0
+    too_many_reply: str = "452 4.5.3 Too many recipients"
+    stall_at_rcpt: int = 0
+    stall_after_data: int = 0
+    stall_seconds: float = 3.0
     messages: list[Received] = field(default_factory=list)
     deferrals: Counter = field(default_factory=Counter)
     refused_content: dict = field(default_factory=dict)
+    too_many: Counter = field(default_factory=Counter)
+    sessions: list[list[str]] = field(default_factory=list)  # each connection's commands
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        self.sessions.append([])
+        session.commands = self.sessions[-1]
         if self.pipelining:  # aiosmtpd reads pipelined commands; it just does not say so
             responses.insert(-1, "250-PIPELINING")
+        if not self.eightbitmime:
+            responses.remove("250-8BITMIME")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        getattr(session, "commands", []).append("MAIL")
         if self.mail_reply:
             return self.mail_reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
 
+    async def handle_RSET(self, server, session, envelope):
+        getattr(session, "commands", []).append("RSET")
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        getattr(session, "commands", []).append("RCPT")
         if self.rcpt_delay:
             await asyncio.sleep(self.rcpt_delay)
+        if self.stall_at_rcpt:
+            self.stall_at_rcpt -= 1
+            await asyncio.sleep(self.stall_seconds)
+        if self.too_many[address] < self.rcpt_452_times:
+            self.too_many[address] += 1
+            return self.too_many_reply
         local = address.split("@")[0].lower()
         if local.startswith("gone"):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
@@ -99,8 +129,12 @@ class SinkHandler:
                 envelope.content,
                 bool(getattr(envelope, "smtp_utf8", False)),
                 tuple(session.peer or ()),
+                list(envelope.mail_options),
             )
         )
+        if self.stall_after_data:
+            self.stall_after_data -= 1
+            await asyncio.sleep(self.stall_seconds)
         return f"250 2.0.0 Ok: queued as SINK{len(self.messages)}"
 
 
@@ -121,11 +155,13 @@ class _SinkController(Controller):
 
 
 class SmtpSink:
-    def __init__(self, later_times: int = 1, smtputf8: bool = True, **answers):
+    def __init__(
+        self, later_times: int = 1, smtputf8: bool = True, host: str = "127.0.0.1", **answers
+    ):
         self.handler = SinkHandler(later_times, **answers)
         self.port = free_port()
         self.controller = _SinkController(
-            self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+            self.handler, hostname=host, port=self.port, enable_SMTPUTF8=smtputf8
         )
 
     def __enter__(self):
@@ -145,13 +181,16 @@ class SmtpSink:
 
 
 class DnsServer:
-    """Answers A, MX, TXT and CNAME queries from a table over real UDP on 127.0.0.1; NXDOMAIN for
-    names not in it, SERVFAIL (a temporary failure) for the names in ``servfail``. A null MX
-    (RFC 7505) is the record ``"0 ."``. A TXT value given unquoted is published as one record,
-    split into strings of 255 characters as DNS requires (a quoted value is taken as written).
-    ``set`` and ``remove`` change the table while the server runs."""
+    """Answers A, AAAA, MX, TXT and CNAME queries from a table over real UDP on 127.0.0.1;
+    NXDOMAIN for names not in it, SERVFAIL (a temporary failure) for the names in ``servfail``. A
+    null MX (RFC 7505) is the record ``"0 ."``. A TXT value given unquoted is published as one
+    record, split into strings of 255 characters as DNS requires (a quoted value is taken as
+    written). ``set`` and ``remove`` change the table while the server runs. Answers carry a TTL
+    of ``ttl`` seconds; ``queries`` counts the questions asked, by (name, type)."""
 
-    def __init__(self, records: dict[tuple[str, str], list[str]], servfail=()):
+    def __init__(self, records: dict[tuple[str, str], list[str]], servfail=(), ttl: int = 60):
+        self.ttl = ttl
+        self.queries: Counter = Counter()
         self.records = {}
         for (name, rtype), values in records.items():
             self.set(name, rtype, values)
@@ -187,11 +226,14 @@ class DnsServer:
             question = query.question[0]
             name = question.name.to_text().rstrip(".").lower()
             rtype = dns.rdatatype.to_text(question.rdtype)
+            self.queries[(name, rtype)] += 1
             values = self.records.get((name, rtype))
             if name in self.servfail:
                 response.set_rcode(dns.rcode.SERVFAIL)
             elif values:
-                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", rtype, *values))
+                response.answer.append(
+                    dns.rrset.from_text(question.name, self.ttl, "IN", rtype, *values)
+                )
             elif not any(key[0] == name for key in self.records):
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self.sock.sendto(response.to_wire(), peer)
