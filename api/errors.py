@@ -2,15 +2,15 @@
 ``{"ErrorCode": <int>, "Message": "<text>"}`` (compat §2); DRF's ``{"detail": ...}`` never leaks.
 
 - ``PostmarkJSONRenderer``: ``application/json; charset=utf-8``.
-- ``LenientJSONParser`` and ``LenientNegotiation``: a body is read as JSON whatever its content type
-  (or none); an ``Accept`` header that matches nothing still gets JSON. A body nested deeper than
-  ``MAX_JSON_DEPTH``, or holding a lone surrogate or a non-finite number, is invalid JSON (402).
+- ``LenientNegotiation``: a body is read as JSON whatever its content type (or none), by
+  ``api.bounds.LenientJSONParser``; an ``Accept`` header that matches nothing still gets JSON.
+- ``json_problem``: a body nested deeper than ``MAX_JSON_DEPTH``, or holding a lone surrogate or a
+  non-finite number, is invalid JSON (402).
 - ``exception_handler``: DRF's exception handler (``REST_FRAMEWORK["EXCEPTION_HANDLER"]``).
 - ``handler400``/``handler404``/``handler500``: Django-level handlers (root URLconf) that answer in
   Postmark's shape for API paths and fall back to Django's pages for the admin and static files.
 """
 
-import json
 import logging
 import math
 
@@ -20,7 +20,6 @@ from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -75,7 +74,7 @@ class PostmarkJSONRenderer(JSONRenderer):
     charset = "utf-8"
 
 
-_TOO_DEEP = f"Objects and arrays may be nested at most {MAX_JSON_DEPTH} levels deep."
+TOO_DEEP = f"Objects and arrays may be nested at most {MAX_JSON_DEPTH} levels deep."
 _LONE_SURROGATE = (
     "A string holds a lone UTF-16 surrogate (\\ud800 to \\udfff), which is not a character."
 )
@@ -90,7 +89,7 @@ def json_problem(data) -> str | None:
         value, depth = pending.pop()
         if isinstance(value, dict | list):
             if depth >= MAX_JSON_DEPTH:
-                return _TOO_DEEP
+                return TOO_DEEP
             if isinstance(value, dict):
                 for key in value:
                     if has_surrogate(key):
@@ -104,31 +103,6 @@ def json_problem(data) -> str | None:
         elif isinstance(value, float) and not math.isfinite(value):
             return "Numbers must be finite (NaN, Infinity and 1e999 are not)."
     return None
-
-
-class LenientJSONParser(BaseParser):
-    """Parses any request body as JSON. An empty body is ``{}``; anything else that is not JSON
-    (or that ``json_problem`` refuses) is Postmark's error 402."""
-
-    media_type = "*/*"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = getattr(settings, "API_MAX_REQUEST_SIZE", 50 * 1024 * 1024)
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise ApiError(413, f"The request body is larger than {limit} bytes.", http_status=413)
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError):
-            raise exceptions.ParseError(INVALID_JSON_MESSAGE) from None
-        except RecursionError:  # nested deeper than Python's parser can go
-            raise ApiError(INVALID_JSON, f"{INVALID_JSON_MESSAGE} {_TOO_DEEP}") from None
-        problem = json_problem(data)
-        if problem:
-            raise ApiError(INVALID_JSON, f"{INVALID_JSON_MESSAGE} {problem}")
-        return data
 
 
 class LenientNegotiation(DefaultContentNegotiation):

@@ -141,7 +141,7 @@ STORAGES = {
 # authentication only (no session, no CSRF, no browsable API), errors as {"ErrorCode", "Message"}.
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["api.errors.PostmarkJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["api.errors.LenientJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.bounds.LenientJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.errors.LenientNegotiation",
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ServerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -276,6 +276,16 @@ SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
 SMTP_DISPATCH_INTERVAL = env.float("SMTP_DISPATCH_INTERVAL", default=0.2)
 SMTP_GIL_SWITCH_INTERVAL = env.float("SMTP_GIL_SWITCH_INTERVAL", default=0.0005)
 SMTP_UVLOOP = env.bool("SMTP_UVLOOP", default=True)
+
+# --- HTTP API limits (api.bounds, api.throttling) -----------------------------------------------
+# Request bodies are refused (HTTP 413) from their Content-Length, or as soon as reading passes
+# the limit, before they are parsed. POST /email: a 10 MB message as JSON (base64 attachments,
+# escaped text); POST /email/batch: Postmark's 50 MB; every other endpoint: 1 MB.
+API_MAX_EMAIL_REQUEST_SIZE = env.int(
+    "API_MAX_EMAIL_REQUEST_SIZE", default=SMTP_MAX_MESSAGE_SIZE * 5 // 2
+)
+API_MAX_BATCH_REQUEST_SIZE = env.int("API_MAX_BATCH_REQUEST_SIZE", default=50 * 1024 * 1024)
+API_MAX_REQUEST_SIZE = env.int("API_MAX_REQUEST_SIZE", default=1024 * 1024)
 
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"

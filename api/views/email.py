@@ -1,9 +1,11 @@
 """POST /email and POST /email/batch: Postmark's send API (compat §5).
 
-Each message is built into MIME (``api.sending``), then judged and, when accepted, stored
-processed by ``messages.immediate`` with the rules SMTP's processing applies, inside the
-request's transaction: a 200 means the message is committed. A batch is one transaction; its
-items are answered one by one, in order, with HTTP 200 whatever their ErrorCodes.
+Each request is bounded before it is parsed (``api.bounds``: its size, and a batch's items), and
+each message's recipients are counted before it is built. Each message is built into MIME
+(``api.sending``), then judged and, when accepted, stored processed by ``messages.immediate``
+with the rules SMTP's processing applies, inside the request's transaction: a 200 means the
+message is committed. A batch is one transaction; its items are answered one by one, in order,
+with HTTP 200 whatever their ErrorCodes.
 """
 
 import uuid
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import SERVER_TOKEN_HEADER, ServerPrincipal, ServerTokenAuthentication
+from api.bounds import Bounds
 from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, ApiError
 from api.sending import Composed, Refused, compose, submission_for
 from bounces.serializers import timestamp
@@ -26,6 +29,24 @@ TEST_TOKEN = "POSTMARK_API_TEST"
 TEST_ACCEPTED = "Test job accepted"
 MAX_BATCH = 500
 TOO_MANY_MESSAGES = 410
+
+
+def too_many_messages(count: int, exact: bool = True) -> ApiError:
+    has = count if exact else f"at least {count}"
+    return ApiError(
+        TOO_MANY_MESSAGES, f"A batch may hold at most {MAX_BATCH} messages; this one has {has}."
+    )
+
+
+# A message's JSON holds far fewer values than this (50 recipients, 10 metadata fields, a few
+# hundred headers and attachments); a batch as many per message on average.
+EMAIL_BOUNDS = Bounds(max_bytes_setting="API_MAX_EMAIL_REQUEST_SIZE", max_values=10_000)
+BATCH_BOUNDS = Bounds(
+    max_bytes_setting="API_MAX_BATCH_REQUEST_SIZE",
+    max_values=500 * MAX_BATCH,
+    max_items=MAX_BATCH,
+    too_many_items=too_many_messages,
+)
 
 
 class SendTokenAuthentication(ServerTokenAuthentication):
@@ -88,6 +109,7 @@ def _send(request, items: list) -> list[dict | Refused]:
 
 class EmailView(APIView):
     authentication_classes = [SendTokenAuthentication]
+    request_bounds = EMAIL_BOUNDS
 
     @extend_schema(
         operation_id="send_email", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
@@ -101,6 +123,7 @@ class EmailView(APIView):
 
 class EmailBatchView(APIView):
     authentication_classes = [SendTokenAuthentication]
+    request_bounds = BATCH_BOUNDS
 
     @extend_schema(
         operation_id="send_email_batch", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
@@ -111,11 +134,8 @@ class EmailBatchView(APIView):
             raise ApiError(
                 INVALID_JSON, f"{INVALID_JSON_MESSAGE} A batch is a JSON array of messages."
             )
-        if len(items) > MAX_BATCH:
-            raise ApiError(
-                TOO_MANY_MESSAGES,
-                f"A batch may hold at most {MAX_BATCH} messages; this one has {len(items)}.",
-            )
+        if len(items) > MAX_BATCH:  # counted while the body was read (BATCH_BOUNDS)
+            raise too_many_messages(len(items))
         answers = _send(request, items)
         return Response(
             [
