@@ -6,6 +6,9 @@ each message's recipients are counted before it is built. Each message is built 
 with the rules SMTP's processing applies, inside the request's transaction: a 200 means the
 message is committed. A batch is one transaction; its items are answered one by one, in order,
 with HTTP 200 whatever their ErrorCodes.
+
+Postmark's test token ``POSTMARK_API_TEST`` names no server: its messages are checked by every
+rule that needs none (``messages.immediate.judge_without_server``) and nothing is stored.
 """
 
 import uuid
@@ -89,7 +92,7 @@ def _send(request, items: list) -> list[dict | Refused]:
             answers[index] = refused
             continue
         if server is None:
-            answers[index] = _success(composed, uuid.uuid4(), timezone.now(), TEST_ACCEPTED)
+            answers[index] = _tested(composed)
         else:
             pending.append(
                 (index, composed, submission_for(server, composed, request, _token(request)))
@@ -105,6 +108,14 @@ def _send(request, items: list) -> list[dict | Refused]:
             else:
                 answers[index] = Refused(outcome.error_code, outcome.message)
     return answers
+
+
+def _tested(composed: Composed) -> dict | Refused:
+    """The test token's answer: every check that needs no server, nothing stored."""
+    outcome = immediate.judge_without_server(composed.raw, composed.recipients)
+    if not outcome.accepted:
+        return Refused(outcome.error_code, outcome.message)
+    return _success(composed, uuid.uuid4(), timezone.now(), TEST_ACCEPTED)
 
 
 class EmailView(APIView):
