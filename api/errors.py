@@ -38,6 +38,7 @@ BOUNCE_QUERY = 1000
 BOUNCE_NOT_FOUND = 1001
 CANNOT_ACTIVATE = 1003
 STREAM_NOT_FOUND = 1235
+RATE_LIMITED = 429  # Postmark's "Rate Limit Exceeded"
 
 MISSING_TOKEN_MESSAGE = (
     "No Account or Server API tokens were supplied in the HTTP headers. Please add a header for "
@@ -130,6 +131,8 @@ def _error_for(exc) -> tuple[int, str, int] | None:
         return BAD_TOKEN, detail, status.HTTP_401_UNAUTHORIZED
     if isinstance(exc, exceptions.ParseError):
         return INVALID_JSON, INVALID_JSON_MESSAGE, status.HTTP_422_UNPROCESSABLE_ENTITY
+    if isinstance(exc, exceptions.Throttled):
+        return RATE_LIMITED, throttled_message(exc.wait), status.HTTP_429_TOO_MANY_REQUESTS
     if isinstance(exc, exceptions.MethodNotAllowed):
         return 405, _flatten(exc.detail), status.HTTP_405_METHOD_NOT_ALLOWED
     if isinstance(exc, exceptions.ValidationError):
@@ -141,6 +144,11 @@ def _error_for(exc) -> tuple[int, str, int] | None:
     if isinstance(exc, exceptions.APIException):
         return exc.status_code, _flatten(exc.detail), exc.status_code
     return None
+
+
+def throttled_message(wait: float | None) -> str:
+    after = f" Try again in {max(1, math.ceil(wait))} second(s)." if wait is not None else ""
+    return f"Rate limit exceeded: too many requests with this token or from this address.{after}"
 
 
 def _token_header(context) -> str:
@@ -168,6 +176,8 @@ def exception_handler(exc, context):
     error_code, message, http_status = found
 
     response = Response({"ErrorCode": error_code, "Message": message}, status=http_status)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     if http_status == 401:
         response["WWW-Authenticate"] = _token_header(context)
     if isinstance(exc, exceptions.MethodNotAllowed):
