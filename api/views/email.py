@@ -2,13 +2,15 @@
 
 Each request is bounded before it is parsed (``api.bounds``: its size, and a batch's items), and
 each message's recipients are counted before it is built. Each message is built into MIME
-(``api.sending``), then judged and, when accepted, stored processed by ``messages.immediate``
-with the rules SMTP's processing applies, inside the request's transaction: a 200 means the
-message is committed. A batch is one transaction; its items are answered one by one, in order,
-with HTTP 200 whatever their ErrorCodes.
+(``api.sending``), held to the server's sending limits (``messages.limits``, as over SMTP: an
+item over them fails alone with ErrorCode 429), then judged and, when accepted, stored processed
+by ``messages.immediate`` with the rules SMTP's processing applies, inside the request's
+transaction: a 200 means the message is committed. A batch is one transaction; its items are
+answered one by one, in order, with HTTP 200 whatever their ErrorCodes.
 
 Postmark's test token ``POSTMARK_API_TEST`` names no server: its messages are checked by every
-rule that needs none (``messages.immediate.judge_without_server``) and nothing is stored.
+rule that needs none (``messages.immediate.judge_without_server``), nothing is stored, and its
+requests are limited per client address (``api.throttling``).
 """
 
 import uuid
@@ -22,10 +24,10 @@ from rest_framework.views import APIView
 
 from api.auth import SERVER_TOKEN_HEADER, ServerPrincipal, ServerTokenAuthentication
 from api.bounds import Bounds
-from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, ApiError
+from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, RATE_LIMITED, ApiError
 from api.sending import Composed, Refused, compose, submission_for
 from bounces.serializers import timestamp
-from messages import immediate
+from messages import immediate, limits
 
 # Postmark's token that validates a request without storing or sending anything.
 TEST_TOKEN = "POSTMARK_API_TEST"
@@ -93,10 +95,14 @@ def _send(request, items: list) -> list[dict | Refused]:
             continue
         if server is None:
             answers[index] = _tested(composed)
-        else:
-            pending.append(
-                (index, composed, submission_for(server, composed, request, _token(request)))
-            )
+            continue
+        reached = limits.sending_limit_reached(server.pk) if limits.is_limited(server) else ""
+        if reached:
+            answers[index] = Refused(RATE_LIMITED, limits.api_refusal(reached), http_status=429)
+            continue
+        pending.append(
+            (index, composed, submission_for(server, composed, request, _token(request)))
+        )
     if pending:
         with transaction.atomic():
             outcomes = immediate.accept([submission for _, _, submission in pending])
