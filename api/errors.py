@@ -2,15 +2,15 @@
 ``{"ErrorCode": <int>, "Message": "<text>"}`` (compat §2); DRF's ``{"detail": ...}`` never leaks.
 
 - ``PostmarkJSONRenderer``: ``application/json; charset=utf-8``.
-- ``LenientJSONParser`` and ``LenientNegotiation``: a body is read as JSON whatever its content type
-  (or none); an ``Accept`` header that matches nothing still gets JSON. A body nested deeper than
-  ``MAX_JSON_DEPTH``, or holding a lone surrogate or a non-finite number, is invalid JSON (402).
+- ``LenientNegotiation``: a body is read as JSON whatever its content type (or none), by
+  ``api.bounds.LenientJSONParser``; an ``Accept`` header that matches nothing still gets JSON.
+- ``json_problem``: a body nested deeper than ``MAX_JSON_DEPTH``, or holding a lone surrogate or a
+  non-finite number, is invalid JSON (402).
 - ``exception_handler``: DRF's exception handler (``REST_FRAMEWORK["EXCEPTION_HANDLER"]``).
 - ``handler400``/``handler404``/``handler500``: Django-level handlers (root URLconf) that answer in
   Postmark's shape for API paths and fall back to Django's pages for the admin and static files.
 """
 
-import json
 import logging
 import math
 
@@ -20,7 +20,6 @@ from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
@@ -39,6 +38,7 @@ BOUNCE_QUERY = 1000
 BOUNCE_NOT_FOUND = 1001
 CANNOT_ACTIVATE = 1003
 STREAM_NOT_FOUND = 1235
+RATE_LIMITED = 429  # Postmark's "Rate Limit Exceeded"
 
 MISSING_TOKEN_MESSAGE = (
     "No Account or Server API tokens were supplied in the HTTP headers. Please add a header for "
@@ -75,7 +75,7 @@ class PostmarkJSONRenderer(JSONRenderer):
     charset = "utf-8"
 
 
-_TOO_DEEP = f"Objects and arrays may be nested at most {MAX_JSON_DEPTH} levels deep."
+TOO_DEEP = f"Objects and arrays may be nested at most {MAX_JSON_DEPTH} levels deep."
 _LONE_SURROGATE = (
     "A string holds a lone UTF-16 surrogate (\\ud800 to \\udfff), which is not a character."
 )
@@ -90,7 +90,7 @@ def json_problem(data) -> str | None:
         value, depth = pending.pop()
         if isinstance(value, dict | list):
             if depth >= MAX_JSON_DEPTH:
-                return _TOO_DEEP
+                return TOO_DEEP
             if isinstance(value, dict):
                 for key in value:
                     if has_surrogate(key):
@@ -104,31 +104,6 @@ def json_problem(data) -> str | None:
         elif isinstance(value, float) and not math.isfinite(value):
             return "Numbers must be finite (NaN, Infinity and 1e999 are not)."
     return None
-
-
-class LenientJSONParser(BaseParser):
-    """Parses any request body as JSON. An empty body is ``{}``; anything else that is not JSON
-    (or that ``json_problem`` refuses) is Postmark's error 402."""
-
-    media_type = "*/*"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = getattr(settings, "API_MAX_REQUEST_SIZE", 50 * 1024 * 1024)
-        raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise ApiError(413, f"The request body is larger than {limit} bytes.", http_status=413)
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError):
-            raise exceptions.ParseError(INVALID_JSON_MESSAGE) from None
-        except RecursionError:  # nested deeper than Python's parser can go
-            raise ApiError(INVALID_JSON, f"{INVALID_JSON_MESSAGE} {_TOO_DEEP}") from None
-        problem = json_problem(data)
-        if problem:
-            raise ApiError(INVALID_JSON, f"{INVALID_JSON_MESSAGE} {problem}")
-        return data
 
 
 class LenientNegotiation(DefaultContentNegotiation):
@@ -156,6 +131,8 @@ def _error_for(exc) -> tuple[int, str, int] | None:
         return BAD_TOKEN, detail, status.HTTP_401_UNAUTHORIZED
     if isinstance(exc, exceptions.ParseError):
         return INVALID_JSON, INVALID_JSON_MESSAGE, status.HTTP_422_UNPROCESSABLE_ENTITY
+    if isinstance(exc, exceptions.Throttled):
+        return RATE_LIMITED, throttled_message(exc.wait), status.HTTP_429_TOO_MANY_REQUESTS
     if isinstance(exc, exceptions.MethodNotAllowed):
         return 405, _flatten(exc.detail), status.HTTP_405_METHOD_NOT_ALLOWED
     if isinstance(exc, exceptions.ValidationError):
@@ -167,6 +144,11 @@ def _error_for(exc) -> tuple[int, str, int] | None:
     if isinstance(exc, exceptions.APIException):
         return exc.status_code, _flatten(exc.detail), exc.status_code
     return None
+
+
+def throttled_message(wait: float | None) -> str:
+    after = f" Try again in {max(1, math.ceil(wait))} second(s)." if wait is not None else ""
+    return f"Rate limit exceeded: too many requests with this token or from this address.{after}"
 
 
 def _token_header(context) -> str:
@@ -194,6 +176,8 @@ def exception_handler(exc, context):
     error_code, message, http_status = found
 
     response = Response({"ErrorCode": error_code, "Message": message}, status=http_status)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response["Retry-After"] = str(max(1, math.ceil(exc.wait)))
     if http_status == 401:
         response["WWW-Authenticate"] = _token_header(context)
     if isinstance(exc, exceptions.MethodNotAllowed):

@@ -23,10 +23,11 @@ import psycopg
 from django.db import DataError, IntegrityError, transaction
 
 from messages import processing
-from messages.headers import Problem
+from messages.headers import Problem, parse_headers
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.signals import messages_queued
 from messages.submissions import insert_rows, model_row
+from streams.rules import StreamError, validate_stream_id
 from streams.suppressions import normalise
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,26 @@ def judge(submission: Submission, lookups: processing.Lookups):
     raw = bytes(submission.raw)
     outbound = processing.outbound_message(submission, stream, parsed, raw, active)
     return outcome, _Accepted(submission, outbound, active, outcome)
+
+
+def judge_without_server(raw: bytes, rcpt_to: list[str]) -> Outcome:
+    """Postmark's test token, which names no server: every rule that needs no server's data —
+    the headers' own (metadata, tag, tracking values), the recipient limit, the lengths of From
+    and Message-ID, and a stream ID no server can have (not one a stream may be created with),
+    answered as an unknown stream is (1235). A well-formed stream ID, the sender's identity and
+    inactive recipients need a server: they pass."""
+    parsed = parse_headers(raw)
+    problems = list(parsed.problems)
+    if parsed.stream_id:
+        try:
+            validate_stream_id(parsed.stream_id)
+        except StreamError:
+            text = f"The stream provided: '{parsed.stream_id}' does not exist on this server."
+            problems.insert(0, Problem(1235, text, text))
+    recipients = processing.unique_recipients(rcpt_to)
+    problems += processing.message_problems(recipients, parsed)
+    error_code, message, _ = verdict(problems, recipients)
+    return Outcome(error_code, message)
 
 
 def accept(submissions: list[Submission], *, store: bool = True) -> list[Outcome]:

@@ -1,11 +1,14 @@
-"""Per-server sending limits for SMTP (abuse control; off unless set on the server).
+"""Per-server sending limits (abuse control; off unless set on the server).
 
-A server may take at most ``smtp_messages_per_minute`` messages in any minute and
-``smtp_messages_per_day`` in any 24 hours through the SMTP gateway (empty or 0 = no limit). The
-rule counts the server's Submissions through the (server, received_at) index, so it holds across
-gateway processes. Each process reuses the figures for ``SMTP_SENDING_LIMIT_CACHE_SECONDS`` and
-adds the messages it lets through meanwhile, so a busy server costs one COUNT per interval, not
-one per MAIL; several processes together may overshoot by what the others accept within it.
+A server may send at most ``smtp_messages_per_minute`` messages in any minute and
+``smtp_messages_per_day`` in any 24 hours (empty or 0 = no limit), through the SMTP gateway and
+the HTTP send API together: over SMTP, MAIL gets ``451 4.7.1``; over HTTP, the message gets
+ErrorCode 429 (each item of a batch on its own). Reports that arrive at the bounce MX are not
+sending and never count. The rule counts the server's Submissions through the (server,
+received_at) index, so it holds across processes. Each process reuses the figures for
+``SMTP_SENDING_LIMIT_CACHE_SECONDS`` and adds the messages it lets through meanwhile, so a busy
+server costs one COUNT per interval, not one per message; several processes together may
+overshoot by what the others accept within it.
 
 These are plain blocking functions: the gateway calls them in its thread pool.
 """
@@ -23,6 +26,8 @@ from messages.models import Submission
 from servers.models import Server
 from streams.models import Endpoint
 
+# Where a server's own messages come in; the bounce MX takes reports about them.
+SENDING_ENDPOINTS = (Endpoint.TRANSACTIONAL, Endpoint.BROADCAST, Endpoint.API)
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 CACHE_ENTRIES = 10_000
@@ -41,15 +46,34 @@ class SendingUse:
     def limited(self) -> bool:
         return bool(self.per_minute or self.per_day)
 
+    def reached(self) -> str:
+        """The limit one more message would pass ("at most 3 message(s) per minute"), or ''."""
+        if self.per_minute and self.last_minute >= self.per_minute:
+            return f"at most {self.per_minute} message(s) per minute"
+        if self.per_day and self.last_day >= self.per_day:
+            return f"at most {self.per_day} message(s) per day"
+        return ""
+
     def refusal(self) -> str:
         """The 451 reply when one of the limits is reached, else ''."""
-        if self.per_minute and self.last_minute >= self.per_minute:
-            what = f"at most {self.per_minute} message(s) per minute"
-        elif self.per_day and self.last_day >= self.per_day:
-            what = f"at most {self.per_day} message(s) per day"
-        else:
-            return ""
-        return f"451 4.7.1 Sending limit of this server reached ({what}): try again later"
+        return smtp_refusal(self.reached())
+
+
+def smtp_refusal(reached: str) -> str:
+    if not reached:
+        return ""
+    return f"451 4.7.1 Sending limit of this server reached ({reached}): try again later"
+
+
+def api_refusal(reached: str) -> str:
+    if not reached:
+        return ""
+    return f"Sending limit of this server reached ({reached}): try again later."
+
+
+def is_limited(server: Server) -> bool:
+    """Whether a server (as just read) has a sending limit at all."""
+    return bool(server.smtp_messages_per_minute or server.smtp_messages_per_day)
 
 
 def sending_use(server_id: int, now=None, whole_day: bool = False) -> SendingUse:
@@ -66,11 +90,10 @@ def sending_use(server_id: int, now=None, whole_day: bool = False) -> SendingUse
     now = now or timezone.now()
     count_day = bool(use.per_day or whole_day)
     since = now - (DAY if count_day else MINUTE)
-    # SMTP's limits count SMTP messages: not what the HTTP send API accepted.
-    smtp = Submission.objects.filter(server_id=server_id, received_at__gt=since).exclude(
-        endpoint=Endpoint.API
+    sent = Submission.objects.filter(
+        server_id=server_id, received_at__gt=since, endpoint__in=SENDING_ENDPOINTS
     )
-    counts = smtp.aggregate(
+    counts = sent.aggregate(
         day=Count("pk"), minute=Count("pk", filter=Q(received_at__gt=now - MINUTE))
     )
     use.last_minute = counts["minute"]
@@ -82,12 +105,12 @@ _lock = threading.Lock()
 _cache: dict[int, tuple[float, SendingUse]] = {}
 
 
-def sending_limit_refusal(server_id: int) -> str:
-    """At MAIL: the 451 4.7.1 reply when the server is over one of its limits, else '' (and the
-    message is counted in this process's figures until they are next read)."""
-    refusal = cached_refusal(server_id)
-    if refusal is not None:
-        return refusal
+def sending_limit_reached(server_id: int) -> str:
+    """Before one more message: the limit it would pass ("at most 3 message(s) per minute"),
+    else '' (and the message is counted in this process's figures until they are next read)."""
+    reached = _cached(server_id)
+    if reached is not None:
+        return reached
     use = sending_use(server_id)
     with _lock:
         if len(_cache) >= CACHE_ENTRIES:
@@ -96,9 +119,19 @@ def sending_limit_refusal(server_id: int) -> str:
         return _count(use)
 
 
+def sending_limit_refusal(server_id: int) -> str:
+    """At MAIL: the 451 4.7.1 reply when the server is over one of its limits, else ''."""
+    return smtp_refusal(sending_limit_reached(server_id))
+
+
 def cached_refusal(server_id: int) -> str | None:
     """:func:`sending_limit_refusal` from this process's figures, or None when they must be read
     from the database first. Cheap enough for the gateway's event loop."""
+    reached = _cached(server_id)
+    return None if reached is None else smtp_refusal(reached)
+
+
+def _cached(server_id: int) -> str | None:
     with _lock:
         hit = _cache.get(server_id)
         if hit is None or hit[0] <= time.monotonic():
@@ -107,11 +140,11 @@ def cached_refusal(server_id: int) -> str | None:
 
 
 def _count(use: SendingUse) -> str:
-    refusal = use.refusal()
-    if not refusal and use.limited:
+    reached = use.reached()
+    if not reached and use.limited:
         use.last_minute += 1
         use.last_day += 1
-    return refusal
+    return reached
 
 
 def clear_cache() -> None:

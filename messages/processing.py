@@ -140,25 +140,17 @@ def find_problems(
     if stream_problem:
         problems.insert(0, stream_problem)
     recipients = unique_recipients(submission.rcpt_to)
-    if len(recipients) > settings.SMTP_MAX_RECIPIENTS:
-        problems.append(
-            invalid(
-                f"A message may have at most {settings.SMTP_MAX_RECIPIENTS} recipients, "
-                f"this one has {len(recipients)}."
-            )  # fmt: skip
-        )
-    if len(parsed.from_address) > MAX_HEADER_VALUE_LENGTH:
-        problems.append(
-            invalid(f"The From header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
-        )
-    if parsed.keep_id and len(parsed.message_id_header) > MAX_HEADER_VALUE_LENGTH:
-        problems.append(
-            invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
-        )
+    own = message_problems(recipients, parsed)
     sender = parsed.sender
     if isinstance(sender, FromProblem):
-        problems.insert(0, Problem(sender.error_code, sender.message, sender.details))
-    elif not problems and not is_system_sender(submission.server, sender.address):
+        problems = own[:1] + problems + own[1:]  # the From first, as Postmark answers
+    else:
+        problems += own
+    if (
+        not isinstance(sender, FromProblem)
+        and not problems
+        and not is_system_sender(submission.server, sender.address)
+    ):
         lookups = lookups or Lookups()
         problems.extend(lookups.once(("sender", sender.addr_spec), lambda: sender_problems(sender)))
     per_recipient = []
@@ -186,6 +178,34 @@ def find_problems(
                 )
             )
     return problems + per_recipient
+
+
+def message_problems(recipients: list[str], parsed: ParsedMessage) -> list[Problem]:
+    """The problems of a message that no server's data decides (with the header's own, in
+    ``parsed.problems``): what Postmark's test token is checked for too. A From the From rule
+    refuses comes first."""
+    problems = []
+    sender = parsed.sender
+    if isinstance(sender, FromProblem):
+        problems.append(Problem(sender.error_code, sender.message, sender.details))
+    if len(recipients) > settings.SMTP_MAX_RECIPIENTS:
+        problems.append(too_many_recipients(len(recipients)))
+    if len(parsed.from_address) > MAX_HEADER_VALUE_LENGTH:
+        problems.append(
+            invalid(f"The From header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        )
+    if parsed.keep_id and len(parsed.message_id_header) > MAX_HEADER_VALUE_LENGTH:
+        problems.append(
+            invalid(f"The Message-ID header is longer than {MAX_HEADER_VALUE_LENGTH} characters.")
+        )
+    return problems
+
+
+def too_many_recipients(count: int) -> Problem:
+    return invalid(
+        f"A message may have at most {settings.SMTP_MAX_RECIPIENTS} recipients, this one has "
+        f"{count}."
+    )
 
 
 def sender_problems(sender: Sender) -> list[Problem]:

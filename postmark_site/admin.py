@@ -141,7 +141,7 @@ def message_page_context(request, message) -> dict:
 
 
 def server_page_context(request, server) -> dict:
-    """The server's SMTP sending limits with their current use (read now, not cached), and the
+    """The server's sending limits with their current use (read now, not cached), and the
     state of the From addresses it uses."""
     senders = sender_states([server.pk])
     return {

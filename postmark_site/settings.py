@@ -5,6 +5,7 @@ DATA_DIR, so ``make run`` needs no other service. Set DATABASE_URL and CELERY_BR
 same code on PostgreSQL with RabbitMQ or Redis.
 """
 
+import copy
 import os
 import secrets
 from pathlib import Path
@@ -139,15 +140,25 @@ STORAGES = {
 # --- HTTP API (Django REST framework, drf-spectacular) ------------------------------------------
 # Postmark's conventions (compat §2): JSON only with charset, any body read as JSON, server-token
 # authentication only (no session, no CSRF, no browsable API), errors as {"ErrorCode", "Message"}.
+# Reverse proxies in front of the web role whose X-Forwarded-For is believed for the client's
+# address, as the API's per-address rate limits read it (deploy/nginx.conf: 1); 0 = the
+# connection's own address, which a client cannot forge.
+API_NUM_PROXIES = env.int("API_NUM_PROXIES", default=0)
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["api.errors.PostmarkJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["api.errors.LenientJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.bounds.LenientJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.errors.LenientNegotiation",
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ServerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "URL_FORMAT_OVERRIDE": None,
+    # Request rate limits (api.throttling; the rates are API_TOKEN_RATE and API_TEST_TOKEN_RATE).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "api.throttling.TokenRateThrottle",
+        "api.throttling.PublicTestTokenThrottle",
+    ],
+    "NUM_PROXIES": API_NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Postmark-compatible API",
@@ -288,6 +299,41 @@ SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
 SMTP_DISPATCH_INTERVAL = env.float("SMTP_DISPATCH_INTERVAL", default=0.2)
 SMTP_GIL_SWITCH_INTERVAL = env.float("SMTP_GIL_SWITCH_INTERVAL", default=0.0005)
 SMTP_UVLOOP = env.bool("SMTP_UVLOOP", default=True)
+
+# --- HTTP API limits (api.bounds, api.throttling) -----------------------------------------------
+# Request bodies are refused (HTTP 413) from their Content-Length, or as soon as reading passes
+# the limit, before they are parsed. POST /email: a 10 MB message as JSON (base64 attachments,
+# escaped text); POST /email/batch: Postmark's 50 MB; every other endpoint: 1 MB.
+API_MAX_EMAIL_REQUEST_SIZE = env.int(
+    "API_MAX_EMAIL_REQUEST_SIZE", default=SMTP_MAX_MESSAGE_SIZE * 5 // 2
+)
+API_MAX_BATCH_REQUEST_SIZE = env.int("API_MAX_BATCH_REQUEST_SIZE", default=50 * 1024 * 1024)
+API_MAX_REQUEST_SIZE = env.int("API_MAX_REQUEST_SIZE", default=1024 * 1024)
+# Requests per API token (server or account), and with Postmark's public test token
+# POSTMARK_API_TEST per client address: "<n>/<s|min|h|day>", empty = no limit. Over it: HTTP 429
+# (ErrorCode 429) with a Retry-After. Counted in fixed windows in API_RATE_LIMIT_CACHE_URL, a
+# cache every web process shares: by default a table in the project's database (created by
+# migrate); redis://host:6379/2 to count in Redis instead.
+API_TOKEN_RATE = env.str("API_TOKEN_RATE", default="3000/min")
+API_TEST_TOKEN_RATE = env.str("API_TEST_TOKEN_RATE", default="60/min")
+API_RATE_LIMIT_CACHE = "rate_limits"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    API_RATE_LIMIT_CACHE: env.cache_url(
+        "API_RATE_LIMIT_CACHE_URL", default="dbcache://api_rate_limits"
+    ),
+}
+if CACHES[API_RATE_LIMIT_CACHE]["BACKEND"].endswith(".DatabaseCache"):
+    # Room for every token's and address's counter of the current window before culling.
+    CACHES[API_RATE_LIMIT_CACHE].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 10_000)
+    # Counted through a connection of their own to the same database (api.throttling's router):
+    # each count commits at once, outside any request's transaction, and a failed count (the
+    # request is then let through) cannot abort one.
+    DATABASES[API_RATE_LIMIT_CACHE] = {
+        **copy.deepcopy(DATABASES["default"]),
+        "TEST": {"MIRROR": "default"},
+    }
+    DATABASE_ROUTERS = ["api.throttling.RateLimitRouter"]
 
 # The domain of the Message-ID the service gives every message (unless X-PM-KeepID: true).
 MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="") or SMTP_HOSTNAME or "localhost"

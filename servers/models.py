@@ -46,19 +46,22 @@ class Server(models.Model):
         help_text="Also refuse in the SMTP session (5xx) what would become an SMTP API error: "
         "unknown stream, inactive recipients, bad metadata. Off = Postmark's behaviour.",
     )
-    # Abuse control for the SMTP gateway (empty or 0 = no limit): over it, MAIL gets 451 4.7.1.
+    # Abuse control for sending (empty or 0 = no limit), SMTP and the HTTP send API together
+    # (messages.limits): over it, MAIL gets 451 4.7.1 and a message sent over HTTP ErrorCode 429.
     smtp_messages_per_minute = models.PositiveIntegerField(
-        "SMTP messages per minute",
+        "messages per minute",
         null=True,
         blank=True,
-        help_text="At most this many messages through SMTP in any minute; empty = no limit. "
-        "Over it, the gateway answers 451 4.7.1 and the client retries later.",
+        help_text="At most this many messages through SMTP and the HTTP send API together in any "
+        "minute; empty = no limit. Over it, SMTP answers 451 4.7.1 and the client retries later; "
+        "the HTTP API answers ErrorCode 429. Reports to the bounce MX do not count.",
     )
     smtp_messages_per_day = models.PositiveIntegerField(
-        "SMTP messages per day",
+        "messages per day",
         null=True,
         blank=True,
-        help_text="At most this many messages through SMTP in any 24 hours; empty = no limit.",
+        help_text="At most this many messages through SMTP and the HTTP send API together in any "
+        "24 hours; empty = no limit.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

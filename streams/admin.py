@@ -362,7 +362,7 @@ class ServerAdmin(ScopedModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "delivery_type")}),
         ("SMTP", {"fields": ("smtp_api_activated", "strict_smtp", "enable_smtp_api_error_hooks")}),
-        ("SMTP sending limits", {"fields": ("smtp_messages_per_minute", "smtp_messages_per_day")}),
+        ("Sending limits", {"fields": ("smtp_messages_per_minute", "smtp_messages_per_day")}),
         ("Tracking defaults", {"fields": ("track_opens", "track_links")}),
         ("API tokens", {"fields": ("api_tokens_display", "created_at")}),
     )

@@ -452,14 +452,22 @@ def test_a_batch_costs_a_fixed_number_of_queries(api, outbound):
     assert Recipient.objects.count() == 110
 
 
-def test_http_messages_do_not_count_towards_smtp_sending_limits(api, server):
-    from messages.limits import sending_use
+def test_http_messages_are_held_to_the_sending_limits(api, server):
+    """(This test said the opposite before issue 22: /email was not held to the server's sending
+    limits.) Items over the limit fail alone, with ErrorCode 429; they count as SMTP's do."""
+    from messages.limits import clear_cache, sending_use
 
+    clear_cache()
     server.smtp_messages_per_minute = 10
     server.save()
-    sent(api, [message()] * 20, path="/email/batch")
-    assert Submission.objects.count() == 20
-    assert sending_use(server.pk).last_minute == 0
+    answers = sent(api, [message()] * 20, path="/email/batch")
+    assert [a["ErrorCode"] for a in answers] == [0] * 10 + [429] * 10
+    assert answers[10]["Message"] == (
+        "Sending limit of this server reached (at most 10 message(s) per minute): try again later."
+    )
+    assert Submission.objects.count() == 10
+    assert sending_use(server.pk).last_minute == 10
+    clear_cache()
 
 
 def test_the_admin_timeline_says_the_message_came_over_http(api):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.sending import ONE_PLAIN_ADDRESS
+from api.addresses import ONE_PLAIN_ADDRESS
 from api.tests.test_api_fuzz import (  # noqa: F401 - world is a fixture
     STREAMS,
     fuzz,
@@ -214,6 +214,6 @@ def test_the_fast_writer_writes_what_the_generator_writes(subject, name, tag, te
 def test_plain_addresses_read_as_getaddresses_reads_them(value):
     import email.utils
 
-    from api.sending import split_addresses
+    from api.addresses import split_addresses
 
     assert split_addresses(value) == email.utils.getaddresses([value])

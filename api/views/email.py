@@ -1,10 +1,16 @@
 """POST /email and POST /email/batch: Postmark's send API (compat §5).
 
-Each message is built into MIME (``api.sending``), then judged and, when accepted, stored
-processed by ``messages.immediate`` with the rules SMTP's processing applies, in one
-transaction that begins once they are parsed: a 200 means the message is committed. A batch is
-one transaction; its items are answered one by one, in order, with HTTP 200 whatever their
-ErrorCodes.
+Each request is bounded before it is parsed (``api.bounds``: its size, and a batch's items), and
+each message's recipients are counted before it is built. Each message is built into MIME
+(``api.sending``), held to the server's sending limits (``messages.limits``, as over SMTP: an
+item over them fails alone with ErrorCode 429), then judged and, when accepted, stored processed
+by ``messages.immediate`` with the rules SMTP's processing applies, in one transaction that
+begins once they are parsed: a 200 means the message is committed. A batch is one transaction;
+its items are answered one by one, in order, with HTTP 200 whatever their ErrorCodes.
+
+Postmark's test token ``POSTMARK_API_TEST`` names no server: its messages are checked by every
+rule that needs none (``messages.immediate.judge_without_server``), nothing is stored, and its
+requests are limited per client address (``api.throttling``).
 """
 
 import uuid
@@ -16,16 +22,35 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.auth import SERVER_TOKEN_HEADER, ServerPrincipal, ServerTokenAuthentication
-from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, ApiError
+from api.bounds import Bounds
+from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, RATE_LIMITED, ApiError
 from api.sending import Composed, Refused, compose, submission_for
 from bounces.serializers import timestamp
-from messages import immediate
+from messages import immediate, limits
 
 # Postmark's token that validates a request without storing or sending anything.
 TEST_TOKEN = "POSTMARK_API_TEST"
 TEST_ACCEPTED = "Test job accepted"
 MAX_BATCH = 500
 TOO_MANY_MESSAGES = 410
+
+
+def too_many_messages(count: int, exact: bool = True) -> ApiError:
+    has = count if exact else f"at least {count}"
+    return ApiError(
+        TOO_MANY_MESSAGES, f"A batch may hold at most {MAX_BATCH} messages; this one has {has}."
+    )
+
+
+# A message's JSON holds far fewer values than this (50 recipients, 10 metadata fields, a few
+# hundred headers and attachments); a batch as many per message on average.
+EMAIL_BOUNDS = Bounds(max_bytes_setting="API_MAX_EMAIL_REQUEST_SIZE", max_values=10_000)
+BATCH_BOUNDS = Bounds(
+    max_bytes_setting="API_MAX_BATCH_REQUEST_SIZE",
+    max_values=500 * MAX_BATCH,
+    max_items=MAX_BATCH,
+    too_many_items=too_many_messages,
+)
 
 
 class SendTokenAuthentication(ServerTokenAuthentication):
@@ -68,11 +93,15 @@ def _send(request, items: list) -> list[dict | Refused]:
             answers[index] = refused
             continue
         if server is None:
-            answers[index] = _success(composed, uuid.uuid4(), timezone.now(), TEST_ACCEPTED)
-        else:
-            pending.append(
-                (index, composed, submission_for(server, composed, request, _token(request)))
-            )
+            answers[index] = _tested(composed)
+            continue
+        reached = limits.sending_limit_reached(server.pk) if limits.is_limited(server) else ""
+        if reached:
+            answers[index] = Refused(RATE_LIMITED, limits.api_refusal(reached), http_status=429)
+            continue
+        pending.append(
+            (index, composed, submission_for(server, composed, request, _token(request)))
+        )
     if pending:
         # No transaction around it: the messages are parsed first, then stored in one.
         outcomes = immediate.accept([submission for _, _, submission in pending])
@@ -86,8 +115,17 @@ def _send(request, items: list) -> list[dict | Refused]:
     return answers
 
 
+def _tested(composed: Composed) -> dict | Refused:
+    """The test token's answer: every check that needs no server, nothing stored."""
+    outcome = immediate.judge_without_server(composed.raw, composed.recipients)
+    if not outcome.accepted:
+        return Refused(outcome.error_code, outcome.message)
+    return _success(composed, uuid.uuid4(), timezone.now(), TEST_ACCEPTED)
+
+
 class EmailView(APIView):
     authentication_classes = [SendTokenAuthentication]
+    request_bounds = EMAIL_BOUNDS
 
     @extend_schema(
         operation_id="send_email", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
@@ -101,6 +139,7 @@ class EmailView(APIView):
 
 class EmailBatchView(APIView):
     authentication_classes = [SendTokenAuthentication]
+    request_bounds = BATCH_BOUNDS
 
     @extend_schema(
         operation_id="send_email_batch", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
@@ -111,11 +150,8 @@ class EmailBatchView(APIView):
             raise ApiError(
                 INVALID_JSON, f"{INVALID_JSON_MESSAGE} A batch is a JSON array of messages."
             )
-        if len(items) > MAX_BATCH:
-            raise ApiError(
-                TOO_MANY_MESSAGES,
-                f"A batch may hold at most {MAX_BATCH} messages; this one has {len(items)}.",
-            )
+        if len(items) > MAX_BATCH:  # counted while the body was read (BATCH_BOUNDS)
+            raise too_many_messages(len(items))
         answers = _send(request, items)
         return Response(
             [

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conftest import accepted_submission, send, start_gateway
+from conftest import BOUNCE_DOMAIN, accepted_submission, send, start_gateway
 from messages import limits
 from streams.services import create_server
 
@@ -141,3 +141,49 @@ def test_the_admin_page_shows_limits_and_use(admin_client):
     unlimited = create_server("Admin no limits")
     page = admin_client.get(f"/admin/servers/server/{unlimited.pk}/change/").content.decode()
     assert 'id="sending-limit-off"' in page
+
+
+# --- one limit for SMTP and the HTTP API; the bounce MX is not sending (issue 22) -----------------
+
+
+def test_smtp_and_the_http_api_share_the_limits(gateway):
+    import json
+
+    from django.test import Client
+
+    server = limited_server("Two per minute, any channel", per_minute=2)
+    api = Client(HTTP_X_POSTMARK_SERVER_TOKEN=server.api_tokens[0])
+    message = {"From": "app@example.com", "To": "user@example.net", "TextBody": "x"}
+
+    def post():
+        return api.post("/email", json.dumps(message), content_type="application/json")
+
+    assert post().status_code == 200
+    client = logged_in(gateway, server)
+    send(client)  # the gateway reads the figures now: one message over HTTP
+    limits.clear_cache()  # this process's figures are read again too: one message each way
+    refused = post()
+    assert (refused.status_code, refused.json()["ErrorCode"]) == (429, 429)
+    code, reply = client.mail("app@example.com")
+    assert (code, reply[:6]) == (451, b"4.7.1 ")
+    client.quit()
+
+
+def test_reports_to_the_bounce_mx_do_not_count(gateway, settings):
+    """(Before issue 22 one DSN exhausted a per-minute limit of 1.)"""
+    import smtplib
+
+    from smtpgw.tests.test_bounce_mx import report_for, sent_message, verp
+
+    settings.BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    server = limited_server("One per minute", per_minute=1)
+    original = sent_message(server, ["john.doe@example.org"])
+    mx = smtplib.SMTP("127.0.0.1", gateway.bounce_port, timeout=10)
+    mx.sendmail("", [verp(original)], report_for("postfix_user_unknown.eml", original))
+    mx.quit()
+    assert limits.sending_use(server.pk).last_minute == 0
+    client = logged_in(gateway, server)
+    send(client)  # 250: the report was not this server's sending
+    code, _ = client.mail("app@example.com")
+    assert code == 451
+    client.quit()
