@@ -9,8 +9,8 @@ import re
 from functools import lru_cache
 
 from bounces.verp import verp_address
+from core.db import is_database_unavailable
 from core.mime import first_address
-from delivery.claims import DATABASE_UNAVAILABLE
 from domains.signing import return_path_domain_for, signature_for
 from messages.models import OutboundMessage, Recipient
 from tracking.rewrite import apply_tracking
@@ -56,9 +56,9 @@ def message_bytes(message: OutboundMessage, recipient: str | None) -> bytes:
     content = unsigned_bytes(message, recipient)
     try:
         signature = signature_for(sender_address(message), content)
-    except DATABASE_UNAVAILABLE:
-        raise
-    except Exception:
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            raise
         log.exception("DKIM signature not added to message %s", message.message_id)
         signature = b""
     return signature + content
