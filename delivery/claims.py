@@ -1,22 +1,24 @@
 """Claiming recipients: which recipients are waiting and due, and the lease a worker takes them by.
 
-A worker first *takes* the message's due recipients (``Claim``: a lease, an attempt counted and
-the status ``sending``, in one conditional UPDATE through ``core.leases``), so no two
-workers ever send to the same recipient; it renews the lease once a quarter of it has gone
-(checked before every SMTP transaction and before DATA), and writes each result only while it
-still holds the recipient. A lease that runs out frees the recipient: one left ``sending`` by a
-worker that died is *in doubt* and is sent again (at least once, as MTAs do; a duplicate needs
-a death in the milliseconds between the remote 250 and the commit).
+A worker *takes* a message's due recipients as its attempt on the message begins (``Claim.take``:
+a lease, an attempt counted and the status ``sending``, in one conditional UPDATE), never
+earlier: the other messages of its task wait untaken, free for another worker, however long this
+one takes. So no two workers ever send to the same recipient, and a lease that runs out is always
+an attempt that started: the worker renews it once a quarter of it has gone (checked before every
+connection, every SMTP transaction and DATA) and writes each result only while it still holds the
+recipient. A lease that runs out frees the recipient: one left ``sending`` by a worker that died
+or stalled past its lease is *in doubt* and is sent again (at least once, as MTAs do; a duplicate
+needs a death in the milliseconds between the remote 250 and the commit), with an error counted,
+since its attempt was cut short; a recipient that merely waited its turn counts nothing.
 """
 
 import logging
-from collections import defaultdict
 from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
-from django.db.models import F, Q
+from django.db import connections
+from django.db.models import Q
 from django.utils import timezone
 
 from core import leases
@@ -29,8 +31,6 @@ TERMINAL = {Recipient.Status.DELIVERED, Recipient.Status.BOUNCED, Recipient.Stat
             Recipient.Status.SANDBOXED}  # fmt: skip
 # Waiting to be sent: new, deferred, or in doubt (its worker died during DATA).
 WAITING = [Recipient.Status.PENDING, Recipient.Status.DEFERRED, Recipient.Status.SENDING]
-# The database itself is unreachable: not the message's fault, so the task is retried whole.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def lease_seconds() -> float:
@@ -41,7 +41,7 @@ def lease_seconds() -> float:
 
 
 def claimable(recipients, now):
-    """The recipients waiting and due, that nobody holds."""
+    """The recipients waiting and due, that nobody holds (what ``Claim.take`` takes)."""
     due = recipients.filter(status__in=WAITING).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
@@ -63,36 +63,17 @@ class Claim:
 
     @classmethod
     def take(cls, message: OutboundMessage, now=None) -> "Claim":
-        """Take the message's due recipients (``take_all`` for one message)."""
-        return cls.take_all([message], now)[message.pk]
-
-    @classmethod
-    def take_all(cls, messages: list[OutboundMessage], now=None) -> dict[int, "Claim"]:
-        """Take the due recipients of several messages at once: one conditional UPDATE leases
-        them and counts an attempt on each; those another worker took first are left out. A
-        recipient whose last lease ran out unfinished (its worker died or stalled) counts an
-        error as well. Returns a claim per message (empty when nothing was due)."""
+        """Take the message's due recipients as its attempt begins: one conditional UPDATE leases
+        them, marks them ``sending`` and counts an attempt on each, leaving out those another
+        worker holds and those not due. A recipient whose last lease ran out unfinished (an
+        attempt that started, whose worker died or stalled past its lease) counts an error as
+        well. Returns the claim (empty when nothing was due)."""
         now = now or timezone.now()
-        due = claimable(Recipient.objects.filter(message__in=[m.pk for m in messages]), now)
-        rows = {pk: leased_until for pk, leased_until in due.values_list("pk", "leased_until")}
-        by_message: dict[int, list[Recipient]] = defaultdict(list)
-        until = None
-        if rows:
-            seconds = lease_seconds()
-            leases.take(
-                due.filter(pk__in=list(rows)), seconds, now, count_attempt=True,
-                status=Recipient.Status.SENDING,
-            )  # fmt: skip
-            until = now + timedelta(seconds=seconds)
-            ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
-            abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
-            if abandoned:
-                ours.filter(pk__in=abandoned).update(errors=F("errors") + 1)
-            for recipient in ours.order_by("pk"):
-                by_message[recipient.message_id].append(recipient)
-        return {
-            m.pk: cls(m, by_message[m.pk], until if by_message[m.pk] else None) for m in messages
-        }
+        until = now + timedelta(seconds=lease_seconds())
+        recipients = _take(message.pk, now, until)
+        for recipient in recipients:
+            recipient.message = message  # at hand: no query when a result reads it
+        return cls(message, recipients, until if recipients else None)
 
     def __bool__(self) -> bool:
         return bool(self._held)
@@ -156,11 +137,11 @@ class Claim:
         it was. With ``event``, that event of the message (its details the reply) is recorded
         with the result and committed with it (``record_message_event_with``: one statement on
         PostgreSQL, for every recipient delivered); without, call this inside the transaction
-        that records the result's event or bounce."""
+        that records the result's event or bounce. A statement that fails leaves the recipient
+        held, so that the same result can be recorded again."""
         fields.setdefault("updated_at", timezone.now())
         if recipient.pk not in self._held:
             return False
-        del self._held[recipient.pk]
         sql, params = self._update_statement([recipient.pk], leased_until=None, **fields)
         if event:
             recorded = record_message_event_with(
@@ -171,12 +152,69 @@ class Claim:
             with connections[Recipient.objects.db].cursor() as cursor:
                 cursor.execute(sql, params)
                 recorded = cursor.rowcount > 0
+        del self._held[recipient.pk]
         if not recorded:
             return False
         for name, value in fields.items():
             setattr(recipient, name, value)
         recipient.leased_until = None
         return True
+
+
+def _take(message_id: int, now, until) -> list[Recipient]:
+    """``Claim.take``'s UPDATE of the message's due, free recipients; the rows it changed, by
+    primary key (one statement where the database returns rows from an UPDATE)."""
+    db = Recipient.objects.db
+    connection = connections[db]
+    meta = Recipient._meta
+
+    def prep(name: str, value):
+        return meta.get_field(name).get_db_prep_save(value, connection)
+
+    params = [
+        prep("leased_until", until),
+        Recipient.Status.SENDING,
+        message_id,
+        *WAITING,
+        prep("next_attempt_at", now),
+        prep("leased_until", now),
+    ]
+    returning = connection.features.can_return_columns_from_insert
+    sql = _take_sql(connection.vendor, returning)
+    if returning:
+        taken = list(Recipient.objects.using(db).raw(sql, params))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        taken = Recipient.objects.using(db).filter(message_id=message_id, leased_until=until)
+    return sorted(taken, key=lambda recipient: recipient.pk)
+
+
+@lru_cache(maxsize=8)
+def _take_sql(vendor: str, returning: bool) -> str:
+    """``claimable(message.deliveries).update(leased_until=…, status=sending, attempts + 1,
+    errors + 1 where a lease ran out unfinished)`` as SQL (built once: it runs for every message
+    delivered), with ``RETURNING`` every column where the database can."""
+    quote, meta = connections[Recipient.objects.db].ops.quote_name, Recipient._meta
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    leased, attempts, errors = column("leased_until"), column("attempts"), column("errors")
+    next_attempt, status = column("next_attempt_at"), column("status")
+    # Only names from the model's own metadata go into the statement; values are parameters.
+    # The right-hand sides read the row as it was before this UPDATE.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {leased} = %s, {status} = %s, "  # noqa: S608
+        f"{attempts} = {attempts} + 1, "
+        f"{errors} = {errors} + CASE WHEN {leased} IS NULL THEN 0 ELSE 1 END "
+        f"WHERE {column('message')} = %s AND {status} IN ({', '.join(['%s'] * len(WAITING))}) "
+        f"AND ({next_attempt} IS NULL OR {next_attempt} <= %s) "
+        f"AND ({leased} IS NULL OR {leased} <= %s)"
+    )
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(f.column) for f in meta.concrete_fields)
+    return sql
 
 
 @lru_cache(maxsize=64)

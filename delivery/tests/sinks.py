@@ -10,7 +10,8 @@ so again in later transactions, whoever it is for (as a content filter would).
 Whole-session answers are set on the sink: ``mail_reply`` answers MAIL FROM, ``data_reply``
 answers the DATA command itself (before 354); ``smtputf8`` says whether EHLO offers SMTPUTF8
 (RFC 6531), ``pipelining`` whether it offers PIPELINING (RFC 2920); ``rcpt_delay`` slows every
-RCPT down (to make concurrent deliveries overlap).
+RCPT down (to make concurrent deliveries overlap). A test may bring a handler of its own (a
+``SinkHandler`` that stalls, say).
 """
 
 import asyncio
@@ -121,8 +122,11 @@ class _SinkController(Controller):
 
 
 class SmtpSink:
-    def __init__(self, later_times: int = 1, smtputf8: bool = True, **answers):
-        self.handler = SinkHandler(later_times, **answers)
+    def __init__(
+        self, later_times: int = 1, smtputf8: bool = True, handler: SinkHandler | None = None,
+        **answers,
+    ):  # fmt: skip
+        self.handler = handler or SinkHandler(later_times, **answers)
         self.port = free_port()
         self.controller = _SinkController(
             self.handler, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
