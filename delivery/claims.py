@@ -60,6 +60,7 @@ class Claim:
         self.until = until
         self._taken = [r.pk for r in recipients]
         self._held = {r.pk: r for r in recipients}
+        self._in_doubt: set[int] = set()  # sent, but the result could not be recorded
 
     @classmethod
     def take(cls, message: OutboundMessage, now=None) -> "Claim":
@@ -159,6 +160,21 @@ class Claim:
             setattr(recipient, name, value)
         recipient.leased_until = None
         return True
+
+    def in_doubt(self, recipient: Recipient) -> None:
+        """The recipient was sent to, but its result could not be recorded: ``release`` leaves
+        it held, so that it is sent again only once the lease has run out (in doubt)."""
+        self._in_doubt.add(recipient.pk)
+
+    def release(self) -> int:
+        """Give back the recipients taken and still unfinished (the database failed while they
+        were being sent to, or its result was rolled back): their lease ends, so they are taken
+        again at once, with no error counted (the database failed, not the message). Returns
+        how many were given back."""
+        pks = [pk for pk in self._taken if pk not in self._in_doubt]
+        released = leases.release(self._mine(pks)) if pks else 0
+        self._held = {}
+        return released
 
 
 def _take(message_id: int, now, until) -> list[Recipient]:

@@ -29,6 +29,7 @@ from delivery.outcomes import (
     apply_reply,
     bounced,
     defer,
+    give_back,
     give_up_on_repeated_errors,
     no_smtputf8,
     refresh_statuses,
@@ -93,6 +94,7 @@ def _deliver_claim(claim: Claim) -> None:
         _deliver_claimed(claim)
     except Exception as exc:
         if is_database_unavailable(exc):  # not the message's fault: the task is retried
+            give_back(claim)
             raise
         log.exception("delivering message %s failed", claim.message.message_id)
         unexpected_error(claim, exc)
