@@ -1,24 +1,32 @@
 """Claiming recipients: which recipients are waiting and due, and the lease a worker takes them by.
 
-A worker *takes* a message's due recipients as its attempt on the message begins (``Claim.take``:
-a lease, an attempt counted and the status ``sending``, in one conditional UPDATE), never
-earlier: the other messages of its task wait untaken, free for another worker, however long this
-one takes. So no two workers ever send to the same recipient, and a lease that runs out is always
-an attempt that started: the worker renews it once a quarter of it has gone (checked before every
-connection, every SMTP transaction and DATA) and writes each result only while it still holds the
-recipient. A lease that runs out frees the recipient: one left ``sending`` by a worker that died
-or stalled past its lease is *in doubt* and is sent again (at least once, as MTAs do; a duplicate
-needs a death in the milliseconds between the remote 250 and the commit), with an error counted,
-since its attempt was cut short; a recipient that merely waited its turn counts nothing.
+A delivery task first *takes* its messages' due recipients (``Claim.take_all``: a lease, an attempt
+counted and the status ``sending``, in one conditional UPDATE through ``core.leases``), so no two
+workers ever send to the same recipient; it renews the lease of the message in progress once a
+quarter of it has gone (checked before every connection, every SMTP transaction and DATA), and
+writes each result only while it still holds the recipient. A lease that runs out frees the
+recipient for another worker: the task died, or is still busy with an earlier message (a slow or
+silent relay) while this one waited its turn.
+
+Only an attempt that started counts as one, and only one cut short counts an error. The rows one
+take leased share its time as ``updated_at`` (a renewal keeps it, a result replaces it), and a task
+works through its messages in order: of the rows of one take still unfinished, the message with
+the lowest id is the one the task was on (or about to start); the later ones never started. So
+when a lease that ran out is taken again, the message the task was on counts an error (a worker
+that keeps dying on it gives it up after ``DELIVERY_ERROR_LIMIT``: in doubt, it is sent again,
+at least once, as MTAs do; a duplicate needs a death in the milliseconds between the remote 250
+and the commit), and a message that merely waited its turn counts neither an error nor the
+attempt its first take counted.
 """
 
 import logging
+from collections import defaultdict
 from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from core import leases
@@ -41,7 +49,7 @@ def lease_seconds() -> float:
 
 
 def claimable(recipients, now):
-    """The recipients waiting and due, that nobody holds (what ``Claim.take`` takes)."""
+    """The recipients waiting and due, that nobody holds."""
     due = recipients.filter(status__in=WAITING).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
@@ -64,17 +72,40 @@ class Claim:
 
     @classmethod
     def take(cls, message: OutboundMessage, now=None) -> "Claim":
-        """Take the message's due recipients as its attempt begins: one conditional UPDATE leases
-        them, marks them ``sending`` and counts an attempt on each, leaving out those another
-        worker holds and those not due. A recipient whose last lease ran out unfinished (an
-        attempt that started, whose worker died or stalled past its lease) counts an error as
-        well. Returns the claim (empty when nothing was due)."""
+        """Take the message's due recipients (``take_all`` for one message)."""
+        return cls.take_all([message], now)[message.pk]
+
+    @classmethod
+    def take_all(cls, messages: list[OutboundMessage], now=None) -> dict[int, "Claim"]:
+        """Take the due recipients of several messages at once: one conditional UPDATE leases
+        them and counts an attempt on each; those another worker took first are left out. Of
+        the recipients whose last lease ran out unfinished, those of the message their task was
+        on count an error as well, the others (which waited their turn) no attempt: see the
+        module's docstring. Returns a claim per message (empty when nothing was due)."""
         now = now or timezone.now()
-        until = now + timedelta(seconds=lease_seconds())
-        recipients = _take(message.pk, now, until)
-        for recipient in recipients:
-            recipient.message = message  # at hand: no query when a result reads it
-        return cls(message, recipients, until if recipients else None)
+        due = claimable(Recipient.objects.filter(message__in=[m.pk for m in messages]), now)
+        rows = {pk: (message_id, leased_until, taken_at) for pk, message_id, leased_until, taken_at
+                in due.values_list("pk", "message_id", "leased_until", "updated_at")}  # fmt: skip
+        by_message: dict[int, list[Recipient]] = defaultdict(list)
+        until = None
+        if rows:
+            cut_short, waited = _abandoned(rows)
+            seconds = lease_seconds()
+            leases.take(
+                due.filter(pk__in=list(rows)), seconds, now, count_attempt=True,
+                status=Recipient.Status.SENDING, updated_at=now,
+            )  # fmt: skip
+            until = now + timedelta(seconds=seconds)
+            ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
+            if cut_short:
+                ours.filter(pk__in=cut_short).update(errors=F("errors") + 1)
+            if waited:
+                ours.filter(pk__in=waited).update(attempts=F("attempts") - 1)
+            for recipient in ours.order_by("pk"):
+                by_message[recipient.message_id].append(recipient)
+        return {
+            m.pk: cls(m, by_message[m.pk], until if by_message[m.pk] else None) for m in messages
+        }
 
     def __bool__(self) -> bool:
         return bool(self._held)
@@ -177,60 +208,25 @@ class Claim:
         return released
 
 
-def _take(message_id: int, now, until) -> list[Recipient]:
-    """``Claim.take``'s UPDATE of the message's due, free recipients; the rows it changed, by
-    primary key (one statement where the database returns rows from an UPDATE)."""
-    db = Recipient.objects.db
-    connection = connections[db]
-    meta = Recipient._meta
-
-    def prep(name: str, value):
-        return meta.get_field(name).get_db_prep_save(value, connection)
-
-    params = [
-        prep("leased_until", until),
-        Recipient.Status.SENDING,
-        message_id,
-        *WAITING,
-        prep("next_attempt_at", now),
-        prep("leased_until", now),
-    ]
-    returning = connection.features.can_return_columns_from_insert
-    sql = _take_sql(connection.vendor, returning)
-    if returning:
-        taken = list(Recipient.objects.using(db).raw(sql, params))
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        taken = Recipient.objects.using(db).filter(message_id=message_id, leased_until=until)
-    return sorted(taken, key=lambda recipient: recipient.pk)
-
-
-@lru_cache(maxsize=8)
-def _take_sql(vendor: str, returning: bool) -> str:
-    """``claimable(message.deliveries).update(leased_until=…, status=sending, attempts + 1,
-    errors + 1 where a lease ran out unfinished)`` as SQL (built once: it runs for every message
-    delivered), with ``RETURNING`` every column where the database can."""
-    quote, meta = connections[Recipient.objects.db].ops.quote_name, Recipient._meta
-
-    def column(name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    leased, attempts, errors = column("leased_until"), column("attempts"), column("errors")
-    next_attempt, status = column("next_attempt_at"), column("status")
-    # Only names from the model's own metadata go into the statement; values are parameters.
-    # The right-hand sides read the row as it was before this UPDATE.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {leased} = %s, {status} = %s, "  # noqa: S608
-        f"{attempts} = {attempts} + 1, "
-        f"{errors} = {errors} + CASE WHEN {leased} IS NULL THEN 0 ELSE 1 END "
-        f"WHERE {column('message')} = %s AND {status} IN ({', '.join(['%s'] * len(WAITING))}) "
-        f"AND ({next_attempt} IS NULL OR {next_attempt} <= %s) "
-        f"AND ({leased} IS NULL OR {leased} <= %s)"
+def _abandoned(rows: dict) -> tuple[list, list]:
+    """Of ``rows`` (pk: message id, lease, ``updated_at``), those whose lease ran out unfinished:
+    the ones of the message their take's task was on (the lowest message id among that take's
+    rows still leased and ``sending``), and the others, which only waited their turn."""
+    abandoned = {pk: row for pk, row in rows.items() if row[1] is not None}
+    if not abandoned:
+        return [], []
+    takes = {taken_at for _, _, taken_at in abandoned.values()}
+    first = dict(
+        Recipient.objects.filter(
+            updated_at__in=takes, status=Recipient.Status.SENDING, leased_until__isnull=False
+        )
+        .values("updated_at")
+        .annotate(first=Min("message_id"))
+        .values_list("updated_at", "first")
     )
-    if returning:
-        sql += " RETURNING " + ", ".join(quote(f.column) for f in meta.concrete_fields)
-    return sql
+    cut_short = [pk for pk, (message_id, _, taken_at) in abandoned.items()
+                 if first.get(taken_at) == message_id]  # fmt: skip
+    return cut_short, [pk for pk in abandoned if pk not in cut_short]
 
 
 @lru_cache(maxsize=64)

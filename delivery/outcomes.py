@@ -206,22 +206,23 @@ def unexpected_error(claim: Claim, exc: Exception) -> None:
             )
 
 
-def give_back(claim: Claim) -> None:
-    """The database failed while the claim's recipients were being sent to: once it answers
+def give_back(claims: list[Claim]) -> None:
+    """The database failed while the claims' recipients were being sent to: once it answers
     (waiting up to DELIVERY_DATABASE_PATIENCE), those without a result are given back, with no
     error counted, for the retried task to take at once. Should it stay unavailable, their lease
-    runs out instead."""
+    runs out instead (and the message the task was on counts an error)."""
+
+    def release() -> int:
+        return sum(claim.release() for claim in claims)
+
     try:
         released = retry_while_unavailable(
-            claim.release,
-            settings.DELIVERY_DATABASE_PATIENCE,
-            f"giving back the recipients of {claim.message.message_id}",
+            release, settings.DELIVERY_DATABASE_PATIENCE, "giving back recipients"
         )
     except Exception as exc:
-        log.error("recipients of %s not given back: %s", claim.message.message_id, exc)
+        log.error("recipients of %d message(s) not given back: %s", len(claims), exc)
         return
-    log.warning("database unavailable: %d recipient(s) of %s given back for the retry",
-                released, claim.message.message_id)  # fmt: skip
+    log.warning("database unavailable: %d recipient(s) given back for the retry", released)
 
 
 # --- status refresh -------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """Relaying: the delivery task's work, sending each outbound message to its recipients' hosts.
 
-``deliver_messages`` reads the messages and, one message at a time, takes its due recipients as
-its attempt begins (``delivery.claims``), groups them by destination and tries the destination's
-hosts in turn over pooled connections (``delivery.connections``). Each recipient gets an SMTP
-transaction of its own, with a return path of its own (so a report can only ever be about the
-recipient whose return path it came to), one after the other over the same connection: MAIL FROM
-and RCPT TO pipelined where the server offers PIPELINING, then the content (``delivery.content``:
-made and signed once for a message that is the same for everyone). Every reply becomes the
-recipient's result (``delivery.outcomes``). The lease is renewed before every connection, every
-transaction and DATA, and no recipient taken over meanwhile is sent a copy.
+``deliver_messages`` reads the messages, takes their due recipients (``delivery.claims``), groups
+them by destination and tries the destination's hosts in turn over pooled connections
+(``delivery.connections``). Each recipient gets an SMTP transaction of its own, with a return path
+of its own (so a report can only ever be about the recipient whose return path it came to), one
+after the other over the same connection: MAIL FROM and RCPT TO pipelined where the server offers
+PIPELINING, then the content (``delivery.content``: made and signed once for a message that is
+the same for everyone). Every reply becomes the recipient's result (``delivery.outcomes``). The
+lease is renewed before every connection, every transaction and DATA, and no recipient taken over
+meanwhile is sent a copy.
 """
 
 import logging
@@ -62,11 +62,12 @@ def deliver_message(outbound_id: int) -> str:
 
 def deliver_messages(outbound_ids: list[int]) -> dict[int, str]:
     """Deliver the due recipients of several messages; returns each message's status. The
-    messages are read in one query and their statuses refreshed in one pass; in between each
-    message is taken (``Claim.take``: one UPDATE, as its attempt begins, so that the messages
-    still waiting their turn are free for other workers) and sent on its own, over the pooled
-    connections, and an unexpected error in one is that message's alone (counted on its
-    recipients, never raised). An unavailable database is raised: the task is retried."""
+    messages are read in one query, their due recipients taken in one UPDATE
+    (``Claim.take_all``) and their statuses refreshed in one pass; in between each message is
+    sent on its own, in order, over the pooled connections, and an unexpected error in one is
+    that message's alone (counted on its recipients, never raised). An unavailable database is
+    raised, the recipients without a result given back first (``outcomes.give_back``): the
+    task is retried."""
     messages = list(
         OutboundMessage.objects.select_related("server", "stream")
         .filter(pk__in=outbound_ids)
@@ -79,9 +80,15 @@ def deliver_messages(outbound_ids: list[int]) -> dict[int, str]:
                 statuses[message.pk] = _sandbox(message)
         else:
             live.append(message)
-    for message in live:
-        with about_message(message.message_id, message.server_id, message.stream.stream_id):
-            _deliver_claim(Claim.take(message))
+    claims = Claim.take_all(live) if live else {}
+    try:
+        for message in live:
+            with about_message(message.message_id, message.server_id, message.stream.stream_id):
+                _deliver_claim(claims[message.pk])
+    except Exception as exc:
+        if is_database_unavailable(exc):  # not the messages' fault
+            give_back(list(claims.values()))
+        raise
     statuses.update(refresh_statuses(live))
     return statuses
 
@@ -94,7 +101,6 @@ def _deliver_claim(claim: Claim) -> None:
         _deliver_claimed(claim)
     except Exception as exc:
         if is_database_unavailable(exc):  # not the message's fault: the task is retried
-            give_back(claim)
             raise
         log.exception("delivering message %s failed", claim.message.message_id)
         unexpected_error(claim, exc)

@@ -1,4 +1,5 @@
-"""A slow relay costs time, never mail: the stale-claim sequence, through a real SMTP sink.
+"""A slow relay costs time, never mail: the stale-claim sequence, through a real SMTP sink; and a
+task that died costs an error only to the message it was on.
 
 A delivery task of 64 messages whose first message stalls at the relay (the default 60 s timeout
 and 240 s lease, on a clock the test moves) must not let the other 63 be counted as failed tries:
@@ -20,6 +21,8 @@ from django.utils import timezone
 
 from bounces.models import Bounce
 from delivery import tasks
+from delivery.claims import Claim
+from delivery.relay import deliver_message
 from delivery.tests.sinks import SinkHandler, SmtpSink
 from delivery.tests.test_delivery import queued_message, relay_to
 from messages.models import Recipient
@@ -136,3 +139,26 @@ def test_a_stalled_message_does_not_cost_the_rest_of_its_task_a_try(
     }
     # The first deferral of the stalled message says so (Transient); nobody failed.
     assert list(Bounce.objects.values_list("email", "type")) == [("ok-00@example.net", "Transient")]
+
+
+@pytest.mark.django_db
+def test_a_task_that_died_on_a_message_costs_that_message_an_error_and_no_other(live, sink):
+    """The task took three messages, delivered the first and died on the second: once the
+    leases have run out and the messages are taken again (in any order), the second counts
+    an error (its attempt was cut short), the third, which was waiting its turn, neither an
+    error nor a second attempt."""
+    first, second, third = (queued_message(live, [f"ok-{i}@example.net"]) for i in range(3))
+    claims = Claim.take_all([first, second, third])
+    [recipient] = claims[first.pk].recipients()
+    assert claims[first.pk].finish(recipient, status="delivered", last_reply="250 2.0.0 Ok")
+    Recipient.objects.filter(leased_until__isnull=False).update(
+        leased_until=timezone.now() - timedelta(seconds=1)  # the worker died
+    )
+    assert [deliver_message(m.pk) for m in (third, second)] == ["sent", "sent"]
+    rows = {r.email: (r.status, r.errors, r.attempts) for r in Recipient.objects.all()}
+    assert rows == {
+        "ok-0@example.net": ("delivered", 0, 1),
+        "ok-1@example.net": ("delivered", 1, 2),  # in doubt: sent again, an error counted
+        "ok-2@example.net": ("delivered", 0, 1),
+    }
+    assert sink.delivered_to() == {"ok-1@example.net": 1, "ok-2@example.net": 1}
