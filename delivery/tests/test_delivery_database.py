@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
-from django.db import DatabaseError, OperationalError
+from django.db import DatabaseError, OperationalError, connection
 from django.utils import timezone
 
 from delivery import claims, tasks
@@ -117,3 +117,31 @@ def test_a_deferral_cut_short_by_the_database_is_not_the_messages_fault(
     state.refresh_from_db()
     assert (state.status, state.errors, state.attempts) == ("delivered", 0, 2)
     assert sink.delivered_to() == {"later@example.net": 1}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL connection killed")
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_killed_while_a_delivery_is_recorded(live, settings, published, monkeypatch):
+    """The real thing on PostgreSQL: the server ends the worker's connection just before the
+    delivered recipient is recorded (as a restart or a failover would). The fast path's psycopg
+    error comes out as Django's; the worker reconnects and records the delivery."""
+    record = claims.record_message_event_with
+    killed = []
+
+    def killed_first(*args, **kwargs):
+        if not killed:
+            killed.append(connection.connection.info.backend_pid)
+            with pytest.raises(OperationalError), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return record(*args, **kwargs)  # first on the dead connection
+
+    monkeypatch.setattr(claims, "record_message_event_with", killed_first)
+    with SmtpSink() as sink:
+        relay_to(settings, sink)
+        message = queued_message(live, ["ok@example.net"])
+        assert tasks.deliver(message.pk) == "sent"
+        retry_when_due()
+    assert killed and connection.connection.info.backend_pid != killed[0]  # reconnected
+    assert sink.delivered_to() == {"ok@example.net": 1}
+    state = Recipient.objects.get()
+    assert (state.status, state.errors, state.attempts) == ("delivered", 0, 1)
