@@ -16,7 +16,8 @@ when a lease that ran out is taken again, the message the task was on counts an 
 that keeps dying on it gives it up after ``DELIVERY_ERROR_LIMIT``: in doubt, it is sent again,
 at least once, as MTAs do; a duplicate needs a death in the milliseconds between the remote 250
 and the commit), and a message that merely waited its turn counts neither an error nor the
-attempt its first take counted.
+attempt its first take counted. A task that meets an unavailable database gives back what it
+holds (``release``) before it is retried: the database failed, not the messages.
 """
 
 import logging
