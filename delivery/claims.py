@@ -1,12 +1,23 @@
 """Claiming recipients: which recipients are waiting and due, and the lease a worker takes them by.
 
-A worker first *takes* the message's due recipients (``Claim``: a lease, an attempt counted and
-the status ``sending``, in one conditional UPDATE through ``core.leases``), so no two
-workers ever send to the same recipient; it renews the lease once a quarter of it has gone
-(checked before every SMTP transaction and before DATA), and writes each result only while it
-still holds the recipient. A lease that runs out frees the recipient: one left ``sending`` by a
-worker that died is *in doubt* and is sent again (at least once, as MTAs do; a duplicate needs
-a death in the milliseconds between the remote 250 and the commit).
+A delivery task first *takes* its messages' due recipients (``Claim.take_all``: a lease, an attempt
+counted and the status ``sending``, in one conditional UPDATE through ``core.leases``), so no two
+workers ever send to the same recipient; it renews the lease of the message in progress once a
+quarter of it has gone (checked before every connection, every SMTP transaction and DATA), and
+writes each result only while it still holds the recipient. A lease that runs out frees the
+recipient for another worker: the task died, or is still busy with an earlier message (a slow or
+silent relay) while this one waited its turn.
+
+Only an attempt that started counts as one, and only one cut short counts an error. The rows one
+take leased share its time as ``updated_at`` (a renewal keeps it, a result replaces it), and a task
+works through its messages in order: of the rows of one take still unfinished, the message with
+the lowest id is the one the task was on (or about to start); the later ones never started. So
+when a lease that ran out is taken again, the message the task was on counts an error (a worker
+that keeps dying on it gives it up after ``DELIVERY_ERROR_LIMIT``: in doubt, it is sent again,
+at least once, as MTAs do; a duplicate needs a death in the milliseconds between the remote 250
+and the commit), and a message that merely waited its turn counts neither an error nor the
+attempt its first take counted. A task that meets an unavailable database gives back what it
+holds (``release``) before it is retried: the database failed, not the messages.
 """
 
 import logging
@@ -15,8 +26,8 @@ from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
-from django.db.models import F, Q
+from django.db import connections
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from core import leases
@@ -29,8 +40,6 @@ TERMINAL = {Recipient.Status.DELIVERED, Recipient.Status.BOUNCED, Recipient.Stat
             Recipient.Status.SANDBOXED}  # fmt: skip
 # Waiting to be sent: new, deferred, or in doubt (its worker died during DATA).
 WAITING = [Recipient.Status.PENDING, Recipient.Status.DEFERRED, Recipient.Status.SENDING]
-# The database itself is unreachable: not the message's fault, so the task is retried whole.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 def lease_seconds() -> float:
@@ -60,6 +69,7 @@ class Claim:
         self.until = until
         self._taken = [r.pk for r in recipients]
         self._held = {r.pk: r for r in recipients}
+        self._in_doubt: set[int] = set()  # sent, but the result could not be recorded
 
     @classmethod
     def take(cls, message: OutboundMessage, now=None) -> "Claim":
@@ -69,25 +79,29 @@ class Claim:
     @classmethod
     def take_all(cls, messages: list[OutboundMessage], now=None) -> dict[int, "Claim"]:
         """Take the due recipients of several messages at once: one conditional UPDATE leases
-        them and counts an attempt on each; those another worker took first are left out. A
-        recipient whose last lease ran out unfinished (its worker died or stalled) counts an
-        error as well. Returns a claim per message (empty when nothing was due)."""
+        them and counts an attempt on each; those another worker took first are left out. Of
+        the recipients whose last lease ran out unfinished, those of the message their task was
+        on count an error as well, the others (which waited their turn) no attempt: see the
+        module's docstring. Returns a claim per message (empty when nothing was due)."""
         now = now or timezone.now()
         due = claimable(Recipient.objects.filter(message__in=[m.pk for m in messages]), now)
-        rows = {pk: leased_until for pk, leased_until in due.values_list("pk", "leased_until")}
+        rows = {pk: (message_id, leased_until, taken_at) for pk, message_id, leased_until, taken_at
+                in due.values_list("pk", "message_id", "leased_until", "updated_at")}  # fmt: skip
         by_message: dict[int, list[Recipient]] = defaultdict(list)
         until = None
         if rows:
+            cut_short, waited = _abandoned(rows)
             seconds = lease_seconds()
             leases.take(
                 due.filter(pk__in=list(rows)), seconds, now, count_attempt=True,
-                status=Recipient.Status.SENDING,
+                status=Recipient.Status.SENDING, updated_at=now,
             )  # fmt: skip
             until = now + timedelta(seconds=seconds)
             ours = Recipient.objects.filter(pk__in=list(rows), leased_until=until)
-            abandoned = [pk for pk, leased_until in rows.items() if leased_until is not None]
-            if abandoned:
-                ours.filter(pk__in=abandoned).update(errors=F("errors") + 1)
+            if cut_short:
+                ours.filter(pk__in=cut_short).update(errors=F("errors") + 1)
+            if waited:
+                ours.filter(pk__in=waited).update(attempts=F("attempts") - 1)
             for recipient in ours.order_by("pk"):
                 by_message[recipient.message_id].append(recipient)
         return {
@@ -156,11 +170,11 @@ class Claim:
         it was. With ``event``, that event of the message (its details the reply) is recorded
         with the result and committed with it (``record_message_event_with``: one statement on
         PostgreSQL, for every recipient delivered); without, call this inside the transaction
-        that records the result's event or bounce."""
+        that records the result's event or bounce. A statement that fails leaves the recipient
+        held, so that the same result can be recorded again."""
         fields.setdefault("updated_at", timezone.now())
         if recipient.pk not in self._held:
             return False
-        del self._held[recipient.pk]
         sql, params = self._update_statement([recipient.pk], leased_until=None, **fields)
         if event:
             recorded = record_message_event_with(
@@ -171,12 +185,49 @@ class Claim:
             with connections[Recipient.objects.db].cursor() as cursor:
                 cursor.execute(sql, params)
                 recorded = cursor.rowcount > 0
+        del self._held[recipient.pk]
         if not recorded:
             return False
         for name, value in fields.items():
             setattr(recipient, name, value)
         recipient.leased_until = None
         return True
+
+    def in_doubt(self, recipient: Recipient) -> None:
+        """The recipient was sent to, but its result could not be recorded: ``release`` leaves
+        it held, so that it is sent again only once the lease has run out (in doubt)."""
+        self._in_doubt.add(recipient.pk)
+
+    def release(self) -> int:
+        """Give back the recipients taken and still unfinished (the database failed while they
+        were being sent to, or its result was rolled back): their lease ends, so they are taken
+        again at once, with no error counted (the database failed, not the message). Returns
+        how many were given back."""
+        pks = [pk for pk in self._taken if pk not in self._in_doubt]
+        released = leases.release(self._mine(pks)) if pks else 0
+        self._held = {}
+        return released
+
+
+def _abandoned(rows: dict) -> tuple[list, list]:
+    """Of ``rows`` (pk: message id, lease, ``updated_at``), those whose lease ran out unfinished:
+    the ones of the message their take's task was on (the lowest message id among that take's
+    rows still leased and ``sending``), and the others, which only waited their turn."""
+    abandoned = {pk: row for pk, row in rows.items() if row[1] is not None}
+    if not abandoned:
+        return [], []
+    takes = {taken_at for _, _, taken_at in abandoned.values()}
+    first = dict(
+        Recipient.objects.filter(
+            updated_at__in=takes, status=Recipient.Status.SENDING, leased_until__isnull=False
+        )
+        .values("updated_at")
+        .annotate(first=Min("message_id"))
+        .values_list("updated_at", "first")
+    )
+    cut_short = [pk for pk, (message_id, _, taken_at) in abandoned.items()
+                 if first.get(taken_at) == message_id]  # fmt: skip
+    return cut_short, [pk for pk in abandoned if pk not in cut_short]
 
 
 @lru_cache(maxsize=64)

@@ -11,8 +11,8 @@ import logging
 import re
 
 from bounces.verp import verp_address
+from core.db import is_database_unavailable
 from core.mime import split_message
-from delivery.claims import DATABASE_UNAVAILABLE
 from delivery.downgrade import Unconvertible, is_8bit, seven_bit
 from domains.from_rule import Sender, read_from
 from domains.signing import return_path_domain_for, signature_for
@@ -90,9 +90,9 @@ def signed(message: OutboundMessage, content: bytes) -> bytes:
         sender = sender_of(message)
         system = sender is not None and is_system_sender(message.server, sender.address)
         signature = signature_for(sender, content, system=system)
-    except DATABASE_UNAVAILABLE:
-        raise
-    except Exception:
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            raise
         log.exception("DKIM signature not added to message %s", message.message_id)
         signature = b""
     return signature + content

@@ -9,6 +9,11 @@ FROM or DATA for every recipient of the transaction, deactivating no one. A doma
 exist or publishes a null MX bounces at once; so does a non-ASCII address when the next hop does
 not offer SMTPUTF8. An unexpected error is the message's own: counted on its recipients, retried,
 and after ``DELIVERY_ERROR_LIMIT`` of them the recipients are ``failed`` with a SoftBounce.
+
+An unavailable database is never the message's fault (``core.db``). A delivery (the remote 250 in
+hand) is recorded as soon as the database answers again, waiting up to
+``DELIVERY_DATABASE_PATIENCE`` seconds: a result to record, never a reason to send again. Any other
+work cut short by the database gives its recipients back (``give_back``) and the task is retried.
 """
 
 import logging
@@ -22,6 +27,7 @@ from django.utils import timezone
 from bounces.replies import SmtpFailure, classify_smtp_failure
 from bounces.services import record_bounce, storable
 from bounces.types import DNS_ERROR, HARD_BOUNCE, SOFT_BOUNCE, TRANSIENT, bounce_type
+from core.db import is_database_unavailable, retry_while_unavailable
 from core.mime import first_address
 from delivery.claims import TERMINAL, WAITING, Claim
 from delivery.connections import Transcript
@@ -57,8 +63,22 @@ def apply_reply(claim, recipient: Recipient, stage: str, code: int, text, transc
 
 
 def delivered(claim: Claim, recipient: Recipient, reply: str) -> None:
-    delivery = MessageEvent.Type.DELIVERY
-    if claim.finish(recipient, delivery, status=Recipient.Status.DELIVERED, last_reply=reply):
+    """The next hop took the message: its Delivery event and the result, recorded as soon as the
+    database answers (the recipient must never be sent to again because of the database)."""
+    fields = {"status": Recipient.Status.DELIVERED, "last_reply": reply,
+              "updated_at": timezone.now()}  # fmt: skip
+    try:
+        recorded = retry_while_unavailable(
+            lambda: claim.finish(recipient, MessageEvent.Type.DELIVERY, **fields),
+            settings.DELIVERY_DATABASE_PATIENCE,
+            f"recording the delivery to {recipient.email}",
+        )
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            log.error("the delivery to %s could not be recorded: %s", recipient.email, exc)
+            claim.in_doubt(recipient)
+        raise
+    if recorded:
         metrics.recipient_delivered(claim.message.received_at)
         log.info("delivered to %s: %s", recipient.email, reply)
 
@@ -141,7 +161,7 @@ def defer(claim: Claim, recipient: Recipient, reason: str, transcript, dns: bool
             _bounce(message, recipient, DNS_ERROR if dns else TRANSIENT, reason, transcript)
 
 
-# --- unexpected errors ----------------------------------------------------------------------------
+# --- unexpected errors, and the database's -------------------------------------------------------
 
 
 def _failed_by_errors(claim: Claim, recipient: Recipient, **fields) -> None:
@@ -184,6 +204,25 @@ def unexpected_error(claim: Claim, exc: Exception) -> None:
                 next_attempt_at=now + timedelta(seconds=retry_delay(recipient.attempts)),
                 **fields,
             )
+
+
+def give_back(claims: list[Claim]) -> None:
+    """The database failed while the claims' recipients were being sent to: once it answers
+    (waiting up to DELIVERY_DATABASE_PATIENCE), those without a result are given back, with no
+    error counted, for the retried task to take at once. Should it stay unavailable, their lease
+    runs out instead (and the message the task was on counts an error)."""
+
+    def release() -> int:
+        return sum(claim.release() for claim in claims)
+
+    try:
+        released = retry_while_unavailable(
+            release, settings.DELIVERY_DATABASE_PATIENCE, "giving back recipients"
+        )
+    except Exception as exc:
+        log.error("recipients of %d message(s) not given back: %s", len(claims), exc)
+        return
+    log.warning("database unavailable: %d recipient(s) given back for the retry", released)
 
 
 # --- status refresh -------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ of its own (so a report can only ever be about the recipient whose return path i
 after the other over the same connection: MAIL FROM and RCPT TO pipelined where the server offers
 PIPELINING, then the content (``delivery.content``: made and signed once for a message that is
 the same for everyone). Every reply becomes the recipient's result (``delivery.outcomes``). The
-lease is renewed before every transaction and before DATA, and no recipient taken over meanwhile
-is sent a copy.
+lease is renewed before every connection, every transaction and DATA, and no recipient taken over
+meanwhile is sent a copy.
 
 As RFC 5321 asks: a connection lost before the end of DATA sends the recipients on to the next
 host, but one lost (or timed out) while waiting for the reply to the content defers that
@@ -28,8 +28,9 @@ from django.db import transaction
 
 from bounces.replies import SmtpFailure, Stage
 from bounces.types import BAD_EMAIL_ADDRESS, HARD_BOUNCE
+from core.db import is_database_unavailable
 from core.logcontext import about_message
-from delivery.claims import DATABASE_UNAVAILABLE, Claim
+from delivery.claims import Claim
 from delivery.connections import Transcript, pool
 from delivery.content import Copies
 from delivery.downgrade import Unconvertible, is_8bit
@@ -37,6 +38,7 @@ from delivery.outcomes import (
     apply_reply,
     bounced,
     defer,
+    give_back,
     give_up_on_repeated_errors,
     no_smtputf8,
     refresh_statuses,
@@ -71,9 +73,10 @@ def deliver_messages(outbound_ids: list[int]) -> dict[int, str]:
     """Deliver the due recipients of several messages; returns each message's status. The
     messages are read in one query, their due recipients taken in one UPDATE
     (``Claim.take_all``) and their statuses refreshed in one pass; in between each message is
-    sent on its own, over the pooled connections, and an unexpected error in one is that
-    message's alone (counted on its recipients, never raised). An unreachable database is
-    raised: the task is retried."""
+    sent on its own, in order, over the pooled connections, and an unexpected error in one is
+    that message's alone (counted on its recipients, never raised). An unavailable database is
+    raised, the recipients without a result given back first (``outcomes.give_back``): the
+    task is retried."""
     messages = list(
         OutboundMessage.objects.select_related("server", "stream")
         .filter(pk__in=outbound_ids)
@@ -87,9 +90,14 @@ def deliver_messages(outbound_ids: list[int]) -> dict[int, str]:
         else:
             live.append(message)
     claims = Claim.take_all(live) if live else {}
-    for message in live:
-        with about_message(message.message_id, message.server_id, message.stream.stream_id):
-            _deliver_claim(claims[message.pk])
+    try:
+        for message in live:
+            with about_message(message.message_id, message.server_id, message.stream.stream_id):
+                _deliver_claim(claims[message.pk])
+    except Exception as exc:
+        if is_database_unavailable(exc):  # not the messages' fault
+            give_back(list(claims.values()))
+        raise
     statuses.update(refresh_statuses(live))
     return statuses
 
@@ -100,9 +108,9 @@ def _deliver_claim(claim: Claim) -> None:
     try:
         give_up_on_repeated_errors(claim)
         _deliver_claimed(claim)
-    except DATABASE_UNAVAILABLE:
-        raise
     except Exception as exc:
+        if is_database_unavailable(exc):  # not the message's fault: the task is retried
+            raise
         log.exception("delivering message %s failed", claim.message.message_id)
         unexpected_error(claim, exc)
 
@@ -154,6 +162,7 @@ def _deliver_to(claim: Claim, destination: str, recipients: list[Recipient], cop
         return
     last_error = "no mail host could be reached"
     for host in hosts:
+        claim.renew()  # connecting may take a while: OUTBOUND_TIMEOUT for each step
         recipients = [r for r in recipients if claim.holds(r)]
         if not recipients:
             return

@@ -9,10 +9,11 @@ import logging
 
 from celery import current_app, shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from core import leases, queues
+from core.db import raise_if_unavailable
 from delivery.claims import claimable
 from delivery.outcomes import next_retry_in
 from delivery.relay import deliver_message, deliver_messages
@@ -39,17 +40,15 @@ def deliver(outbound_id: int | list[int]) -> str:
     ids = outbound_id if isinstance(outbound_id, list) else [outbound_id]
     try:
         statuses = deliver_messages(ids)
-    except (OperationalError, InterfaceError):
-        raise
-    except Exception:
+    except Exception as exc:
+        raise_if_unavailable(exc)
         log.exception("delivering %d message(s) together failed: one by one", len(ids))
         statuses = {}
         for one in ids:
             try:
                 statuses[one] = deliver_message(one)
-            except (OperationalError, InterfaceError):
-                raise
-            except Exception:
+            except Exception as exc:
+                raise_if_unavailable(exc)
                 log.exception("delivery of message %s failed", one)
                 statuses[one] = "error"
     for one, status in statuses.items():

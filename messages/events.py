@@ -106,7 +106,8 @@ def record_event_with(change: tuple[str, list], **fields) -> int | None:
     insert_sql, columns = _insert_selecting()
     params = [f.get_db_prep_save(row[f.attname], connection) for f in columns]
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    # The driver's errors become Django's, as through a Django cursor (core.db).
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             f"WITH changed AS ({change_sql} RETURNING 1) {insert_sql}", change_params + params
         )

@@ -11,12 +11,13 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 
 from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
 from core import mime
+from core.db import is_database_unavailable
 from domains.from_rule import FromProblem, Sender
 from domains.identity import from_refusal
 from messages import metrics
@@ -480,9 +481,10 @@ def note_failure(
             try:
                 with transaction.atomic():
                     record_plain_failure(submission, problem)
-            except (OperationalError, InterfaceError):
-                raise  # the database is unavailable, not the record at fault: retried
-            except Exception:  # a bug: still a terminal state, never an endless retry
+            except Exception as exc:
+                if is_database_unavailable(exc):
+                    raise  # the database is unavailable, not the record at fault: retried
+                # A bug: still a terminal state, never an endless retry.
                 log.exception("no SMTPApiError for submission %s", submission.message_id)
         submission.status = Submission.Status.FAILED
         finish(submission, "attempts", keep_raw=keep_raw)

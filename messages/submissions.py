@@ -56,7 +56,8 @@ def insert_rows(model, rows: list[dict], returning: bool = False) -> list[int] |
     import psycopg
 
     connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
+    # The driver's errors become Django's, as through a Django cursor (core.db).
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.executemany(sql, params, returning=returning)
         if not returning:
             return None

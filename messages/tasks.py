@@ -9,10 +9,11 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from core import leases, queues
+from core.db import is_database_unavailable
 from core.logcontext import about_message
 from messages import metrics
 from messages.models import OutboundMessage, Submission
@@ -50,12 +51,12 @@ def process_submissions(message_ids: list[str]) -> int:
         # SQLite, the database) are locked for other senders.
         prepared.update(prepare(pks))
         statuses = process_batch(pks, prepared)
-    except (OperationalError, InterfaceError) as exc:
-        log.exception("processing: the database failed; the batch will be retried")
-        raise DatabaseError(
-            f"{len(pks)} submission(s) of the batch could not be processed"
-        ) from exc
-    except Exception:
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            log.exception("processing: the database failed; the batch will be retried")
+            raise DatabaseError(
+                f"{len(pks)} submission(s) of the batch could not be processed"
+            ) from exc
         log.exception("processing %d submission(s) as a set failed: one by one", len(pks))
         statuses = None
     if statuses is not None:
@@ -69,12 +70,13 @@ def process_submissions(message_ids: list[str]) -> int:
                 with about_message(message_id, server_id, stream_id):
                     status = process_submission(submission_id, prepared)
                     log.info("processed: %s", status)
-            except (OperationalError, InterfaceError):
-                log.exception("processing %s: the database failed; it will be retried", message_id)
-                unavailable.append(submission_id)
             except Exception as exc:
-                log.exception("processing %s failed", message_id)
-                broken.append((submission_id, exc))
+                if is_database_unavailable(exc):
+                    log.exception("processing %s: the database failed; retried", message_id)
+                    unavailable.append(submission_id)
+                else:
+                    log.exception("processing %s failed", message_id)
+                    broken.append((submission_id, exc))
     for submission_id, exc in broken:
         note_failure(submission_id, exc, prepared)
     # One delivery task for the batch's new messages (a message queued twice is harmless).

@@ -389,6 +389,12 @@ DELIVERY_MAX_COUNTDOWN = env.float("DELIVERY_MAX_COUNTDOWN", default=300.0)
 # Unexpected errors (or workers that died) while delivering to a recipient before it is given up:
 # it becomes failed, with a SoftBounce that says why.
 DELIVERY_ERROR_LIMIT = env.int("DELIVERY_ERROR_LIMIT", default=3)
+# How long a delivery worker waits for an unavailable database (a restart, a failover) to record
+# what it holds: a recipient the next hop took (recorded, never sent again because of the database),
+# then the recipients without a result, given back for the task's retry. Past it, they are in doubt
+# once their lease runs out (sent again, at least once). Twice this stays well under the broker's
+# limit on a task held unacknowledged (RabbitMQ's consumer timeout: 30 minutes).
+DELIVERY_DATABASE_PATIENCE = env.float("DELIVERY_DATABASE_PATIENCE", default=300.0)
 
 # --- Webhooks (bounces.webhooks) -----------------------------------------------------------------
 # Seconds to wait for a webhook receiver (connect, send, answer).

@@ -23,10 +23,11 @@ from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from core import leases, queues
+from core.db import is_database_unavailable
 from core.logcontext import about_message
 from messages.models import MessageEvent
 from webhooks import fanout, metrics
@@ -248,9 +249,9 @@ def _dispatch_one(event_id: int, hooks: list) -> list[int]:
     try:
         event = MessageEvent.objects.select_related("server", "bounce").get(pk=event_id)
         return create_deliveries(event, hooks, timezone.now())
-    except (OperationalError, InterfaceError):
-        raise
-    except Exception:
+    except Exception as exc:
+        if is_database_unavailable(exc):
+            raise
         log.exception("could not dispatch webhooks for event %s: given up", event_id)
         return []
 

@@ -15,7 +15,8 @@ overlap). Faults, each for the first so many times: ``rcpt_452_times`` answers a
 with ``too_many_reply`` (452 4.5.3, too many recipients), ``stall_at_rcpt`` keeps a RCPT
 waiting ``stall_seconds``, ``stall_after_data`` takes the message (it counts as received) and
 then keeps the reply to it waiting ``stall_seconds``. ``host`` is the address it listens on
-(``::1`` for IPv6); ``sessions`` lists each connection's MAIL, RCPT and RSET commands.
+(``::1`` for IPv6); ``sessions`` lists each connection's MAIL, RCPT and RSET commands. A test may
+bring a handler of its own (a ``SinkHandler`` that stalls, say).
 """
 
 import asyncio
@@ -156,9 +157,10 @@ class _SinkController(Controller):
 
 class SmtpSink:
     def __init__(
-        self, later_times: int = 1, smtputf8: bool = True, host: str = "127.0.0.1", **answers
-    ):
-        self.handler = SinkHandler(later_times, **answers)
+        self, later_times: int = 1, smtputf8: bool = True, host: str = "127.0.0.1",
+        handler: SinkHandler | None = None, **answers,
+    ):  # fmt: skip
+        self.handler = handler or SinkHandler(later_times, **answers)
         self.port = free_port()
         self.controller = _SinkController(
             self.handler, hostname=host, port=self.port, enable_SMTPUTF8=smtputf8
