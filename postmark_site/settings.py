@@ -310,6 +310,8 @@ TEMPLATES_PER_SERVER = env.int("TEMPLATES_PER_SERVER", default=100)
 TEMPLATE_MAX_NESTING = env.int("TEMPLATE_MAX_NESTING", default=32)
 TEMPLATE_MAX_MODEL_VALUES = env.int("TEMPLATE_MAX_MODEL_VALUES", default=10_000)
 TEMPLATE_MAX_RENDERED_SIZE = env.int("TEMPLATE_MAX_RENDERED_SIZE", default=5 * 1024 * 1024)
+# ... and at most this many template nodes visited per part (nested {{#each}} multiply).
+TEMPLATE_MAX_RENDER_STEPS = env.int("TEMPLATE_MAX_RENDER_STEPS", default=1_000_000)
 
 # --- HTTP API limits (api.bounds, api.throttling) -----------------------------------------------
 # Request bodies are refused (HTTP 413) from their Content-Length, or as soon as reading passes
