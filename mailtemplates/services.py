@@ -115,19 +115,28 @@ def for_sending(server, template_id, alias) -> Template:
 # --- Creating and editing ---------------------------------------------------------------------
 
 
-def syntax_problem(name: str, source: str | None, is_layout: bool) -> TemplateProblem | None:
+def parse_problems(source: str | None, is_layout: bool) -> list[ParseProblem]:
+    """Every syntax problem of one part (a layout's body parsed as a layout), each at its line
+    and character; [] when it parses."""
     if not source:
-        return None
+        return []
     try:
         parse("", layout=source) if is_layout else parse(source)
     except TemplateSyntaxError as error:
-        first = error.problems[0]
-        return TemplateProblem(
-            INVALID,
-            f"The '{name}' content is not valid: {first.message} (line {first.line}, "
-            f"character {first.character}).",
-        )
-    return None
+        return error.problems
+    return []
+
+
+def syntax_problem(name: str, source: str | None, is_layout: bool) -> TemplateProblem | None:
+    problems = parse_problems(source, is_layout)
+    if not problems:
+        return None
+    first = problems[0]
+    return TemplateProblem(
+        INVALID,
+        f"The '{name}' content is not valid: {first.message} (line {first.line}, "
+        f"character {first.character}).",
+    )
 
 
 def _text(data: dict, name: str, limit: int | None = None) -> str | None:
@@ -212,7 +221,7 @@ def _check_limit(server, adding: int = 1) -> None:
         )
 
 
-def create(server, data: dict) -> Template:
+def _new(server, data: dict) -> Template:
     kind = data.get("templatetype")
     if kind is None:
         kind = Template.Type.STANDARD
@@ -220,6 +229,24 @@ def create(server, data: dict) -> Template:
         raise TemplateProblem(INVALID, "The 'TemplateType' field must be 'Standard' or 'Layout'.")
     template = Template(server=server, template_type=kind)
     _apply(template, data, creating=True)
+    return template
+
+
+def check(server, data: dict, template: Template | None = None) -> None:
+    """What ``create`` (``template`` None) or ``edit`` would refuse, refused without saving
+    anything: for a form that shows the refusal before it saves."""
+    if template is None:
+        _new(server, data)
+        _check_limit(server)
+        return
+    if not template.active:
+        raise TemplateProblem(NOT_FOUND, ID_NOT_FOUND)
+    draft = Template.objects.get(pk=template.pk)  # _apply sets what it checks: on a copy
+    _apply(draft, data, creating=False)
+
+
+def create(server, data: dict) -> Template:
+    template = _new(server, data)
     with transaction.atomic():
         _check_limit(server)
         template.save()
