@@ -44,6 +44,12 @@ FIXED_WORDS = frozenset(
         "senders",
         "resend",
         "requestnewdkim",
+        # Templates.
+        "templates",
+        "validate",
+        "push",
+        "withtemplate",
+        "batchwithtemplates",
     }
 )
 

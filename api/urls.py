@@ -5,11 +5,12 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
-from api.views import bounces, email, stats, suppressions, webhooks
+from api.views import bounces, email, stats, suppressions, template_email, webhooks
 from api.views import domains as domain_views
 from api.views import messages as message_views
 from api.views import senders as sender_views
 from api.views import streams as stream_views
+from api.views import templates as template_views
 
 
 class SchemaView(SpectacularJSONAPIView):
@@ -60,6 +61,29 @@ urlpatterns = [
     ),
     path("email", email.EmailView.as_view(), name="email"),
     path("email/batch", email.EmailBatchView.as_view(), name="email-batch"),
+    # Templates (compat §9): sending with one, and the server's templates.
+    path(
+        "email/withtemplate",
+        template_email.EmailWithTemplateView.as_view(),
+        name="email-with-template",
+    ),
+    path(
+        "email/batchwithtemplates",
+        template_email.EmailBatchWithTemplatesView.as_view(),
+        name="email-batch-with-templates",
+    ),
+    path("templates", template_views.TemplateListView.as_view(), name="templates"),
+    path(
+        "templates/validate",
+        template_views.TemplateValidateView.as_view(),
+        name="templates-validate",
+    ),
+    path("templates/push", template_views.TemplatePushView.as_view(), name="templates-push"),
+    path(
+        "templates/<str:id_or_alias>",
+        template_views.TemplateDetailView.as_view(),
+        name="template",
+    ),
     # Account level (X-Postmark-Account-Token): domains and sender signatures.
     path("domains", domain_views.DomainListView.as_view(), name="domains"),
     path("domains/<str:domain_id>", domain_views.DomainDetailView.as_view(), name="domain"),

@@ -24,6 +24,8 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
     dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
                                                   Ed25519, both) against an unsigned run
+    templates   python -m bench.templates         CPU per message of rendering a 20 KB template
+                                                  with a layout and inlining its CSS
 
 (processing, delivery, e2e, postfix, kill and rss share one ``bench.pipeline`` subprocess when
 selected together.) A section whose module is absent is skipped with a note. The exit status is 0
@@ -61,6 +63,7 @@ SECTIONS = [
     "webhooks",
     "admin",
     "dkim",
+    "templates",
 ]
 PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill", "rss")
 
@@ -190,6 +193,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "dkim.json"
         args = ["-m", "bench.dkim", *quick, "--json", str(path)]
         steps.append((["dkim"], "dkim", args, path, None))
+    if "templates" in cfg.only:
+        path = work / "templates.json"
+        args = ["-m", "bench.templates", *quick, "--json", str(path)]
+        steps.append((["templates"], "templates", args, path, None))
     return steps
 
 
@@ -207,6 +214,7 @@ MODULES = {
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
     "dkim": "bench.dkim",
+    "templates": "bench.templates",
 }
 
 

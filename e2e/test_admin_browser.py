@@ -292,3 +292,105 @@ def test_domain_page_verify_now(browser_page, live_server, django_user_model, se
     page.wait_for_selector("#signature-status:has-text('allowed (confirmed)')")
     assert SenderSignature.objects.get(pk=signature.pk).confirmed
     assert errors == [], "\n".join(errors)
+
+
+def test_template_editor_preview_and_push(browser_page, live_server, django_user_model, request):
+    """Edit a template with its layout: the sandboxed frame shows the HTML rendered with the test
+    model and loads nothing remote, the text is beside it, a syntax error is listed at its line
+    (a click selects that line); then push the templates to another server after the diff."""
+    import http.server
+    import threading
+
+    from mailtemplates import services
+    from mailtemplates.models import Template
+    from streams.services import create_server
+
+    hits = []
+
+    class Remote(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    remote = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Remote)
+    threading.Thread(target=remote.serve_forever, daemon=True).start()
+    request.addfinalizer(remote.server_close)
+    request.addfinalizer(remote.shutdown)
+    far = f"http://127.0.0.1:{remote.server_port}"
+
+    page, errors = browser_page
+    django_user_model.objects.create_superuser("operator", "op@example.com", "browser-pass-1")
+    shop, staging = create_server("Shop"), create_server("Staging")
+    services.create(shop, {"name": "Base", "alias": "base", "templatetype": "Layout",
+                           "htmlbody": "<html><head><style>p { color: red }</style></head><body>"
+                                       "{{{ @content }}}</body></html>",
+                           "textbody": "-- {{{ @content }}} --"})  # fmt: skip
+    welcome = services.create(shop, {"name": "Welcome", "alias": "welcome",
+                                     "subject": "Hi {{ name }}", "layouttemplate": "base",
+                                     "htmlbody": "<p>Hello {{ name }}</p>",
+                                     "textbody": "Hello {{ name }}"})  # fmt: skip
+
+    page.goto(f"/admin/login/?next=/admin/mailtemplates/template/{welcome.pk}/change/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "browser-pass-1")
+    page.click("input[type=submit]")
+    frame = page.frame_locator("#preview-html")
+    frame.locator("p:has-text('Hello name_Value')").wait_for()
+    assert page.get_attribute("#preview-html", "sandbox") == ""
+    assert "-- Hello name_Value --" in page.inner_text("#preview-text")
+
+    page.fill("#preview-model", '{"name": "Ada"}')
+    page.fill(
+        "#id_html_body",
+        f'<p>Dear {{{{ name }}}}<img src="{far}/pixel.gif"></p>'
+        f'<link rel="stylesheet" href="{far}/x.css"><script src="{far}/x.js"></script>'
+        "<script>document.body.innerHTML = 'scripted'</script>",
+    )
+    frame.locator("p:has-text('Dear Ada')").wait_for()
+    assert frame.locator("p").get_attribute("style") == "color: red;"  # the CSS inlined
+    page.wait_for_selector("#preview-text:has-text('-- Hello Ada --')")
+    assert page.inner_text("#preview-subject") == "Hi Ada"
+    screenshot(page, "template-editor")
+
+    page.fill("#id_text_body", "Hello\n{{#each items}}{{.}}")
+    page.wait_for_selector("#preview-problems:not([hidden])")
+    problem = page.locator(".pm-problem-where").first
+    assert problem.inner_text() == "Text body, line 2, character 1"
+    problem.click()
+    selected = page.evaluate(
+        "(() => { const a = document.activeElement;"
+        " return [a.id, a.value.slice(a.selectionStart, a.selectionEnd)]; })()"
+    )
+    assert selected == ["id_text_body", "{{#each items}}{{.}}"]
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".errornote")
+    assert "Line 2, character 1:" in page.inner_text(".field-text_body .errorlist")
+    assert Template.objects.get(pk=welcome.pk).text_body == "Hello {{ name }}"
+    page.fill("#id_text_body", "Hello {{ name }}, again")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist .success")
+    assert Template.objects.get(pk=welcome.pk).text_body == "Hello {{ name }}, again"
+    assert hits == [], hits  # nothing in the preview reached the remote server
+
+    page.goto("/admin/mailtemplates/template/")
+    page.click("#push-templates")
+    page.select_option("#id_source", str(shop.pk))
+    page.select_option("#id_destination", str(staging.pk))
+    page.click("#push-dry-run")
+    page.wait_for_selector("#push-plan")
+    assert page.locator(".pm-push-change").count() == 2
+    assert Template.objects.filter(server=staging).count() == 0
+    screenshot(page, "template-push")
+    page.click("#push-perform")  # confirmed in the dialog
+    page.wait_for_selector(".messagelist .success")
+    assert set(Template.objects.filter(server=staging).values_list("alias", flat=True)) == {
+        "base",
+        "welcome",
+    }
+    # What the frame's policy and sandbox refused is reported on the console, as it should be.
+    refused = ("Content Security Policy", "Blocked script execution", "Refused to")
+    assert [e for e in errors if not any(r in e for r in refused)] == [], "\n".join(errors)

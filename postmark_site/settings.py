@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "streams",
     "bounces",
     "domains",
+    "mailtemplates",
     "messages",
     "tracking",
     "delivery",
@@ -299,6 +300,18 @@ SMTP_COMMIT_BATCH = env.int("SMTP_COMMIT_BATCH", default=256)
 SMTP_DISPATCH_INTERVAL = env.float("SMTP_DISPATCH_INTERVAL", default=0.2)
 SMTP_GIL_SWITCH_INTERVAL = env.float("SMTP_GIL_SWITCH_INTERVAL", default=0.0005)
 SMTP_UVLOOP = env.bool("SMTP_UVLOOP", default=True)
+
+# --- Templates (mailtemplates) -----------------------------------------------------------------
+# Active templates (Standard and Layout) a server may hold: Postmark's 100. Over it: ErrorCode 1105.
+TEMPLATES_PER_SERVER = env.int("TEMPLATES_PER_SERVER", default=100)
+# Rendering a template is bounded: sections nested at most this deep (a parse error beyond), a
+# TemplateModel of at most this many JSON values, and at most this many characters rendered per
+# part (subject, HTML, text). Over a cap the render fails with a clear error, never runs on.
+TEMPLATE_MAX_NESTING = env.int("TEMPLATE_MAX_NESTING", default=32)
+TEMPLATE_MAX_MODEL_VALUES = env.int("TEMPLATE_MAX_MODEL_VALUES", default=10_000)
+TEMPLATE_MAX_RENDERED_SIZE = env.int("TEMPLATE_MAX_RENDERED_SIZE", default=5 * 1024 * 1024)
+# ... and at most this many template nodes visited per part (nested {{#each}} multiply).
+TEMPLATE_MAX_RENDER_STEPS = env.int("TEMPLATE_MAX_RENDER_STEPS", default=1_000_000)
 
 # --- HTTP API limits (api.bounds, api.throttling) -----------------------------------------------
 # Request bodies are refused (HTTP 413) from their Content-Length, or as soon as reading passes

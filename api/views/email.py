@@ -82,11 +82,15 @@ def _success(composed: Composed, message_id, submitted_at, message: str) -> dict
 
 
 def _send(request, items: list) -> list[dict | Refused]:
-    """The answer for each item: a success object, or the Refused to report."""
+    """The answer for each item: a success object, or the Refused to report (an item may be a
+    Refused already)."""
     server = request.auth
     answers: list = [None] * len(items)
     pending = []  # (index, composed, submission)
     for index, item in enumerate(items):
+        if isinstance(item, Refused):  # refused before it could be composed (a template's)
+            answers[index] = item
+            continue
         try:
             composed = compose(item)
         except Refused as refused:

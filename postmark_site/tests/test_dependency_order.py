@@ -11,6 +11,7 @@ project's Django apps in the same order (checked below).
     streams        MessageStream, SmtpToken, IpCredential, suppressions
     bounces        Bounce and its types, report parsing
     domains        domains, sender signatures, DKIM keys, verification, sender identity
+    mailtemplates  Postmark templates and layouts, the Mustachio renderer, CSS inlining
     messages       the accept record, processing, OutboundMessage/Recipient/MessageEvent, queries
     tracking       open and click rewriting, tokens, the public endpoints
     delivery       transport, connections, claims, outcomes, the delivery tasks
@@ -40,6 +41,7 @@ ORDER = [
     "streams",
     "bounces",
     "domains",
+    "mailtemplates",
     "messages",
     "tracking",
     "delivery",
