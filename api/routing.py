@@ -44,6 +44,10 @@ FIXED_WORDS = frozenset(
         "senders",
         "resend",
         "requestnewdkim",
+        # Server and servers, data removals.
+        "server",
+        "servers",
+        "data-removals",
     }
 )
 

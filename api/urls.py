@@ -9,6 +9,7 @@ from api.views import bounces, email, stats, suppressions, webhooks
 from api.views import domains as domain_views
 from api.views import messages as message_views
 from api.views import senders as sender_views
+from api.views import servers as server_views
 from api.views import streams as stream_views
 
 
@@ -100,6 +101,9 @@ urlpatterns = [
         sender_views.SenderRequestNewDkimView.as_view(),
         name="sender-request-new-dkim",
     ),
+    path("server", server_views.ServerView.as_view(), name="server"),
+    path("servers", server_views.ServerListView.as_view(), name="servers"),
+    path("servers/<str:server_id>", server_views.ServerDetailView.as_view(), name="server-detail"),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
     path(
         "messages/outbound",
