@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
-from api.views import bounces, email, stats, suppressions, webhooks
+from api.views import bounces, data_removals, email, stats, suppressions, webhooks
 from api.views import domains as domain_views
 from api.views import messages as message_views
 from api.views import senders as sender_views
@@ -104,6 +104,12 @@ urlpatterns = [
     path("server", server_views.ServerView.as_view(), name="server"),
     path("servers", server_views.ServerListView.as_view(), name="servers"),
     path("servers/<str:server_id>", server_views.ServerDetailView.as_view(), name="server-detail"),
+    path("data-removals", data_removals.DataRemovalListView.as_view(), name="data-removals"),
+    path(
+        "data-removals/<str:removal_id>",
+        data_removals.DataRemovalDetailView.as_view(),
+        name="data-removal",
+    ),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
     path(
         "messages/outbound",

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "tracking",
     "delivery",
     "webhooks",
+    "privacy",
     "api",
     "smtpgw",
 ]
@@ -240,6 +241,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "domains.tasks.recheck_domains",
         "schedule": env.float("DOMAIN_RECHECK_TICK_SECONDS", default=300.0),
     },
+    # Queues again the data removals whose task was lost (see DATA_REMOVAL_RETRY_AFTER).
+    "privacy.resume_removals": {
+        "task": "privacy.resume_removals",
+        "schedule": env.float("DATA_REMOVAL_SWEEP_SECONDS", default=600.0),
+    },
 }
 
 # --- Product rules --------------------------------------------------------------------------------
@@ -253,6 +259,9 @@ MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=45)
 # DELETE /servers/{id} with an account token deletes a server and all its data: off unless set
 # (Postmark enables it on request only; ErrorCode 604 otherwise). The admin can always delete.
 ALLOW_SERVER_DELETION_BY_API = env.bool("ALLOW_SERVER_DELETION_BY_API", default=False)
+# A data removal (POST /data-removals, or the admin) still Pending this many seconds after it was
+# asked for is queued again (its task was lost, or its worker died): removals are idempotent.
+DATA_REMOVAL_RETRY_AFTER = env.int("DATA_REMOVAL_RETRY_AFTER", default=3600)
 
 # --- SMTP gateway (manage.py runsmtp) ------------------------------------------------------------
 SMTP_LISTEN = env.list(

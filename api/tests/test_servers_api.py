@@ -312,7 +312,7 @@ def test_postmark_js_server_and_servers(live_server, postmark_js, server, accoun
 def test_postmarker_server_get_and_edit(live_server, server):
     client = PostmarkClient(server_token=server.tokens.first().token, root_api_url=live_server.url)
     got = client.server.get()
-    assert got.Name == "Test server" and got.ID == server.pk
+    assert got.Name == "Test server" and server.pk == got.ID
     got.edit(Color="green", OpenHookUrl=HOOK, TrackOpens=True)
     again = client.server.get()
     assert again.Color == "green" and again.OpenHookUrl == HOOK and again.TrackOpens is True
