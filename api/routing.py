@@ -50,6 +50,10 @@ FIXED_WORDS = frozenset(
         "push",
         "withtemplate",
         "batchwithtemplates",
+        # Server and servers, data removals.
+        "server",
+        "servers",
+        "data-removals",
     }
 )
 

@@ -5,10 +5,11 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
-from api.views import bounces, email, stats, suppressions, template_email, webhooks
+from api.views import bounces, data_removals, email, stats, suppressions, template_email, webhooks
 from api.views import domains as domain_views
 from api.views import messages as message_views
 from api.views import senders as sender_views
+from api.views import servers as server_views
 from api.views import streams as stream_views
 from api.views import templates as template_views
 
@@ -123,6 +124,15 @@ urlpatterns = [
         "senders/<str:sender_id>/requestnewdkim",
         sender_views.SenderRequestNewDkimView.as_view(),
         name="sender-request-new-dkim",
+    ),
+    path("server", server_views.ServerView.as_view(), name="server"),
+    path("servers", server_views.ServerListView.as_view(), name="servers"),
+    path("servers/<str:server_id>", server_views.ServerDetailView.as_view(), name="server-detail"),
+    path("data-removals", data_removals.DataRemovalListView.as_view(), name="data-removals"),
+    path(
+        "data-removals/<str:removal_id>",
+        data_removals.DataRemovalDetailView.as_view(),
+        name="data-removal",
     ),
     path("openapi.json", SchemaView.as_view(), name="openapi"),
     path(

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "tracking",
     "delivery",
     "webhooks",
+    "privacy",
     "api",
     "smtpgw",
 ]
@@ -241,6 +242,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "domains.tasks.recheck_domains",
         "schedule": env.float("DOMAIN_RECHECK_TICK_SECONDS", default=300.0),
     },
+    # Queues again the data removals whose task was lost (see DATA_REMOVAL_RETRY_AFTER).
+    "privacy.resume_removals": {
+        "task": "privacy.resume_removals",
+        "schedule": env.float("DATA_REMOVAL_SWEEP_SECONDS", default=600.0),
+    },
 }
 
 # --- Product rules --------------------------------------------------------------------------------
@@ -251,6 +257,12 @@ MAX_STREAMS_PER_SERVER = env.int("MAX_STREAMS_PER_SERVER", default=10)
 BOUNCE_RETENTION_DAYS = env.int("BOUNCE_RETENTION_DAYS", default=45)
 DUMP_RETENTION_DAYS = env.int("DUMP_RETENTION_DAYS", default=30)
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=45)
+# DELETE /servers/{id} with an account token deletes a server and all its data: off unless set
+# (Postmark enables it on request only; ErrorCode 604 otherwise). The admin can always delete.
+ALLOW_SERVER_DELETION_BY_API = env.bool("ALLOW_SERVER_DELETION_BY_API", default=False)
+# A data removal (POST /data-removals, or the admin) still Pending this many seconds after it was
+# asked for is queued again (its task was lost, or its worker died): removals are idempotent.
+DATA_REMOVAL_RETRY_AFTER = env.int("DATA_REMOVAL_RETRY_AFTER", default=3600)
 
 # --- SMTP gateway (manage.py runsmtp) ------------------------------------------------------------
 SMTP_LISTEN = env.list(
@@ -451,6 +463,9 @@ DNS_UNVERIFY_AFTER_HOURS = env.float("DNS_UNVERIFY_AFTER_HOURS", default=24.0)
 # the server SYSTEM_SERVER_NAME (made on first use, Live).
 SYSTEM_FROM = env.str("SYSTEM_FROM", default="") or f"postmaster@{BOUNCE_DOMAIN}"
 SYSTEM_SERVER_NAME = env.str("SYSTEM_SERVER_NAME", default="System")
+# The domain of each server's inbound address, <InboundHash>@INBOUND_ADDRESS_DOMAIN (the Server
+# API's InboundAddress; inbound processing is not built yet).
+INBOUND_ADDRESS_DOMAIN = env.str("INBOUND_ADDRESS_DOMAIN", default="") or BOUNCE_DOMAIN
 # How long a sender signature's confirmation link stays valid.
 SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 * 24 * 3600)
 # How many confirmation messages may go out (on creation, Resend, the admin), so that nobody can

@@ -1,3 +1,5 @@
+import secrets
+
 from django.conf import settings
 from django.db import models
 
@@ -14,6 +16,24 @@ class TrackLinks(models.TextChoices):
     HTML_AND_TEXT = "HtmlAndText", "HTML and text"
     HTML_ONLY = "HtmlOnly", "HTML only"
     TEXT_ONLY = "TextOnly", "Text only"
+
+
+class Color(models.TextChoices):
+    """A server's colour in Postmark's lists (compat §12.2)."""
+
+    PURPLE = "purple", "Purple"
+    BLUE = "blue", "Blue"
+    TURQUOISE = "turquoise", "Turquoise"
+    GREEN = "green", "Green"
+    RED = "red", "Red"
+    YELLOW = "yellow", "Yellow"
+    GREY = "grey", "Grey"
+    ORANGE = "orange", "Orange"
+
+
+def new_inbound_hash() -> str:
+    """The 32 hex characters of a server's inbound address (``<hash>@<inbound domain>``)."""
+    return secrets.token_hex(16)
 
 
 class Server(models.Model):
@@ -63,10 +83,38 @@ class Server(models.Model):
         help_text="At most this many messages through SMTP and the HTTP send API together in any "
         "24 hours; empty = no limit.",
     )
+    # Postmark's Server API fields (compat §12.1). The outbound hook URLs are not here: they are
+    # the outbound stream's webhooks (``webhooks.server_hooks``); the two flags below are what
+    # the bounce and open webhooks get when the Server API creates them.
+    color = models.CharField(max_length=10, choices=Color.choices, default=Color.PURPLE)
+    raw_email_enabled = models.BooleanField(
+        "raw email in inbound webhooks", default=False, help_text="RawEmailEnabled."
+    )
+    post_first_open_only = models.BooleanField(
+        default=False, help_text="PostFirstOpenOnly, for an open webhook made by the Server API."
+    )
+    include_bounce_content_in_hook = models.BooleanField(
+        default=False,
+        help_text="IncludeBounceContentInHook, for a bounce webhook made by the Server API.",
+    )
+    # Inbound (stored for the inbound processing to come; nothing reads them yet).
+    inbound_hash = models.CharField(max_length=32, default=new_inbound_hash, editable=False)
+    inbound_domain = models.CharField(max_length=253, blank=True)
+    inbound_hook_url = models.CharField("inbound hook URL", max_length=2000, blank=True)
+    inbound_spam_threshold = models.PositiveSmallIntegerField(
+        default=0, help_text="0 (off) to 30: inbound mail scoring higher is refused."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["inbound_domain"],
+                condition=~models.Q(inbound_domain=""),
+                name="unique_inbound_domain",
+            )
+        ]
 
     def __str__(self):
         return self.name

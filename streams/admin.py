@@ -360,10 +360,15 @@ class ServerAdmin(ScopedModelAdmin):
     search_fields = ("name",)
     readonly_fields = ("api_tokens_display", "api_tokens_masked", "created_at")
     fieldsets = (
-        (None, {"fields": ("name", "delivery_type")}),
+        (None, {"fields": ("name", "delivery_type", "color")}),
         ("SMTP", {"fields": ("smtp_api_activated", "strict_smtp", "enable_smtp_api_error_hooks")}),
         ("Sending limits", {"fields": ("smtp_messages_per_minute", "smtp_messages_per_day")}),
         ("Tracking defaults", {"fields": ("track_opens", "track_links")}),
+        # Stored for inbound processing, which is not built yet (the Server API's fields).
+        (
+            "Inbound (not in use yet)",
+            {"fields": ("inbound_domain", "inbound_spam_threshold", "raw_email_enabled")},
+        ),
         ("API tokens", {"fields": ("api_tokens_display", "created_at")}),
     )
     inlines = [StreamInline]
@@ -407,7 +412,20 @@ class ServerAdmin(ScopedModelAdmin):
             tokens,
         )
 
+    # Fields that came with the Server API: a form posted without them keeps their defaults.
+    optional_with_default = ("color", "inbound_spam_threshold")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        for name in self.optional_with_default:
+            if name in form.base_fields:
+                form.base_fields[name].required = False
+        return form
+
     def save_model(self, request, obj, form, change):
+        for name in self.optional_with_default:
+            if getattr(obj, name) in (None, ""):
+                setattr(obj, name, Server._meta.get_field(name).get_default())
         super().save_model(request, obj, form, change)
         if not change:
             provision_server(obj)

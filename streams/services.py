@@ -57,11 +57,15 @@ def create_default_streams(server: Server) -> list[MessageStream]:
 
 @transaction.atomic
 def create_server(
-    name: str, smtp_api_activated: bool = True, delivery_type: str = DeliveryType.SANDBOX
+    name: str,
+    smtp_api_activated: bool = True,
+    delivery_type: str = DeliveryType.SANDBOX,
+    **fields,
 ) -> Server:
-    """A new server with one API token and the default streams outbound, inbound, broadcast."""
+    """A new server with one API token and the default streams outbound, inbound, broadcast;
+    ``fields`` are other Server fields (colour, tracking, ...)."""
     server = Server.objects.create(
-        name=name, smtp_api_activated=smtp_api_activated, delivery_type=delivery_type
+        name=name, smtp_api_activated=smtp_api_activated, delivery_type=delivery_type, **fields
     )
     return provision_server(server)
 

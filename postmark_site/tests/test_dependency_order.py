@@ -15,7 +15,8 @@ project's Django apps in the same order (checked below).
     messages       the accept record, processing, OutboundMessage/Recipient/MessageEvent, queries
     tracking       open and click rewriting, tokens, the public endpoints
     delivery       transport, connections, claims, outcomes, the delivery tasks
-    webhooks       fan-out, signing, the SSRF guard, the HTTP client
+    webhooks       fan-out, signing, the SSRF guard, the HTTP client, the Server API's hooks
+    privacy        data removals: erasing an address's every trace, in every server
     stats          no models: the aggregation queries the admin's dashboard and System page
                    and the stats API draw from (webhook posts among them)
     api            the HTTP API: conventions and one views module per resource
@@ -46,6 +47,7 @@ ORDER = [
     "tracking",
     "delivery",
     "webhooks",
+    "privacy",
     "stats",
     "api",
     "smtpgw",

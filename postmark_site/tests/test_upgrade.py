@@ -184,7 +184,10 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_intact():
     previous = previous_release_targets(executor)
     try:
         executor.migrate(previous)
-        old_apps = executor.loader.project_state(previous, at_end=True).apps
+        # An app the release did not have is left out: project_state takes migrations only.
+        old_apps = executor.loader.project_state(
+            [node for node in previous if node[1] is not None], at_end=True
+        ).apps
         labels = set(PREVIOUS_RELEASE)
 
         filler = Filler(old_apps)
