@@ -44,6 +44,16 @@ FIXED_WORDS = frozenset(
         "senders",
         "resend",
         "requestnewdkim",
+        # The stats API.
+        "stats",
+        "sends",
+        "spam",
+        "tracked",
+        "platforms",
+        "emailclients",
+        "readtimes",
+        "browserfamilies",
+        "location",
     }
 )
 

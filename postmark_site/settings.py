@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "tracking",
     "delivery",
     "webhooks",
+    "stats",
     "api",
     "smtpgw",
 ]
@@ -235,6 +236,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbound.tasks.sample_queues",
         "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),
     },
+    # Recounts the stats API's roll-ups of the most recent days (stats.rollup).
+    "stats.refresh": {
+        "task": "stats.refresh",
+        "schedule": env.float("STATS_REFRESH_SECONDS", default=60.0),
+    },
     # Finds the domains whose DNS records are due for a check (see DOMAIN_RECHECK_SECONDS).
     "domains.recheck": {
         "task": "domains.tasks.recheck_domains",
@@ -250,6 +256,10 @@ MAX_STREAMS_PER_SERVER = env.int("MAX_STREAMS_PER_SERVER", default=10)
 BOUNCE_RETENTION_DAYS = env.int("BOUNCE_RETENTION_DAYS", default=45)
 DUMP_RETENTION_DAYS = env.int("DUMP_RETENTION_DAYS", default=30)
 MESSAGE_RETENTION_DAYS = env.int("MESSAGE_RETENTION_DAYS", default=45)
+# The stats API's daily roll-ups of this many most recent US Eastern days (today included) are
+# recounted from the raw rows every STATS_REFRESH_SECONDS; older days stay as counted
+# (``manage.py recount_stats --days N`` recounts further back).
+STATS_RECOUNT_DAYS = env.int("STATS_RECOUNT_DAYS", default=2)
 
 # --- SMTP gateway (manage.py runsmtp) ------------------------------------------------------------
 SMTP_LISTEN = env.list(
