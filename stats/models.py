@@ -23,15 +23,17 @@ class DailyCount(models.Model):
 
     class Meta:
         constraints = [
+            # Also the index of the API's questions about one stream.
             models.UniqueConstraint(
-                fields=["server", "day", "metric", "key", "stream", "tag"], name="one_daily_count"
+                fields=["server", "stream", "metric", "day", "key", "tag"], name="one_daily_count"
             )
         ]
         indexes = [
-            # What the API asks: a server's metrics over a range of days (stream and tag are
-            # then filtered on the few rows found); the unique constraint's index serves
-            # questions by day.
+            # The API's questions about every stream: a server's metrics over a range of days
+            # (a tag is then filtered on the few rows found).
             models.Index(fields=["server", "metric", "day"], name="daily_count_metric"),
+            # The recount replaces whole days.
+            models.Index(fields=["day"], name="daily_count_day"),
         ]
 
     def __str__(self):
