@@ -54,6 +54,16 @@ FIXED_WORDS = frozenset(
         "server",
         "servers",
         "data-removals",
+        # The stats API.
+        "stats",
+        "sends",
+        "spam",
+        "tracked",
+        "platforms",
+        "emailclients",
+        "readtimes",
+        "browserfamilies",
+        "location",
     }
 )
 

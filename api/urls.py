@@ -29,6 +29,15 @@ class SchemaView(SpectacularJSONAPIView):
 
 urlpatterns = [
     path("deliverystats", stats.DeliveryStatsView.as_view(), name="deliverystats"),
+    path("stats/outbound", stats.OutboundOverviewView.as_view(), name="stats-outbound"),
+    *[
+        path(
+            f"stats/outbound/{name}",
+            stats.OutboundSeriesView.as_view(series=name),
+            name=f"stats-outbound-{name.replace('/', '-')}",
+        )
+        for name in stats.SERIES_NAMES
+    ],
     path("bounces", bounces.BounceListView.as_view(), name="bounces"),
     path("bounces/tags", bounces.BounceTagsView.as_view(), name="bounce-tags"),
     path("bounces/<str:bounce_id>", bounces.BounceDetailView.as_view(), name="bounce"),

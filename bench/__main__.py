@@ -22,6 +22,8 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     messages    python -m bench.messages_api      the Messages API over 1,000,000 messages
     webhooks    python -m bench.webhooks          one worker posting webhooks
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
+    stats       python -m bench.stats             the stats API over 1,000,000 messages (daily
+                                                  roll-ups)
     dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
                                                   Ed25519, both) against an unsigned run
     templates   python -m bench.templates         CPU per message of rendering a 20 KB template
@@ -62,6 +64,7 @@ SECTIONS = [
     "messages",
     "webhooks",
     "admin",
+    "stats",
     "dkim",
     "templates",
 ]
@@ -189,6 +192,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         if cfg.quick:
             args += ["--messages", "20000", "--bounces", "5000", "--repeat", "2"]
         steps.append((["admin"], "admin", args, None, None))
+    if "stats" in cfg.only:
+        path = work / "stats.json"
+        args = ["-m", "bench.stats", *quick, "--json", str(path)]
+        steps.append((["stats"], "stats", args, path, None))
     if "dkim" in cfg.only:
         path = work / "dkim.json"
         args = ["-m", "bench.dkim", *quick, "--json", str(path)]
@@ -213,6 +220,7 @@ MODULES = {
     "messages": "bench.messages_api",
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
+    "stats": "bench.stats",
     "dkim": "bench.dkim",
     "templates": "bench.templates",
 }

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "delivery",
     "webhooks",
     "privacy",
+    "stats",
     "api",
     "smtpgw",
 ]
@@ -237,6 +238,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "outbound.tasks.sample_queues",
         "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),
     },
+    # Recounts the stats API's roll-ups of the most recent days (stats.rollup).
+    "stats.refresh": {
+        "task": "stats.refresh",
+        "schedule": env.float("STATS_REFRESH_SECONDS", default=60.0),
+    },
     # Finds the domains whose DNS records are due for a check (see DOMAIN_RECHECK_SECONDS).
     "domains.recheck": {
         "task": "domains.tasks.recheck_domains",
@@ -263,6 +269,10 @@ ALLOW_SERVER_DELETION_BY_API = env.bool("ALLOW_SERVER_DELETION_BY_API", default=
 # A data removal (POST /data-removals, or the admin) still Pending this many seconds after it was
 # asked for is queued again (its task was lost, or its worker died): removals are idempotent.
 DATA_REMOVAL_RETRY_AFTER = env.int("DATA_REMOVAL_RETRY_AFTER", default=3600)
+# The stats API's daily roll-ups of this many most recent US Eastern days (today included) are
+# recounted from the raw rows every STATS_REFRESH_SECONDS; older days stay as counted
+# (``manage.py recount_stats --days N`` recounts further back).
+STATS_RECOUNT_DAYS = env.int("STATS_RECOUNT_DAYS", default=2)
 
 # --- SMTP gateway (manage.py runsmtp) ------------------------------------------------------------
 SMTP_LISTEN = env.list(

@@ -273,6 +273,19 @@ def test_tag_filter(server, api):
 
 
 @pytest.mark.django_db
+def test_message_id_finds_the_bounces_of_every_stream_unless_one_is_named(server, api):
+    wanted = uuid.uuid4()
+    broadcast = make_bounce(server, message_id=wanted, message_stream="broadcast")
+    outbound = make_bounce(server, message_id=wanted, message_stream="outbound")
+    make_bounce(server, message_stream="broadcast")
+    assert ids(listing(api, f"messageID={wanted}")) == [outbound.id, broadcast.id]
+    assert ids(listing(api, f"messageID={wanted}&messagestream=broadcast")) == [broadcast.id]
+    assert ids(listing(api, f"messageID={wanted}&count=10&offset=0&messagestream=outbound")) == [
+        outbound.id
+    ]
+
+
+@pytest.mark.django_db
 def test_message_stream_filter_defaults_to_outbound(server, api):
     outbound = make_bounce(server, message_stream="outbound")
     broadcast = make_bounce(server, message_stream="broadcast")

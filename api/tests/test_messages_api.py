@@ -302,7 +302,7 @@ def test_dump_and_unknown_ids(api, server, other_server):
         f"/messages/outbound/{foreign.message_id}/dump",
         "/messages/outbound/not-an-id/dump",
     ):
-        assert assert_error(api.get(path), 422, 701) == "Message doesn't exist"
+        assert assert_error(api.get(path), 422, 701) == "This message was not found."
 
 
 @pytest.mark.django_db
@@ -341,6 +341,11 @@ def test_opens_and_clicks_are_the_webhook_objects(api, server):
     assert api.get(query + "&recipient=BOB@example.net").json()["TotalCount"] == 1
     assert api.get(query + "&client_family=chrome").json()["TotalCount"] == 1
     assert api.get(query + "&os_family=Windows&platform=Desktop").json()["TotalCount"] == 1
+    # The official SDKs' spelling of the same filters.
+    for spelling in ("clientFamily=chrome", "osFamily=Windows", "ClientName=Chrome%20120.0",
+                     "osFamily=Windows&clientCompany=Google", "osname=Windows%2010"):  # fmt: skip
+        assert api.get(f"{query}&{spelling}").json()["TotalCount"] == 1, spelling
+    assert api.get(query + "&osFamily=Linux").json()["TotalCount"] == 0
     one = api.get(f"/messages/outbound/opens/{other.message_id}?count=10&offset=0").json()
     assert [o["Recipient"] for o in one["Opens"]] == ["bob@example.net"]
     clicks = api.get("/messages/outbound/clicks?count=10&offset=0").json()

@@ -51,7 +51,8 @@ _BOUNCE_LIST_PARAMETERS = [
     _P("messageID", str),
     _P("fromdate", str, description="Inclusive; naive values are US Eastern time."),
     _P("todate", str, description="Inclusive; naive values are US Eastern time."),
-    _P("messagestream", str, description="Stream ID, default outbound."),
+    _P("messagestream", str, description="Stream ID, default outbound (with messageID: every "
+       "stream)."),
 ]  # fmt: skip
 
 
@@ -78,7 +79,9 @@ class BounceListView(APIView):
         until = params.moment("todate")
         found = filter_bounces(
             Bounce.objects.filter(server=server_of(request)),
-            message_stream=params.get("messagestream") or DEFAULT_STREAM,
+            # A message's bounces are found in every stream unless one is named.
+            message_stream=params.get("messagestream")
+            or (None if message_id is not None else DEFAULT_STREAM),
             message_id=_uuid(params, message_id) if message_id is not None else None,
             type=params.choice("type", list(BOUNCE_TYPES)),
             inactive=params.boolean("inactive"),

@@ -31,7 +31,7 @@ from webhooks.serializers import webhook_payload
 
 MESSAGE_QUERY = 700
 MESSAGE_NOT_FOUND = 701
-MESSAGE_NOT_FOUND_TEXT = "Message doesn't exist"
+MESSAGE_NOT_FOUND_TEXT = "This message was not found."  # Postmark's sentence
 MAX_COUNT = 500
 MAX_WINDOW = 10_000
 METADATA_PREFIX = "metadata_"
@@ -157,6 +157,17 @@ class OutboundMessageDumpView(APIView):
         return Response({"Body": bytes(message.content).decode("utf-8", "replace")})
 
 
+def _agent_filters(params: QueryParams) -> dict[str, str]:
+    """The reader filters given, by Postmark's name (``client_name``) or the official SDKs'
+    (``clientName``: the same without the underscore, in any case)."""
+    found = {}
+    for name in AGENT_FILTERS:
+        value = params.get(name) or params.get(name.replace("_", ""))
+        if value:
+            found[name] = value
+    return found
+
+
 def _reader_events(request, kind: str, message_id: str | None, key: str):
     params = QueryParams(request, MESSAGE_QUERY)
     count, offset = page_bounds(params)
@@ -171,7 +182,7 @@ def _reader_events(request, kind: str, message_id: str | None, key: str):
         stream=stream,
         recipient=params.get("recipient"),
         tag=params.get("tag"),
-        agent={name: params.get(name) for name in AGENT_FILTERS if params.get(name)},
+        agent=_agent_filters(params),
     )
     total = found.count()
     rows = found.order_by("-occurred_at", "-id").values(*READER_EVENT_FIELDS)

@@ -17,8 +17,8 @@ project's Django apps in the same order (checked below).
     delivery       transport, connections, claims, outcomes, the delivery tasks
     webhooks       fan-out, signing, the SSRF guard, the HTTP client, the Server API's hooks
     privacy        data removals: erasing an address's every trace, in every server
-    stats          no models: the aggregation queries the admin's dashboard and System page
-                   and the stats API draw from (webhook posts among them)
+    stats          the aggregation queries the admin's dashboard and System page draw from
+                   (webhook posts among them), and the daily roll-ups the stats API reads
     api            the HTTP API: conventions and one views module per resource
     smtpgw         the SMTP protocol edge
     postmark_site  settings, the root URLconf, the Celery app, the admin site, its views and charts
