@@ -38,8 +38,9 @@ def process_submissions(message_ids: list[str]) -> int:
     Should a set fail, it is processed again one submission at a time, so that a submission that
     fails fails alone: an unexpected error is noted on its row (``tries.note_failure``). Then the
     submissions taken before and still waiting (their try raised, or killed its worker) are
-    processed one by one, each try counted, and those out of tries fail
-    (``tries.fail_out_of_tries``). Only an unavailable database retries the task."""
+    processed one by one, each try counted and alone in this process (``tries.gate``), and those
+    out of tries fail (``tries.fail_out_of_tries``). Only an unavailable database retries the
+    task."""
     rows = Submission.objects.filter(message_id__in=message_ids).values_list(
         "pk", "message_id", "server_id", "stream__stream_id", "size", "attempts", "status"
     )
@@ -56,11 +57,12 @@ def process_submissions(message_ids: list[str]) -> int:
             fresh.append((pk, size))
     unavailable = []
     for pks in tries.sub_batches(fresh):
-        unavailable += _process_set(pks, about)
+        with tries.gate.together():
+            unavailable += _process_set(pks, about)
         _queue_deliveries(pks)
     # Fewest tries first: a submission that keeps failing never goes ahead of the others.
     for attempts, pk in sorted(again):
-        with about_message(*about[pk]):
+        with about_message(*about[pk]), tries.gate.alone():
             if _process_alone(pk, out_of_tries=attempts >= settings.PROCESSING_ATTEMPTS):
                 unavailable.append(pk)
     _queue_deliveries(done + [pk for _, pk in again])

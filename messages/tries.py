@@ -11,9 +11,16 @@ fresh ones, so that the rest of its batch goes on without it; after ``PROCESSING
 it fails with an SMTPApiError (ErrorCode 500) for each recipient (``note_failure``,
 ``fail_out_of_tries``), and no sweep takes it again. A try that met an unavailable database is
 given back (``give_back``): that fault is not the submission's.
+
+A worker with a pool of threads dies whole: a try cut short in one thread by another thread's
+killer would count against an innocent submission. So a submission taken again is processed
+alone in its process (``gate``): while it is, no other thread there processes anything, and
+should the process die then, the try counted is that submission's own.
 """
 
 import logging
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -47,6 +54,49 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 256
 # The error a submission fails with when its tries ended with their worker (Celery's name for it).
 WORKER_LOST = "WorkerLostError"
+
+
+class Gate:
+    """Work of this process's threads, ``together`` (fresh submissions) or ``alone`` (one taken
+    again): ``alone`` waits until no other work runs, and while it runs, or waits, no other
+    starts."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._together = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextmanager
+    def together(self):
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone and not self._waiting_alone)
+            self._together += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._together -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def alone(self):
+        with self._changed:
+            self._waiting_alone += 1
+            try:
+                self._changed.wait_for(lambda: not self._alone and not self._together)
+            finally:
+                self._waiting_alone -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
+
+
+gate = Gate()
 
 
 def sub_batches(

@@ -27,27 +27,30 @@ def statuses(ids) -> dict:
 
 # --- Through the gateway and a real worker whose process is killed ------------------------------
 
-# (where the message kills its worker, the worker's pool, how many times it is killed, whether the
-# SMTPApiError's dump holds the message as received)
+# (where the message kills its worker, the worker's pool and threads, how many batches of six,
+# how many times it is killed, whether the SMTPApiError's dump holds the message as received)
 KILLS = {
     # A prefork worker's parent survives its child and hands the task back to the broker
     # (task_reject_on_worker_lost): before, the batch came back and killed the next child for ever.
-    "inside the transaction, prefork": ("transaction", "prefork", 3, True),
+    "inside the transaction, prefork": ("transaction", "prefork", 1, 1, 3, True),
     # Killed while its header is parsed, before any transaction: recording its failure with the
     # message parses it again and kills once more; then the error is recorded alone.
-    "while parsing, prefork": ("parsing", "prefork", 4, False),
-    # The whole worker process dies (threads pool): its task is gone with it (the embedded broker
-    # had handed it over); the sweep queues the submissions again once their lease runs out.
-    "inside the transaction, threads": ("transaction", "threads", 3, True),
+    "while parsing, prefork": ("parsing", "prefork", 1, 1, 4, False),
+    # The whole worker process dies (threads pool, as deployed), with the batches of its other
+    # threads: its tasks are gone with it (the embedded broker had handed them over); the sweep
+    # queues the submissions again once their lease runs out.
+    "inside the transaction, 4 threads": ("transaction", "threads", 4, 4, 3, True),
 }
 
 
-@pytest.mark.parametrize("where, pool, kills, whole_dump", KILLS.values(), ids=KILLS.keys())
+@pytest.mark.parametrize(
+    "where, pool, concurrency, batches, kills, whole_dump", KILLS.values(), ids=KILLS.keys()
+)
 @pytest.mark.django_db(transaction=True)
 def test_a_message_that_kills_its_worker_fails_and_its_batch_goes_on(
-    creds, start_process, tmp_path, where, pool, kills, whole_dump
+    creds, start_process, tmp_path, where, pool, concurrency, batches, kills, whole_dump
 ):
-    # The gateway hands the six messages over as one task (SMTP_COMMIT_BATCH of them at once).
+    # The gateway hands over each six messages as one task (SMTP_COMMIT_BATCH of them at once).
     gateway = start_gateway(
         tmp_path / "runsmtp.log", SMTP_COMMIT_BATCH=HONEST + 1, SMTP_DISPATCH_INTERVAL=600
     )
@@ -56,7 +59,8 @@ def test_a_message_that_kills_its_worker_fails_and_its_batch_goes_on(
         client.login(creds.access_key, creds.secret)
         ids = [send(client, MESSAGE, [f"h{i}@example.net"]) for i in range(2)]
         killer = send(client, KILLER, ["k1@example.net", "k2@example.net"])
-        ids += [send(client, MESSAGE, [f"h{i}@example.net"]) for i in range(2, HONEST)]
+        ids += [send(client, MESSAGE, [f"h{i}@example.net"])
+                for i in range(2, HONEST + (batches - 1) * (HONEST + 1))]  # fmt: skip
         client.quit()
     finally:
         gateway.process.stop()
@@ -66,7 +70,7 @@ def test_a_message_that_kills_its_worker_fails_and_its_batch_goes_on(
         return start_process(
             [
                 "-m", "messages.tests.dying_worker", where, "-l", "info", "-Q", "processing",
-                "--pool", pool, "--concurrency", "1",
+                "--pool", pool, "--concurrency", str(concurrency),
             ],
             env=subprocess_env(CELERY_BROKER_URL="", SWEEP_AFTER_SECONDS=1),
             name="worker",
@@ -106,7 +110,7 @@ def test_a_message_that_kills_its_worker_fails_and_its_batch_goes_on(
         assert "could not be processed (WorkerLostError)" in error.details
         assert (b"X-Test-Kill-Worker" in error.dump_text.encode()) is whole_dump
     assert (bytes(poison.raw) != b"") is not whole_dump  # else it stays for the operators
-    assert OutboundMessage.objects.filter(message_id__in=ids).count() == HONEST
+    assert OutboundMessage.objects.filter(message_id__in=ids).count() == len(ids)
     assert tasks.requeue_stuck_submissions(older_than_seconds=0) == 0  # all terminal
 
 
@@ -211,3 +215,42 @@ def test_a_batch_over_the_byte_cap_is_processed_in_sub_batches(server, monkeypat
     assert set(Submission.objects.values_list("status", flat=True)) == {"processed"}
     assert len(loaded) == 6 and max(loaded) <= 4 * MB and sum(loaded) == sum(s.size for s in batch)
     assert peak < 3 * 4 * MB, f"{peak / MB:.1f} MB at the peak"  # 47 MB before
+
+
+def test_a_submission_taken_again_is_processed_alone_in_its_process():
+    """A worker with a pool of threads dies whole: while one thread processes a submission taken
+    again, no other thread of the process processes anything, so that a death then counts
+    against that submission alone; and work arriving meanwhile waits for it."""
+    import threading
+
+    gate, events = tries.Gate(), []
+    first_in, release_first = threading.Event(), threading.Event()
+
+    def together(name, started=None, release=None):
+        with gate.together():
+            events.append(f"{name} in")
+            if started:
+                started.set()
+                release.wait(5)
+            events.append(f"{name} out")
+
+    def alone():
+        with gate.alone():
+            events.append("alone in")
+            time.sleep(0.05)
+            events.append("alone out")
+
+    threads = [threading.Thread(target=together, args=("first", first_in, release_first))]
+    threads[0].start()
+    first_in.wait(5)
+    threads.append(threading.Thread(target=alone))
+    threads[1].start()
+    time.sleep(0.05)  # the submission taken again waits for the set under way
+    threads.append(threading.Thread(target=together, args=("second",)))
+    threads[2].start()
+    time.sleep(0.05)  # and what arrives after it waits for it
+    assert events == ["first in"]
+    release_first.set()
+    for thread in threads:
+        thread.join(5)
+    assert events == ["first in", "first out", "alone in", "alone out", "second in", "second out"]
