@@ -254,3 +254,19 @@ def test_a_submission_taken_again_is_processed_alone_in_its_process():
     for thread in threads:
         thread.join(5)
     assert events == ["first in", "first out", "alone in", "alone out", "second in", "second out"]
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_the_tries_and_what_ended_the_last(admin_client, server, monkeypatch):
+    from django.urls import reverse
+
+    monkeypatch.setattr(delivery_tasks, "enqueue_deliveries", lambda ids: None)
+    ok = accepted_submission(server, message(), ["a@example.net"])
+    dead = accepted_submission(server, message(), ["b@example.net"], attempts=3)
+    tasks.process_submissions([str(ok.message_id), str(dead.message_id)])
+    for submission, tries_shown, error in ((ok, 1, None), (dead, 4, "WorkerLostError")):
+        url = reverse("admin:outbound_submission_change", args=[submission.pk])
+        page = admin_client.get(url).content.decode()
+        assert "Attempts:" in page and f'<div class="readonly">{tries_shown}</div>' in page
+        assert "1 for a submission processed at once" in page
+        assert "Last error:" in page and (error is None or error in page)
