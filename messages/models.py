@@ -44,6 +44,22 @@ class Submission(Leased):
         max_length=10, choices=Status.choices, default=Status.ACCEPTED, db_index=True
     )
     received_at = models.DateTimeField(db_index=True)
+    attempts = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Tries of processing, each counted when it was taken (so a try that stopped "
+        "its worker counts too): 1 for a submission processed at once; 0 for one the HTTP API "
+        "processed while its client waited.",
+    )
+    last_error = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The error that ended its last try of processing, if one did (details in the "
+        "logs under its MessageID); empty when the try is under way, succeeded, or its worker "
+        "stopped.",
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -17,7 +17,6 @@ from bounces.models import Dump
 from bounces.services import record_bounce
 from bounces.types import SMTP_API_ERROR
 from core import mime
-from core.db import is_database_unavailable
 from domains.from_rule import FromProblem, Sender
 from domains.identity import from_refusal
 from messages import metrics
@@ -321,7 +320,7 @@ def process_submission(submission_id: int, prepared: dict[int, Prepared] | None 
     if prepared is None:
         prepared = prepare([submission_id])
     with transaction.atomic():
-        submission = _waiting_submission(submission_id)
+        submission = waiting_submission(submission_id)
         if submission is None or submission.status not in WAITING:
             return submission.status if submission else "missing"
         item = _prepared_for(submission, prepared)
@@ -427,7 +426,7 @@ def _process_report(submission: Submission, item: Prepared) -> str:
     return submission.status
 
 
-def _waiting_submission(submission_id: int) -> Submission | None:
+def waiting_submission(submission_id: int) -> Submission | None:
     """The submission, locked for this transaction (another worker's try waits for it), without
     its bytes (``_prepared_for`` puts back those read before the transaction)."""
     return (
@@ -439,92 +438,15 @@ def _waiting_submission(submission_id: int) -> Submission | None:
     )
 
 
-def note_failure(
-    submission_id: int, error: BaseException, prepared: dict[int, Prepared] | None = None
-) -> str:
-    """Count a try of processing that failed unexpectedly (``error``, already logged); after
-    PROCESSING_ATTEMPTS tries the submission becomes ``failed``, with an SMTPApiError for each
-    recipient that says so and holds the message in its dump: the sender sees it through the
-    bounce API and webhooks, and no sweep takes it again. Should recording that error fail, the
-    submission stays waiting (the try counted) and is processed again; on that next failure an
-    error that cannot fail the same way is recorded (``record_plain_failure``). Returns the
-    submission's status."""
-    if prepared is None:
-        prepared = prepare([submission_id])
-    with transaction.atomic():
-        submission = _waiting_submission(submission_id)
-        if submission is None or submission.status not in WAITING:
-            return submission.status if submission else "missing"
-        item = _prepared_for(submission, prepared)
-        submission.attempts += 1
-        if submission.attempts < settings.PROCESSING_ATTEMPTS:
-            submission.save(update_fields=["attempts"])
-            return submission.status
-        text = PROCESSING_FAILED.format(error=type(error).__name__)
-        problem = Problem(PROCESSING_ERROR_CODE, text, text)
-        keep_raw = False
-        try:
-            with transaction.atomic():
-                raw = item.raw
-                parsed = item.parsed or parse_headers(raw)
-                recipients = unique_recipients(submission.rcpt_to)
-                stream_id = submission.stream.stream_id if submission.stream else DEFAULT_STREAM
-                record_problems(
-                    submission, parsed, submission.stream, stream_id, [problem], raw, recipients
-                )
-        except Exception:
-            log.exception("could not record the failure of submission %s", submission.message_id)
-            if submission.attempts == settings.PROCESSING_ATTEMPTS:
-                submission.save(update_fields=["attempts"])  # taken again by the sweep
-                return submission.status
-            keep_raw = True  # the message as received stays for the operators
-            try:
-                with transaction.atomic():
-                    record_plain_failure(submission, problem)
-            except Exception as exc:
-                if is_database_unavailable(exc):
-                    raise  # the database is unavailable, not the record at fault: retried
-                # A bug: still a terminal state, never an endless retry.
-                log.exception("no SMTPApiError for submission %s", submission.message_id)
-        submission.status = Submission.Status.FAILED
-        finish(submission, "attempts", keep_raw=keep_raw)
-        metrics.submission_processed(submission.status, submission.received_at)
-        return submission.status
-
-
-def record_plain_failure(submission: Submission, problem: Problem) -> None:
-    """The SMTPApiError of a submission whose error could not be recorded with its message: no
-    header is parsed and no dump is stored, only the envelope's recipients and sender and the
-    error, so that nothing of the message can make it fail again. A database error propagates
-    (the task is retried)."""
-    stream, stream_id = where_errors_go(
-        submission.server,
-        submission.stream,
-        submission.stream.stream_id if submission.stream else DEFAULT_STREAM,
-    )
-    for recipient in unique_recipients(submission.rcpt_to):
-        bounce = record_bounce(
-            server=submission.server,
-            stream=stream,
-            message_stream=stream_id,
-            type=SMTP_API_ERROR,
-            email=recipient,
-            message_id=submission.message_id,
-            from_address=submission.mail_from,
-            details=problem.details,
-            content=dump_head([problem]),
-            bounced_at=submission.received_at,
-        )
-        record_bounce_event(bounce)
-
-
 def finish(submission: Submission, *fields: str, keep_raw: bool = False) -> None:
     """Save the submission's final status and drop its raw bytes: from here on the message is
-    kept once, as the outbound message (what is delivered) or as the dump of its SMTPApiErrors."""
+    kept once, as the outbound message (what is delivered) or as the dump of its SMTPApiErrors.
+    With ``keep_raw`` the bytes stay as they are in the database (never loaded for this)."""
     if not keep_raw:
         submission.raw = b""
+        fields += ("raw",)
     submission.leased_until = None
-    submission.save(update_fields=["status", "raw", "leased_until", *fields])
+    submission.save(update_fields=["status", "leased_until", *fields])
 
 
 def unique_recipients(rcpt_to: list[str]) -> list[str]:
@@ -623,7 +545,9 @@ def outbound_message(
     )
     return OutboundMessage(
         message_id=submission.message_id,
-        submission=submission,
+        # By id: the instance would put the two in a reference cycle, and keep the batch's
+        # bytes (the submission's, the message's content) alive until a garbage collection.
+        submission_id=submission.pk,
         server=server,
         stream=stream,
         from_address=parsed.from_address,

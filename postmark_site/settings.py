@@ -213,9 +213,14 @@ SWEEP_AFTER_SECONDS = env.float("SWEEP_AFTER_SECONDS", default=60.0)
 # in that queue (core.queues). A backlog is never queued again whole by every sweep.
 SWEEP_MAX_REQUEUE = env.int("SWEEP_MAX_REQUEUE", default=10_000)
 SWEEP_BUSY_QUEUE_LENGTH = env.int("SWEEP_BUSY_QUEUE_LENGTH", default=50)
-# Tries of processing a submission that fail unexpectedly before it becomes failed (with an
-# SMTPApiError per recipient, so the sender sees it).
+# Tries of processing a submission before it becomes failed (with an SMTPApiError per recipient,
+# so the sender sees it): each counted when it is taken, so a try that kills its worker (the OOM
+# killer, a crash) counts as surely as one that raises.
 PROCESSING_ATTEMPTS = env.int("PROCESSING_ATTEMPTS", default=3)
+# Raw bytes of the submissions a worker thread processes as one set at most: a batch the gateway
+# hands over (up to SMTP_COMMIT_BATCH messages of up to SMTP_MAX_MESSAGE_SIZE) is processed in
+# sub-batches of this size, so that a worker never holds 256 × 10 MB at once.
+PROCESSING_BATCH_BYTES = env.int("PROCESSING_BATCH_BYTES", default=16 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep": {

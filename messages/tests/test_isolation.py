@@ -10,7 +10,7 @@ import pytest
 from bounces.models import Bounce, Dump
 from conftest import MESSAGE, accepted_submission, send
 from delivery import tasks as delivery_tasks
-from messages import processing, tasks
+from messages import processing, tasks, tries
 from messages.models import OutboundMessage, Recipient, Submission
 
 NORMAL = 20
@@ -80,7 +80,7 @@ def test_an_unexpected_error_fails_one_submission_not_its_batch(batch, monkeypat
 def failing_error_records(monkeypatch, times: int) -> list:
     """Recording the processing error (ErrorCode 500) fails ``times`` times, as a bug in it or
     a value the database refuses would; the other records are made as usual."""
-    original, failures = processing.record_problems, []
+    original, failures = tries.record_problems, []
 
     def record_problems(submission, parsed, stream, stream_id, problems, *args):
         if any(p.error_code == 500 for p in problems) and len(failures) < times:
@@ -88,7 +88,7 @@ def failing_error_records(monkeypatch, times: int) -> list:
             raise ValueError("the error could not be recorded")
         return original(submission, parsed, stream, stream_id, problems, *args)
 
-    monkeypatch.setattr(processing, "record_problems", record_problems)
+    monkeypatch.setattr(tries, "record_problems", record_problems)
     return failures
 
 

@@ -92,3 +92,23 @@ def test_the_queries_do_not_grow_with_the_batch(server, size, django_assert_max_
     with django_assert_max_num_queries(11):
         process_batch([s.pk for s in batch])
     assert Recipient.objects.count() == 2 * size
+
+
+@pytest.mark.parametrize("size", [1, 50])
+def test_the_task_queries_do_not_grow_with_the_batch(
+    server, size, monkeypatch, django_assert_max_num_queries
+):
+    """The task around ``process_batch`` (whose 11 include the bytes read) adds three: the rows
+    with their sizes, the try taken (one UPDATE), the new messages for delivery."""
+    from delivery import tasks as delivery_tasks
+    from messages import tasks
+
+    monkeypatch.setattr(delivery_tasks, "enqueue_deliveries", lambda ids: None)
+    batch = [
+        accepted_submission(server, message(), [f"u{i}@example.net", f"v{i}@example.net"])
+        for i in range(size)
+    ]
+    with django_assert_max_num_queries(14):
+        tasks.process_submissions([str(s.message_id) for s in batch])
+    assert set(Submission.objects.values_list("status", flat=True)) == {"processed"}
+    assert set(Submission.objects.values_list("attempts", flat=True)) == {1}
