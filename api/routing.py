@@ -27,6 +27,7 @@ FIXED_WORDS = frozenset(
         "delete",
         "email",
         "batch",
+        "bulk",
         "openapi.json",
         "messages",
         "outbound",

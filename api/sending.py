@@ -500,16 +500,36 @@ def client_address(request) -> str:
 
 def submission_for(server, composed: Composed, request, token: str) -> Submission:
     """The durable accept record of an HTTP message, as the gateway writes one for SMTP."""
+    return api_submission(
+        server,
+        composed,
+        credential="…" + token[-4:],
+        client_address=client_address(request),
+        tls_version="TLS" if request.is_secure() else "",
+    )
+
+
+def api_submission(
+    server,
+    composed: Composed,
+    *,
+    credential: str,
+    client_address: str,
+    tls_version: str,
+    message_id: uuid.UUID | None = None,
+) -> Submission:
+    """The accept record of a message sent with a server token: a request's, or a bulk
+    request's item (``api.bulk``, with a MessageID fixed by its place in the request)."""
     return Submission(
-        message_id=uuid.uuid4(),
+        message_id=message_id or uuid.uuid4(),
         server=server,
         stream=None,  # named by X-PM-Message-Stream, as for SMTP with a server token
         endpoint=Endpoint.API,
         credential_kind=CredentialKind.SERVER_TOKEN,
-        credential="…" + token[-4:],
+        credential=credential,
         auth_mechanism="",
-        client_address=client_address(request),
-        tls_version="TLS" if request.is_secure() else "",
+        client_address=client_address,
+        tls_version=tls_version,
         mail_from=composed.mail_from,
         rcpt_to=composed.recipients,
         size=len(composed.raw),

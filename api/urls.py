@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularJSONAPIView
 
 from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
 from api.views import bounces, data_removals, email, stats, suppressions, template_email, webhooks
+from api.views import bulk as bulk_views
 from api.views import domains as domain_views
 from api.views import messages as message_views
 from api.views import senders as sender_views
@@ -71,6 +72,13 @@ urlpatterns = [
     ),
     path("email", email.EmailView.as_view(), name="email"),
     path("email/batch", email.EmailBatchView.as_view(), name="email-batch"),
+    # The Bulk API (compat §14).
+    path("email/bulk", bulk_views.EmailBulkView.as_view(), name="email-bulk"),
+    path(
+        "email/bulk/<str:bulk_id>",
+        bulk_views.EmailBulkStatusView.as_view(),
+        name="email-bulk-status",
+    ),
     # Templates (compat §9): sending with one, and the server's templates.
     path(
         "email/withtemplate",

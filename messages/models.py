@@ -255,3 +255,40 @@ class QueueSample(models.Model):
 
     def __str__(self):
         return f"queues at {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class BulkRequest(models.Model):
+    """A POST /email/bulk request (compat §14): one content, shared fields and up to
+    ``API_MAX_BULK_MESSAGES`` recipients' items, sent item by item in the background
+    (``api.bulk``). ``processed`` items are done, each either released (accepted, as by
+    POST /email) or failed; ``errors`` keeps the first failures for the tenant."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "Accepted"
+        PROCESSING = "Processing"
+        COMPLETED = "Completed"
+        FAILED = "Failed"
+
+    id = models.UUIDField(primary_key=True)
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="bulk_requests")
+    stream_id = models.CharField(max_length=30)
+    subject = models.TextField(blank=True)  # the unrendered template, as GET answers it
+    content = models.JSONField(default=dict)  # the shared fields
+    items = models.JSONField(default=list)  # the Messages, emptied once every one is done
+    credential = models.CharField(max_length=100, blank=True)
+    client_address = models.CharField(max_length=45, blank=True)
+    tls_version = models.CharField(max_length=20, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACCEPTED)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    released = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["server", "-submitted_at"])]
+
+    def __str__(self) -> str:
+        return f"bulk {self.id} ({self.status})"

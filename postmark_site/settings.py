@@ -194,6 +194,8 @@ CELERY_TASK_ROUTES = {
     "outbound.tasks.process_submissions": {"queue": "processing"},
     "outbound.tasks.deliver": {"queue": "delivery"},
     "webhooks.*": {"queue": "webhooks"},
+    # A bulk request's items are composed, judged and stored as processed messages: processing.
+    "api.bulk.*": {"queue": "processing"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -349,6 +351,9 @@ API_MAX_EMAIL_REQUEST_SIZE = env.int(
 )
 API_MAX_BATCH_REQUEST_SIZE = env.int("API_MAX_BATCH_REQUEST_SIZE", default=50 * 1024 * 1024)
 API_MAX_REQUEST_SIZE = env.int("API_MAX_REQUEST_SIZE", default=1024 * 1024)
+# POST /email/bulk: recipients' items one request may hold (Postmark: 10,000), its body within
+# API_MAX_BATCH_REQUEST_SIZE (Postmark's 50 MB).
+API_MAX_BULK_MESSAGES = env.int("API_MAX_BULK_MESSAGES", default=10_000)
 # Requests per API token (server or account), and with Postmark's public test token
 # POSTMARK_API_TEST per client address: "<n>/<s|min|h|day>", empty = no limit. Over it: HTTP 429
 # (ErrorCode 429) with a Retry-After. Counted in fixed windows in API_RATE_LIMIT_CACHE_URL, a

@@ -85,6 +85,15 @@ def _send(request, items: list) -> list[dict | Refused]:
     """The answer for each item: a success object, or the Refused to report (an item may be a
     Refused already)."""
     server = request.auth
+    token = _token(request)
+    return send_items(
+        server, items, lambda composed: submission_for(server, composed, request, token)
+    )
+
+
+def send_items(server, items: list, submission_of) -> list[dict | Refused]:
+    """``_send``'s work for ``server`` (None: the test token), each composed message's accept
+    record made by ``submission_of(composed)``; a bulk request's items come this way too."""
     answers: list = [None] * len(items)
     pending = []  # (index, composed, submission)
     for index, item in enumerate(items):
@@ -103,9 +112,7 @@ def _send(request, items: list) -> list[dict | Refused]:
         if reached:
             answers[index] = Refused(RATE_LIMITED, limits.api_refusal(reached), http_status=429)
             continue
-        pending.append(
-            (index, composed, submission_for(server, composed, request, _token(request)))
-        )
+        pending.append((index, composed, submission_of(composed)))
     if pending:
         # No transaction around it: the messages are parsed first, then stored in one.
         outcomes = immediate.accept([submission for _, _, submission in pending])
