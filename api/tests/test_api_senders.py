@@ -102,8 +102,14 @@ def test_create_asks_for_the_confirmation_once_committed(
     assert body["ReturnPathDomain"] == "pm.shop.test"
     assert body["ConfirmationPersonalNote"] == NEW["ConfirmationPersonalNote"]
     assert body["ReturnPathDomainCNAMEValue"] == settings.BOUNCE_DOMAIN
-    # No Domain for shop.test: nothing of DKIM to show, the SPF record to publish all the same.
-    assert body["DKIMHost"] == "" and body["DKIMPendingHost"] == "" and not body["DKIMVerified"]
+    # As Postmark: shop.test gets its first DKIM key, pending until its record is published.
+    pending = Domain.objects.get(name="shop.test").key("pending")
+    assert body["DKIMHost"] == "" and not body["DKIMVerified"]
+    assert body["DKIMPendingHost"] == pending.host and pending.host.endswith(
+        "._domainkey.shop.test"
+    )
+    assert body["DKIMPendingTextValue"] == pending.text_value
+    assert body["DKIMUpdateStatus"] == "Pending"
     assert body["SPFHost"] == "shop.test" and "include:" in body["SPFTextValue"]
     assert ok(api.get(f"/senders/{signature.pk}")) == body
 
@@ -309,6 +315,12 @@ def test_a_server_token_cannot_manage_signatures(server):
 # --- Postmark's clients over HTTP -----------------------------------------------------------------
 
 
+def _activate_first_key(name: str) -> None:
+    """The first key's record seen: it signs."""
+    pending = Domain.objects.get(name=name).key("pending")
+    DkimKey.objects.filter(pk=pending.pk).update(state="active", activated_at=timezone.now())
+
+
 def test_postmark_js_account_client_manages_signatures(
     live_server, postmark_js, account_token, requested
 ):
@@ -337,6 +349,10 @@ def test_postmark_js_account_client_manages_signatures(
     assert resent["ErrorCode"] == 0 and requested == ["js@shop.test", "js@shop.test"]
     spf = call("verifySenderSignatureSPF", sender_id)
     assert spf["ok"] and spf["result"]["ID"] == sender_id
+    # The new signature's domain key is pending (as in Postmark): once its record is seen,
+    # a new key can be requested.
+    assert signature["DKIMPendingHost"].endswith("._domainkey.shop.test")
+    _activate_first_key("shop.test")
     dkim = call("requestNewDKIMForSenderSignature", sender_id)["result"]
     assert dkim["DKIMPendingHost"].endswith("._domainkey.shop.test")
 
@@ -372,8 +388,11 @@ def test_postmarker_manages_signatures(live_server, account_token, requested):
     assert signature.get().ReplyToEmailAddress == "r@shop.test"  # null: unchanged
     assert "re-sent" in signature.resend()
     assert signature.verifyspf()["ID"] == signature.ID
+    first = signature.DKIMPendingHost  # the new signature's domain key, pending (as in Postmark)
+    assert first.endswith("._domainkey.shop.test")
+    _activate_first_key("shop.test")
     with pytest.warns(DeprecationWarning):
-        assert signature.requestnewdkim()["DKIMPendingHost"]
+        assert signature.requestnewdkim()["DKIMPendingHost"] not in ("", first)
 
     with pytest.raises(ClientError) as duplicate:
         client.senders.create("py@shop.test", "Again")

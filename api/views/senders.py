@@ -123,7 +123,21 @@ class SenderListView(AccountView):
             return _too_many(exc)
         except IdentityError as exc:  # 504 also for the loser of two concurrent requests
             raise _invalid(exc) from None
+        _first_dkim_key(signature)
         return Response(sender_json(signature))
+
+
+def _first_dkim_key(signature: SenderSignature) -> None:
+    """As Postmark does, a new signature's domain gets its first DKIM key, pending until its
+    record is published (``DKIMPendingHost``, ``DKIMUpdateStatus: Pending``); a domain that
+    exists, or the service's own, is left as it is."""
+    if _domain_of(signature) is not None:
+        return
+    try:
+        refuse_service_domain(signature.domain)
+        create_domain(signature.domain)
+    except IdentityError:  # the service's domain, or one a concurrent request just made
+        pass
 
 
 class SenderDetailView(AccountView):
