@@ -63,8 +63,14 @@ SMTP_POLICY = email.policy.SMTP  # CRLF line ends, as a message arrives over SMT
 def send_confirmation(sender=None, *, signature: SenderSignature, **kwargs) -> Submission:
     """Store the confirmation message as a submission of the System stream; processing starts
     once the caller's transaction commits."""
+    return queue_system_message(confirmation_message(signature), signature.email)
+
+
+def queue_system_message(message: EmailMessage, recipient: str) -> Submission:
+    """Store one of the service's own messages as a submission of the System server's stream,
+    as if it had come over SMTP; processing starts once the caller's transaction commits."""
     stream = system_stream()
-    raw = confirmation_message(signature).as_bytes(policy=SMTP_POLICY)
+    raw = message.as_bytes(policy=SMTP_POLICY)
     submission = Submission.objects.create(
         message_id=uuid.uuid4(),
         server_id=stream.server_id,
@@ -74,7 +80,7 @@ def send_confirmation(sender=None, *, signature: SenderSignature, **kwargs) -> S
         credential="system",
         client_address="127.0.0.1",
         mail_from=settings.SYSTEM_FROM,
-        rcpt_to=[signature.email],
+        rcpt_to=[recipient],
         size=len(raw),
         raw=raw,
         received_at=timezone.now(),
