@@ -24,6 +24,12 @@ Each section runs as its own subprocess (its own throwaway database, processes a
     admin       python -m bench.dashboard         the admin pages over 1,000,000 messages
     dkim        python -m bench.dkim              CPU per message of DKIM signing (RSA 2048,
                                                   Ed25519, both) against an unsigned run
+    faults      python -m bench.faults            the fault matrix: relay blackholed, 421, 451,
+                                                  PostgreSQL and RabbitMQ restarted (private
+                                                  ones), the worker OOM-killed, a DNS flap, a
+                                                  full disk; each under load, every acknowledged
+                                                  message counted at the relay (about 2 hours;
+                                                  --quick about 20 minutes)
 
 (processing, delivery, e2e, postfix, kill and rss share one ``bench.pipeline`` subprocess when
 selected together.) A section whose module is absent is skipped with a note. The exit status is 0
@@ -61,6 +67,7 @@ SECTIONS = [
     "webhooks",
     "admin",
     "dkim",
+    "faults",
 ]
 PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill", "rss")
 
@@ -190,6 +197,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "dkim.json"
         args = ["-m", "bench.dkim", *quick, "--json", str(path)]
         steps.append((["dkim"], "dkim", args, path, None))
+    if "faults" in cfg.only:
+        path = work / "faults.json"
+        args = ["-m", "bench.faults", *quick, "--json", str(path)]
+        steps.append((["faults"], "faults", args, path, None))
     return steps
 
 
@@ -207,6 +218,7 @@ MODULES = {
     "webhooks": "bench.webhooks",
     "admin": "bench.dashboard",
     "dkim": "bench.dkim",
+    "faults": "bench.faults",
 }
 
 
