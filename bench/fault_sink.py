@@ -10,7 +10,10 @@ It reads its mode from the ``--control`` file (written by the benchmark; read ev
   until the client gives up and closes it);
 - ``421``: a new connection is greeted with ``421 4.3.2`` and closed, and an open one gets
   ``421`` to its next command and is closed;
-- ``451``: the end of every DATA is answered ``451 4.3.0`` (the message is not taken).
+- ``451``: the end of every DATA is answered ``451 4.3.0`` (the message is not taken);
+- ``slow <seconds>``: a slow relay: each message is taken at the end of its DATA and the 250
+  comes that many seconds later (a client that dies meanwhile leaves a message it will send
+  again).
 
 Back to ``ok``, new connections are served normally (a connection that hung stays hung, as one
 across a broken path would). Every event goes to the ``--log`` file, one line each, flushed:
@@ -32,19 +35,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODES = ("ok", "blackhole", "421", "451")
+MODES = ("ok", "blackhole", "421", "451", "slow")
 HOSTNAME = "relay.faults.test"
 LINE_LIMIT = 1 << 20
 # The VERP return path of a relayed message: pm_bounces+<MessageID>.<tag>@BOUNCE_DOMAIN.
 VERP = re.compile(r"pm_bounces\+([0-9a-f-]{36})(?:\.[0-9a-f]+)?@", re.I)
 
 
-def set_mode(control: Path, mode: str) -> None:
+def set_mode(control: Path, mode: str, delay: float = 0.0) -> None:
     """Switch a running sink (atomically: the sink never reads half a word)."""
     if mode not in MODES:
         raise ValueError(f"unknown sink mode {mode!r}")
     temporary = control.with_suffix(".tmp")
-    temporary.write_text(mode)
+    temporary.write_text(f"{mode} {delay:g}" if mode == "slow" else mode)
     temporary.replace(control)
 
 
@@ -53,6 +56,7 @@ class FaultSink:
         self.log = open(log_path, "a", buffering=1)  # noqa: SIM115 - closed in main()
         self.control = control
         self.mode = "ok"
+        self.delay = 0.0
         self.ids = itertools.count(1)
         self.taken = 0
 
@@ -62,11 +66,11 @@ class FaultSink:
     async def watch_control(self) -> None:
         while True:
             try:
-                mode = self.control.read_text().strip()
+                mode, _, delay = self.control.read_text().strip().partition(" ")
             except OSError:
-                mode = "ok"
-            if mode in MODES and mode != self.mode:
-                self.mode = mode
+                mode, delay = "ok", ""
+            if mode in MODES and (mode, float(delay or 0)) != (self.mode, self.delay):
+                self.mode, self.delay = mode, float(delay or 0)
                 self.note("mode", mode)
             await asyncio.sleep(0.05)
 
@@ -125,6 +129,8 @@ class FaultSink:
                 else:
                     self.taken += 1
                     self.note("msg", conn, mail_from or "<>")
+                    if self.mode == "slow":
+                        await asyncio.sleep(self.delay)
                     await reply(f"250 2.0.0 Ok: queued as FS{self.taken}")
                 mail_from, rcpts = None, 0
             elif verb == b"RSET":
