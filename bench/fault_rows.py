@@ -201,7 +201,7 @@ ROWS = {
             out_of_memory,
             duration="oom_seconds",
         ),
-        Row("dns", "DNS answering NXDOMAIN for a verified domain for one check", dns_flap),
+        Row("dns", "DNS: NXDOMAIN for a verified domain during one check", dns_flap),
         Row(
             "disk",
             "disk full on the SQLite default for {duration}",
@@ -425,8 +425,14 @@ def figures(cfg, ctx: Context, accept: dict, baseline: float, recovered, drained
     log = read_log(ctx.sink_log)
     copies = log.copies
     failed = {i for i in acked if states["states"].get(i) in FAILED}
-    lost = {i for i in acked if i not in copies and i not in failed}
-    lost_as = Counter(states["states"].get(i, "delivered, not at the sink") for i in lost)
+    undelivered = {i for i in acked if i not in copies and i not in failed}
+    # Still on its way when the drain ended (pending, deferred, sending, not processed), or lost:
+    # no record at all, or recorded delivered without a copy at the sink.
+    waiting = {i for i in undelivered if states["states"].get(i, "no record") not in SETTLED}
+    lost = undelivered - waiting
+    undelivered_as = Counter(
+        states["states"].get(i, "delivered, not at the sink") for i in undelivered
+    )
     # A 5xx from the gateway for a passing fault is a failure the sender will not retry.
     refused_for_good = sum(n for kind, n in accept["errors"].items() if re.search(r" 5\d\d$", kind))
     return {
@@ -440,7 +446,8 @@ def figures(cfg, ctx: Context, accept: dict, baseline: float, recovered, drained
         "refused_for_good": refused_for_good,
         "at_sink": sum(1 for i in acked if i in copies),
         "lost": len(lost),
-        "lost_as": dict(lost_as),
+        "waiting": len(waiting),
+        "undelivered_as": dict(undelivered_as),
         "failed": len(failed) + refused_for_good,
         "failed_bounces": dict(Counter(t for i in failed for t in states["bounces"].get(i, []))),
         "duplicated": sum(1 for i in acked if copies.get(i, 0) > 1),

@@ -28,7 +28,8 @@ after ``--warmup`` seconds the fault begins, and it ends after its duration:
 
 The load goes on until the sink is back to the pre-fault rate (at least 80 % of it over 5 s) or
 for a minute more; then every acknowledged message must settle (``--drain``). The goal of every
-row: 0 lost (acknowledged, neither at the sink nor failed), 0 failed (recipient failed or
+row: 0 lost (acknowledged, neither at the sink nor failed: without a record, or still waiting
+when the drain ended), 0 failed (recipient failed or
 bounced, submission failed, or a 5xx from the gateway: all of these faults pass), duplicates only
 inside one SMTP transaction per connection open at the fault (the sink's connections open when it
 began, and when a worker died), and the sink back to full speed within a minute of the fault's
@@ -48,8 +49,8 @@ import time
 from pathlib import Path
 
 from bench.common import benchmark_parser, django_env, manage, run_benchmark, scratch_dir, step
-from bench.fault_infra import PrivatePostgres, PrivateRabbit
 from bench.fault_rows import RECOVERY_GOAL, ROWS, run_row, title
+from bench.fault_servers import PrivatePostgres, PrivateRabbit
 
 
 class Shared:
@@ -105,7 +106,7 @@ def run(cfg, stack: contextlib.ExitStack) -> dict:
 def verdicts(row: dict) -> dict[str, bool]:
     recovered = row["recovered_after"]
     return {
-        "0 lost": row["lost"] == 0 and row["drained_after"] is not None,
+        "0 lost": row["lost"] == row["waiting"] == 0 and row["drained_after"] is not None,
         "0 failed": row["failed"] == 0,
         "duplicates within the window": row["extra_copies"] <= row["window"],
         f"full speed <= {RECOVERY_GOAL:.0f} s after": recovered is not None
@@ -136,8 +137,10 @@ def goals(cfg, result: dict) -> list[dict]:
             {
                 "goal": goal,
                 "passed": all(checks.values()),
-                "measured": f"{row['acknowledged']:,} acked: {row['lost']} lost, {row['failed']} "
-                f"failed, {row['extra_copies']} dup (window {row['window']}), {speed}",
+                "measured": f"{row['acknowledged']:,} acked: {row['lost']} lost, "
+                + (f"{row['waiting']} still waiting, " if row["waiting"] else "")
+                + f"{row['failed']} failed, {row['extra_copies']} dup (window {row['window']}), "
+                f"{speed}",
                 "note": "; ".join(
                     [f"missed: {name}" for name, ok in checks.items() if not ok] + details(row)
                 ),
@@ -148,8 +151,10 @@ def goals(cfg, result: dict) -> list[dict]:
 
 def details(row: dict) -> list[str]:
     found = []
-    if row["lost_as"]:
-        found.append("lost: " + ", ".join(f"{n} {s}" for s, n in row["lost_as"].items()))
+    if row["undelivered_as"]:
+        found.append(
+            "not delivered: " + ", ".join(f"{n} {s}" for s, n in row["undelivered_as"].items())
+        )
     if row["failed_bounces"]:
         found.append("bounces: " + ", ".join(f"{n} {t}" for t, n in row["failed_bounces"].items()))
     if row["refused_for_good"]:
@@ -172,7 +177,8 @@ def report(result: dict) -> str:
         f"{cfg['sweep_after']:g} s, first retry {cfg['retry_base']:g} s"
         + (" (--quick: scaled down with the faults)" if cfg["quick"] else ""),
         "",
-        f"  {'row':<58}{'acked':>7}{'refused':>8}{'lost':>6}{'failed':>7}{'dup':>5}{'window':>7}"
+        f"  {'row':<58}{'acked':>7}{'refused':>8}{'lost':>6}{'waiting':>8}{'failed':>7}{'dup':>5}"
+        f"{'window':>7}"
         f"{'speed s':>8}{'drain s':>8}",
     ]
     for row in result["rows"].values():
@@ -180,7 +186,8 @@ def report(result: dict) -> str:
         drained = "-" if row["drained_after"] is None else f"{row['drained_after']:g}"
         lines.append(
             f"  {row['title'][:57]:<58}{row['acknowledged']:>7,}{row['refused']:>8,}"
-            f"{row['lost']:>6}{row['failed']:>7}{row['extra_copies']:>5}{row['window']:>7}"
+            f"{row['lost']:>6}{row['waiting']:>8}{row['failed']:>7}{row['extra_copies']:>5}"
+            f"{row['window']:>7}"
             f"{speed:>8}{drained:>8}"
         )
         extra = details(row)
