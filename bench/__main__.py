@@ -29,7 +29,7 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   ones), the worker OOM-killed, a DNS flap, a
                                                   full disk; each under load, every acknowledged
                                                   message counted at the relay (about 2 hours;
-                                                  --quick about 20 minutes)
+                                                  --quick about 15 minutes)
 
 (processing, delivery, e2e, postfix, kill and rss share one ``bench.pipeline`` subprocess when
 selected together.) A section whose module is absent is skipped with a note. The exit status is 0
