@@ -73,9 +73,10 @@ bench-check: venv
 	PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/bench-check $(PY) -m pytest bench/tests $(PYTEST_ARGS)
 
 # The harness's checks, then every benchmark in turn (gateway, processing, end to end, kill run,
-# bounce API, webhooks, admin, DKIM signing), each in throwaway databases, then one PASS/MISS table;
-# e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--only processing,e2e". Needs PostgreSQL and
-# RabbitMQ on 127.0.0.1.
+# bounce API, webhooks, admin, DKIM signing, the fault matrix), each in throwaway databases, then
+# one PASS/MISS table; e.g. make bench BENCH_ARGS="--quick" or BENCH_ARGS="--only processing,e2e".
+# Needs PostgreSQL and RabbitMQ on 127.0.0.1; the fault matrix starts private ones (initdb,
+# rabbitmq-server) and, as root, a memory cgroup and a small tmpfs.
 bench: venv bench-check
 	PATH="$(BIN):$$PATH" $(PY) -m bench $(BENCH_ARGS)
 

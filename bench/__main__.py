@@ -28,6 +28,12 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   Ed25519, both) against an unsigned run
     templates   python -m bench.templates         CPU per message of rendering a 20 KB template
                                                   with a layout and inlining its CSS
+    faults      python -m bench.faults            the fault matrix: relay blackholed, 421, 451,
+                                                  PostgreSQL and RabbitMQ restarted (private
+                                                  ones), the worker OOM-killed, a DNS flap, a
+                                                  full disk; each under load, every acknowledged
+                                                  message counted at the relay (about 2 hours;
+                                                  --quick about 15 minutes)
 
 (processing, delivery, e2e, postfix, kill and rss share one ``bench.pipeline`` subprocess when
 selected together.) A section whose module is absent is skipped with a note. The exit status is 0
@@ -67,6 +73,7 @@ SECTIONS = [
     "stats",
     "dkim",
     "templates",
+    "faults",
 ]
 PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill", "rss")
 
@@ -204,6 +211,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "templates.json"
         args = ["-m", "bench.templates", *quick, "--json", str(path)]
         steps.append((["templates"], "templates", args, path, None))
+    if "faults" in cfg.only:
+        path = work / "faults.json"
+        args = ["-m", "bench.faults", *quick, "--json", str(path)]
+        steps.append((["faults"], "faults", args, path, None))
     return steps
 
 
@@ -223,6 +234,7 @@ MODULES = {
     "stats": "bench.stats",
     "dkim": "bench.dkim",
     "templates": "bench.templates",
+    "faults": "bench.faults",
 }
 
 

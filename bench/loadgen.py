@@ -10,6 +10,9 @@ the shell::
 Every message's latency is measured from writing the end-of-data ``\\r\\n.\\r\\n`` to
 reading the final reply. Connection-level errors (server down or killed) count as failed
 messages; the run continues until the message count is exhausted or ``duration`` elapses.
+With ``rate`` the messages are paced (that many a second in all, each session taking the next
+free slot) instead of sent as fast as the server answers: a steady load under which a fault
+can be watched.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class Options:
     sender: str = "loadgen@example.com"
     to: str = "rcpt@example.com"
     ids_file: str | None = None
+    ids_times: bool = False  # each line of ids_file: "<id> <unix time of the 250>"
+    rate: float | None = None  # messages per second in all (None: as fast as answered)
     duration: float | None = None
     timeout: float = 30.0
     helo: str = "loadgen.localhost"
@@ -329,6 +334,9 @@ class RunState:
     remaining: int
     deadline: float | None
     seq: int = 0
+    interval: float = 0.0  # seconds between two messages' slots (``rate``), 0: unpaced
+    next_slot: float = 0.0
+    stopped: bool = False
 
     def claim(self) -> int | None:
         """Take one message to send; None when the run is over."""
@@ -340,6 +348,20 @@ class RunState:
         self.seq += 1
         return self.seq
 
+    def pace(self) -> float:
+        """Seconds to wait before sending the message just claimed (its slot), 0 when unpaced."""
+        if not self.interval:
+            return 0.0
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        return slot - now
+
+    def stop(self) -> None:
+        """End the run (from any thread): no session starts another message."""
+        self.stopped = True
+        self.remaining = 0
+
 
 async def worker(opts, state, stats, tls_context, ids_fd: int | None) -> None:
     """Send messages until the run is over, reconnecting every ``per_connection``."""
@@ -348,6 +370,10 @@ async def worker(opts, state, stats, tls_context, ids_fd: int | None) -> None:
     conn = None
     sent = 0
     while (seq := state.claim()) is not None:
+        if delay := state.pace():
+            await asyncio.sleep(delay)
+            if state.stopped:
+                break
         message = build_message(opts, recipients, body, seq)
         try:
             async with asyncio.timeout(opts.timeout):
@@ -360,7 +386,8 @@ async def worker(opts, state, stats, tls_context, ids_fd: int | None) -> None:
             stats.latencies.append(latency)
             stats.ok += 1
             if ids_fd is not None and (qid := queue_id(text)):
-                os.write(ids_fd, qid + b"\n")
+                stamp = f" {time.time():.3f}".encode() if opts.ids_times else b""
+                os.write(ids_fd, qid + stamp + b"\n")
         except SMTPReplyError as exc:
             stats.fail(exc.kind, str(exc))
             if exc.latency is not None:
@@ -395,8 +422,12 @@ async def reset(conn: SMTPConnection) -> SMTPConnection | None:
         return drop(conn)
 
 
-async def run_async(opts: Options, start_at: float | None = None) -> Stats:
-    """Run ``opts.concurrency`` workers in this process and return their stats."""
+async def run_async(
+    opts: Options, start_at: float | None = None, state: RunState | None = None
+) -> Stats:
+    """Run ``opts.concurrency`` workers in this process and return their stats. A caller that
+    passes ``state`` (``RunState(opts.messages, None)``) can end the run from another thread
+    with ``state.stop()``."""
     stats = Stats()
     tls_context = client_tls_context() if (opts.tls or opts.starttls) else None
     ids_fd = None
@@ -405,8 +436,12 @@ async def run_async(opts: Options, start_at: float | None = None) -> Stats:
     if start_at is not None:  # line up with the other processes
         await asyncio.sleep(max(0.0, start_at - time.time()))
     stats.started = time.time()
-    deadline = time.monotonic() + opts.duration if opts.duration else None
-    state = RunState(remaining=opts.messages, deadline=deadline)
+    if state is None:
+        state = RunState(remaining=opts.messages, deadline=None)
+    if opts.duration:
+        state.deadline = time.monotonic() + opts.duration
+    if opts.rate:
+        state.interval = 1.0 / opts.rate
     try:
         workers = [worker(opts, state, stats, tls_context, ids_fd) for _ in range(opts.concurrency)]
         await asyncio.gather(*workers)
@@ -438,7 +473,10 @@ def run_processes(opts: Options, processes: int) -> list[Stats]:
     children = []
     shares = zip(split(opts.concurrency, processes), split(opts.messages, processes), strict=True)
     for concurrency, messages in shares:
-        child_opts = Options(**{**vars(opts), "concurrency": concurrency, "messages": messages})
+        rate = opts.rate * concurrency / opts.concurrency if opts.rate else None
+        child_opts = Options(
+            **{**vars(opts), "concurrency": concurrency, "messages": messages, "rate": rate}
+        )
         child = context.Process(target=_process_main, args=(child_opts, start_at, results))
         child.start()
         children.append(child)
@@ -539,6 +577,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--sender", default="loadgen@example.com", help="envelope and From: address")
     add("--to", default="rcpt@example.com", help="recipient (local+N@domain if several)")
     add("--ids-file", help="append each accepted queue id to this file")
+    add("--ids-times", action="store_true", help="with each id, the unix time of its 250")
+    add("--rate", type=float, help="messages per second in all (default: as fast as answered)")
     add("--duration", type=float, help="stop starting messages after this many seconds")
     add("--timeout", type=float, default=30.0, help="seconds per session setup / message")
     add("--helo", default="loadgen.localhost")

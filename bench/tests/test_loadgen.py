@@ -225,3 +225,29 @@ def test_percentile():
     assert percentile(values, 50) == 50
     assert percentile(values, 99) == 99
     assert percentile([], 50) == 0.0
+
+
+def test_rate_paces_the_load(sink_factory, tmp_path):
+    ids_file = tmp_path / "ids.txt"
+    started = time.monotonic()
+    result = run_load(port=sink_factory(), messages=30, concurrency=5, rate=20.0,
+                      ids_file=str(ids_file), ids_times=True)  # fmt: skip
+    assert_all_ok(result, 30)
+    assert time.monotonic() - started >= 29 / 20.0  # not faster than asked
+    times = sorted(float(line.split()[1]) for line in ids_file.read_text().splitlines())
+    assert len(times) == 30 and times[-1] - times[0] >= 1.3
+
+
+def test_a_run_is_stopped_from_another_thread(sink_factory):
+    import asyncio
+    import threading
+
+    from bench.loadgen import Options, RunState, run_async
+
+    opts = Options(port=sink_factory(), messages=10**9, concurrency=3, rate=50.0)
+    state = RunState(remaining=opts.messages, deadline=None)
+    threading.Timer(0.5, state.stop).start()
+    started = time.monotonic()
+    stats = asyncio.run(run_async(opts, state=state))
+    assert time.monotonic() - started < 3
+    assert 0 < stats.ok <= 50 and stats.failed == 0
