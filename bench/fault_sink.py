@@ -31,6 +31,7 @@ import re
 import signal
 import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,12 @@ from pathlib import Path
 MODES = ("ok", "blackhole", "421", "451", "slow")
 HOSTNAME = "relay.faults.test"
 LINE_LIMIT = 1 << 20
-# The VERP return path of a relayed message: pm_bounces+<MessageID>.<tag>@BOUNCE_DOMAIN.
-VERP = re.compile(r"pm_bounces\+([0-9a-f-]{36})(?:\.[0-9a-f]+)?@", re.I)
+# The VERP return path of a relayed message: one per recipient,
+# pm_bounces+<MessageID as 32 hex>.<recipient id>.<tag>@BOUNCE_DOMAIN, or the older per-message
+# pm_bounces+<MessageID>.<tag>@BOUNCE_DOMAIN.
+VERP = re.compile(
+    r"pm_bounces\+(?:([0-9a-f]{8}-[0-9a-f-]{27})|([0-9a-f]{32})\.[0-9a-z]+)(?:\.[0-9a-z]+)?@", re.I
+)
 
 
 def set_mode(control: Path, mode: str, delay: float = 0.0) -> None:
@@ -225,7 +230,8 @@ def read_log(path: Path) -> SinkLog:
         elif event == "msg" and len(parts) >= 4:
             found = VERP.search(parts[3])
             if found:
-                log.taken.append((when, found.group(1).lower(), int(parts[2])))
+                message_id = found.group(1) or str(uuid.UUID(found.group(2)))
+                log.taken.append((when, message_id.lower(), int(parts[2])))
             else:
                 log.other += 1
     return log
