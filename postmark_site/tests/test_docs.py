@@ -2,6 +2,7 @@
 that exists (and, with a ``#fragment``, a heading of that file), every page of docs/ is linked
 from somewhere, and the README stays a short front door."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -144,3 +145,15 @@ def test_every_setting_is_documented():
     page = (ROOT / "docs" / "operations" / "configuration.md").read_text()
     missing = sorted(name for name in names if not re.search(rf"\b{name}\b", page))
     assert missing == [], "add these to docs/operations/configuration.md"
+
+
+def test_the_webhook_signature_snippet_is_the_tested_one():
+    tests = ast.parse((ROOT / "webhooks" / "tests" / "test_webhooks.py").read_text())
+    [snippet] = [
+        node.value.value
+        for node in tests.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "SNIPPET"
+    ]
+    page = (ROOT / "docs" / "user-guide" / "webhooks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
+    assert snippet.strip() in [block.strip() for block in blocks]
