@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "tracking",
     "delivery",
     "webhooks",
+    "inbound",
     "privacy",
     "stats",
     "api",
