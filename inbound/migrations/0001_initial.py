@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('outbound', '0009_alter_submission_credential_kind_and_more'),
+        ('outbound', '0009_inbound_endpoint'),
         ('servers', '0005_server_api_fields'),
         ('streams', '0003_suppression_ascii_domains'),
     ]
