@@ -248,6 +248,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inbound.sweep",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
+    "inbound.retention": {
+        "task": "inbound.retention",
+        "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
+    },
     "sample-queues": {
         "task": "outbound.tasks.sample_queues",
         "schedule": env.float("SYSTEM_SAMPLE_INTERVAL_SECONDS", default=300.0),

@@ -115,3 +115,14 @@ def test_matching_rules(server, other_server):
     assert matching_rule(server.pk, "anyone@sub.blocked.example") == ""
     assert matching_rule(server.pk, "x@other.example") == ""
     assert matching_rule(server.pk, "") == ""
+
+
+def test_the_inbound_listener_kind(settings):
+    from streams.listeners import Listener, smtp_endpoints
+
+    listener = Listener.parse("inbound+proxy=127.0.0.1:25")
+    assert (listener.endpoint, listener.port, listener.proxy) == ("inbound", 25, True)
+    settings.SMTP_LISTEN = ["transactional=127.0.0.1:2525", "inbound=127.0.0.1:2528"]
+    assert [e.kind for e in smtp_endpoints()] == ["transactional"]  # not for clients
+    with pytest.raises(ValueError, match="inbound"):
+        Listener.parse("outbound=127.0.0.1:25")

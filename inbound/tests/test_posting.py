@@ -217,3 +217,25 @@ def test_retry_starts_the_schedule_over(server, receiver, queue):
     assert (message.status, message.attempts) == ("queued", 0)
     assert queue.drain() == ["processed"]
     assert len(receiver.requests) == 2
+
+
+def test_retention_deletes_old_finished_messages(server, receiver, queue, settings):
+    from inbound.tasks import retention
+
+    settings.MESSAGE_RETENTION_DAYS = 45
+    message = received(server, receiver, 500)  # scheduled: kept however old
+    queue.drain()
+    receiver.status = 200
+    done = received_again(server, receiver)
+    assert queue.drain()[-1] == "processed"
+    old = timezone.now() - timedelta(days=46)
+    InboundMessage.objects.update(received_at=old)
+    assert retention() == 1
+    assert list(InboundMessage.objects.values_list("pk", flat=True)) == [message.pk]
+    assert done.pk != message.pk
+
+
+def received_again(server, receiver) -> InboundMessage:
+    with capture(execute=True):
+        process_submission(inbound_submission(server).pk)
+    return InboundMessage.objects.order_by("-pk").first()
