@@ -79,7 +79,12 @@ def post(message_pk: int, attempts: int | None = None) -> str:
                 last_response="No InboundHookUrl is set: stored without posting.",
             )
         raw_email = message.server.raw_email_enabled
-        body = encode(post_body(message.payload, bytes(message.raw), raw_email=raw_email))
+        try:
+            body = encode(post_body(message.payload, bytes(message.raw), raw_email=raw_email))
+        except Exception as exc:  # a bug: the message fails with the reason, never loops
+            log.exception("the inbound webhook's body could not be made")
+            reason = f"The webhook's body could not be made ({type(exc).__name__})."
+            return _finish(message, InboundMessage.Status.FAILED, last_response=reason)
         target, user, password = split_credentials(url)
         headers = {"Content-Type": "application/json", "User-Agent": settings.WEBHOOK_USER_AGENT}
         if user or password:

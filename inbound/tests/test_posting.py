@@ -239,3 +239,16 @@ def received_again(server, receiver) -> InboundMessage:
     with capture(execute=True):
         process_submission(inbound_submission(server).pk)
     return InboundMessage.objects.order_by("-pk").first()
+
+
+def test_a_body_that_cannot_be_made_fails_the_message(server, receiver, queue, monkeypatch):
+    message = received(server, receiver)
+
+    def broken(*args, **kwargs):
+        raise RecursionError("too deep")
+
+    monkeypatch.setattr(posting, "post_body", broken)
+    assert queue.drain() == ["failed"]
+    message.refresh_from_db()
+    assert "RecursionError" in message.last_response
+    assert receiver.requests == []
