@@ -28,6 +28,7 @@ from django.utils import timezone
 from bounces.services import record_bounce
 from core import leases, queues
 from core.logcontext import about_message
+from inbound import metrics
 from inbound.models import InboundMessage
 from inbound.parsing import post_body
 from messages.events import record_bounce_event
@@ -96,6 +97,7 @@ def post(message_pk: int, attempts: int | None = None) -> str:
 
 def record(message: InboundMessage, result: Result) -> str:
     """The outcome of one try (see the module's note); returns the new status."""
+    metrics.post_made(result.status_code)
     number = message.attempts + 1
     response = _response(result)
     if result.ok:

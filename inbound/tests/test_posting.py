@@ -252,3 +252,12 @@ def test_a_body_that_cannot_be_made_fails_the_message(server, receiver, queue, m
     message.refresh_from_db()
     assert "RecursionError" in message.last_response
     assert receiver.requests == []
+
+
+def test_the_backlog_gauge(server, receiver, queue):
+    from messages.metrics import all_queue_states
+
+    received(server, receiver, 500)
+    assert all_queue_states()["inbound_messages_waiting"]["count"] == 1
+    queue.drain()  # scheduled: still waiting
+    assert all_queue_states()["inbound_messages_waiting"]["count"] == 1
