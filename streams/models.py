@@ -138,11 +138,12 @@ class IpCredential(models.Model):
 
 class Endpoint(models.TextChoices):
     """Where a submission came in: Postmark's two SMTP endpoints (each takes mail for streams of
-    its own type), the bounce MX, or the HTTP send API (any stream that sends)."""
+    its own type), the bounce MX, the inbound MX, or the HTTP send API (any stream that sends)."""
 
     TRANSACTIONAL = "transactional", "Transactional"
     BROADCAST = "broadcast", "Broadcast"
     BOUNCE = "bounce", "Bounce MX (asynchronous bounces and complaints)"
+    INBOUND = "inbound", "Inbound MX (mail to servers' inbound addresses)"
     API = "api", "HTTP send API"
 
 
@@ -151,6 +152,7 @@ class CredentialKind(models.TextChoices):
     SMTP_TOKEN = "smtp_token", "SMTP token"
     IP = "ip", "IP credential"
     VERP = "verp", "VERP address (bounce MX)"
+    INBOUND = "inbound", "Inbound address (inbound MX)"
 
 
 class Suppression(models.Model):

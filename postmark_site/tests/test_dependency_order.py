@@ -16,6 +16,8 @@ project's Django apps in the same order (checked below).
     tracking       open and click rewriting, tokens, the public endpoints
     delivery       transport, connections, claims, outcomes, the delivery tasks
     webhooks       fan-out, signing, the SSRF guard, the HTTP client, the Server API's hooks
+    inbound        the inbound MX's messages: parsing to Postmark's inbound JSON, inbound rules,
+                   the inbound webhook
     privacy        data removals: erasing an address's every trace, in every server
     stats          the aggregation queries the admin's dashboard and System page draw from
                    (webhook posts among them), and the daily roll-ups the stats API reads
@@ -47,6 +49,7 @@ ORDER = [
     "tracking",
     "delivery",
     "webhooks",
+    "inbound",
     "privacy",
     "stats",
     "api",
