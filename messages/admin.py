@@ -174,6 +174,10 @@ class OutboundMessageAdmin(ScopedModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_deliver_permission(self, request):
+        # Messages are records (no change form); acting on their delivery needs the change right.
+        return request.user.has_perm(f"{self.opts.app_label}.change_outboundmessage")
+
     @admin.display(description="subject", ordering="subject")
     def subject_display(self, obj):
         return obj.subject[:80] or "(no subject)"
