@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from core.times import admin_time
 from servers.access import masked
 from servers.scoping import ScopedModelAdmin
 from webhooks.deliveries import retry_now
@@ -172,7 +173,7 @@ class WebhookAdmin(ScopedModelAdmin):
                     delivery.event.recipient,
                     delivery.get_status_display(),
                     delivery.attempts,
-                    last.started_at.strftime("%Y-%m-%d %H:%M:%S") if last else "",
+                    admin_time(last.started_at) if last else "",
                     (last.status_code or last.error[:80]) if last else "",
                     f"{last.latency_ms} ms" if last else "",
                 )
