@@ -41,6 +41,9 @@ class PostmarkAdminSite(admin.AdminSite):
     site_header = "Postmark-compatible mail"
     site_title = "Mail admin"
     index_title = "Servers, streams, messages and bounces"
+    # The top navigation (templates/admin/base_site.html) and the model index take its place:
+    # beside a changelist and its filters it left the list too narrow for its columns.
+    enable_nav_sidebar = False
 
     def __init__(self, name="admin"):
         super().__init__(name)
