@@ -468,6 +468,11 @@ class ServerAdmin(ScopedModelAdmin):
                 smtp_streams=[s for s in streams if s.message_stream_type != "Inbound"],
                 server_tokens=[shown_secret(t, tokens_in_full) for t in server.api_tokens],
                 server_tokens_masked=not tokens_in_full,
+                example_token=(
+                    server.api_tokens[0]
+                    if tokens_in_full and server.api_tokens
+                    else "<server API token>"
+                ),
                 dashboard_url=reverse("admin:dashboard") + f"?server={server.pk}",
             )
         return super().change_view(request, object_id, form_url, extra_context)
