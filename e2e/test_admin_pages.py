@@ -8,7 +8,10 @@ One browser and one page for the whole walk; each page is loaded once and checke
 With ``SCREENSHOTS=1`` a few key pages are saved into docs/screenshots/ (``make test`` leaves the
 committed ones alone)."""
 
+import http.server
 import os
+import re
+import threading
 import uuid
 from datetime import timedelta
 
@@ -24,6 +27,10 @@ SIZES = ((1280, 800), (1920, 1080))
 # Rendered as text, these show; rendered as HTML, the <b> is an element and the script runs.
 HOSTILE = "<b class=pm-xss>bold</b><script>window.pmXss = 1</script>"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Django's own formats ("Dec. 7, 2026, 2:03 p.m."), which the admin's one format replaces.
+OTHER_TIME_FORMAT = re.compile(
+    r"\b(Jan|Feb|March|April|May|June|July|Aug|Sept|Oct|Nov|Dec)\.? \d{1,2}, \d{4}|\b[ap]\.m\."
+)
 # The pages whose screenshots are kept in docs/screenshots (at 1280×800).
 KEY_PAGES = {
     "/admin/dashboard/": "dashboard",
@@ -68,7 +75,7 @@ OVERFLOW_JS = """() => {
 }"""
 
 
-def seed_everything():
+def seed_everything(far: str = "https://tracker.example"):
     """One or more rows for every admin model, names and subjects carrying HOSTILE; returns
     the objects whose pages the walk opens besides the changelists."""
     from django.contrib.auth import get_user_model
@@ -117,7 +124,8 @@ def seed_everything():
         f"Hello Ada, your receipt {HOSTILE}\r\n"
         "--b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
         f"<html><body><h1>Receipt</h1><p>Hello Ada</p><a href='https://shop.example/r/1'>"
-        f"Your receipt</a><img src='https://tracker.example/p.gif'></body></html>\r\n"
+        f"Your receipt</a><img src='{far}/p.gif'><link rel=stylesheet href='{far}/x.css'>"
+        "</body></html>\r\n"
         "--b1--\r\n"
     ).encode()
     rcpts = ["ada@example.net", "bob@example.net", "carol@example.net"]
@@ -187,15 +195,32 @@ def admin_pages(objects, user) -> dict[str, str]:
     pages["token for a stream"] = reverse("admin:streams_smtptoken_add") + f"?stream={stream.pk}"
     pages["bounces of a type"] = "/admin/bounces/bounce/?type__exact=HardBounce"
     pages["templates push"] = reverse("admin:mailtemplates_template_push")
+    pages["message html"] = reverse("admin:outbound_outboundmessage_html", args=[message.pk])
     return pages
 
 
-def test_every_admin_page_fits_and_escapes(browser_page, live_server, django_user_model):
+def test_every_admin_page_fits_and_escapes(browser_page, live_server, django_user_model, request):
+    hits = []
+
+    class Remote(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    remote = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Remote)
+    threading.Thread(target=remote.serve_forever, daemon=True).start()
+    request.addfinalizer(remote.server_close)
+    request.addfinalizer(remote.shutdown)
+
     page, errors = browser_page
     operator = django_user_model.objects.create_superuser(
         "operator", "op@example.com", "browser-pass-1"
     )
-    objects = seed_everything()
+    objects = seed_everything(f"http://127.0.0.1:{remote.server_port}")
     pages = admin_pages(objects, operator)
     keep = os.environ.get("SCREENSHOTS") == "1"
 
@@ -214,6 +239,9 @@ def test_every_admin_page_fits_and_escapes(browser_page, live_server, django_use
             continue
         if page.locator("b.pm-xss").count() or page.evaluate("window.pmXss === 1"):
             problems.append(f"{path}: a seeded name or subject was rendered as HTML")
+        other_format = OTHER_TIME_FORMAT.search(page.inner_text("body"))
+        if other_format:
+            problems.append(f"{path}: a time not in the admin's format: {other_format.group()!r}")
         for width, height in SIZES:
             page.set_viewport_size({"width": width, "height": height})
             problems += [f"{path} at {width}×{height}: {p}" for p in page.evaluate(OVERFLOW_JS)]
@@ -222,5 +250,22 @@ def test_every_admin_page_fits_and_escapes(browser_page, live_server, django_use
             DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(DOCS_SCREENSHOTS / f"{KEY_PAGES[key]}.png"))
     assert problems == [], "\n".join(problems)
+
+    # The message page's viewer: the HTML in its sandboxed frame, the other parts a tab away.
+    page.goto(pages["message"])
+    frame = page.frame_locator("#message-html")
+    frame.locator("h1:has-text('Receipt')").wait_for()
+    assert page.get_attribute("#message-html", "sandbox") == ""
+    assert page.is_hidden("#message-headers")
+    page.click("button[data-tab='viewer-headers']")
+    assert "Subject" in page.inner_text("#message-headers")
+    page.click("button[data-tab='viewer-text']")
+    assert "Hello Ada, your receipt <b class=pm-xss>" in page.inner_text("#message-text")
+    page.click("button[data-tab='viewer-raw']")
+    assert "Content-Type: multipart/alternative" in page.inner_text("#message-raw")
+    timeline = page.inner_text("#timeline")
+    assert "Chrome 120.0 on Windows 10; Desktop platform" in timeline
+    assert "HTML link https://shop.example/r/1" in timeline
+    assert hits == [], hits  # the message's remote image and stylesheet were never loaded
     refused = ("Content Security Policy", "Blocked script execution", "Refused to")
     assert [e for e in errors if not any(r in e for r in refused)] == [], "\n".join(errors)
