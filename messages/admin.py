@@ -208,6 +208,10 @@ class OutboundMessageAdmin(ScopedModelAdmin):
                 "html_url": reverse("admin:outbound_outboundmessage_html", args=[message.pk]),
                 "viewed": viewed,
                 "viewed_people": [("To", viewed.to), ("Cc", viewed.cc), ("Bcc", viewed.bcc)],
+                # The changelist's delivery actions (delivery.admin), offered while it waits.
+                "delivery_actions": message.status == OutboundMessage.Status.QUEUED
+                and self.has_deliver_permission(request)
+                and "retry_deferred_now" in self.get_actions(request),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 

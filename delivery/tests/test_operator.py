@@ -122,3 +122,17 @@ def test_the_actions_need_the_right_to_change_messages(deferred, published):
     form = {"action": "cancel_delivery", "_selected_action": [deferred.pk]}
     client.post("/admin/outbound/outboundmessage/", form)
     assert recipient(deferred, "later@example.net").status == "deferred"
+
+
+@pytest.mark.django_db
+def test_the_message_page_offers_the_actions_while_the_message_waits(deferred, live, sink):
+    staff = get_user_model().objects.create_superuser("op", "op@example.com", "pass-12345")
+    admin = Client()
+    admin.force_login(staff)
+    page = admin.get(f"/admin/outbound/outboundmessage/{deferred.pk}/change/").text
+    assert 'id="retry-now"' in page and 'id="cancel-delivery"' in page
+    assert f'name="_selected_action" value="{deferred.pk}"' in page
+    delivered = outbound(live, ["ok@example.net"])
+    assert deliver_message(delivered.pk) == "sent"
+    page = admin.get(f"/admin/outbound/outboundmessage/{delivered.pk}/change/").text
+    assert 'id="delivery-actions"' not in page
