@@ -141,3 +141,21 @@ def test_arrival_reads_a_submission():
         "::1",
     )
     assert protocol(read) == "ESMTP"
+
+
+@pytest.mark.django_db
+def test_http_sent_messages_get_a_received_line_and_one_date(server, settings):
+    import json
+
+    from django.test import Client
+
+    settings.SMTP_HOSTNAME = "mail.example.org"
+    api = Client(HTTP_X_POSTMARK_SERVER_TOKEN=server.tokens.first().token)
+    body = {"From": "app@example.com", "To": "user@example.net", "Subject": "Hi",
+            "TextBody": "Hello"}  # fmt: skip
+    response = api.post("/email", data=json.dumps(body), content_type="application/json")
+    message_id = response.json()["MessageID"]
+    content = bytes(OutboundMessage.objects.get(message_id=message_id).content)
+    assert content.startswith(b"Received: from [127.0.0.1] ([127.0.0.1])\r\n")
+    assert f"by mail.example.org with HTTP id {message_id}".encode() in content
+    assert content.count(b"\r\nDate: ") == 1

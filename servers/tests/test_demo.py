@@ -120,3 +120,23 @@ def test_the_web_url_follows_web_bind():
     assert _web_url("[::]:9000") == "http://127.0.0.1:9000"
     assert _web_url("[::1]:9000") == "http://[::1]:9000"
     assert _web_url("unix:/run/web.sock") == "http://127.0.0.1:8000"
+
+
+def test_the_other_ports_example_is_read_as_the_settings_read_it(monkeypatch):
+    from pathlib import Path
+
+    import environ
+
+    from postmark_site.settings import _web_url
+    from streams.listeners import Listener
+
+    example = Path(__file__).resolve().parents[2] / ".env.ports.example"
+    read: dict = {}
+    monkeypatch.setattr(environ.Env, "ENVIRON", read)  # django-environ, as the settings read .env
+    environ.Env.read_env(example)
+    env = environ.Env()
+    listeners = [Listener.parse(spec) for spec in env.list("SMTP_LISTEN")]
+    assert {listener.endpoint for listener in listeners} == {"transactional", "broadcast", "bounce"}
+    assert any(listener.implicit_tls for listener in listeners)
+    assert _web_url(env.str("WEB_BIND")) == "http://127.0.0.1:8080"
+    assert env.str("SMTP_HTTP").startswith("127.0.0.1:")
