@@ -17,6 +17,7 @@ old key stays in the setting for ``tag_lifetime()`` after the rotation, then it 
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import string
 import uuid
@@ -127,3 +128,48 @@ def new_secret_key() -> str:
 def same(a: str, b: str) -> bool:
     """Constant-time comparison of two secrets."""
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+# --- Sealed tokens: short encrypted values for URLs ---------------------------------------------
+_SEAL_NONCE = 12
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@lru_cache(maxsize=16)
+def _seal_key(secret: str, purpose: bytes) -> bytes:
+    return _derive(secret, b"postmark-site sealed token v1 " + purpose)
+
+
+def seal(secrets_: tuple[str, ...] | list[str], purpose: bytes, data: bytes) -> str:
+    """``data`` encrypted and authenticated (AES-256-GCM, random nonce) under a key derived from
+    the first of ``secrets_`` for ``purpose``, as base64url without padding: readable and
+    alterable by nobody without the key, and bound to ``purpose`` (a token made for one use is
+    refused for another)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(_SEAL_NONCE)
+    sealed = AESGCM(_seal_key(secrets_[0], purpose)).encrypt(nonce, data, purpose)
+    return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+
+def unseal(secrets_: tuple[str, ...] | list[str], purpose: bytes, token: str) -> bytes | None:
+    """The data ``seal`` sealed under any of ``secrets_`` for ``purpose``, or None for anything
+    else (altered, truncated, another key or purpose, not base64url)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not token or len(token) > 8192 or not _BASE64URL.fullmatch(token):
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        return None
+    if len(raw) < _SEAL_NONCE + 16:
+        return None
+    for secret in secrets_:
+        try:
+            return AESGCM(_seal_key(secret, purpose)).decrypt(raw[:_SEAL_NONCE], raw[_SEAL_NONCE:],
+                                                              purpose)  # fmt: skip
+        except InvalidTag:
+            continue
+    return None

@@ -147,16 +147,19 @@ def first_address(value: str) -> str:
     return found[0] if found else ""
 
 
-def rewrite(raw: bytes, drop, add: list[bytes]) -> bytes:
-    """The message with the header fields for which ``drop(name)`` is true removed and ``add``
-    fields appended to the header block; the body is untouched."""
+def rewrite(raw: bytes, drop, add: list[bytes], prepend: list[bytes] = ()) -> bytes:
+    """The message with the header fields for which ``drop(name)`` is true removed, ``add``
+    fields appended to the header block and ``prepend`` fields put on top of it (trace fields);
+    the body is untouched. Added fields may be folded with CRLF: they take the block's line
+    ending."""
     header_block, separator, body = split_message(raw)
     eol = b"\r\n" if b"\r\n" in header_block or not header_block else b"\n"
     kept = [raw_field for name, raw_field in fields(header_block) if not drop(name)]
-    block = b"".join(kept)
+    block = b"".join(field.replace(b"\r\n", eol) + eol for field in prepend)
+    block += b"".join(kept)
     if block and not block.endswith(b"\n"):
         block += eol
-    block += b"".join(field + eol for field in add)
+    block += b"".join(field.replace(b"\r\n", eol) + eol for field in add)
     if not separator:
         blank = eol
     elif not header_block:

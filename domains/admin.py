@@ -13,6 +13,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from core.hostnames import local_name_warnings
 from domains import grace, services
 from domains.details import domain_details, records_to_publish
 from domains.models import DkimKey, Domain, SenderSignature
@@ -162,6 +163,7 @@ class DomainAdmin(ScopedModelAdmin):
                 "grace_rule": grace.rule(),
                 "can_act": self.has_change_permission(request, domain),
                 "service_domain": services.is_service_domain(domain.name),
+                "local_names": local_name_warnings(),
                 "verify_url": change_url(domain) + "verify/",
                 "rotate_url": change_url(domain) + "rotate/",
             }

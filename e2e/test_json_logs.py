@@ -106,5 +106,57 @@ def test_the_web_app_under_gunicorn_writes_json(start_process):
     records = json_lines(web.output())
     booting = [r for r in records if "Booting worker" in r["message"]]
     assert booting and booting[0]["logger"] == "gunicorn.error"
-    [not_found] = [r for r in records if "no-such-page" in r["message"]]
+    [not_found] = [
+        r for r in records if "no-such-page" in r["message"] and r["logger"] == "django.request"
+    ]
     assert (not_found["logger"], not_found["level"]) == ("django.request", "WARNING")
+
+
+def test_gunicorn_writes_json_access_and_send_lines(start_process):
+    import urllib.request
+
+    from conftest import free_port
+    from smtpgw.tests.metrics_scrape import get
+    from streams.services import create_server
+
+    server = create_server("JSON logs")
+    port = free_port()
+    web = start_process(
+        ["-m", "gunicorn", "postmark_site.wsgi:application", "--config",
+         "postmark_site/gunicorn.py", "--bind", f"127.0.0.1:{port}"],
+        env=subprocess_env(LOG_FORMAT="json"), name="gunicorn",
+    )  # fmt: skip
+    web.wait_for("Booting worker")
+
+    def healthy() -> bool:
+        try:  # a worker imports the app on its first request: slow on a busy machine
+            return get(f"http://127.0.0.1:{port}/healthz", timeout=60)[0] == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, what="gunicorn")
+    body = json.dumps({"From": "app@example.com", "To": "user@example.net", "Subject": "Hi",
+                       "TextBody": "Hello"}).encode()  # fmt: skip
+    request = urllib.request.Request(  # noqa: S310 - a local URL
+        f"http://127.0.0.1:{port}/email", data=body,
+        headers={"X-Postmark-Server-Token": server.api_tokens[0],
+                 "Content-Type": "application/json", "User-Agent": "json-logs-test"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        message_id = json.loads(response.read())["MessageID"]
+    wait_for(lambda: "json-logs-test" in web.output(), what="the access line")
+    web.stop()
+    records = json_lines(web.output())
+    [sent] = [r for r in records if r["logger"] == "api.send"]
+    assert sent["MessageID"] == message_id and sent["server"] == str(server.pk)
+    assert f"queued as {message_id}" in sent["message"]
+    access = [r for r in records if r["logger"] == "postmark_site.access"]
+    healthz = [r for r in access if r["path"] == "/healthz"]
+    [email] = [r for r in access if r["path"] == "/email"]
+    assert healthz and healthz[0]["status"] == 200 and healthz[0]["method"] == "GET"
+    assert (email["method"], email["status"], email["user_agent"]) == (
+        "POST",
+        200,
+        "json-logs-test",
+    )
+    assert email["ms"] >= 0 and email["bytes"] > 0 and email["client"] == "127.0.0.1"

@@ -47,6 +47,7 @@ class ParsedMessage:
     track_links: str | None = None
     keep_id: bool = False
     message_id_header: str = ""
+    has_date: bool = False
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -73,6 +74,8 @@ def parse_headers(raw: bytes) -> ParsedMessage:
             to_values.append(value)
         elif name == "cc":
             cc_values.append(value)
+        elif name == "date":
+            parsed.has_date = True
         elif name == "message-id" and not parsed.message_id_header:
             parsed.message_id_header = value
         elif name == "x-pm-message-stream" and not parsed.stream_id:

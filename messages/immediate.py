@@ -46,6 +46,7 @@ class Outcome:
     error_code: int
     message: str
     submission: Submission | None = None
+    stream: str = ""  # the stream ID the message was filed under (for the accept log line)
 
     @property
     def accepted(self) -> bool:
@@ -87,7 +88,7 @@ def judge(submission: Submission, lookups: processing.Lookups):
     error_code, message, active = verdict(problems, recipients)
     if error_code:
         return Outcome(error_code, message), None
-    outcome = Outcome(0, message, submission)
+    outcome = Outcome(0, message, submission, stream.stream_id if stream else "")
     raw = bytes(submission.raw)
     outbound = processing.outbound_message(submission, stream, parsed, raw, active)
     return outcome, _Accepted(submission, outbound, active, outcome)

@@ -7,7 +7,6 @@ and the message as received.
 """
 
 import logging
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -35,6 +34,7 @@ from messages.intake import intake_for
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.submissions import insert_rows, model_row
 from messages.system import is_system_sender
+from messages.trace import ARRIVAL_FIELDS, Arrival, delivered_content
 from servers.models import Server
 from streams.models import Endpoint, MessageStream, StreamType
 from streams.services import sending_refusal
@@ -221,27 +221,6 @@ def sender_problems(sender: Sender) -> list[Problem]:
     return [Problem(code, message, details)]
 
 
-def delivered_content(
-    raw: bytes, message_id_header: str, keep_id: bool, message_id: uuid.UUID
-) -> tuple[bytes, str]:
-    """The message as it will be delivered: no X-PM-* or Bcc header, and a Message-ID derived
-    from the MessageID unless the client asked to keep its own. Returns the bytes and the
-    Message-ID header value."""
-    if keep_id and message_id_header:
-        return mime.rewrite(raw, _drop_private, []), message_id_header
-    new_id = f"<{message_id}@{settings.MESSAGE_ID_DOMAIN}>"
-    content = mime.rewrite(
-        raw,
-        lambda name: _drop_private(name) or name == "message-id",
-        [f"Message-ID: {new_id}".encode()],
-    )
-    return content, new_id
-
-
-def _drop_private(name: str) -> bool:
-    return name.startswith("x-pm-") or name == "bcc"
-
-
 def dump_head(problems: list[Problem]) -> str:
     """The head of an SMTPApiError dump: each long error message with its code, then a blank
     line; the message as received follows (the shared ``Dump``)."""
@@ -287,21 +266,22 @@ def prepare(submission_ids: list[int]) -> dict[int, Prepared]:
     processed meanwhile is skipped under its lock). A submission whose reading fails is left out:
     processing then reads it in its own turn, where it fails alone."""
     prepared = {}
-    rows = Submission.objects.filter(pk__in=submission_ids, status__in=WAITING).values_list(
-        "pk", "raw", "endpoint", "rcpt_to", "message_id", "mail_from"
+    rows = Submission.objects.filter(pk__in=submission_ids, status__in=WAITING).only(
+        "pk", "raw", "endpoint", "rcpt_to", "message_id", "mail_from", *ARRIVAL_FIELDS
     )
-    for pk, raw, endpoint, rcpt_to, message_id, mail_from in rows.iterator(chunk_size=64):
-        raw = bytes(raw)
+    for row in rows.iterator(chunk_size=64):
+        pk, raw, message_id = row.pk, bytes(row.raw), row.message_id
         try:
-            intake = intake_for(endpoint)
+            intake = intake_for(row.endpoint)
             if intake is not None:
-                prepared[pk] = Prepared(raw, intake=intake.read(raw, rcpt_to, mail_from))
+                prepared[pk] = Prepared(raw, intake=intake.read(raw, row.rcpt_to, row.mail_from))
                 continue
-            if endpoint == Endpoint.BOUNCE:
-                prepared[pk] = Prepared(raw, report=read_report(raw, rcpt_to))
+            if row.endpoint == Endpoint.BOUNCE:
+                prepared[pk] = Prepared(raw, report=read_report(raw, row.rcpt_to))
                 continue
             parsed = parse_headers(raw)
-            delivered = delivered_content(raw, parsed.message_id_header, parsed.keep_id, message_id)
+            delivered = delivered_content(raw, parsed.message_id_header, parsed.keep_id,
+                                          message_id, Arrival.of(row), parsed.has_date)  # fmt: skip
             prepared[pk] = Prepared(raw, parsed, delivered)
         except Exception:
             log.exception("reading submission %s failed; it is processed on its own", message_id)
@@ -560,7 +540,12 @@ def outbound_message(
     ``delivered_content``'s answer when it was computed beforehand (``prepare``)."""
     server = submission.server
     content, message_id_header = delivered or delivered_content(
-        raw, parsed.message_id_header, parsed.keep_id, submission.message_id
+        raw,
+        parsed.message_id_header,
+        parsed.keep_id,
+        submission.message_id,
+        Arrival.of(submission),
+        parsed.has_date,
     )
     header_recipients = {a.lower() for a in parsed.to + parsed.cc}
     track_opens = stream.message_stream_type == StreamType.TRANSACTIONAL and (

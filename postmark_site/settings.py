@@ -71,6 +71,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # One line per request (method, path, status, time), in LOG_FORMAT like every other line.
+    "postmark_site.access_log.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -410,8 +412,26 @@ SMTP_PUBLIC_BROADCAST_HOST = env.str("SMTP_PUBLIC_BROADCAST_HOST", default="")
 # Finished days of the dashboard's charts are counted once and cached this long (0: never).
 DASHBOARD_DAY_CACHE_SECONDS = env.int("DASHBOARD_DAY_CACHE_SECONDS", default=3600)
 
+# Where gunicorn listens (postmark_site/gunicorn.py reads the same variable); the start-up banner
+# and the default TRACKING_BASE_URL are made from it.
+WEB_BIND = env.str("WEB_BIND", default="127.0.0.1:8000")
+
+
+def _web_url(bind: str) -> str:
+    """The URL a browser on this machine opens for a gunicorn bind address (a wildcard host is
+    reached on the loopback address)."""
+    if bind.startswith(("unix:", "fd://")):
+        return "http://127.0.0.1:8000"
+    host, _, port = bind.rpartition(":")
+    host = host or "127.0.0.1"
+    if host.strip("[]") in ("0.0.0.0", "::", "*"):  # noqa: S104 - a wildcard shown as loopback
+        host = "127.0.0.1"
+    return f"http://{host}:{port or 8000}"
+
+
+WEB_URL = _web_url(WEB_BIND)
 # Public base URL of this service's web endpoints, for tracking pixels and links.
-TRACKING_BASE_URL = env.str("TRACKING_BASE_URL", default="http://127.0.0.1:8000")
+TRACKING_BASE_URL = env.str("TRACKING_BASE_URL", default=WEB_URL)
 
 # --- Delivery -----------------------------------------------------------------------------------
 # A smarthost, e.g. smtp://user:pass@smtp.example.com:587?starttls=require or ?tls=implicit ...

@@ -6,6 +6,7 @@ which only this top app may import) and the gauges' sparklines drawn (``postmark
 from django.conf import settings
 from django.utils import timezone
 
+from core.hostnames import local_name_warnings
 from postmark_site.charts import sparkline_svg
 from stats import system
 
@@ -55,6 +56,7 @@ def context(now=None) -> dict:
         "destinations": system.deferred_by_destination(),
         "webhook_backlog": system.webhook_backlog_by_url(),
         "broken_domains": system.broken_domains(),
+        "local_names": local_name_warnings(),
         "sample_interval": system.duration(settings.SYSTEM_SAMPLE_INTERVAL_SECONDS),
         "samples": system.samples_taken(now),
         "now": now,

@@ -10,6 +10,7 @@ import sys
 from django.conf import settings
 from django.db import connections
 
+from core.hostnames import local_name_warnings
 from smtpgw import metrics, proxy, tls
 from smtpgw.server import Gateway
 from streams.listeners import Listener
@@ -23,6 +24,8 @@ def serve(
     """Run the gateway until SIGTERM or SIGINT; returns the exit status. With ``http``, health
     and metrics are served there (from this process, for all the gateway processes)."""
     tls.certificate_paths()  # make the self-signed pair once, before any child needs it
+    for name in local_name_warnings():
+        log.warning("%s", name.sentence)
     connections.close_all()  # children must not share the parent's database connections
     try:  # bound before anything starts: a taken address stops the gateway at once
         http_server = metrics.bind_http(http) if http else None

@@ -14,7 +14,6 @@ database runs in a thread pool, never on the event loop.
 
 import asyncio
 import contextlib
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from core.db import is_database_unavailable
+from core.hostnames import smtp_hostname
 from messages.submissions import note_token_use, save_submissions
 from messages.tasks import enqueue_processing
 from smtpgw.committer import Dispatcher, GroupCommitter
@@ -37,7 +37,7 @@ class Gateway:
     """Per-process state shared by every session: the thread pool, the group committer, limits."""
 
     def __init__(self):
-        self.hostname = settings.SMTP_HOSTNAME or socket.getfqdn()
+        self.hostname = smtp_hostname()
         self.max_size = settings.SMTP_MAX_MESSAGE_SIZE
         self.max_recipients = settings.SMTP_MAX_RECIPIENTS
         self.max_header = settings.SMTP_MAX_HEADER_BYTES

@@ -1,30 +1,48 @@
 """TLS for the gateway: the configured certificate, or a self-signed pair made once."""
 
 import datetime
+import ipaddress
 import logging
 import os
-import socket
 import ssl
 from pathlib import Path
 
 from django.conf import settings
 
+from core.hostnames import smtp_hostname
+from streams.listeners import certificate_file
+
 log = logging.getLogger(__name__)
 
 
 def certificate_paths() -> tuple[Path, Path]:
-    """The certificate and key named in settings, else a self-signed pair in DATA_DIR/tls."""
-    if settings.SMTP_TLS_CERT and settings.SMTP_TLS_KEY:
-        return Path(settings.SMTP_TLS_CERT), Path(settings.SMTP_TLS_KEY)
-    directory = settings.DATA_DIR / "tls"
-    cert, key = directory / "selfsigned.crt", directory / "selfsigned.key"
-    if not (cert.exists() and key.exists()):
-        directory.mkdir(parents=True, exist_ok=True)
-        write_self_signed(cert, key, settings.SMTP_HOSTNAME or socket.getfqdn())
+    """The certificate and key named in settings, else a self-signed pair in DATA_DIR/tls,
+    made once (and made again when it predates the loopback addresses in its names)."""
+    cert, self_signed = certificate_file()
+    if not self_signed:
+        return cert, Path(settings.SMTP_TLS_KEY)
+    key = cert.with_name("selfsigned.key")
+    if not (cert.exists() and key.exists()) or not _names_loopback_addresses(cert):
+        cert.parent.mkdir(parents=True, exist_ok=True)
+        write_self_signed(cert, key, smtp_hostname())
         log.warning(
             "no SMTP_TLS_CERT/SMTP_TLS_KEY set: generated a self-signed certificate %s", cert
         )
     return cert, key
+
+
+def _names_loopback_addresses(cert_path: Path) -> bool:
+    """Whether the certificate names 127.0.0.1 and ::1, so that clients dialling the default
+    listeners by address can check it."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, OSError, x509.ExtensionNotFound):
+        return False
+    found = {str(a) for a in names.get_values_for_type(x509.IPAddress)}
+    return {"127.0.0.1", "::1"} <= found
 
 
 def write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
@@ -37,6 +55,7 @@ def write_self_signed(cert_path: Path, key_path: Path, hostname: str) -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.UTC)
     alt_names = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -18,7 +18,7 @@ from servers.access import masked, may_change_server, scope_queryset, shown_secr
 from servers.models import Server, ServerToken
 from servers.scoping import ScopedModelAdmin, change_url
 from servers.services import set_smtp_access
-from streams import listeners, suppressions
+from streams import listeners, snippets, suppressions
 from streams.models import IpCredential, MessageStream, SmtpToken, StreamType, Suppression
 from streams.rules import StreamError
 from streams.services import (
@@ -459,20 +459,28 @@ class ServerAdmin(ScopedModelAdmin):
         if server is not None:
             streams = list(server.streams.order_by("id"))
             tokens_in_full = may_change_server(request.user, server)
+            endpoints = listeners.smtp_endpoints(request.get_host().rsplit(":", 1)[0])
+            example_token = (
+                server.api_tokens[0]
+                if tokens_in_full and server.api_tokens
+                else "<server API token>"
+            )
             extra_context.update(
                 smtp_switch_url=reverse("admin:servers_server_smtp", args=[server.pk]),
                 can_switch_smtp=self.has_change_permission(request, server),
-                smtp_endpoints=listeners.smtp_endpoints(request.get_host().rsplit(":", 1)[0]),
+                smtp_endpoints=endpoints,
+                smtp_snippets=snippets.snippets(
+                    snippets.Target.of(endpoints[0], example_token, example_token)
+                )
+                if endpoints
+                else [],
+                smtp_self_signed=listeners.certificate_file()[1],
                 smtp_auth_methods=listeners.AUTH_METHODS,
                 smtp_limits=listeners.smtp_limits(),
                 smtp_streams=[s for s in streams if s.message_stream_type != "Inbound"],
                 server_tokens=[shown_secret(t, tokens_in_full) for t in server.api_tokens],
                 server_tokens_masked=not tokens_in_full,
-                example_token=(
-                    server.api_tokens[0]
-                    if tokens_in_full and server.api_tokens
-                    else "<server API token>"
-                ),
+                example_token=example_token,
                 dashboard_url=reverse("admin:dashboard") + f"?server={server.pk}",
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -4,6 +4,7 @@
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 
@@ -46,6 +47,15 @@ class Listener:
                 f"bad listener {spec!r}: use KIND[+proxy][+tls]=HOST:PORT with KIND "
                 "transactional, broadcast, bounce or inbound, e.g. transactional=127.0.0.1:2525"
             ) from None
+
+
+def certificate_file() -> tuple[Path, bool]:
+    """The gateway's certificate (PEM) and whether it is the self-signed one made into
+    DATA_DIR/tls for the zero-configuration default (``smtpgw.tls``), which clients must be told
+    to trust; a configured SMTP_TLS_CERT is taken to be from a CA they already trust."""
+    if settings.SMTP_TLS_CERT and settings.SMTP_TLS_KEY:
+        return Path(settings.SMTP_TLS_CERT), False
+    return Path(settings.DATA_DIR) / "tls" / "selfsigned.crt", True
 
 
 # --- Where clients dial: the server page shows these ---------------------------------------------

@@ -1,18 +1,27 @@
-"""Tracking tokens: the base URL, and the signed tokens of the open pixel and the click redirect.
+"""Tracking tokens: the base URL, and the tokens of the open pixel and the click redirect.
 
-Tokens are signed with ``django.core.signing`` (SECRET_KEY, with SECRET_KEY_FALLBACKS honoured)
-under one salt for opens and another for clicks. They carry the MessageID and the recipient, and
-for clicks the original URL and where it was (HTML or Text) — so a click redirects only to a URL
-this service itself put in a message: no open redirect, even after the message has been purged.
+A token carries the MessageID and the recipient, and for clicks the original URL and where it was
+(HTML or Text) — so a click redirects only to a URL this service itself put in a message (no open
+redirect, even after the message has been purged). The payload is sealed (``core.crypto.seal``:
+AES-256-GCM under a key derived from SECRET_KEY, SECRET_KEY_FALLBACKS honoured), one purpose for
+opens and another for clicks: a link in a forwarded message shows neither the recipient's address
+nor the target URL, and cannot be altered.
+
+Tokens of the earlier form (a readable payload signed with ``django.core.signing``, ``~`` before
+the signature) are still read, so links in mail already sent keep working.
 """
 
 import binascii
+import json
 import uuid
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
+
+from core.crypto import seal, unseal
 
 OPEN_SALT = "streams.tracking.open"
 CLICK_SALT = "streams.tracking.click"
@@ -31,15 +40,24 @@ def _signer(salt: str) -> signing.Signer:
     return signing.Signer(salt=salt, sep=TOKEN_SEP)
 
 
+def _keys() -> list[str]:
+    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+
+
+def _sealed(payload: list, salt: str) -> str:
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    packed = zlib.compress(data, 9)
+    data = b"z" + packed if len(packed) < len(data) else b"j" + data
+    return seal(_keys(), salt.encode(), data)
+
+
 def open_token(message_id: uuid.UUID | str, recipient: str) -> str:
-    return _signer(OPEN_SALT).sign_object(
-        [uuid.UUID(str(message_id)).hex, recipient], compress=True
-    )
+    return _sealed([uuid.UUID(str(message_id)).hex, recipient], OPEN_SALT)
 
 
 def click_token(message_id: uuid.UUID | str, recipient: str, url: str, location: str) -> str:
     payload = [uuid.UUID(str(message_id)).hex, recipient, url, "H" if location == HTML else "T"]
-    return _signer(CLICK_SALT).sign_object(payload, compress=True)
+    return _sealed(payload, CLICK_SALT)
 
 
 def open_url(message_id: uuid.UUID | str, recipient: str) -> str:
@@ -50,8 +68,23 @@ def click_url(message_id: uuid.UUID | str, recipient: str, url: str, location: s
     return f"{base_url()}/c/{click_token(message_id, recipient, url, location)}"
 
 
+def _read(token: str, salt: str):
+    """The payload of a token made by us, or None. A suffix such as ``.gif`` is ignored."""
+    if TOKEN_SEP in token:
+        return _unsign(token, salt)
+    data = unseal(_keys(), salt.encode(), token.split(".", 1)[0])
+    if not data:
+        return None
+    try:
+        if data[:1] == b"z":
+            data = b"j" + zlib.decompressobj().decompress(data[1:], 64 * 1024)
+        return json.loads(data[1:]) if data[:1] == b"j" else None
+    except (ValueError, zlib.error):
+        return None
+
+
 def _unsign(token: str, salt: str):
-    """The payload of a token signed by us, or None. A suffix such as ``.gif`` is ignored."""
+    """The payload of an earlier, signed token, or None."""
     head, sep, signature = token.partition(TOKEN_SEP)
     if not sep or TOKEN_SEP in signature:
         return None
@@ -79,7 +112,7 @@ class ClickToken:
 
 
 def read_open_token(token: str) -> OpenToken | None:
-    payload = _unsign(token, OPEN_SALT)
+    payload = _read(token, OPEN_SALT)
     if not (isinstance(payload, list) and len(payload) == 2):
         return None
     try:
@@ -89,7 +122,7 @@ def read_open_token(token: str) -> OpenToken | None:
 
 
 def read_click_token(token: str) -> ClickToken | None:
-    payload = _unsign(token, CLICK_SALT)
+    payload = _read(token, CLICK_SALT)
     if not (isinstance(payload, list) and len(payload) == 4):
         return None
     try:

@@ -169,7 +169,8 @@ def checked_addresses(target: Target, private_ok: bool | None = None) -> list[st
                 # The address itself is never told: it would map the service's network.
                 raise UnsafeUrl(
                     f"The webhook URL's host '{target.host}' resolves to a {why} address; "
-                    "webhooks can only be posted to public addresses."
+                    "webhooks can only be posted to public addresses (an operator may allow "
+                    "private ones with the setting WEBHOOK_ALLOW_PRIVATE_URLS=true)."
                 )
     return addresses
 

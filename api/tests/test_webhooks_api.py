@@ -172,6 +172,14 @@ def test_validation_errors_are_422_in_postmark_shape(api, settings, body, words)
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("url", ["http://127.0.0.1/hook", "http://localhost:8080/hook"])
+def test_a_private_url_refused_names_the_setting_that_allows_it(api, settings, url):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = False
+    message = assert_error(call(api, "post", "/webhooks", {"Url": url}), 422, 403)
+    assert "WEBHOOK_ALLOW_PRIVATE_URLS=true" in message
+
+
+@pytest.mark.django_db
 def test_private_urls_allowed_by_the_operator_setting(api, settings):
     settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
     assert call(api, "post", "/webhooks", {"Url": "http://localhost:9/h"}).status_code == 200

@@ -13,6 +13,7 @@ rule that needs none (``messages.immediate.judge_without_server``), nothing is s
 requests are limited per client address (``api.throttling``).
 """
 
+import logging
 import uuid
 
 from django.utils import timezone
@@ -26,7 +27,10 @@ from api.bounds import Bounds
 from api.errors import INVALID_JSON, INVALID_JSON_MESSAGE, RATE_LIMITED, ApiError
 from api.sending import Composed, Refused, compose, submission_for
 from bounces.serializers import timestamp
+from core.logcontext import about_message
 from messages import immediate, limits
+
+send_log = logging.getLogger("api.send")
 
 # Postmark's token that validates a request without storing or sending anything.
 TEST_TOKEN = "POSTMARK_API_TEST"
@@ -117,6 +121,7 @@ def send_items(server, items: list, submission_of) -> list[dict | Refused]:
         # No transaction around it: the messages are parsed first, then stored in one.
         outcomes = immediate.accept([submission for _, _, submission in pending])
         for (index, composed, submission), outcome in zip(pending, outcomes, strict=True):
+            log_send(server, submission, outcome)
             if outcome.accepted:
                 answers[index] = _success(
                     composed, submission.message_id, submission.received_at, outcome.message
@@ -124,6 +129,32 @@ def send_items(server, items: list, submission_of) -> list[dict | Refused]:
             else:
                 answers[index] = Refused(outcome.error_code, outcome.message)
     return answers
+
+
+def log_send(server, submission, outcome: immediate.Outcome) -> None:
+    """One line per message sent over HTTP, as the gateway writes one per SMTP transaction (logger
+    ``api.send``): client, server, stream, sender, recipients, size, TLS and the answer, with the
+    MessageID of an accepted message on the line and in its log context."""
+    stream = outcome.stream or "-"
+    result = (
+        f"0 OK: queued as {submission.message_id}"
+        if outcome.accepted
+        else f"{outcome.error_code} {outcome.message}"
+    )
+    message_id = submission.message_id if outcome.accepted else None
+    with about_message(message_id, server.pk, outcome.stream or None):
+        send_log.info(
+            "client=%s endpoint=api server=%s stream=%s from=<%s> rcpts=%d size=%d tls=%s "
+            "result=%r",
+            submission.client_address,
+            server.pk,
+            stream,
+            submission.mail_from,
+            len(submission.rcpt_to),
+            submission.size,
+            submission.tls_version or "no",
+            result,
+        )
 
 
 def _tested(composed: Composed) -> dict | Refused:

@@ -203,7 +203,8 @@ def test_a_key_that_cannot_be_loaded_sends_the_message_unsigned(live, sink, dns,
     DkimKey.objects.filter(pk=ensure[0].pk).update(private_key_encrypted="broken too")
     send(live, message_from("orders@shop.test"))
     [received] = sink.messages
-    assert received.content.startswith(b"From: Shop <orders@shop.test>\r\n")
+    assert received.content.startswith(b"Received: from ")  # the trace line, no signature
+    assert b"DKIM-Signature" not in received.content
     assert "cannot be loaded" in caplog.text
 
 
@@ -227,3 +228,27 @@ def test_the_service_key_is_made_once(dns):
     [key] = first
     assert (key.domain.name, key.state, key.algorithm) == (SERVICE, "active", "rsa")
     assert not key.domain.dkim_verified  # nobody may send as the service's domain for it
+
+
+def test_the_trace_fields_are_sent_and_the_signature_verifies_over_them(live, sink, dns, settings):
+    settings.SMTP_HOSTNAME = "gateway.service.test"
+    verified_domain("shop.test", dns)
+    raw = message_from("orders@shop.test").replace(
+        b"Date: Mon, 30 Nov 2026 10:00:00 +0000\r\n", b""
+    )
+    message = send(live, raw)
+    [received] = sink.messages
+    content = received.content
+    assert verify_all(content, dns) == [True]
+    header = content.split(b"\r\n\r\n", 1)[0]
+    # The signature in front, then the trace line as the gateway wrote it, then the message.
+    assert header.startswith(b"DKIM-Signature:")
+    after = header.split(b"\r\nReceived: ", 1)[1]
+    assert after.startswith(b"from [127.0.0.1] ([127.0.0.1])\r\n\tby gateway.service.test with ")
+    assert f"id {message.message_id}".encode() in after and b"for <ok@example.net>;" in after
+    assert header.count(b"\r\nDate: ") == 1
+    [tags] = signature_tags(content)
+    assert "date" in tags["h"].replace(" ", "").replace("\r\n", "").split(":")
+    # Altering the added Date breaks the signature: it is signed as the receiver sees it.
+    altered = content.replace(b"\r\nDate: ", b"\r\nDate: Sun, ", 1)
+    assert verify_all(altered, dns) == [False]

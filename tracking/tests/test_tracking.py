@@ -14,6 +14,7 @@ import pytest
 from django.core import signing
 from django.utils import timezone
 
+from core import crypto
 from core.mime import split_message
 from messages.models import MessageEvent, OutboundMessage
 from streams.services import get_stream
@@ -576,14 +577,26 @@ def test_click_with_the_django_test_client(client, server):
     assert MessageEvent.objects.count() == 1  # HEAD and POST record nothing
 
 
-def forgeries(message_id) -> list[tuple[str, str]]:
-    good_click = click_token(message_id, RCPT, "https://example.com/ok", "HTML")
-    good_open = open_token(message_id, RCPT)
+def legacy_click_token(message_id, recipient: str, url: str) -> str:
+    """A click token of the earlier, signed form (readable payload), as mail already sent has."""
+    payload = [message_id.hex, recipient, url, "H"]
+    return signing.Signer(salt=CLICK_SALT, sep="~").sign_object(payload, compress=True)
+
+
+def legacy_open_token(message_id, recipient: str) -> str:
+    return signing.Signer(salt=OPEN_SALT, sep="~").sign_object(
+        [message_id.hex, recipient], compress=True
+    )
+
+
+def flip(token: str, index: int) -> str:
+    return token[:index] + ("A" if token[index] != "A" else "B") + token[index + 1 :]
+
+
+def legacy_forgeries(message_id) -> list[tuple[str, str]]:
+    good_click = legacy_click_token(message_id, RCPT, "https://example.com/ok")
+    good_open = legacy_open_token(message_id, RCPT)
     payload, signature = good_click.split("~")
-
-    def flip(token: str, index: int) -> str:
-        return token[:index] + ("A" if token[index] != "A" else "B") + token[index + 1 :]
-
     compressed = payload.startswith(".")
     data = signing.b64_decode(payload.lstrip(".").encode())
     data = zlib.decompress(data) if compressed else data
@@ -613,6 +626,90 @@ def forgeries(message_id) -> list[tuple[str, str]]:
         ("o", good_click),
         ("o", other_open_key.sign_object([message_id.hex, RCPT])),
     ]
+
+
+def forgeries(message_id) -> list[tuple[str, str]]:
+    good_click = click_token(message_id, RCPT, "https://example.com/ok", "HTML")
+    good_open = open_token(message_id, RCPT)
+    raw = base64.urlsafe_b64decode(good_click + "=" * (-len(good_click) % 4))
+    other_key = crypto.seal(["another-key"], CLICK_SALT.encode(), b'j["x"]')
+    return (
+        [
+            ("c", flip(good_click, len(good_click) - 5)),  # one character of the tag
+            ("c", flip(good_click, 20)),  # one character of the ciphertext
+            ("c", flip(good_click, 2)),  # one character of the nonce
+            ("c", good_click[:-1]),  # truncated
+            ("c", good_click[:30]),
+            ("c", good_click + "A"),
+            ("c", good_click + "!"),  # a character outside base64url
+            ("c", base64.urlsafe_b64encode(raw[:12] + bytes(len(raw) - 12)).decode().rstrip("=")),
+            ("c", other_key),
+            ("c", good_open),  # an open token is not a click token
+            ("c", "A" * 200),
+            ("o", flip(good_open, len(good_open) - 3)),
+            ("o", good_open[:-4]),
+            ("o", good_click),
+            ("o", crypto.seal(["another-key"], OPEN_SALT.encode(), b'j["a","b"]')),
+        ]
+        + legacy_forgeries(message_id)
+    )
+
+
+def test_tokens_show_neither_the_address_nor_the_url():
+    message_id = uuid.uuid4()
+    url = "https://shop.example.com/orders/12345?customer=reader"
+    tokens = [click_token(message_id, RCPT, url, "HTML"), open_token(message_id, RCPT)]
+    for token in tokens:
+        assert "~" not in token
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        for secret in (RCPT, url, "shop.example.com", message_id.hex, "reader"):
+            assert secret.encode() not in decoded
+            assert secret.encode() not in zlib_or_empty(decoded)
+            for shift in range(3):  # base64 of the value at any alignment
+                shown = base64.urlsafe_b64encode(b"x" * shift + secret.encode()).decode()[4:-4]
+                assert len(shown) < 6 or shown not in token
+    # Two tokens of the same link differ (a random nonce): they tell nothing about each other.
+    assert click_token(message_id, RCPT, url, "HTML") != tokens[0]
+    assert read_click_token(tokens[0]) == ClickToken(message_id, RCPT, url, "HTML")
+    assert read_open_token(tokens[1]) == OpenToken(message_id, RCPT)
+
+
+def zlib_or_empty(data: bytes) -> bytes:
+    for start in range(len(data)):
+        try:
+            return zlib.decompressobj().decompress(data[start:], 4096)
+        except zlib.error:
+            continue
+    return b""
+
+
+def test_tokens_read_under_a_fallback_key_and_refused_after_it_is_gone(settings):
+    message_id = uuid.uuid4()
+    token = click_token(message_id, RCPT, "https://example.com/a", "Text")
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-key-" + "x" * 40, [old_key]
+    assert read_click_token(token).url == "https://example.com/a"
+    settings.SECRET_KEY_FALLBACKS = []
+    assert read_click_token(token) is None
+
+
+def test_long_urls_make_tokens_no_longer_than_the_signed_form():
+    message_id = uuid.uuid4()
+    url = "https://example.com/" + "/".join(["section"] * 40) + "?utm_source=mail&utm_medium=x"
+    token = click_token(message_id, RCPT, url, "HTML")
+    assert read_click_token(token).url == url
+    assert len(token) <= len(legacy_click_token(message_id, RCPT, url)) + 20
+
+
+@pytest.mark.urls("tracking.tests.tracking_urls")
+def test_links_of_the_earlier_signed_form_still_work(client, server):
+    message = stored(server)
+    link = legacy_click_token(message.message_id, RCPT, "https://example.com/old")
+    response = client.get(f"/c/{link}")
+    assert response.status_code == 302 and response["Location"] == "https://example.com/old"
+    assert client.get(f"/o/{legacy_open_token(message.message_id, RCPT)}.gif").status_code == 200
+    assert MessageEvent.objects.filter(type="Click").count() == 1
+    assert MessageEvent.objects.filter(type="Open").count() == 1
 
 
 @pytest.mark.urls("tracking.tests.tracking_urls")

@@ -649,6 +649,7 @@ def test_admin_form_strips_credentials_and_refuses_private_urls(admin_client, se
     form = {"stream": stream.pk, "url": "http://127.0.0.1:9/hook", "http_headers": "[]"}
     response = admin_client.post(url, form)
     assert response.status_code == 200 and "public addresses" in response.content.decode()
+    assert "WEBHOOK_ALLOW_PRIVATE_URLS=true" in response.content.decode()
     assert not Webhook.objects.exists()
     form["url"] = "https://hooks:pa%40ss@93.184.216.34/hook"
     form["delivery_enabled"] = "on"

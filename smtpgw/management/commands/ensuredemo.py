@@ -1,5 +1,9 @@
 """Create the demo admin user, server, SMTP token and sender domain on first run, and print how
-to use them.
+to use them (``smtpgw.quickstart``: the banner, from the real settings).
+
+The demo server is Sandbox: what it takes is recorded, not delivered, and every message can be
+read in the admin. ``--live`` switches it to Live, for mail relayed to a local sink (the banner
+prints the one line that starts one) or onward.
 
 The demo's sender domain (``example.com``, the From of the printed swaks command) is marked
 verified without DNS: an active DKIM key, ``dkim_verified`` on and periodic checks off, since no
@@ -20,7 +24,8 @@ from django.core.management.base import BaseCommand
 
 from core import dkim_keys as keys
 from domains.models import DkimKey, Domain
-from servers.models import Server
+from servers.models import DeliveryType, Server
+from smtpgw import quickstart, tls
 from streams.services import create_server, create_smtp_token, get_stream
 
 DEMO_SERVER = "Demo server"
@@ -31,11 +36,13 @@ class Command(BaseCommand):
     help = "Create the demo admin user, server and SMTP token if none exist, and print them."
 
     def add_arguments(self, parser):
-        parser.add_argument("--web", default="http://127.0.0.1:8000")
-        parser.add_argument("--smtp-host", default="127.0.0.1")
-        parser.add_argument("--smtp-port", default="2525")
+        parser.add_argument(
+            "--live",
+            action="store_true",
+            help="Switch the demo server to Live (mail is relayed: OUTBOUND_SMTP_RELAY).",
+        )
 
-    def handle(self, *args, web, smtp_host, smtp_port, **options):
+    def handle(self, *args, live, **options):
         path = settings.DATA_DIR / "demo-credentials.json"
         creds = json.loads(path.read_text()) if path.exists() else {}
         creds.update(self.ensure_admin(creds))
@@ -44,7 +51,14 @@ class Command(BaseCommand):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(creds, fh, indent=2)
-        self.print_summary(creds, web, smtp_host, smtp_port)
+        server = Server.objects.filter(pk=creds["server_id"]).first() or Server.objects.get(
+            name=DEMO_SERVER
+        )
+        if live and server.delivery_type != DeliveryType.LIVE:
+            server.delivery_type = DeliveryType.LIVE
+            server.save(update_fields=["delivery_type"])
+        tls.certificate_paths()  # the self-signed pair the banner and the snippets name
+        self.stdout.write("\n".join(quickstart.lines(creds, server, DEMO_FROM)))
 
     def ensure_admin(self, creds):
         users = get_user_model()
@@ -74,24 +88,3 @@ class Command(BaseCommand):
         domain = Domain.objects.create(name=name, return_path_domain=f"pm-bounces.{name}",
                                        dkim_verified=True, periodic_checks=False)  # fmt: skip
         DkimKey.generate(domain, keys.RSA, state=DkimKey.State.ACTIVE)
-
-    def print_summary(self, creds, web, smtp_host, smtp_port):
-        out = self.stdout.write
-        out("")
-        out(f"  Admin:          {web}/admin/")
-        if "admin_user" in creds:
-            out(f"  Login:          {creds['admin_user']} / {creds['admin_password']}")
-        out(f"  Demo server:    ID {creds['server_id']} (Sandbox: mail is recorded, not delivered)")
-        out(f"  Server token:   {creds['server_token']}")
-        out(f"  SMTP token:     {creds['smtp_access_key']} / {creds['smtp_secret_key']}")
-        out("  Send a first message:")
-        out(
-            f"    swaks --server {smtp_host}:{smtp_port} --auth PLAIN"
-            f" --auth-user {creds['smtp_access_key']} --auth-password {creds['smtp_secret_key']}"
-            f" --from {DEMO_FROM} --to user@example.net --h-Subject hello --body 'Hello!'"
-        )
-        out(
-            f"  Sender:         {DEMO_FROM.rpartition('@')[2]} is verified for the demo only; add "
-            "your own domain with manage.py createdomain."
-        )
-        out("")
