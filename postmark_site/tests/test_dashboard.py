@@ -156,8 +156,8 @@ def test_smtp_configuration_details(staff, server, settings):
     # Near the top, above the form's fieldsets (not under Save/Delete), with the server's own
     # values in its examples and a copy button for each.
     assert page.index('id="smtp-configuration"') < page.index("<fieldset")
-    assert f'EMAIL_HOST_USER = &quot;{server.api_tokens[0]}&quot;' in page
-    assert f'EMAIL_HOST_PASSWORD = &quot;{server.api_tokens[0]}&quot;' in page
+    assert f"EMAIL_HOST_USER = &quot;{server.api_tokens[0]}&quot;" in page
+    assert f"EMAIL_HOST_PASSWORD = &quot;{server.api_tokens[0]}&quot;" in page
     assert "EMAIL_HOST = &quot;smtp.mail.example&quot;" in page and "EMAIL_PORT = 2525" in page
     for target in ("smtp-host-1", "server-token-1", "smtp-snippet-swaks", "smtp-snippet-django"):
         assert f'data-copy-target="{target}"' in page, target
