@@ -31,6 +31,7 @@ from messages.headers import (
     invalid,
     parse_headers,
 )
+from messages.intake import intake_for
 from messages.models import OutboundMessage, Recipient, Submission
 from messages.submissions import insert_rows, model_row
 from messages.system import is_system_sender
@@ -277,6 +278,7 @@ class Prepared:
     parsed: ParsedMessage | None = None
     delivered: tuple[bytes, str] | None = None  # delivered_content's (bytes, Message-ID)
     report: tuple | None = None  # bounce_intake.read_report's, for the bounce MX
+    intake: object = None  # an Intake's reading, for the endpoints apps above take over
 
 
 def prepare(submission_ids: list[int]) -> dict[int, Prepared]:
@@ -286,11 +288,15 @@ def prepare(submission_ids: list[int]) -> dict[int, Prepared]:
     processing then reads it in its own turn, where it fails alone."""
     prepared = {}
     rows = Submission.objects.filter(pk__in=submission_ids, status__in=WAITING).values_list(
-        "pk", "raw", "endpoint", "rcpt_to", "message_id"
+        "pk", "raw", "endpoint", "rcpt_to", "message_id", "mail_from"
     )
-    for pk, raw, endpoint, rcpt_to, message_id in rows.iterator(chunk_size=64):
+    for pk, raw, endpoint, rcpt_to, message_id, mail_from in rows.iterator(chunk_size=64):
         raw = bytes(raw)
         try:
+            intake = intake_for(endpoint)
+            if intake is not None:
+                prepared[pk] = Prepared(raw, intake=intake.read(raw, rcpt_to, mail_from))
+                continue
             if endpoint == Endpoint.BOUNCE:
                 prepared[pk] = Prepared(raw, report=read_report(raw, rcpt_to))
                 continue
@@ -326,6 +332,8 @@ def process_submission(submission_id: int, prepared: dict[int, Prepared] | None 
         item = _prepared_for(submission, prepared)
         if submission.endpoint == Endpoint.BOUNCE:
             return _process_report(submission, item)
+        if intake_for(submission.endpoint) is not None:
+            return _process_intake(submission, item)
         raw = item.raw
         parsed, stream, stream_id, problems = examine(submission, parsed=item.parsed)
         recipients = unique_recipients(submission.rcpt_to)
@@ -380,6 +388,9 @@ def process_batch(
             if submission.endpoint == Endpoint.BOUNCE:
                 statuses[submission.pk] = _process_report(submission, item)
                 continue
+            if intake_for(submission.endpoint) is not None:
+                statuses[submission.pk] = _process_intake(submission, item)
+                continue
             raw = item.raw
             parsed, stream, stream_id, problems = examine(submission, lookups, item.parsed)
             recipients = unique_recipients(submission.rcpt_to)
@@ -422,6 +433,18 @@ def _process_report(submission: Submission, item: Prepared) -> str:
     submission.status = process_report(submission, item.report)
     # A report linked to no message stays as it came, for operators to look at.
     finish(submission, keep_raw=submission.status == Submission.Status.FAILED)
+    metrics.submission_processed(submission.status, submission.received_at)
+    return submission.status
+
+
+def _process_intake(submission: Submission, item: Prepared) -> str:
+    """A submission an app above takes over (``messages.intake``): it keeps the bytes it needs."""
+    intake = intake_for(submission.endpoint)
+    read = item.intake
+    if read is None:  # its reading failed beforehand: read it now
+        read = intake.read(item.raw, submission.rcpt_to, submission.mail_from)
+    submission.status = intake.store(submission, item.raw, read)
+    finish(submission)
     metrics.submission_processed(submission.status, submission.received_at)
     return submission.status
 

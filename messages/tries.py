@@ -34,6 +34,7 @@ from core.db import is_database_unavailable
 from messages import metrics
 from messages.events import record_bounce_event
 from messages.headers import Problem, parse_headers
+from messages.intake import intake_for
 from messages.models import Submission
 from messages.processing import (
     DEFAULT_STREAM,
@@ -238,6 +239,14 @@ def fail(submission: Submission, error_name: str, item: Prepared | None, *, may_
     and webhooks. Should that record fail: with ``may_wait`` the submission waits for another try
     of it; else (or with no ``item``) the error is recorded alone (``record_plain_failure``) and
     the message as received stays on the submission for the operators."""
+    intake = intake_for(submission.endpoint)
+    if intake is not None:  # not mail to send: the app that takes it over records the failure
+        submission.last_error = error_name
+        intake.fail(submission, error_name, item.raw if item is not None else None)
+        submission.status = Submission.Status.FAILED
+        finish(submission, "last_error")
+        metrics.submission_processed(submission.status, submission.received_at)
+        return submission.status
     text = PROCESSING_FAILED.format(error=error_name)
     problem = Problem(PROCESSING_ERROR_CODE, text, text)
     submission.last_error = error_name

@@ -195,6 +195,7 @@ CELERY_TASK_ROUTES = {
     "outbound.tasks.process_submissions": {"queue": "processing"},
     "outbound.tasks.deliver": {"queue": "delivery"},
     "webhooks.*": {"queue": "webhooks"},
+    "inbound.*": {"queue": "webhooks"},
     # A bulk request's items are composed, judged and stored as processed messages: processing.
     "api.bulk.*": {"queue": "processing"},
 }
@@ -240,6 +241,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "webhooks.sweep": {
         "task": "webhooks.sweep",
+        "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
+    },
+    # Posts the inbound messages whose retry is due, or whose task was lost (inbound.posting).
+    "inbound.sweep": {
+        "task": "inbound.sweep",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
     },
     "sample-queues": {
@@ -289,6 +295,7 @@ SMTP_LISTEN = env.list(
         "transactional=127.0.0.1:2525",
         "broadcast=127.0.0.1:2526",
         "bounce=127.0.0.1:2527",
+        "inbound=127.0.0.1:2528",
     ],
 )
 SMTP_PROCESSES = env.int("SMTP_PROCESSES", default=1)
@@ -484,9 +491,35 @@ DNS_UNVERIFY_AFTER_HOURS = env.float("DNS_UNVERIFY_AFTER_HOURS", default=24.0)
 # the server SYSTEM_SERVER_NAME (made on first use, Live).
 SYSTEM_FROM = env.str("SYSTEM_FROM", default="") or f"postmaster@{BOUNCE_DOMAIN}"
 SYSTEM_SERVER_NAME = env.str("SYSTEM_SERVER_NAME", default="System")
-# The domain of each server's inbound address, <InboundHash>@INBOUND_ADDRESS_DOMAIN (the Server
-# API's InboundAddress; inbound processing is not built yet).
-INBOUND_ADDRESS_DOMAIN = env.str("INBOUND_ADDRESS_DOMAIN", default="") or BOUNCE_DOMAIN
+# --- Inbound (the inbound MX, the inbound webhook) ------------------------------------------------
+# The domain of each server's inbound address, <InboundHash>[+<MailboxHash>]@INBOUND_DOMAIN (the
+# Server API's InboundAddress); its MX record points at the inbound listener. INBOUND_ADDRESS_DOMAIN
+# is its former name, still read when INBOUND_DOMAIN is not set.
+INBOUND_DOMAIN = (
+    env.str("INBOUND_DOMAIN", default="")
+    or env.str("INBOUND_ADDRESS_DOMAIN", default="")
+    or f"inbound.{SMTP_HOSTNAME or MESSAGE_ID_DOMAIN}"
+)
+INBOUND_ADDRESS_DOMAIN = INBOUND_DOMAIN  # deprecated alias
+# Postmark takes inbound messages of up to 35 MB (SIZE on the inbound listener; 552 above it).
+INBOUND_MAX_MESSAGE_SIZE = env.int("INBOUND_MAX_MESSAGE_SIZE", default=35 * 1024 * 1024)
+# The inbound webhook: how long a POST may take (Postmark waits 2 minutes), and the delays of the
+# 10 retries after the first try (Postmark's schedule, in seconds); then the message is Failed.
+INBOUND_WEBHOOK_TIMEOUT = env.float("INBOUND_WEBHOOK_TIMEOUT", default=120.0)
+INBOUND_RETRY_DELAYS = [
+    int(seconds)
+    for seconds in env.list(
+        "INBOUND_RETRY_DELAYS",
+        default=["60", "300", "600", "600", "600", "900", "1800", "3600", "7200", "21600"],
+    )
+]
+# Each text part (TextBody, HtmlBody, StrippedTextReply) of the stored and posted JSON is cut at
+# this many characters (Postmark truncates stored content past 1 MB).
+INBOUND_MAX_BODY_CHARS = env.int("INBOUND_MAX_BODY_CHARS", default=1024 * 1024)
+# The languages of the quoted-history markers StrippedTextReply recognises (mail-parser-reply).
+INBOUND_REPLY_LANGUAGES = env.list(
+    "INBOUND_REPLY_LANGUAGES", default=["en", "de", "fr", "es", "it", "nl", "pl", "cs", "sv", "da"]
+)
 # How long a sender signature's confirmation link stays valid.
 SENDER_CONFIRMATION_MAX_AGE = env.int("SENDER_CONFIRMATION_MAX_AGE", default=7 * 24 * 3600)
 # How many confirmation messages may go out (on creation, Resend, the admin), so that nobody can

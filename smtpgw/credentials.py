@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from django.conf import settings
 
+from inbound.addresses import place
 from messages.bounce_intake import message_for_bounce_address
 from servers.models import AccountToken, ServerToken
 from streams.models import CredentialKind, Endpoint, IpCredential, SmtpToken
@@ -198,6 +199,22 @@ def identity_for_verp(address: str) -> Identity | None:
         stream_pk=found.stream_pk,
         stream_id=found.stream_id,
         credential=found.reference,  # the message, and the recipient whose return path it is
+    )
+
+
+def identity_for_inbound(address: str) -> Identity | None:
+    """For the inbound MX: the server (and its inbound stream) an inbound recipient belongs to
+    (``inbound.addresses``), as an identity; None for any other address."""
+    found = place(address)
+    if found is None:
+        return None
+    return Identity(
+        kind=CredentialKind.INBOUND,
+        server_id=found.server_id,
+        server_name=found.server_name,
+        stream_pk=found.stream_pk,
+        stream_id=found.stream_id,
+        credential=found.key[:64],  # the inbound hash, or the server's InboundDomain
     )
 
 

@@ -13,6 +13,9 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
 TLS_ALREADY_ACTIVE = "503 5.5.1 TLS is already active on this connection"
 NO_AUTH_AT_BOUNCE_MX = "502 5.5.1 AUTH is not available here: this host only receives bounces"
+NO_AUTH_AT_INBOUND_MX = (
+    "502 5.5.1 AUTH is not available here: this host only receives mail for inbound addresses"
+)
 AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 SMUGGLING = (
     "550 5.5.2 Message refused: bare CR or LF next to a line holding only a dot "

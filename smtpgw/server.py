@@ -59,6 +59,13 @@ class Gateway:
         self.sessions: set[GatewaySMTP] = set()
         self.shutting_down = False
 
+    def size_limit(self, listener: Listener) -> int:
+        """SIZE and the DATA limit: INBOUND_MAX_MESSAGE_SIZE (Postmark: 35 MB) on the inbound
+        MX, SMTP_MAX_MESSAGE_SIZE elsewhere."""
+        if listener.endpoint == "inbound":
+            return settings.INBOUND_MAX_MESSAGE_SIZE
+        return self.max_size
+
     def after_commit(self, rows: list[dict]) -> None:
         """In the writer thread, once the clients have their 250: queue processing, note use."""
         self.dispatcher.add([str(row["message_id"]) for row in rows])

@@ -21,6 +21,7 @@ from smtpgw.replies import (
     AUTH_REQUIRED,
     IDLE_TIMEOUT,
     NO_AUTH_AT_BOUNCE_MX,
+    NO_AUTH_AT_INBOUND_MX,
     SHUTTING_DOWN,
     SMUGGLING,
     TEMPORARY_AUTH_FAILURE,
@@ -65,7 +66,7 @@ class GatewaySMTP(SMTP):
         self._ended_by = "disconnected"  # how the session ended, for the metrics
         super().__init__(
             handler,
-            data_size_limit=gateway.max_size,
+            data_size_limit=gateway.size_limit(listener),
             enable_SMTPUTF8=True,
             decode_data=False,
             hostname=gateway.hostname,
@@ -238,8 +239,9 @@ class GatewaySMTP(SMTP):
     async def check_auth_needed(self, caller_method: str) -> bool:
         if getattr(self.session, "identity", None) is not None:
             return False
-        if self.listener.endpoint == Endpoint.BOUNCE:
-            return False  # the bounce MX: no AUTH; RCPT takes only our VERP addresses
+        if self.listener.endpoint in (Endpoint.BOUNCE, Endpoint.INBOUND):
+            # The MXes: no AUTH; RCPT takes only our VERP addresses, or servers' inbound ones.
+            return False
         identity = await self.gateway.run_blocking(credentials.identity_for_address, self.client_ip)
         if identity is not None:
             self.session.identity = identity
@@ -256,6 +258,9 @@ class GatewaySMTP(SMTP):
     async def smtp_AUTH(self, arg):
         if self.listener.endpoint == Endpoint.BOUNCE:
             await self.push(NO_AUTH_AT_BOUNCE_MX)
+            return
+        if self.listener.endpoint == Endpoint.INBOUND:
+            await self.push(NO_AUTH_AT_INBOUND_MX)
             return
         mechanism = (arg or "").split(" ", 1)[0].upper()
         label = mechanism if mechanism in AUTH_MECHANISMS else "other"

@@ -1,7 +1,9 @@
 """The mail transaction of a gateway session: aiosmtpd's hooks for EHLO's keywords, MAIL, RCPT and
-DATA (:class:`TransactionHandler`), the bounce MX's VERP recipients, the strict-mode check, the
-durable accept through the group committer, and the one log line per transaction."""
+DATA (:class:`TransactionHandler`), the bounce MX's VERP recipients, the inbound MX's recipients
+(one copy stored per recipient), the strict-mode check, the durable accept through the group
+committer, and the one log line per transaction."""
 
+import asyncio
 import inspect
 import logging
 import time
@@ -55,7 +57,7 @@ class TransactionHandler:
         session.host_name = hostname
         lines = [r for r in responses if not r.startswith(("250-AUTH", "250 HELP"))]
         lines += ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
-        if self.listener.endpoint == Endpoint.BOUNCE:
+        if self.listener.endpoint in (Endpoint.BOUNCE, Endpoint.INBOUND):
             lines[-1] = "250 ENHANCEDSTATUSCODES"
         else:
             lines.append("250 AUTH " + " ".join(server.offered_mechanisms()))
@@ -66,7 +68,7 @@ class TransactionHandler:
         refusal = storable.sender_refusal(address)
         if refusal:
             return self.log(server, session, envelope, refusal)
-        if self.listener.endpoint == Endpoint.BOUNCE:
+        if self.listener.endpoint in (Endpoint.BOUNCE, Endpoint.INBOUND):
             envelope.mail_from = address
             envelope.mail_options.extend(options)
             return "250 2.1.0 Sender OK"
@@ -91,6 +93,8 @@ class TransactionHandler:
             return refusal
         if self.listener.endpoint == Endpoint.BOUNCE:
             return await self.bounce_recipient(session, envelope, address, options)
+        if self.listener.endpoint == Endpoint.INBOUND:
+            return await self.inbound_recipient(session, envelope, address, options)
         if len(envelope.rcpt_tos) >= self.gateway.max_recipients:
             return (
                 f"452 4.5.3 Too many recipients: at most {self.gateway.max_recipients} per message"
@@ -112,6 +116,27 @@ class TransactionHandler:
         session.auth_mechanism = ""
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def inbound_recipient(self, session, envelope, address, options) -> str:
+        """The inbound MX takes mail only for servers' inbound addresses (and every address at
+        a server's InboundDomain), for one server per transaction: it never accepts what it
+        cannot place, so it never sends a bounce of its own (no backscatter)."""
+        identity = await self.gateway.run_blocking(credentials.identity_for_inbound, address)
+        if identity is None:
+            return "550 5.1.1 No such inbound address here (this host relays nothing)"
+        current = getattr(session, "identity", None)
+        if current is not None and current.server_id != identity.server_id:
+            return "452 4.5.3 One server's inbound addresses per transaction, please"
+        if len(envelope.rcpt_tos) >= self.gateway.max_recipients:
+            return (
+                f"452 4.5.3 Too many recipients: at most {self.gateway.max_recipients} per message"
+            )
+        session.identity = identity
+        session.auth_mechanism = ""
+        if address.lower() not in (r.lower() for r in envelope.rcpt_tos):
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: GatewaySMTP, session, envelope):
@@ -136,7 +161,31 @@ class TransactionHandler:
             "received_at": timezone.now(),
         }
         with about_message(row["message_id"], identity.server_id, identity.stream_id):
+            if self.listener.endpoint == Endpoint.INBOUND and len(envelope.rcpt_tos) > 1:
+                return await self.store_copies(server, session, envelope, row)
             return await self.store(server, session, envelope, row)
+
+    async def store_copies(self, server: GatewaySMTP, session, envelope, row: dict) -> str:
+        """The inbound MX keeps one copy per recipient (each is its own inbound message, with
+        its own OriginalRecipient and MailboxHash), committed together before the 250."""
+        rows = [
+            {**row, "message_id": row["message_id"] if i == 0 else uuid.uuid4(), "rcpt_to": [r]}
+            for i, r in enumerate(envelope.rcpt_tos)
+        ]
+        for one in rows:
+            problem = storable.row_problem(one)
+            if problem:
+                log.warning("submission refused before commit: %s", problem)
+                return self.log(server, session, envelope, f"{CANNOT_STORE} ({problem})")
+        try:
+            await asyncio.gather(*(self.gateway.committer.commit(one) for one in rows))
+        except RecordRefused:
+            return self.log(server, session, envelope, CANNOT_STORE)
+        except Exception:
+            return self.log(server, session, envelope, NOT_STORED)
+        metrics.ACCEPTED.labels(self.listener.endpoint).inc(len(rows))
+        metrics.ACCEPTED_BYTES.labels(self.listener.endpoint).inc(row["size"] * len(rows))
+        return self.log(server, session, envelope, f"250 2.0.0 Ok: queued as {row['message_id']}")
 
     async def store(self, server: GatewaySMTP, session, envelope, row: dict) -> str:
         """Commit the submission (with the others waiting: group commit) and answer."""

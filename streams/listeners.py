@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-KINDS = ("transactional", "broadcast", "bounce")
+KINDS = ("transactional", "broadcast", "bounce", "inbound")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Listener:
         except ValueError:
             raise ValueError(
                 f"bad listener {spec!r}: use KIND[+proxy][+tls]=HOST:PORT with KIND "
-                "transactional, broadcast or bounce, e.g. transactional=127.0.0.1:2525"
+                "transactional, broadcast, bounce or inbound, e.g. transactional=127.0.0.1:2525"
             ) from None
 
 
@@ -104,7 +104,7 @@ def smtp_endpoints(request_host: str = "") -> list[Endpoint]:
         except ValueError:
             continue
         kind, host = listener.endpoint, listener.host
-        if kind not in public:  # the bounce MX is not for clients
+        if kind not in public:  # the bounce and inbound MXes are not for clients
             continue
         listen_host = "" if _wildcard(host) else host
         endpoint = found.setdefault(

@@ -99,7 +99,7 @@ def test_get_server_has_every_field_with_unset_strings_empty(api, server):
 def _inbound_domain():
     from django.conf import settings
 
-    return settings.INBOUND_ADDRESS_DOMAIN
+    return settings.INBOUND_DOMAIN
 
 
 def test_put_server_changes_only_the_fields_given(api, server):

@@ -44,7 +44,7 @@ def server_object(server: Server) -> dict:
         "SmtpApiActivated": server.smtp_api_activated,
         "RawEmailEnabled": server.raw_email_enabled,
         "DeliveryType": server.delivery_type,
-        "InboundAddress": inbound_address(server, settings.INBOUND_ADDRESS_DOMAIN),
+        "InboundAddress": inbound_address(server, settings.INBOUND_DOMAIN),
         "InboundHash": server.inbound_hash,
         "InboundDomain": server.inbound_domain,
         "InboundHookUrl": hooks["InboundHookUrl"],
