@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from core.addresses import InvalidDomain, address_key, ascii_domain
+from inbound import rules
 from inbound.models import InboundRule
 
 # Postmark's error codes of the rule triggers (HTTP 422).
@@ -16,8 +16,6 @@ RULE_REQUIRED = 809
 RULE_EXISTS = 810
 RULE_NOT_FOUND = 812
 RULE_INVALID = 813
-
-MAX_RULE_LENGTH = InboundRule._meta.get_field("rule").max_length
 
 
 class RuleError(ValueError):
@@ -39,33 +37,25 @@ def _invalid(value: str) -> RuleError:
 
 
 def normalise_rule(value) -> str:
-    """``value`` as rules are stored and compared: an address lower-cased with its domain in
-    A-labels, or a bare domain (at least two labels) likewise. RuleError 809 for nothing, 813
-    for anything else."""
+    """``value`` as rules are stored and compared (``inbound.rules.normalise_rule``: the form
+    matching uses). RuleError 809 for nothing, 813 for anything else that is not an address or
+    a bare domain (a non-string, a control character, a local part no address can have)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise RuleError(RULE_REQUIRED, "A Rule is required: an email address or a domain.")
     if not isinstance(value, str):
         raise _invalid(str(value))
     text = value.strip()
-    if len(text) > MAX_RULE_LENGTH or any(c.isspace() or not c.isprintable() for c in text):
-        raise _invalid(text)
-    if "@" in text:
-        local, _, domain = text.rpartition("@")
-        try:
-            normal = address_key(f"{local}@{ascii_domain(domain)}") if local else ""
-            validate_email(normal)
-        except (InvalidDomain, ValidationError):
-            raise _invalid(text) from None
-        return normal
+    if not text.isprintable():
+        raise _invalid(text.encode("unicode_escape").decode("ascii"))
     try:
-        domain = ascii_domain(text)
-        # A bare domain is what an address's domain may be.
-        validate_email(f"postmaster@{domain}")
-    except (InvalidDomain, ValidationError):
+        rule = rules.normalise_rule(text)
+    except rules.InvalidRule:
         raise _invalid(text) from None
-    if "." not in domain:
-        raise _invalid(text)
-    return domain
+    try:  # what an address (or an address at the domain) may be
+        validate_email(rule if "@" in rule else f"postmaster@{rule}")
+    except ValidationError:
+        raise _invalid(text) from None
+    return rule
 
 
 def create_rule(server, value) -> InboundRule:

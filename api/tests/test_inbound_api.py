@@ -6,10 +6,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from inbound.models import InboundMessage, InboundRule
+from inbound.parsing import parse
 from streams.services import get_stream
 
 JSON = "application/json; charset=utf-8"
@@ -24,65 +26,74 @@ ITEM_FIELDS = {
 DETAIL_FIELDS = {"TextBody": str, "HtmlBody": str, "StrippedTextReply": str, "Headers": list,
                  "BlockedReason": str}  # fmt: skip
 PDF = "JVBERi0xLjQK"  # base64 of "%PDF-1.4\n"
-
-
-def payload_for(server, *, sender, name, box, subject, attachments=True) -> dict:
-    to = f"{server.inbound_hash}+{box}@inbound.example" if box else "app@example.org"
-    found = {
-        "From": sender,
-        "FromName": name,
-        "FromFull": {"Email": sender, "Name": name, "MailboxHash": ""},
-        "To": f'"Support" <{to}>',
-        "ToFull": [{"Email": to, "Name": "Support", "MailboxHash": box}],
-        "Cc": "",
-        "CcFull": [],
-        "Bcc": "",
-        "BccFull": [],
-        "OriginalRecipient": to,
-        "ReplyTo": "replies@example.com",
-        "Subject": subject,
-        "MessageID": "",
-        "Date": "Fri, 1 Aug 2014 16:45:32 -0400",
-        "MailboxHash": box,
-        "TextBody": "Thanks!\n\nOn Fri someone wrote:\n> the question",
-        "HtmlBody": "<p>Thanks!</p><script>alert(1)</script>",
-        "StrippedTextReply": "Thanks!",
-        "Tag": "",
-        "MessageStream": "inbound",
-        "Headers": [{"Name": "X-Spam-Score", "Value": "-0.1"}, {"Name": "X-Ticket", "Value": "7"}],
-        "Attachments": [],
-    }
-    if attachments:
-        found["Attachments"] = [
-            {"Name": "invoice.pdf", "Content": PDF, "ContentType": "application/pdf",
-             "ContentLength": 9, "ContentID": ""},
-            {"Name": "logo.png", "Content": "iVBORw0=", "ContentType": "image/png",
-             "ContentLength": 5, "ContentID": "logo@x"},
-        ]  # fmt: skip
-    return found
+SOURCE = (
+    "From: {name} <{sender}>\r\n"
+    "To: Support <{rcpt}>\r\n"
+    "Reply-To: replies@example.com\r\n"
+    "Subject: {subject}\r\n"
+    "Date: Fri, 1 Aug 2014 16:45:32 -0400\r\n"
+    "In-Reply-To: <ticket-42@app.example>\r\n"
+    "X-Ticket: 7\r\n"
+    "MIME-Version: 1.0\r\n"
+    'Content-Type: multipart/mixed; boundary="b1"\r\n'
+    "\r\n"
+    "--b1\r\n"
+    'Content-Type: multipart/alternative; boundary="b2"\r\n'
+    "\r\n"
+    "--b2\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "\r\n"
+    "Thanks!\r\n"
+    "\r\n"
+    "On Thu, Jul 31, 2014 at 9:00 AM Support <support@app.example> wrote:\r\n"
+    "> the question\r\n"
+    "--b2\r\n"
+    "Content-Type: text/html; charset=utf-8\r\n"
+    "\r\n"
+    "<p>Thanks!</p><script>alert(1)</script>\r\n"
+    "--b2--\r\n"
+    "--b1\r\n"
+    'Content-Type: application/pdf; name="invoice.pdf"\r\n'
+    'Content-Disposition: attachment; filename="invoice.pdf"\r\n'
+    "Content-Transfer-Encoding: base64\r\n"
+    "\r\n"
+    f"{PDF}\r\n"
+    "--b1\r\n"
+    "Content-Type: image/png\r\n"
+    'Content-Disposition: inline; filename="logo.png"\r\n'
+    "Content-ID: <logo@x>\r\n"
+    "Content-Transfer-Encoding: base64\r\n"
+    "\r\n"
+    "iVBORw0=\r\n"
+    "--b1--\r\n"
+)
 
 
 def make_inbound(server, *, status=S.PROCESSED, sender="ann@example.com", name="Ann Sender",
                  box="T-42", subject="Re: ticket 42", received_at=None, **fields):  # fmt: skip
-    payload = payload_for(server, sender=sender, name=name, box=box, subject=subject)
+    """An inbound message as intake stores it: the real parser's JSON and summary columns."""
+    local = f"{server.inbound_hash}+{box}" if box else server.inbound_hash
+    rcpt = f"{local}@{settings.INBOUND_DOMAIN}"
+    raw = SOURCE.format(name=name, sender=sender, rcpt=rcpt, subject=subject).encode()
+    payload = parse(raw, rcpt, "bounces@example.com").payload
     message_id = uuid.uuid4()
-    payload["MessageID"] = str(message_id)
+    payload.update(MessageID=str(message_id), MessageStream="inbound")
     values = {
         "message_id": message_id,
         "server": server,
         "stream": get_stream(server, "inbound"),
         "status": status,
-        "from_email": sender,
-        "from_name": name,
+        "from_email": payload["From"],
+        "from_name": payload["FromName"],
         "to": payload["To"],
-        "cc": "",
-        "subject": subject,
-        "mailbox_hash": box,
-        "original_recipient": payload["OriginalRecipient"],
+        "cc": payload["Cc"],
+        "subject": payload["Subject"],
+        "mailbox_hash": payload["MailboxHash"],
+        "original_recipient": rcpt,
         "date": payload["Date"],
         "received_at": received_at or timezone.now(),
         "payload": payload,
-        "raw": b"From: ann@example.com\r\nSubject: raw\r\n\r\nbody\r\n",
+        "raw": raw,
     }
     values.update(fields)
     return InboundMessage.objects.create(**values)
@@ -184,7 +195,8 @@ def test_filters(api, server, query, expected):
     now = timezone.now()
     made = {
         "processed": make_inbound(server, received_at=now - timedelta(minutes=4)),
-        "plain": make_inbound(server, box="", received_at=now - timedelta(minutes=3)),
+        "plain": make_inbound(server, box="", original_recipient="app@example.org",
+                              received_at=now - timedelta(minutes=3)),
         "blocked": make_inbound(server, status=S.BLOCKED, sender="bob@example.com", box="B",
                                 subject="Your invoice", received_at=now - timedelta(minutes=2)),
         "failed": make_inbound(server, status=S.FAILED, sender="c@example.com", name="Carol",
@@ -279,7 +291,7 @@ def test_details_carry_the_raw_email_when_the_server_keeps_it(api, server):
     server.save()
     message = make_inbound(server)
     body = api.get(f"/messages/inbound/{message.message_id}/details").json()
-    assert body["RawEmail"].startswith("From: ann@example.com")
+    assert body["RawEmail"].startswith("From: Ann Sender <ann@example.com>")
 
 
 @pytest.mark.django_db

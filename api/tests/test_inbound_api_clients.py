@@ -78,8 +78,10 @@ def test_postmarker_inbound_rules(postmarker_client, server):
     assert "discontinued" in str(caught.value)
 
 
-def test_postmark_python_inbound_and_rules(live_server, server):
+def test_postmark_python_inbound_and_rules(live_server, server, settings):
     sync = pytest.importorskip("postmark.sync")
+    # The SDK refuses addresses at special-use names such as the default inbound.localhost.
+    settings.INBOUND_DOMAIN = "inbound.example.com"
     processed = make_inbound(server, subject="For the SDK")
     blocked = make_inbound(server, status=S.BLOCKED)
     failed = make_inbound(server, status=S.FAILED)

@@ -43,7 +43,7 @@ LIST = "/admin/inbound/inboundmessage/"
 
 @pytest.mark.django_db
 def test_the_list_shows_status_sender_subject_and_received_time(admin_client, server):
-    make_inbound(server, status=S.BLOCKED, sender="bob@example.com", name="Bob <b>",
+    make_inbound(server, status=S.BLOCKED, sender="bob@example.com", from_name="Bob <b>",
                  subject="<script>alert(1)</script>")  # fmt: skip
     html = page(admin_client, LIST)
     assert "Blocked" in html and "bob@example.com" in html
@@ -63,7 +63,7 @@ def test_a_message_page_shows_the_json_and_the_source_escaped_and_capped(
     html = page(admin_client, change_url(message))
     assert "&quot;StrippedTextReply&quot;: &quot;Thanks!&quot;" in html  # pretty, escaped JSON
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
-    assert "JVBERi0xLjQK" not in html and "characters of base64, not shown" in html
+    assert "JVBERi0xLjQK" not in html  # attachments are described, their content not shown
     assert "Subject: &lt;b&gt;raw&lt;/b&gt;" in html and 'id="raw-cut"' in html
     assert "x" * 2000 not in html
     assert 'id="retry"' not in html and 'id="bypass"' not in html  # processed: nothing to do
