@@ -84,7 +84,10 @@ def _read_leaf(part: Message, parts: Parts, top: bool) -> None:
 
 def _content_type(part: Message) -> str:
     ctype = part.get_content_type()
-    return ctype if ctype.count("/") == 1 and len(ctype) <= 255 else "application/octet-stream"
+    major, slash, minor = ctype.partition("/")
+    if major and minor and "/" not in minor and len(ctype) <= 255 and ctype.isascii():
+        return ctype
+    return "application/octet-stream"
 
 
 def _charset(part: Message) -> str:

@@ -28,12 +28,11 @@ from inbound.text import decode, html_to_text
 # Headers Postmark gives as fields of their own rather than in ``Headers``.
 SEPARATE = {"from", "to", "cc", "bcc", "subject", "date", "reply-to"}
 # A reply's subject prefix in the languages mail clients write it in.
-REPLY_SUBJECT = re.compile(
-    r"^\s*(re|aw|sv|vs|odp|antw|rif|res|r|tr|wg|fw|fwd)\s*(\[\d+\])?\s*:", re.I
-)
-MAX_REPLY_SCAN = 128 * 1024  # characters of TextBody that StrippedTextReply looks at
+REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|vs|odp|antw|rif|res|r)\s*(\[\d+\])?\s*:", re.I)
 ENCODED_WORD = re.compile(r"=\?[^?\s]{1,75}\?[bBqQ]\?[^?\s]*\?=")
 WORD_MARK = "QxEWx"
+# What ``FromFull``/``ToFull`` list as an Email (clients validate it): local@domain, no spaces.
+ADDR_SPEC = re.compile(r"[^\s<>@,;]{1,255}@[^\s<>@,;()\[\]]{1,253}")
 HIDDEN_WORD = re.compile(WORD_MARK + r"(\d+)" + WORD_MARK)
 SPAM_STATUS_SCORE = re.compile(r"\bscore=(-?\d+(?:\.\d+)?)", re.I)
 
@@ -147,7 +146,7 @@ def _addresses(value: str) -> list[dict]:
         return []
     found = []
     for name, email in pairs:
-        if email and "@" in email and WORD_MARK not in email:
+        if ADDR_SPEC.fullmatch(email) and WORD_MARK not in email:
             if words:
                 name = HIDDEN_WORD.sub(lambda m: words[int(m.group(1))], name)
             found.append(_address(_words(name), email))
@@ -180,21 +179,41 @@ def spam_score(headers: dict[str, str]) -> float | None:
 
 
 _reply_parser = None
+# mail-parser-reply's patterns take time that grows much faster than a line's length: it reads
+# at most REPLY_LINES lines, and a line longer than REPLY_LINE_CHARS (no attribution line is)
+# stands in as a short placeholder, restored in the result. Its worst case stays near a second.
+REPLY_LINES = 400
+REPLY_LINE_CHARS = 160
+PLACEHOLDER = re.compile(r"\[\[long line (\d+)\]\]")
 
 
 def stripped_reply(text: str) -> str:
     """The new text of a reply, without the quoted history (mail-parser-reply, in the
-    INBOUND_REPLY_LANGUAGES); '' when it finds none."""
+    INBOUND_REPLY_LANGUAGES); the whole text when no quoted history is found."""
     global _reply_parser
     from mailparser_reply import EmailReplyParser
 
     if _reply_parser is None:
         _reply_parser = EmailReplyParser(languages=list(settings.INBOUND_REPLY_LANGUAGES))
-    sample = text[:MAX_REPLY_SCAN].replace("\r\n", "\n")
+    lines = text.replace("\r\n", "\n").split("\n")
+    long_lines: list[str] = []
+    sample = []
+    for line in lines[:REPLY_LINES]:
+        if len(line) > REPLY_LINE_CHARS:
+            long_lines.append(line)
+            line = f"[[long line {len(long_lines) - 1}]]"
+        sample.append(line)
     try:
-        return (_reply_parser.parse_reply(text=sample) or "").strip()
+        read = _reply_parser.read(text="\n".join(sample))
+        found = len(read.replies) > 1
+        reply = read.latest_reply or "" if found else ""
     except Exception:
-        return ""
+        found, reply = False, ""
+    if not found:
+        return text.strip()
+    if long_lines:
+        reply = PLACEHOLDER.sub(lambda m: long_lines[int(m.group(1))], reply)
+    return reply.strip()
 
 
 def post_body(payload: dict, raw: bytes, *, raw_email: bool) -> dict:

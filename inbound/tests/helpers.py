@@ -53,9 +53,7 @@ class Queue:
         self.calls.append((pk, attempts, countdown))
 
     def drain(self) -> list[str]:
-        """Run the queued tries (ignoring countdowns: each runs only when due)."""
-        done = []
-        while self.calls:
-            pk, attempts, _ = self.calls.pop(0)
-            done.append(posting.post(pk, attempts))
-        return done
+        """Run the tries queued so far, once each (a try that is not due yet does nothing and
+        queues itself again for the rest of its wait)."""
+        calls, self.calls = self.calls, []
+        return [posting.post(pk, attempts) for pk, attempts, _ in calls]
