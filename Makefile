@@ -1,5 +1,6 @@
 # The two commands: `make run` (everything, on the embedded default) and `make test` (every test but
-# the benchmark harness's own checks, which `make bench` runs first).
+# the benchmark harness's own checks, which `make bench` runs first). `make run` installs only what
+# running needs (requirements.txt); `make test` adds the development tools (requirements-dev.txt).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -8,16 +9,26 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test lint bench bench-check fuzz venv clean node-clients
+.PHONY: run test lint bench bench-check fuzz venv venv-run clean node-clients
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+# Two stamps: what running needs, and on top of it the test and lint tools.
+$(VENV)/.installed-run: requirements.txt | $(PY)
+	$(PIP) -r requirements.txt
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
+	$(PIP) -r requirements-dev.txt
+	touch $@
 
-run: venv
+venv-run: $(VENV)/.installed-run
+venv: $(VENV)/.installed-dev
+
+run: venv-run
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensuredemo

@@ -28,6 +28,9 @@ Each section runs as its own subprocess (its own throwaway database, processes a
                                                   Ed25519, both) against an unsigned run
     templates   python -m bench.templates         CPU per message of rendering a 20 KB template
                                                   with a layout and inlining its CSS
+    inbound     python -m bench.inbound           the inbound MX: accept-to-webhook throughput
+                                                  (against a bare aiosmtpd sink) and parse CPU
+                                                  per message over the inbound corpus
     faults      python -m bench.faults            the fault matrix: relay blackholed, 421, 451,
                                                   PostgreSQL and RabbitMQ restarted (private
                                                   ones), the worker OOM-killed, a DNS flap, a
@@ -73,6 +76,7 @@ SECTIONS = [
     "stats",
     "dkim",
     "templates",
+    "inbound",
     "faults",
 ]
 PIPELINE = ("processing", "delivery", "e2e", "postfix", "kill", "rss")
@@ -211,6 +215,10 @@ def plan(cfg, work: Path) -> list[tuple]:
         path = work / "templates.json"
         args = ["-m", "bench.templates", *quick, "--json", str(path)]
         steps.append((["templates"], "templates", args, path, None))
+    if "inbound" in cfg.only:
+        path = work / "inbound.json"
+        args = ["-m", "bench.inbound", *quick, "--json", str(path)]
+        steps.append((["inbound"], "inbound", args, path, None))
     if "faults" in cfg.only:
         path = work / "faults.json"
         args = ["-m", "bench.faults", *quick, "--json", str(path)]
@@ -234,6 +242,7 @@ MODULES = {
     "stats": "bench.stats",
     "dkim": "bench.dkim",
     "templates": "bench.templates",
+    "inbound": "bench.inbound",
     "faults": "bench.faults",
 }
 

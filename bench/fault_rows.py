@@ -256,8 +256,7 @@ def row_env(cfg, row: Row, shared, work: Path, sink_port: int, stack) -> tuple[d
     }
     if row.key == "dns":
         # The domain's checks ask the loopback DNS server, and so does delivery: the relay goes
-        # by a name it publishes (with OUTBOUND_DNS_SERVERS set, delivery.transport.address_of
-        # looks even an IP literal up in DNS, and finds nothing).
+        # by a name it publishes, so that a DNS fault reaches delivery's look-ups too.
         shared.dns.set(RELAY_NAME, "A", ["127.0.0.1"])
         settings.update(
             OUTBOUND_DNS_SERVERS=f"127.0.0.1:{shared.dns.port}",

@@ -1,5 +1,5 @@
 """The end-to-end tests' own fixtures: headless Chromium driven by Playwright against a live Django
-server (pytest-django ``live_server``) and a real gateway process. See the README's "Tests" section.
+server (pytest-django ``live_server``) and a real gateway process. See docs/testing.md.
 The stack's processes (gateway, worker, SMTP sink) come from the root conftest.py.
 
 Playwright's own browser download does not work on the project's machines: the tests use Debian's

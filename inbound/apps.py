@@ -18,3 +18,8 @@ class InboundConfig(AppConfig):
         register(Endpoint.INBOUND, Intake(read=intake.read, store=intake.store, fail=intake.fail))
         # The tasks, registered in every process (posting.publish queues them by name).
         import inbound.tasks  # noqa: F401
+        from inbound.metrics import backlog
+        from messages.metrics import GAUGE_SOURCES
+
+        if backlog not in GAUGE_SOURCES:
+            GAUGE_SOURCES.append(backlog)

@@ -28,6 +28,7 @@ from django.utils import timezone
 from bounces.services import record_bounce
 from core import leases, queues
 from core.logcontext import about_message
+from inbound import metrics
 from inbound.models import InboundMessage
 from inbound.parsing import post_body
 from messages.events import record_bounce_event
@@ -79,7 +80,12 @@ def post(message_pk: int, attempts: int | None = None) -> str:
                 last_response="No InboundHookUrl is set: stored without posting.",
             )
         raw_email = message.server.raw_email_enabled
-        body = encode(post_body(message.payload, bytes(message.raw), raw_email=raw_email))
+        try:
+            body = encode(post_body(message.payload, bytes(message.raw), raw_email=raw_email))
+        except Exception as exc:  # a bug: the message fails with the reason, never loops
+            log.exception("the inbound webhook's body could not be made")
+            reason = f"The webhook's body could not be made ({type(exc).__name__})."
+            return _finish(message, InboundMessage.Status.FAILED, last_response=reason)
         target, user, password = split_credentials(url)
         headers = {"Content-Type": "application/json", "User-Agent": settings.WEBHOOK_USER_AGENT}
         if user or password:
@@ -91,6 +97,7 @@ def post(message_pk: int, attempts: int | None = None) -> str:
 
 def record(message: InboundMessage, result: Result) -> str:
     """The outcome of one try (see the module's note); returns the new status."""
+    metrics.post_made(result.status_code)
     number = message.attempts + 1
     response = _response(result)
     if result.ok:

@@ -1,12 +1,13 @@
 """The inbound tasks: ``inbound.post`` (one try of posting a message to its server's
-InboundHookUrl) and ``inbound.sweep`` (due retries and lost tasks). Routed to the "webhooks"
-queue (``CELERY_TASK_ROUTES``, "inbound.*"); the beat schedule runs the sweep. ``InboundConfig``
-imports this module so that every process has the tasks registered."""
+InboundHookUrl), ``inbound.sweep`` (due retries and lost tasks) and ``inbound.retention``.
+Routed to the "webhooks" queue (``CELERY_TASK_ROUTES``, "inbound.*"); the beat schedule runs the
+sweep and the retention. ``InboundConfig`` imports this module so that every process has the
+tasks registered."""
 
 from celery import shared_task
 from django.db import DatabaseError
 
-from inbound import posting
+from inbound import posting, services
 
 
 @shared_task(
@@ -25,3 +26,9 @@ def post(message_pk: int, attempts: int | None = None) -> str:
 def sweep() -> int:
     """Queue the inbound messages whose retry is due or whose task was lost."""
     return posting.sweep()
+
+
+@shared_task(name="inbound.retention")
+def retention() -> int:
+    """The beat's run of inbound retention (``services.enforce_retention``)."""
+    return services.enforce_retention()

@@ -126,6 +126,7 @@ class QueueGauges(Collector):
         "submissions_waiting": "Accepted submissions not processed yet",
         "recipients_deferred": "Recipients waiting for a delivery retry",
         "webhook_deliveries_pending": "Webhook posts not made yet or waiting for a retry",
+        "inbound_messages_waiting": "Inbound messages not posted yet or waiting for a retry",
     }
 
     def __init__(self, states):

@@ -209,6 +209,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
+# AMQP heartbeats every CELERY_BROKER_HEARTBEAT seconds: after a broker restart, a worker whose
+# consumer went quiet on its new connection (seen with the threads pool when tasks were in flight
+# at the loss) is cut by the broker within about two intervals and reconnects, instead of after the
+# 60-second default's few minutes.
+CELERY_BROKER_HEARTBEAT = env.int("CELERY_BROKER_HEARTBEAT", default=10)
 # Work still waiting this long is queued again by the periodic sweep.
 SWEEP_AFTER_SECONDS = env.float("SWEEP_AFTER_SECONDS", default=60.0)
 # A sweep queues again at most this many rows of each kind of work (processing, delivery,
@@ -247,6 +252,10 @@ CELERY_BEAT_SCHEDULE = {
     "inbound.sweep": {
         "task": "inbound.sweep",
         "schedule": env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=60.0),
+    },
+    "inbound.retention": {
+        "task": "inbound.retention",
+        "schedule": env.float("PURGE_INTERVAL_SECONDS", default=3600.0),
     },
     "sample-queues": {
         "task": "outbound.tasks.sample_queues",

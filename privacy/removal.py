@@ -12,6 +12,8 @@ What goes, for an address (any letter case):
 - bounces of it or from it, with their dumps (a shared dump too);
 - suppressions of it in every stream;
 - webhook deliveries and attempts whose kept body or answer names it;
+- inbound messages from it or to it (envelope or headers), or whose subject or parsed JSON names
+  it, with their raw source;
 - the records of confirmation messages sent to it.
 
 Not touched: sender signatures and domains (the account's own configuration, removed through
@@ -31,6 +33,7 @@ from django.utils import timezone
 
 from bounces.models import Bounce, Dump
 from domains.models import ConfirmationSent
+from inbound.models import InboundMessage
 from messages.models import MessageEvent, OutboundMessage, Recipient, Submission
 from messages.retention import delete_in_batches
 from privacy.models import DataRemoval
@@ -161,6 +164,16 @@ def erase_address(address: str, batch: int = BATCH) -> dict[str, int]:
     )
     counts["submissions"] = delete_in_batches(
         Submission.objects.filter(pk__in=submission_pks), batch
+    )
+    counts["inbound_messages"] = delete_in_batches(
+        _matching(
+            InboundMessage.objects.all(),
+            pattern,
+            Q(from_email__iexact=address) | Q(original_recipient__iexact=address),
+            text=("to", "cc", "subject"),
+            json=("payload",),
+        ),
+        batch,
     )
     counts["confirmations"] = delete_in_batches(
         ConfirmationSent.objects.filter(email__iexact=address), batch

@@ -97,7 +97,8 @@ class Server(models.Model):
         default=False,
         help_text="IncludeBounceContentInHook, for a bounce webhook made by the Server API.",
     )
-    # Inbound (stored for the inbound processing to come; nothing reads them yet).
+    # Inbound: the address <inbound_hash>@INBOUND_DOMAIN and the InboundDomain take mail for this
+    # server at the inbound MX; the app ``inbound`` posts it to inbound_hook_url.
     inbound_hash = models.CharField(max_length=32, default=new_inbound_hash, editable=False)
     inbound_domain = models.CharField(max_length=253, blank=True)
     inbound_hook_url = models.CharField("inbound hook URL", max_length=2000, blank=True)

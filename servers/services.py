@@ -158,8 +158,8 @@ def check_spam_threshold(value) -> int:
 
 
 def check_inbound_domain(value, server: Server | None = None) -> str:
-    """ "" (none) or a domain no other server has (602). Its MX record is not checked yet: the
-    inbound MX comes with inbound processing."""
+    """ "" (none) or a domain no other server has (602). Its MX record (which must point at the
+    inbound MX for mail to arrive) is not checked."""
     domain = _text(value, "InboundDomain", 403).lower().rstrip(".")
     if not domain:
         return ""

@@ -13,12 +13,15 @@ database runs in a thread pool, never on the event loop.
 """
 
 import asyncio
+import contextlib
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import connection
 
+from core.db import is_database_unavailable
 from messages.submissions import note_token_use, save_submissions
 from messages.tasks import enqueue_processing
 from smtpgw.committer import Dispatcher, GroupCommitter
@@ -72,7 +75,9 @@ class Gateway:
         note_token_use(rows)
 
     async def run_blocking(self, func, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, _reconnecting_after_errors, func, args
+        )
 
     def protocol_factory(self, listener: Listener, tls_context):
         handler = TransactionHandler(self, listener)  # stateless: one per listener
@@ -98,3 +103,15 @@ class Gateway:
         self.committer.close()
         self.dispatcher.close()
         self.executor.shutdown(wait=True)
+
+
+def _reconnecting_after_errors(func, args):
+    """Run ``func`` in a pool thread; when the database failed under it, drop the thread's
+    connection so that the next call dials again instead of reusing a dead one."""
+    try:
+        return func(*args)
+    except Exception as error:
+        if is_database_unavailable(error):
+            with contextlib.suppress(Exception):
+                connection.close()
+        raise

@@ -11,13 +11,14 @@ import uuid
 
 from django.utils import timezone
 
+from core.db import is_database_unavailable
 from core.logcontext import about_message
 from messages import limits as sending_limits
 from messages.models import Submission
 from messages.processing import examine
 from smtpgw import credentials, metrics, storable
 from smtpgw.committer import RecordRefused
-from smtpgw.replies import CANNOT_STORE, NOT_STORED
+from smtpgw.replies import CANNOT_STORE, LOCAL_ERROR, NOT_STORED
 from smtpgw.session import GatewaySMTP, names_with_prefix
 from streams.listeners import Listener
 from streams.models import Endpoint
@@ -52,6 +53,17 @@ class TransactionHandler:
 
     def __dir__(self):
         return names_with_prefix(type(self), ("handle_", "auth_"))
+
+    async def handle_exception(self, error: Exception) -> str:
+        """An error of ours inside a command (the database down while a limit or a VERP address
+        is checked, a bug) is never the client's fault: a temporary 451, so the mail is retried,
+        where aiosmtpd's default, a permanent 500, would bounce it."""
+        if is_database_unavailable(error):
+            log.warning("database unavailable during a command: %s", error)
+        else:
+            log.exception("error inside an SMTP command")
+        metrics.transaction_ended(self.listener.endpoint, LOCAL_ERROR)
+        return LOCAL_ERROR
 
     async def handle_EHLO(self, server: GatewaySMTP, session, envelope, hostname, responses):
         session.host_name = hostname

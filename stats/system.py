@@ -27,6 +27,7 @@ LABELS = {
     "submissions_waiting": "Submissions waiting for processing",
     "recipients_deferred": "Recipients deferred (waiting for a retry)",
     "webhook_deliveries_pending": "Webhook posts pending",
+    "inbound_messages_waiting": "Inbound messages waiting to be posted",
 }
 BREAKDOWN_ROWS = 20
 DEFERRED_SCAN_LIMIT = 20000

@@ -33,7 +33,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 def verify_signature(
     secret: str, body: bytes, signature_header: str, timestamp_header: str, tolerance: int = 300
 ) -> bool:
-    """The receiver's check (the README snippet does the same)."""
+    """The receiver's check (the snippet in docs/user-guide/webhooks.md does the same)."""
     try:
         sent_at = int(timestamp_header)
     except (TypeError, ValueError):

@@ -2,6 +2,7 @@
 each by the stage that refused; destinations that can never work; SMTPUTF8; line endings."""
 
 import smtplib
+import socket
 import uuid
 
 import pytest
@@ -272,6 +273,20 @@ def test_direct_mx_delivery_through_real_dns(live, settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("relay_host", ["127.0.0.1", "[::1]"])
+def test_a_relay_given_as_an_ip_literal_is_dialled_as_it_is(live, settings, relay_host):
+    """With name servers configured (which answer nothing here), a relay named by its address is
+    reached without a look-up, IPv4 and bracketed IPv6 alike."""
+    if relay_host == "[::1]" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with SmtpSink(host=relay_host.strip("[]")) as sink, DnsServer({}) as dns_server:
+        settings.OUTBOUND_DNS_SERVERS = [f"127.0.0.1:{dns_server.port}"]
+        settings.OUTBOUND_SMTP_RELAY = f"smtp://{relay_host}:{sink.port}?starttls=never"
+        message = outbound(live, ["ok@example.net"])
+        assert deliver_message(message.pk) == "sent"
+    assert [m.rcpt_tos for m in sink.messages] == [["ok@example.net"]]
+
+
 def test_the_sweep_queues_waiting_work_at_most_once_per_interval(live, settings, monkeypatch):
     """A backlog merely waiting in the queue must not be multiplied by every sweep."""
     settings.SWEEP_AFTER_SECONDS = 60

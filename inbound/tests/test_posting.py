@@ -217,3 +217,47 @@ def test_retry_starts_the_schedule_over(server, receiver, queue):
     assert (message.status, message.attempts) == ("queued", 0)
     assert queue.drain() == ["processed"]
     assert len(receiver.requests) == 2
+
+
+def test_retention_deletes_old_finished_messages(server, receiver, queue, settings):
+    from inbound.tasks import retention
+
+    settings.MESSAGE_RETENTION_DAYS = 45
+    message = received(server, receiver, 500)  # scheduled: kept however old
+    queue.drain()
+    receiver.status = 200
+    done = received_again(server, receiver)
+    assert queue.drain()[-1] == "processed"
+    old = timezone.now() - timedelta(days=46)
+    InboundMessage.objects.update(received_at=old)
+    assert retention() == 1
+    assert list(InboundMessage.objects.values_list("pk", flat=True)) == [message.pk]
+    assert done.pk != message.pk
+
+
+def received_again(server, receiver) -> InboundMessage:
+    with capture(execute=True):
+        process_submission(inbound_submission(server).pk)
+    return InboundMessage.objects.order_by("-pk").first()
+
+
+def test_a_body_that_cannot_be_made_fails_the_message(server, receiver, queue, monkeypatch):
+    message = received(server, receiver)
+
+    def broken(*args, **kwargs):
+        raise RecursionError("too deep")
+
+    monkeypatch.setattr(posting, "post_body", broken)
+    assert queue.drain() == ["failed"]
+    message.refresh_from_db()
+    assert "RecursionError" in message.last_response
+    assert receiver.requests == []
+
+
+def test_the_backlog_gauge(server, receiver, queue):
+    from messages.metrics import all_queue_states
+
+    received(server, receiver, 500)
+    assert all_queue_states()["inbound_messages_waiting"]["count"] == 1
+    queue.drain()  # scheduled: still waiting
+    assert all_queue_states()["inbound_messages_waiting"]["count"] == 1

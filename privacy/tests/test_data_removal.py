@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from bounces.models import Bounce, Dump
 from conftest import accepted_submission, wait_for
+from inbound.models import InboundMessage
+from inbound.parsing import parse as parse_inbound
 from messages.models import MessageEvent, OutboundMessage, Recipient
 from privacy.models import DataRemoval
 from privacy.removal import erase_address, run_removal
@@ -94,6 +96,18 @@ def seed(server, address: str, spelled: str | None = None) -> None:
     )  # fmt: skip
     # A submission not processed yet.
     accepted_submission(server, raw, rcpts=[spelled])
+    # Mail from the address to the server's inbound address.
+    inbound_to = f"{server.inbound_hash}@inbound.example.com"
+    inbound_raw = (
+        f"From: Ann <{spelled}>\r\nTo: {inbound_to}\r\nSubject: re: ticket\r\n\r\n"
+        f"Thanks. -- {spelled}\r\n"
+    ).encode()
+    parsed = parse_inbound(inbound_raw, inbound_to, spelled)
+    InboundMessage.objects.create(
+        message_id=uuid.uuid4(), server=server, stream=get_stream(server, "inbound"),
+        status="processed", from_email=spelled.lower(), to=inbound_to, subject="re: ticket",
+        original_recipient=inbound_to, received_at=now, payload=parsed.payload, raw=inbound_raw,
+    )  # fmt: skip
 
 
 def tables_naming(address: str) -> dict[str, int]:
@@ -131,7 +145,7 @@ def test_the_search_sees_every_kind_of_seeded_row(server, other_server):
     for table in (
         "outbound_submission", "outbound_outboundmessage", "outbound_recipient",
         "outbound_messageevent", "bounces_bounce", "bounces_dump", "streams_suppression",
-        "webhooks_webhookdelivery", "webhooks_webhookattempt",
+        "webhooks_webhookdelivery", "webhooks_webhookattempt", "inbound_inboundmessage",
     ):  # fmt: skip
         assert table in found, (table, found)
 
@@ -142,6 +156,7 @@ def test_erase_address_leaves_no_trace_and_keeps_the_others(server, other_server
     counts = erase_address(ADDRESS.lower())
     assert tables_naming(ADDRESS) == {}
     assert counts["messages"] == 2 and counts["suppressions"] == 2 and counts["bounces"] == 2
+    assert counts["inbound_messages"] == 2
     # "mann.erase@…" contains the erased address: whole addresses only.
     assert {other: tables_naming(other) for other in OTHERS} == kept
     assert erase_address(ADDRESS)["messages"] == 0  # again: nothing left

@@ -195,6 +195,53 @@ def test_database_down_gives_451_and_recovers(gateway_with, creds):
     }
 
 
+def test_database_down_at_mail_from_is_temporary(gateway_with, creds):
+    """MAIL FROM reads the server's sending limits from the database: with the database gone the
+    answer is a temporary 451 (the client retries), never aiosmtpd's permanent 500. (SQLite in
+    WAL mode keeps serving reads under a writer's lock, so this runs on PostgreSQL; the reply
+    itself is held on both by test_transaction's handle_exception test.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("reads cannot be made to fail on the SQLite default from outside")
+    settings_dict = connection.settings_dict
+    proxy = TcpProxy(int(settings_dict.get("PORT") or 5432))
+    user = settings_dict.get("USER") or "postgres"
+    url = f"postgres://{user}@127.0.0.1:{proxy.port}/{settings_dict['NAME']}"
+    gateway = gateway_with(
+        SMTP_AUTH_CACHE_SECONDS=600,
+        SMTP_SENDING_LIMIT_CACHE_SECONDS=0,
+        DATABASE_URL=url,
+        CONN_MAX_AGE=600,
+    )
+    try:
+        client = gateway.smtp()
+        client.login(creds.access_key, creds.secret)
+        first = send(client)
+        proxy.cut()
+        try:
+            code, reply = client.mail("app@example.com")
+        finally:
+            proxy.restore()
+        assert code == 451, reply
+        assert reply.startswith(b"4.3.0")
+        client.rset()
+        # The writer's connection died in the cut too: its first commit may answer 451 once
+        # (the client's retry), then mail flows.
+        for _ in range(3):
+            client.mail("app@example.com")
+            client.rcpt("user@example.net")
+            code, reply = client.data(MESSAGE)
+            if code != 451:
+                break
+        assert code == 250, reply
+        second = queued_id(reply)
+        client.quit()
+    finally:
+        proxy.close()
+    assert {_uuid(first), _uuid(second)} <= set(
+        Submission.objects.values_list("message_id", flat=True).iterator()
+    )
+
+
 def test_sigterm_finishes_the_transaction_in_flight(gateway_with, creds):
     gateway = gateway_with(SMTP_SHUTDOWN_GRACE=10)
     busy = gateway.smtp()

@@ -1,6 +1,9 @@
 """The gateway's pure pieces: limits, reply codes, smuggling detection, listener syntax."""
 
+import asyncio
+
 import pytest
+from django.db import OperationalError
 
 from smtpgw.data_reader import is_smuggling
 from smtpgw.limits import ConnectionLimits
@@ -78,3 +81,16 @@ def test_listener_syntax():
     for bad in ["smtp=127.0.0.1:25", "transactional=127.0.0.1", "transactional+ssl=:25", "x"]:
         with pytest.raises(ValueError, match="bad listener"):
             Listener.parse(bad)
+
+
+@pytest.mark.parametrize(
+    "error", [OperationalError("server closed the connection"), RuntimeError("a bug of ours")]
+)
+def test_an_error_inside_a_command_is_a_temporary_reply(error):
+    """A failure of ours inside MAIL, RCPT or DATA (the database gone while a limit is read, a
+    bug) answers 451, so the client keeps the mail and retries; aiosmtpd's default is a 500."""
+    from smtpgw.transaction import TransactionHandler
+
+    handler = TransactionHandler(None, Listener("transactional", "127.0.0.1", 2525))
+    reply = asyncio.run(handler.handle_exception(error))
+    assert reply.startswith("451 4.3.0 ")

@@ -465,7 +465,7 @@ def test_a_lost_task_of_a_crashed_worker_is_found_after_its_lease(server, receiv
 
 # --- signature ------------------------------------------------------------------------------------
 
-# The README snippet, verbatim.
+# The snippet of docs/user-guide/webhooks.md, verbatim (postmark_site/tests/test_docs.py checks it).
 SNIPPET = '''
 import hashlib
 import hmac
