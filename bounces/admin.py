@@ -42,6 +42,7 @@ class BounceAdmin(ScopedModelAdmin):
         "bounced_at",
         "type",
         "email",
+        "reason",
         "server",
         "message_stream",
         "tag",
@@ -146,6 +147,13 @@ class BounceAdmin(ScopedModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="reason")
+    def reason(self, obj):
+        """The receiving server's words (else the type's description), cut to one line; the
+        whole text on hover."""
+        text = " ".join((obj.details or obj.description).split())
+        return format_html('<span class="pm-truncate" title="{}">{}</span>', text, text)
 
     @admin.display(description="TypeCode")
     def type_code(self, obj):

@@ -20,9 +20,13 @@ from domains.verification import verify_domain
 from servers.scoping import ScopedModelAdmin, change_url
 
 
-def _state(verified: bool, checked_at) -> str:
+def _state(verified: bool, checked_at, in_use: str = "in use") -> str:
+    """What is true of a record: verified by a look-up, not verified, or never looked up (a
+    domain marked verified without DNS, as the demo's, is in use all the same)."""
     if checked_at is None:
-        return format_html('<span class="pm-hint">not checked</span>')
+        if verified:
+            return format_html('<strong class="pm-ok">{}</strong>; DNS not checked', in_use)
+        return format_html('<span class="pm-hint">{}</span>', "not checked")
     if verified:
         return format_html('<strong class="pm-ok">verified</strong>')
     return format_html('<strong class="pm-warn">not verified</strong>')
@@ -133,7 +137,7 @@ class DomainAdmin(ScopedModelAdmin):
 
     @admin.display(description="DKIM", ordering="dkim_verified")
     def dkim_state(self, obj):
-        return _state(obj.dkim_verified, obj.dkim_checked_at)
+        return _state(obj.dkim_verified, obj.dkim_checked_at, "signing")
 
     @admin.display(description="Return-Path", ordering="return_path_verified")
     def return_path_state(self, obj):

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import F
 
+from core.times import admin_time
 from domains.models import Domain
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class Failing:
 
 
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "an unknown time"
+    return admin_time(value, "an unknown time")
 
 
 def _checks(count: int) -> str:

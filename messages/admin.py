@@ -5,9 +5,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_safe
 
-from messages import queries
+from messages import queries, viewer
 from messages.models import OutboundMessage, Recipient, Submission
 from servers.scoping import EstimatedCountPaginator, ScopedModelAdmin, source_response
 from streams.admin import StreamFilter
@@ -142,10 +143,6 @@ class OutboundMessageAdmin(ScopedModelAdmin):
         "stream",
         "status",
         "from_address",
-        "to",
-        "cc",
-        "bcc",
-        "recipients",
         "subject",
         "tag",
         "metadata",
@@ -174,6 +171,10 @@ class OutboundMessageAdmin(ScopedModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def has_deliver_permission(self, request):
+        # Messages are records (no change form); acting on their delivery needs the change right.
+        return request.user.has_perm(f"{self.opts.app_label}.change_outboundmessage")
+
     @admin.display(description="subject", ordering="subject")
     def subject_display(self, obj):
         return obj.subject[:80] or "(no subject)"
@@ -190,7 +191,8 @@ class OutboundMessageAdmin(ScopedModelAdmin):
 
     def admin_urls(self):
         return [
-            ("<int:object_id>/source.eml", self.message_source, "outbound_outboundmessage_source")
+            ("<int:object_id>/source.eml", self.message_source, "outbound_outboundmessage_source"),
+            ("<int:object_id>/html/", self.message_html, "outbound_outboundmessage_html"),
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -198,11 +200,26 @@ class OutboundMessageAdmin(ScopedModelAdmin):
         # every app: see PostmarkAdminSite.change_page_context.
         message = self.get_object(request, object_id)
         if message is not None:
+            statuses = dict(message.deliveries.values_list("email", "status"))
+            viewed = viewer.view(message, {k.lower(): v for k, v in statuses.items()})
             extra_context = {
                 **(extra_context or {}),
                 "source_url": reverse("admin:outbound_outboundmessage_source", args=[message.pk]),
+                "html_url": reverse("admin:outbound_outboundmessage_html", args=[message.pk]),
+                "viewed": viewed,
+                "viewed_people": [("To", viewed.to), ("Cc", viewed.cc), ("Bcc", viewed.bcc)],
+                # The changelist's delivery actions (delivery.admin), offered while it waits.
+                "delivery_actions": message.status == OutboundMessage.Status.QUEUED
+                and self.has_deliver_permission(request)
+                and "retry_deferred_now" in self.get_actions(request),
             }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @method_decorator(require_safe)
+    @method_decorator(xframe_options_sameorigin)
+    def message_html(self, request, object_id):
+        """The HTML part alone, for the viewer's sandboxed frame (``messages.viewer``)."""
+        return viewer.html_document(self.scoped_object(request, object_id))
 
     @method_decorator(require_safe)
     def message_source(self, request, object_id):

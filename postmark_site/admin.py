@@ -13,6 +13,7 @@ admins when it is imported; ``servers.admin`` replaces them with scoped subclass
 import contextlib
 
 from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db.models import Count
 from django.http import Http404
@@ -43,6 +44,9 @@ class PostmarkAdminSite(admin.AdminSite):
     site_header = "Postmark-compatible mail"
     site_title = "Mail admin"
     index_title = "Servers, streams, messages and bounces"
+    # The top navigation (templates/admin/base_site.html) and the model index take its place:
+    # beside a changelist and its filters it left the list too narrow for its columns.
+    enable_nav_sidebar = False
 
     def __init__(self, name="admin"):
         super().__init__(name)
@@ -73,6 +77,13 @@ class PostmarkAdminSite(admin.AdminSite):
             for model, model_admin in self._registry.items()
             if not isinstance(model_admin, ServerScopedAdmin)
         )
+
+    def login(self, request, extra_context=None):
+        """Without a ``next``, signing in lands on the dashboard rather than the model index."""
+        if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+            request.GET = request.GET.copy()
+            request.GET[REDIRECT_FIELD_NAME] = reverse("admin:dashboard", current_app=self.name)
+        return super().login(request, extra_context)
 
     def get_urls(self):
         return [

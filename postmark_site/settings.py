@@ -129,7 +129,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The zone the admin shows times in (and writes after each time, e.g. "2026-12-07 14:03:12 UTC");
+# every time is stored in UTC whatever it says.
+TIME_ZONE = env.str("TIME_ZONE", default="") or "UTC"
+FORMAT_MODULE_PATH = ["postmark_site.formats"]
 USE_I18N = True
 USE_TZ = True
 

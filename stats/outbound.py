@@ -193,7 +193,9 @@ def collect(server_ids=None, now=None, *, errors_limit: int = LATEST_ERRORS) -> 
     ids = None if server_ids is None else list(server_ids)
     starts = {w: window_buckets(w, now)[0] for w in WINDOWS}
 
-    servers = list(_scoped(Server.objects.order_by("id"), ids, "id__in").only("id", "name"))
+    servers = list(
+        _scoped(Server.objects.order_by("id"), ids, "id__in").only("id", "name", "delivery_type")
+    )
     streams = list(
         _scoped(MessageStream.objects.order_by("server_id", "id"), ids).only(
             "id", "server_id", "stream_id", "name", "message_stream_type", "archived_at"

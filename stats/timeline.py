@@ -57,6 +57,25 @@ def accepted_how(submission) -> str:
     )
 
 
+def reader_detail(event) -> str:
+    """An open's or a click's reader: client, platform and system, and a click's link."""
+    if event.type not in (MessageEvent.Type.OPEN, MessageEvent.Type.CLICK):
+        return ""
+    data = event.data if isinstance(event.data, dict) else {}
+
+    def name(key):
+        value = data.get(key)
+        return value.get("Name", "") if isinstance(value, dict) else ""
+
+    parts = [f"{name('Client') or 'Unknown client'} on {name('OS') or 'an unknown system'}",
+             f"{data.get('Platform') or 'Unknown'} platform"]  # fmt: skip
+    if event.type == MessageEvent.Type.CLICK:
+        parts.append(f"{data.get('ClickLocation') or 'a'} link {data.get('OriginalLink', '')}")
+    elif data.get("FirstOpen"):
+        parts.append("first open")
+    return "; ".join(parts)
+
+
 def message_timeline(message: OutboundMessage) -> list[TimelineEntry]:
     """Accepted, processed, then every event of the message (delivered, bounced, opened, clicked,
     …) and its webhook attempts; oldest first. Three or four queries."""
@@ -82,9 +101,9 @@ def message_timeline(message: OutboundMessage) -> list[TimelineEntry]:
         )
     )
     events = list(
-        MessageEvent.objects.filter(server_id=message.server_id, message_id=message.message_id)
-        .defer("data")
-        .order_by("occurred_at", "id")
+        MessageEvent.objects.filter(
+            server_id=message.server_id, message_id=message.message_id
+        ).order_by("occurred_at", "id")
     )
     for event in events:
         link = ""
@@ -94,7 +113,7 @@ def message_timeline(message: OutboundMessage) -> list[TimelineEntry]:
             TimelineEntry(
                 event.occurred_at,
                 event.get_type_display(),
-                event.details,
+                reader_detail(event) or event.details,
                 event.type.lower(),
                 event.recipient,
                 link,

@@ -1,14 +1,19 @@
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
+from core.times import admin_time
 from servers.access import masked
-from servers.scoping import ScopedModelAdmin
+from servers.scoping import ScopedModelAdmin, change_url
 from webhooks.deliveries import retry_now
 from webhooks.guard import UnsafeUrl, check_url, split_credentials, validate_headers
 from webhooks.models import Webhook, WebhookAttempt, WebhookDelivery
 from webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from webhooks.trial import record_type_of, send_test
 
 # --- Webhooks -------------------------------------------------------------------------------------
 
@@ -93,6 +98,7 @@ class WebhookAdmin(ScopedModelAdmin):
     readonly_fields = ("signing_secret_display", "signing_secret_masked", "recent_deliveries",
                        "created_at", "updated_at")  # fmt: skip
     actions = ["regenerate_signing_secret"]
+    change_form_template = "admin/webhooks/webhook/change_form.html"
     fieldsets = (
         (None, {"fields": ("stream", "url", "http_auth_username", "http_auth_password",
                            "clear_http_auth_password", "http_headers")}),
@@ -172,7 +178,7 @@ class WebhookAdmin(ScopedModelAdmin):
                     delivery.event.recipient,
                     delivery.get_status_display(),
                     delivery.attempts,
-                    last.started_at.strftime("%Y-%m-%d %H:%M:%S") if last else "",
+                    admin_time(last.started_at) if last else "",
                     (last.status_code or last.error[:80]) if last else "",
                     f"{last.latency_ms} ms" if last else "",
                 )
@@ -190,6 +196,38 @@ class WebhookAdmin(ScopedModelAdmin):
             "<th>attempts</th><th>last try</th><th>answer</th><th>latency</th></tr>{}</table>",
             body,
         )
+
+    def admin_urls(self):
+        return [("<int:object_id>/send-test/", self.webhook_send_test, "webhooks_webhook_test")]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        webhook = self.get_object(request, object_id)
+        if webhook is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "send_test_url": reverse("admin:webhooks_webhook_test", args=[webhook.pk]),
+                "test_record_type": record_type_of(webhook),
+                "can_send_test": self.has_change_permission(request, webhook),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @method_decorator(require_POST)
+    def webhook_send_test(self, request, object_id):
+        """POST a sample payload to the webhook's URL now, and say what its receiver answered."""
+        webhook = self.scoped_object(request, object_id, change=True)
+        record_type, result = send_test(webhook)
+        answer = f" — {result.excerpt[:200]}" if result.excerpt.strip() else ""
+        posted = f"Test {record_type} payload posted to {webhook.url}"
+        if result.ok:
+            took = f"{result.latency_ms} ms"
+            messages.success(request, f"{posted}: HTTP {result.status_code} in {took}{answer}")
+        elif result.status_code:
+            messages.error(request, f"{posted}: the receiver answered HTTP {result.status_code}"
+                           f"{answer}")  # fmt: skip
+        else:
+            messages.error(request, f"Test {record_type} payload not delivered to "
+                           f"{webhook.url}: {result.error}")  # fmt: skip
+        return HttpResponseRedirect(change_url(webhook))
 
     @admin.action(description="Generate a new signing secret", permissions=["change"])
     def regenerate_signing_secret(self, request, queryset):

@@ -187,3 +187,22 @@ def test_admin_resends_are_limited_like_the_apis(admin_client, settings):
     # An operator may still confirm the address without a message.
     admin_client.post(url + "confirm/")
     assert SenderSignature.objects.get(pk=signature.pk).confirmed
+
+
+@pytest.mark.django_db
+def test_the_demo_domain_shows_that_it_signs_though_dns_was_never_checked(admin_client):
+    """ensuredemo marks example.com verified without a look-up: its key signs, so the admin
+    says so, and that DNS was not checked (not "not checked" alone, nor "verified")."""
+    import io
+
+    from django.core.management import call_command
+
+    Domain.objects.filter(name="example.com").delete()  # the tests' own, made without a key
+    call_command("ensuredemo", stdout=io.StringIO())
+    domain = Domain.objects.get(name="example.com")
+    listing = admin_client.get("/admin/domains/domain/").content.decode()
+    assert '<strong class="pm-ok">signing</strong>; DNS not checked' in listing
+    page = admin_client.get(f"/admin/domains/domain/{domain.pk}/change/").content.decode()
+    assert "allowed (DKIM signing; DNS not checked, and not checked periodically" in page
+    dkim_row = page.split('id="record-1"')[1].split("</tr>")[0]
+    assert "signing</strong>; DNS not checked" in dkim_row and "verified" not in dkim_row

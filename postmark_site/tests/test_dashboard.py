@@ -153,6 +153,13 @@ def test_smtp_configuration_details(staff, server, settings):
     # With a server token the user name is the token: no mechanism keeps it off the wire.
     words = " ".join(page.split())
     assert "crosses the wire with every method, CRAM-MD5 and DIGEST-MD5 included" in words
+    # Near the top, above the form's fieldsets (not under Save/Delete), with the server's own
+    # values in its examples and a copy button for each.
+    assert page.index('id="smtp-configuration"') < page.index("<fieldset")
+    assert f'EMAIL_HOST_USER = EMAIL_HOST_PASSWORD = "{server.api_tokens[0]}"' in page
+    assert 'EMAIL_HOST = "smtp.mail.example"' in page and "EMAIL_PORT = 2525" in page
+    for target in ("smtp-host-1", "server-token-1", "smtp-example-swaks", "smtp-example-django"):
+        assert f'data-copy-target="{target}"' in page, target
     endpoints = listeners.smtp_endpoints()
     assert [(e.kind, e.host, e.starttls_ports, e.tls_ports) for e in endpoints] == [
         ("transactional", "smtp.mail.example", [2525, 587], [465]),
@@ -392,3 +399,30 @@ def test_list_pages_make_few_queries(staff, name, django_assert_max_num_queries)
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = staff.get(url)
     assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_dashboard_flags_sandbox_servers(staff):
+    sandbox = create_server("Try-out", delivery_type="Sandbox")
+    live = create_server("Production", delivery_type="Live")
+    page = staff.get(reverse("admin:dashboard")).content.decode()
+    sandbox_panel = page.split(f'id="server-{sandbox.pk}"')[1].split("</section>")[0]
+    live_panel = page.split(f'id="server-{live.pk}"')[1].split("</section>")[0]
+    assert 'class="pm-badge pm-sandbox"' in sandbox_panel and "not delivered" in sandbox_panel
+    assert "pm-sandbox" not in live_panel
+
+
+@pytest.mark.django_db
+def test_signing_in_lands_on_the_dashboard(admin_user):
+    client = Client()
+    form = client.get("/admin/login/")
+    assert 'name="next" value="/admin/dashboard/"' in form.content.decode()
+    answer = client.post("/admin/login/", {"username": "admin", "password": "password"})
+    assert answer.status_code == 302 and answer["Location"] == "/admin/dashboard/"
+    # A next of its own is kept.
+    client.logout()
+    answer = client.post(
+        "/admin/login/?next=/admin/system/",
+        {"username": "admin", "password": "password", "next": "/admin/system/"},
+    )
+    assert answer["Location"] == "/admin/system/"

@@ -60,12 +60,11 @@ def test_smtp_switch_actions(staff, server):
 def test_generate_token_shows_the_secret_once(staff, server):
     stream = get_stream(server, "outbound")
     page = staff.get(reverse("admin:streams_messagestream_change", args=[stream.pk]))
-    link = reverse("admin:streams_smtptoken_add") + f"?stream={stream.pk}"
-    assert link.encode() in page.content.replace(b"&amp;", b"&")
+    generate = reverse("admin:streams_messagestream_token_generate", args=[stream.pk])
+    assert f'action="{generate}"'.encode() in page.content  # a button: the stream is the page's
+    assert staff.get(generate).status_code == 405
 
-    form = staff.get(link)
-    assert form.status_code == 200
-    response = staff.post(reverse("admin:streams_smtptoken_add"), {"stream": stream.pk})
+    response = staff.post(generate)
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     token = SmtpToken.objects.get(stream=stream)
@@ -83,6 +82,40 @@ def test_generate_token_shows_the_secret_once(staff, server):
         assert page.status_code == 200
         assert secret.encode() not in page.content
         assert token.access_key.encode() in page.content
+
+
+@pytest.mark.django_db
+def test_a_stream_page_lists_its_tokens_once(staff, server):
+    stream = get_stream(server, "outbound")
+    staff.post(reverse("admin:streams_messagestream_token_generate", args=[stream.pk]))
+    token = SmtpToken.objects.get(stream=stream)
+    page = staff.get(reverse("admin:streams_messagestream_change", args=[stream.pk]))
+    assert page.content.count(token.access_key.encode()) == 2  # its row, and its Revoke prompt
+    assert b"smtp_tokens-TOTAL_FORMS" not in page.content  # no inline repeating them
+
+
+@pytest.mark.django_db
+def test_generating_from_a_stream_page_that_may_have_no_token(staff, server, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    from servers.models import StaffServerAccess
+
+    inbound = get_stream(server, "inbound")
+    page = staff.get(reverse("admin:streams_messagestream_change", args=[inbound.pk]))
+    assert b'id="generate-token"' not in page.content
+    generate = reverse("admin:streams_messagestream_token_generate", args=[inbound.pk])
+    assert staff.post(generate).status_code == 403
+    outbound = get_stream(server, "outbound")
+    viewer = django_user_model.objects.create_user("v", "v@example.com", "pass-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_messagestream"))
+    StaffServerAccess.objects.create(user=viewer, all_servers=True)
+    staff.force_login(viewer)
+    page = staff.get(reverse("admin:streams_messagestream_change", args=[outbound.pk]))
+    assert page.status_code == 200 and b'id="generate-token"' not in page.content
+    generate = reverse("admin:streams_messagestream_token_generate", args=[outbound.pk])
+    assert staff.post(generate).status_code == 403
+    assert staff.post("/admin/streams/messagestream/99999/tokens/generate/").status_code == 404
+    assert not SmtpToken.objects.exists()
 
 
 @pytest.mark.django_db

@@ -41,6 +41,19 @@
     if (message && !window.confirm(message)) { event.preventDefault(); }
   });
 
+  // Tabs: a button shows its panel (data-tab) and hides its siblings' panels.
+  document.addEventListener("click", function (event) {
+    var tab = event.target.closest("[data-tab]");
+    if (!tab) { return; }
+    var tabs = tab.parentNode.querySelectorAll("[data-tab]");
+    Array.prototype.forEach.call(tabs, function (other) {
+      var shown = other === tab;
+      other.setAttribute("aria-selected", shown ? "true" : "false");
+      var panel = document.getElementById(other.getAttribute("data-tab"));
+      if (panel) { panel.hidden = !shown; }
+    });
+  });
+
   var replace = document.getElementById("pm-replace-url");
   if (replace && window.history && window.history.replaceState) {
     window.history.replaceState(null, "", replace.getAttribute("data-url"));
