@@ -65,17 +65,26 @@ FIXED_WORDS = frozenset(
         "readtimes",
         "browserfamilies",
         "location",
+        "triggers",
     }
 )
+# Words of one resource only, lowered only under it (so that e.g. a template alias "Retry"
+# stays as written).
+SCOPED_WORDS = {
+    "messages": frozenset({"inbound", "bypass", "retry"}),
+    "triggers": frozenset({"inboundrules"}),
+}
 
 
 def canonical_path(path: str) -> str:
     segments = [s for s in path.split("/") if s]
+    scoped = SCOPED_WORDS.get(segments[0].lower(), frozenset()) if segments else frozenset()
     out = []
     for i, segment in enumerate(segments):
         is_stream_id = i > 0 and segments[i - 1].lower() == "message-streams"
         lowered = segment.lower()
-        out.append(lowered if lowered in FIXED_WORDS and not is_stream_id else segment)
+        fixed = lowered in FIXED_WORDS or lowered in scoped
+        out.append(lowered if fixed and not is_stream_id else segment)
     return "/" + "/".join(out)
 
 

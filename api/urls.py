@@ -8,6 +8,7 @@ from api.errors import JSON_CONTENT_TYPE, PostmarkJSONRenderer
 from api.views import bounces, data_removals, email, stats, suppressions, template_email, webhooks
 from api.views import bulk as bulk_views
 from api.views import domains as domain_views
+from api.views import inbound as inbound_views
 from api.views import messages as message_views
 from api.views import senders as sender_views
 from api.views import servers as server_views
@@ -178,6 +179,43 @@ urlpatterns = [
         "messages/outbound/<str:message_id>/dump",
         message_views.OutboundMessageDumpView.as_view(),
         name="outbound-message-dump",
+    ),
+    # Inbound (compat §13.3, §13.4).
+    path(
+        "messages/inbound",
+        inbound_views.InboundMessageListView.as_view(),
+        name="inbound-messages",
+    ),
+    path(
+        "messages/inbound/<str:message_id>/details",
+        inbound_views.InboundMessageDetailsView.as_view(),
+        name="inbound-message-details",
+    ),
+    path(
+        "messages/inbound/<str:message_id>/bypass",
+        inbound_views.InboundBypassView.as_view(),
+        name="inbound-message-bypass",
+    ),
+    path(
+        "messages/inbound/<str:message_id>/retry",
+        inbound_views.InboundRetryView.as_view(),
+        name="inbound-message-retry",
+    ),
+    path(
+        "triggers/inboundrules",
+        inbound_views.InboundRuleListView.as_view(),
+        name="inbound-rules",
+    ),
+    path(
+        "triggers/inboundrules/<str:rule_id>",
+        inbound_views.InboundRuleDetailView.as_view(),
+        name="inbound-rule",
+    ),
+    path("triggers/tags", inbound_views.TagTriggersView.as_view(), name="tag-triggers"),
+    path(
+        "triggers/tags/<str:trigger_id>",
+        inbound_views.TagTriggersView.as_view(),
+        name="tag-trigger",
     ),
     path("message-streams", stream_views.MessageStreamListView.as_view(), name="message-streams"),
     path(

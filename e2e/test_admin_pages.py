@@ -85,6 +85,8 @@ def seed_everything(far: str = "https://tracker.example", hostile: str = HOSTILE
     from delivery.relay import deliver_message
     from domains.models import Domain
     from domains.services import create_domain, create_sender
+    from inbound.models import InboundRule
+    from inbound.tests.helpers import inbound_address, inbound_submission
     from mailtemplates import services as templates
     from messages.models import OutboundMessage
     from messages.processing import process_submission
@@ -160,6 +162,15 @@ def seed_everything(far: str = "https://tracker.example", hostile: str = HOSTILE
                               "subject": f"Hi {hostile}", "htmlbody": "<p>Hi {{ name }}</p>",
                               "textbody": "Hi {{ name }}"})  # fmt: skip
     request_removal("erase-me@example.net")
+    inbound_raw = (
+        f'From: "Jane {hostile}" <jane@customer.example>\r\n'
+        f"To: Support <{inbound_address(server, 'ticket-42')}>\r\n"
+        f"Subject: Re: ticket {hostile}\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n"
+        f"<p>Thanks {hostile}</p>\r\n"
+    ).encode()
+    process_submission(inbound_submission(server, inbound_raw).pk)
+    InboundRule.objects.create(server=server, rule="blocked.example")
     live = create_server("Live shop", delivery_type="Live")
     return {"server": server, "stream": stream, "message": message, "domain": domain,
             "live": live, "old": timezone.now() - timedelta(days=1)}  # fmt: skip

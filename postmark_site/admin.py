@@ -15,6 +15,7 @@ import contextlib
 from django.contrib import admin
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db.models import Count
 from django.http import Http404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,6 +23,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_safe
 
 from bounces.models import Bounce
+from inbound.addresses import inbound_address
+from inbound.models import InboundMessage
 from messages.limits import sending_use
 from messages.models import OutboundMessage
 from messages.senders import RECENT_DAYS, sender_states
@@ -162,6 +165,33 @@ def server_page_context(request, server) -> dict:
         "sender_days": RECENT_DAYS,
         "domains_url": reverse("admin:domains_domain_changelist"),
         "senders_url": reverse("admin:domains_sendersignature_changelist"),
+        **inbound_panel_context(server),
+    }
+
+
+def inbound_panel_context(server) -> dict:
+    """The server page's inbound panel: where mail for the server is sent, where it goes, and
+    what waits for an operator (blocked and failed messages)."""
+    address = inbound_address(server)
+    local, _, domain = address.rpartition("@")
+    waiting = dict(
+        InboundMessage.objects.filter(
+            server=server, status__in=(InboundMessage.Status.BLOCKED, InboundMessage.Status.FAILED)
+        )
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    messages_url = reverse("admin:inbound_inboundmessage_changelist")
+    return {
+        "inbound_address": address,
+        "inbound_plus_example": f"{local}+ticket-42@{domain}",
+        "inbound_messages_url": f"{messages_url}?server__id__exact={server.pk}",
+        "inbound_rules_url": reverse("admin:inbound_inboundrule_changelist")
+        + f"?server__id__exact={server.pk}",
+        "inbound_rule_add_url": reverse("admin:inbound_inboundrule_add") + f"?server={server.pk}",
+        "inbound_blocked": waiting.get(InboundMessage.Status.BLOCKED, 0),
+        "inbound_failed": waiting.get(InboundMessage.Status.FAILED, 0),
     }
 
 

@@ -3,7 +3,7 @@ import csv
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.core.validators import validate_email
+from django.core.validators import URLValidator, validate_email
 from django.db.models import Count
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
@@ -387,10 +387,16 @@ class ServerAdmin(ScopedModelAdmin):
         ("SMTP", {"fields": ("smtp_api_activated", "strict_smtp", "enable_smtp_api_error_hooks")}),
         ("Sending limits", {"fields": ("smtp_messages_per_minute", "smtp_messages_per_day")}),
         ("Tracking defaults", {"fields": ("track_opens", "track_links")}),
-        # Stored for inbound processing, which is not built yet (the Server API's fields).
         (
-            "Inbound (not in use yet)",
-            {"fields": ("inbound_domain", "inbound_spam_threshold", "raw_email_enabled")},
+            "Inbound",
+            {
+                "fields": (
+                    "inbound_hook_url",
+                    "inbound_domain",
+                    "inbound_spam_threshold",
+                    "raw_email_enabled",
+                )
+            },
         ),
         ("API tokens", {"fields": ("api_tokens_display", "created_at")}),
     )
@@ -443,6 +449,11 @@ class ServerAdmin(ScopedModelAdmin):
         for name in self.optional_with_default:
             if name in form.base_fields:
                 form.base_fields[name].required = False
+        if "inbound_hook_url" in form.base_fields:
+            # A web address; where it may point is checked when it is posted to (the SSRF guard).
+            form.base_fields["inbound_hook_url"].validators.append(
+                URLValidator(schemes=["http", "https"])
+            )
         return form
 
     def save_model(self, request, obj, form, change):

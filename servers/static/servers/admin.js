@@ -2,7 +2,10 @@
 "use strict";
 (function () {
   function status(button, text) {
-    var box = document.querySelector(".pm-copy-status");
+    // The status line of the button's own panel (a page may have several), else the page's.
+    var panel = button.closest(".pm-panel");
+    var box = (panel && panel.querySelector(".pm-copy-status")) ||
+      document.querySelector(".pm-copy-status");
     if (box) { box.textContent = text; }
     button.textContent = text === "Copied." ? "Copied" : "Copy";
   }
