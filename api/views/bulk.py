@@ -32,7 +32,7 @@ class EmailBulkView(APIView):
         operation_id="send_email_bulk", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT
     )
     def post(self, request):
-        from api.tasks import send_bulk_request
+        from api.tasks import enqueue_bulk
 
         try:
             with transaction.atomic():
@@ -43,7 +43,7 @@ class EmailBulkView(APIView):
                     client_address=client_address(request),
                     tls="TLS" if request.is_secure() else "",
                 )
-                transaction.on_commit(lambda: send_bulk_request.delay(str(accepted.id)))
+                transaction.on_commit(lambda: enqueue_bulk(accepted.id))
         except ApiError as error:
             if not hasattr(error, "errors"):
                 raise
