@@ -21,9 +21,10 @@ worker's claim superseded stops at its next chunk. After ``BULK_ATTEMPTS`` tries
 finish, the request ends Failed, its unsent items counted failed and the reason in its status.
 """
 
+import base64
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 VALIDATION = 11
 NOT_FOUND = 12
+BAD_PAGINATION_KEY = 13
 CHUNK = 100
 KEPT_ERRORS = 100
 MAX_REASON = 500
@@ -384,8 +386,44 @@ def requeue_stalled(limit: int, now=None) -> list:
     return [bulk_id for bulk_id in candidates if bulk_id in taken]
 
 
-def status_of(bulk: BulkRequest) -> dict:
-    """GET /email/bulk/{id} (compat §14: ``Id``, not ``ID``)."""
+def _key_of(bulk: BulkRequest) -> str:
+    mark = f"{bulk.submitted_at.isoformat()}|{bulk.id}"
+    return base64.urlsafe_b64encode(mark.encode()).decode().rstrip("=")
+
+
+def _after_key(key: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        mark = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
+        when, bulk_id = mark.split("|")
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            raise ValueError(when)
+        return moment, uuid.UUID(bulk_id)
+    except (ValueError, UnicodeError):
+        raise ApiError(BAD_PAGINATION_KEY, "The 'paginationKey' is not valid.") from None
+
+
+def list_bulk(server, count: int, key: str | None = None) -> dict:
+    """GET /email/bulk: the server's requests, newest first, ``count`` a page; ``PaginationKey``
+    (opaque: where the page ended) asks for the next page, and is absent on the last one."""
+    rows = (
+        BulkRequest.objects.filter(server=server)
+        .defer("items", "content", "errors")
+        .order_by("-submitted_at", "-id")
+    )
+    if key is not None:
+        moment, bulk_id = _after_key(key)
+        rows = rows.filter(Q(submitted_at__lt=moment) | Q(submitted_at=moment, id__lt=bulk_id))
+    page = list(rows[: count + 1])
+    answer = {"Requests": [status_of(bulk, errors=False) for bulk in page[:count]]}
+    if len(page) > count:
+        answer["PaginationKey"] = _key_of(page[count - 1])
+    return answer
+
+
+def status_of(bulk: BulkRequest, *, errors: bool = True) -> dict:
+    """GET /email/bulk/{id} (compat §14: ``Id``, not ``ID``), and each of GET /email/bulk's
+    ``Requests`` (without the failures of its items)."""
     from bounces.serializers import timestamp
 
     done = 100.0 if not bulk.total else round(100.0 * bulk.processed / bulk.total, 2)
@@ -399,7 +437,7 @@ def status_of(bulk: BulkRequest) -> dict:
         "FailedCount": bulk.failed,
         "Subject": bulk.subject,
     }
-    if bulk.errors:
+    if errors and bulk.errors:
         answer["Errors"] = bulk.errors
     if bulk.status == BulkRequest.Status.FAILED and bulk.failure_reason:
         answer["FailureReason"] = bulk.failure_reason
