@@ -11,18 +11,30 @@ Items go in chunks; each chunk's messages have MessageIDs fixed by their place i
 so a chunk sent again after a lost worker finds its messages stored and counts them once. An
 item that fails (a bad address, a model that cannot be rendered, a limit) fails alone; every item
 ends released or failed, counted in the request's status.
+
+Never lost: a request is always under a lease (``core.leases``), its queued task's or the
+worker's that sends it (``claim``, renewed after every chunk). Should the task be lost before a
+worker takes it (a broker restart) or its worker die or hang, the lease runs out after
+``BULK_LEASE_SECONDS`` and the sweep (``requeue_stalled``, the beat's ``api.bulk.sweep``) queues
+it again; the next try goes on from the last chunk counted. A try that stopped with the old
+worker's claim superseded stops at its next chunk. After ``BULK_ATTEMPTS`` tries that did not
+finish, the request ends Failed, its unsent items counted failed and the reason in its status.
 """
 
+import base64
 import logging
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from api.errors import ApiError
 from api.sending import Refused, api_submission
 from api.views.email import send_items
+from core import leases
+from core.db import is_database_unavailable
 from mailtemplates import services
 from mailtemplates.mustachio import TemplateError, check_model
 from mailtemplates.rendering import inline_css, render_message, render_part
@@ -33,8 +45,11 @@ log = logging.getLogger(__name__)
 
 VALIDATION = 11
 NOT_FOUND = 12
+BAD_PAGINATION_KEY = 13
 CHUNK = 100
 KEPT_ERRORS = 100
+MAX_REASON = 500
+WAITING = (BulkRequest.Status.ACCEPTED, BulkRequest.Status.PROCESSING)
 CONTENT = ("subject", "htmlbody", "textbody")
 TEMPLATE = ("templateid", "templatealias")
 ITEM_FIELDS = ("to", "cc", "bcc", "templatemodel", "metadata", "headers")
@@ -110,6 +125,8 @@ def accept_bulk(server, data, *, credential: str, client_address: str, tls: str)
         client_address=client_address,
         tls_version=tls,
         total=len(items),
+        # Queued: its task is due within a lease, after which the sweep queues it again.
+        leased_until=_lease_until(),
     )
 
 
@@ -209,12 +226,47 @@ def _send_chunk(bulk: BulkRequest, start: int, items: list) -> list[dict | Refus
     return result
 
 
+def _lease_until(now=None):
+    return (now or timezone.now()) + timedelta(seconds=settings.BULK_LEASE_SECONDS)
+
+
+def claim(bulk_id, now=None) -> BulkRequest | None:
+    """Take an unfinished request for this worker, counting a try, unless another worker holds
+    it (claimed, its lease running); None then, or when it is finished or unknown."""
+    now = now or timezone.now()
+    taken = (
+        BulkRequest.objects.filter(id=bulk_id, status__in=WAITING)
+        .filter(Q(claimed_at=None) | Q(leased_until=None) | Q(leased_until__lte=now))
+        .update(
+            claimed_at=now,
+            leased_until=_lease_until(now),
+            attempts=F("attempts") + 1,
+            status=BulkRequest.Status.PROCESSING,
+        )
+    )
+    if not taken:
+        return None
+    return BulkRequest.objects.select_related("server").get(id=bulk_id)
+
+
 def send_bulk(bulk_id) -> str:
-    """Sends what is left of a bulk request, chunk by chunk; its counts move after each."""
-    bulk = BulkRequest.objects.select_related("server").filter(id=bulk_id).first()
-    if bulk is None or bulk.status in (BulkRequest.Status.COMPLETED, BulkRequest.Status.FAILED):
-        return "nothing to do"
-    BulkRequest.objects.filter(id=bulk.id).update(status=BulkRequest.Status.PROCESSING)
+    """Sends what is left of a bulk request, chunk by chunk; its counts move (and its lease is
+    renewed) after each. A try beyond ``BULK_ATTEMPTS`` fails the request instead."""
+    bulk = claim(bulk_id)
+    if bulk is None:
+        return "nothing to do: finished, or held by another worker"
+    if bulk.attempts > settings.BULK_ATTEMPTS:
+        fail(bulk.id)
+        return "failed: out of tries"
+    try:
+        return _send(bulk)
+    except Exception as exc:
+        _stopped(bulk, exc)
+        raise
+
+
+def _send(bulk: BulkRequest) -> str:
+    mine = BulkRequest.objects.filter(id=bulk.id, claimed_at=bulk.claimed_at)
     items = bulk.items
     while bulk.processed < bulk.total:
         start = bulk.processed
@@ -236,21 +288,142 @@ def send_bulk(bulk_id) -> str:
             else:
                 bulk.released += 1
         bulk.processed = start + len(chunk)
-        with transaction.atomic():
-            BulkRequest.objects.filter(id=bulk.id).update(
-                processed=bulk.processed,
-                released=bulk.released,
-                failed=bulk.failed,
-                errors=bulk.errors,
-            )
-    BulkRequest.objects.filter(id=bulk.id).update(
-        status=BulkRequest.Status.COMPLETED, completed_at=timezone.now(), items=[]
+        renewed = mine.update(
+            processed=bulk.processed,
+            released=bulk.released,
+            failed=bulk.failed,
+            errors=bulk.errors,
+            leased_until=_lease_until(),
+        )
+        if not renewed:
+            # The lease ran out and the sweep gave the request to another try, which goes on
+            # from the last chunk counted (the messages stored meanwhile are found, not sent).
+            return "stopped: taken over by another try"
+    mine.update(
+        status=BulkRequest.Status.COMPLETED,
+        completed_at=timezone.now(),
+        items=[],
+        leased_until=None,
     )
     return f"{bulk.released} released, {bulk.failed} failed"
 
 
-def status_of(bulk: BulkRequest) -> dict:
-    """GET /email/bulk/{id} (compat §14: ``Id``, not ``ID``)."""
+def _stopped(bulk: BulkRequest, exc: BaseException) -> None:
+    """A try that raised: an unavailable database is no fault of the request (its try is given
+    back, and the task's retry may claim it at once); any other error is noted for the reason
+    the request may end with, and the sweep tries it again. Best effort: the database may be
+    gone, and then the lease simply runs out."""
+    mine = BulkRequest.objects.filter(id=bulk.id, claimed_at=bulk.claimed_at)
+    try:
+        if is_database_unavailable(exc):
+            mine.update(claimed_at=None, attempts=F("attempts") - 1)
+        else:
+            log.exception("bulk %s: the try stopped", bulk.id)
+            reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON]
+            mine.update(claimed_at=None, leased_until=timezone.now(), failure_reason=reason)
+    except Exception:
+        log.exception("bulk %s: the stopped try could not be noted", bulk.id)
+
+
+def fail(bulk_id, now=None, *, only_free: bool = False) -> int:
+    """End an unfinished request Failed, out of tries: the items not sent yet count as failed,
+    and the reason says why (with the last try's error, when one was noted)."""
+    now = now or timezone.now()
+    rows = BulkRequest.objects.filter(id=bulk_id, status__in=WAITING)
+    if only_free:
+        rows = leases.free(rows, now)
+    found = rows.values_list("attempts", "failure_reason").first()
+    if found is None:
+        return 0
+    attempts, last = found
+    tries = min(attempts, settings.BULK_ATTEMPTS)
+    reason = f"Stopped after {tries} tries that did not finish."
+    if last:
+        reason += f" The last error: {last}"
+    return rows.update(
+        status=BulkRequest.Status.FAILED,
+        completed_at=now,
+        failed=F("failed") + F("total") - F("processed"),
+        failure_reason=reason,
+        items=[],
+        leased_until=None,
+        claimed_at=None,
+    )
+
+
+def requeue_stalled(limit: int, now=None) -> list:
+    """The sweep: the unfinished requests whose lease ran out (their task lost before a worker
+    took it, or their worker gone or stuck for ``BULK_LEASE_SECONDS``). Those out of tries end
+    Failed; up to ``limit`` of the others are taken (queued, due within a lease) and their ids
+    returned, to be queued again; they resume where they stopped."""
+    now = now or timezone.now()
+    stalled = leases.free(
+        BulkRequest.objects.filter(
+            status__in=WAITING,
+            submitted_at__lt=now - timedelta(seconds=settings.BULK_LEASE_SECONDS),
+        ),
+        now,
+    )
+    for bulk_id in stalled.filter(attempts__gte=settings.BULK_ATTEMPTS).values_list(
+        "id", flat=True
+    ):
+        fail(bulk_id, now, only_free=True)
+    if limit <= 0:
+        return []
+    candidates = list(
+        stalled.order_by("attempts", "submitted_at").values_list("id", flat=True)[:limit]
+    )
+    until = _lease_until(now)
+    # One UPDATE of the rows still free: a worker that renewed its lease meanwhile keeps them.
+    leases.free(BulkRequest.objects.filter(id__in=candidates), now).update(
+        leased_until=until, claimed_at=None
+    )
+    taken = set(
+        BulkRequest.objects.filter(id__in=candidates, leased_until=until).values_list(
+            "id", flat=True
+        )
+    )
+    return [bulk_id for bulk_id in candidates if bulk_id in taken]
+
+
+def _key_of(bulk: BulkRequest) -> str:
+    mark = f"{bulk.submitted_at.isoformat()}|{bulk.id}"
+    return base64.urlsafe_b64encode(mark.encode()).decode().rstrip("=")
+
+
+def _after_key(key: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        mark = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
+        when, bulk_id = mark.split("|")
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            raise ValueError(when)
+        return moment, uuid.UUID(bulk_id)
+    except (ValueError, UnicodeError):
+        raise ApiError(BAD_PAGINATION_KEY, "The 'paginationKey' is not valid.") from None
+
+
+def list_bulk(server, count: int, key: str | None = None) -> dict:
+    """GET /email/bulk: the server's requests, newest first, ``count`` a page; ``PaginationKey``
+    (opaque: where the page ended) asks for the next page, and is absent on the last one."""
+    rows = (
+        BulkRequest.objects.filter(server=server)
+        .defer("items", "content", "errors")
+        .order_by("-submitted_at", "-id")
+    )
+    if key is not None:
+        moment, bulk_id = _after_key(key)
+        rows = rows.filter(Q(submitted_at__lt=moment) | Q(submitted_at=moment, id__lt=bulk_id))
+    page = list(rows[: count + 1])
+    answer = {"Requests": [status_of(bulk, errors=False) for bulk in page[:count]]}
+    if len(page) > count:
+        answer["PaginationKey"] = _key_of(page[count - 1])
+    return answer
+
+
+def status_of(bulk: BulkRequest, *, errors: bool = True) -> dict:
+    """GET /email/bulk/{id} (compat §14: ``Id``, not ``ID``), and each of GET /email/bulk's
+    ``Requests`` (without the failures of its items)."""
     from bounces.serializers import timestamp
 
     done = 100.0 if not bulk.total else round(100.0 * bulk.processed / bulk.total, 2)
@@ -264,6 +437,8 @@ def status_of(bulk: BulkRequest) -> dict:
         "FailedCount": bulk.failed,
         "Subject": bulk.subject,
     }
-    if bulk.errors:
+    if errors and bulk.errors:
         answer["Errors"] = bulk.errors
+    if bulk.status == BulkRequest.Status.FAILED and bulk.failure_reason:
+        answer["FailureReason"] = bulk.failure_reason
     return answer

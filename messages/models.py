@@ -257,11 +257,17 @@ class QueueSample(models.Model):
         return f"queues at {self.taken_at:%Y-%m-%d %H:%M}"
 
 
-class BulkRequest(models.Model):
+class BulkRequest(Leased):
     """A POST /email/bulk request (compat §14): one content, shared fields and up to
     ``API_MAX_BULK_MESSAGES`` recipients' items, sent item by item in the background
     (``api.bulk``). ``processed`` items are done, each either released (accepted, as by
-    POST /email) or failed; ``errors`` keeps the first failures for the tenant."""
+    POST /email) or failed; ``errors`` keeps the first failures for the tenant.
+
+    Its lease (``leased_until``) says who answers for it until when: its queued task, or the
+    worker sending it, which renews it after every chunk; ``claimed_at`` is that worker's claim
+    (NULL while a task is queued and no worker has it). A request whose lease runs out is queued
+    again by the sweep; ``attempts`` counts the workers' tries, and after
+    ``BULK_ATTEMPTS`` of them it fails with its ``failure_reason``."""
 
     class Status(models.TextChoices):
         ACCEPTED = "Accepted"
@@ -286,9 +292,15 @@ class BulkRequest(models.Model):
     errors = models.JSONField(default=list)
     submitted_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    failure_reason = models.TextField(blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["server", "-submitted_at"])]
+        indexes = [
+            models.Index(fields=["server", "-submitted_at"]),
+            # The sweep's question: the unfinished requests whose lease ran out.
+            models.Index(fields=["status", "leased_until"], name="bulk_request_sweep"),
+        ]
 
     def __str__(self) -> str:
         return f"bulk {self.id} ({self.status})"

@@ -276,6 +276,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "domains.tasks.recheck_domains",
         "schedule": env.float("DOMAIN_RECHECK_TICK_SECONDS", default=300.0),
     },
+    # Queues again the bulk requests whose task was lost or stopped (see BULK_LEASE_SECONDS).
+    "api.bulk.sweep": {
+        "task": "api.bulk.sweep",
+        "schedule": env.float("BULK_SWEEP_SECONDS", default=60.0),
+    },
     # Queues again the data removals whose task was lost (see DATA_REMOVAL_RETRY_AFTER).
     "privacy.resume_removals": {
         "task": "privacy.resume_removals",
@@ -376,6 +381,11 @@ API_MAX_REQUEST_SIZE = env.int("API_MAX_REQUEST_SIZE", default=1024 * 1024)
 # POST /email/bulk: recipients' items one request may hold (Postmark: 10,000), its body within
 # API_MAX_BATCH_REQUEST_SIZE (Postmark's 50 MB).
 API_MAX_BULK_MESSAGES = env.int("API_MAX_BULK_MESSAGES", default=10_000)
+# A bulk request whose task was lost (a broker restart) or whose worker stopped sending (killed,
+# stuck) for this long is queued again by the sweep (every BULK_SWEEP_SECONDS), and resumes where
+# it stopped; after BULK_ATTEMPTS tries that did not finish it ends Failed, with the reason.
+BULK_LEASE_SECONDS = env.int("BULK_LEASE_SECONDS", default=300)
+BULK_ATTEMPTS = env.int("BULK_ATTEMPTS", default=5)
 # Requests per API token (server or account), and with Postmark's public test token
 # POSTMARK_API_TEST per client address: "<n>/<s|min|h|day>", empty = no limit. Over it: HTTP 429
 # (ErrorCode 429) with a Retry-After. Counted in fixed windows in API_RATE_LIMIT_CACHE_URL, a

@@ -11,6 +11,10 @@ happens), so every row lands within the recounted days unless its processing lag
 a day; ``manage.py recount_stats --days N`` recounts further back (after such a backlog, or once
 after an upgrade). Frozen days outlive the raw rows' retention.
 
+Each figure is stored per stream and tag, and summed over every stream, every tag and both
+(``with_totals``: stream and/or tag NULL), so that a request reads the one row per day and figure
+of its own filters.
+
 What is counted (``metric``, ``key``), by the day of the row's timestamp:
 
 - ``sent``: recipients of processed messages (a message to three recipients counts three), by
@@ -51,6 +55,8 @@ MAX_KEY = DailyCount._meta.get_field("key").max_length
 # The roll-ups are replaced under this PostgreSQL advisory lock: two recounts never interleave.
 LOCK_ID = 0x5374_6174  # "Stat"
 PRIOR_CHUNK = 500
+# Days counted in one pass: bounds the memory of a recount far back.
+RECOUNT_DAYS_AT_ONCE = 7
 
 
 class JsonLength(Func):
@@ -84,8 +90,28 @@ def refresh(now: datetime | None = None) -> int:
 
 def recount(first: date, last: date) -> int:
     """Count the days ``first``..``last`` (Eastern, inclusive) from the raw rows and replace their
-    roll-ups; returns the rows written."""
-    counts = count_days(first, last)
+    roll-ups, a few days at a time (each day replaced whole, in one transaction); returns the
+    rows written."""
+    written = 0
+    while first <= last:
+        upto = min(last, first + timedelta(days=RECOUNT_DAYS_AT_ONCE - 1))
+        written += _replace(first, upto, with_totals(count_days(first, upto)))
+        first = upto + timedelta(days=1)
+    return written
+
+
+def with_totals(counts: Counter) -> Counter:
+    """``counts`` with each figure also summed over every stream, every tag and both (stream
+    and/or tag None): the rows a request that does not filter on them reads."""
+    out: Counter = Counter()
+    for (server_id, stream, tag, day, metric, key), n in counts.items():
+        if n:
+            for scope in ((stream, tag), (None, tag), (stream, None), (None, None)):
+                out[(server_id, *scope, day, metric, key)] += n
+    return out
+
+
+def _replace(first: date, last: date, counts: Counter) -> int:
     rows = [
         DailyCount(server_id=s, stream=stream, tag=tag, day=day, metric=m, key=k, count=n)
         for (s, stream, tag, day, m, k), n in counts.items()

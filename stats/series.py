@@ -1,5 +1,6 @@
 """The stats API's figures (compat §11), summed from the daily roll-ups (``stats.rollup``): one
-grouped query over ``DailyCount`` per request, whatever the number of messages.
+query over ``DailyCount`` per request, reading one row per day and figure of the request's scope
+(a stream and tag, or the sums over all of them), whatever the number of messages or tags.
 
 ``overview`` is ``/stats/outbound``; ``series(name, …)`` is ``/stats/outbound/<name>``: the days
 with data (oldest first), each with every fixed key of the series (0 included) and the non-zero
@@ -70,11 +71,11 @@ BOUNCED_TYPES = frozenset(
 
 
 def _rows(filters: Filters, metrics, by_day: bool):
-    rows = DailyCount.objects.filter(server_id=filters.server_id, metric__in=list(metrics))
-    if filters.stream is not None:
-        rows = rows.filter(stream=filters.stream)
-    if filters.tag is not None:
-        rows = rows.filter(tag=filters.tag)
+    # A stream or tag not asked for reads the rows summed over all of them (NULL): every filter
+    # of the (server, stream, tag, metric, day) index is given, and a day has one row per figure.
+    scope = {"stream__isnull": True} if filters.stream is None else {"stream": filters.stream}
+    scope.update({"tag__isnull": True} if filters.tag is None else {"tag": filters.tag})
+    rows = DailyCount.objects.filter(server_id=filters.server_id, **scope, metric__in=list(metrics))
     if filters.first is not None:
         rows = rows.filter(day__gte=filters.first)
     if filters.last is not None:

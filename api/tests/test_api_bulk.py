@@ -189,3 +189,55 @@ def test_unknown_or_foreign_ids_are_404(api, django_capture_on_commit_callbacks)
         response = client.get(f"/email/bulk/{path}")
         assert response.status_code == 404
         assert response.json()["ErrorCode"] == 12
+
+
+def test_the_list_pages_newest_first_with_a_pagination_key(
+    api, server, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from streams.services import create_server
+
+    ids = [accepted(api, bulk(), django_capture_on_commit_callbacks) for _ in range(5)]
+    start = timezone.now() - timedelta(hours=1)
+    for n, bulk_id in enumerate(ids[:4]):  # two share a moment: the id orders them
+        BulkRequest.objects.filter(id=bulk_id).update(submitted_at=start + timedelta(minutes=n))
+    BulkRequest.objects.filter(id=ids[4]).update(submitted_at=start + timedelta(minutes=3))
+    send_bulk(ids[0])
+    other = create_server("Other")
+    foreign = Client(HTTP_X_POSTMARK_SERVER_TOKEN=other.tokens.first().token)
+    assert foreign.get("/email/bulk").json() == {"Requests": []}
+
+    seen, key, pages = [], None, 0
+    while True:
+        query = "?count=2" + (f"&paginationKey={key}" if key else "")
+        response = api.get("/email/bulk" + query)
+        assert response.status_code == 200, response.content
+        page = response.json()
+        pages += 1
+        assert 1 <= len(page["Requests"]) <= 2
+        seen += page["Requests"]
+        key = page.get("PaginationKey")
+        if key is None:
+            break
+    assert pages == 3
+    newest_first = sorted(
+        BulkRequest.objects.all(), key=lambda b: (b.submitted_at, b.id), reverse=True
+    )
+    assert [r["Id"] for r in seen] == [str(b.id) for b in newest_first]
+    done = next(r for r in seen if r["Id"] == ids[0])
+    assert done["Status"] == "Completed" and done["ReleasedCount"] == 3
+    assert done["FailedCount"] == 0 and done["TotalMessages"] == 3 and "Errors" not in done
+    assert set(api.get("/email/bulk").json()) == {"Requests"}  # 50 a page by default
+
+
+@pytest.mark.parametrize(
+    "query", ["?paginationKey=nonsense", "?paginationKey=bm9uc2Vuc2V8eA", "?count=0",
+              "?count=501", "?count=many"]
+)  # fmt: skip
+def test_a_bad_list_query_is_refused(api, query):
+    response = api.get("/email/bulk" + query)
+    assert response.status_code == 422, response.content
+    assert response.json()["ErrorCode"] == 13

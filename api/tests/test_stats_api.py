@@ -177,6 +177,8 @@ def test_rollups_equal_a_full_count_of_the_raw_rows(api, server, seed):
         ({}, ""),
         ({"tag": "welcome"}, "?tag=welcome"),
         ({"stream": "broadcast"}, "?messagestream=broadcast"),
+        ({"stream": "outbound", "tag": "welcome"}, "?messagestream=outbound&tag=welcome"),
+        ({"stream": "outbound", "tag": ""}, "?messagestream=outbound"),
         ({"first": last - timedelta(days=3), "last": last - timedelta(days=1)},
          f"?fromdate={(last - timedelta(days=3)).isoformat()}&todate="
          f"{(last - timedelta(days=1)).isoformat()}"),
