@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('outbound', '0008_bulk_request'),
+        ('outbound', '0009_inbound_endpoint'),
         ('servers', '0005_server_api_fields'),
     ]
 
