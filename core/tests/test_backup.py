@@ -94,7 +94,7 @@ def test_backup_wipe_restore_and_read_back(tmp_path, installation_env):
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "ensuredemo")
     facts = last_json(manage(env, "shell", "-c", FILL))
-    (data / "tls").mkdir()
+    (data / "tls").mkdir(exist_ok=True)  # ensuredemo may have made the self-signed pair
     (data / "tls" / "selfsigned.crt").write_text("certificate")
     (data / "tls" / "selfsigned.key").write_text("private key")
     secrets_key = (data / "secrets.key").read_text()
