@@ -41,6 +41,26 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
+# What a test marked ``no_db`` may not use: a database (pytest-django refuses any other access
+# in process) or a child process that could reach one. ``make test`` runs such tests on SQLite
+# only: a second run on PostgreSQL would test the same Python again.
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "live_server", "django_db_setup", "django_db_reset_sequences",
+     "django_db_serialized_rollback", "start_process", "gateway", "worker", "relaying_worker"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    wrong = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("no_db")
+        and (item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames))
+    ]
+    if wrong:
+        raise pytest.UsageError("marked no_db but uses a database: " + ", ".join(wrong))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_metrics_files_of_earlier_runs():
     """Prometheus' multiprocess files of processes from earlier runs (same DATA_DIR) would only

@@ -9,6 +9,8 @@ from bounces.reports import Report, parse_report
 from bounces.types import BOUNCE_TYPES
 from bounces.verp import verp_address
 
+pytestmark = pytest.mark.no_db
+
 CORPUS = Path(__file__).parent / "corpus"
 
 # file → (Type, recipient, status, MessageID)

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from core import dkim, encoded_words, mime, mimeparams
 from messages.headers import parse_headers
 
+pytestmark = pytest.mark.no_db
+
 MB = 1024 * 1024
 
 

@@ -11,6 +11,8 @@ from core import dkim
 from core import dkim_keys as keys
 from domains.tests.dkim_verify import PublishedKeys, new_signer, signature_tags, verify_all
 
+pytestmark = pytest.mark.no_db
+
 MESSAGE = (
     b"From: Shop <orders@shop.example>\r\n"
     b"To: a@one.example\r\n"

@@ -4,11 +4,14 @@ over a cap is refused and not kept."""
 
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import mime
 from smtpgw.data_reader import FIELD_TOO_LONG, HEADER_TOO_BIG, DataReader, HeaderLimits
+
+pytestmark = pytest.mark.no_db
 
 
 def model(content: bytes, header_limit: int, field_limit: int) -> str:
