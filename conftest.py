@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -59,6 +60,52 @@ def pytest_collection_modifyitems(config, items):
     ]
     if wrong:
         raise pytest.UsageError("marked no_db but uses a database: " + ", ".join(wrong))
+
+
+class RsaKeyPool:
+    """``core.dkim_keys.generate`` for the tests: an RSA 2048 key pair costs about 0.1 s of CPU,
+    and hundreds of tests make domains. Inside a test every call still gives a key pair no other
+    call of that test got (made by the real function, kept, and handed out again in later tests,
+    whose databases are separate); outside a test (a module's or session's fixtures) every call
+    makes a new one. Ed25519 keys cost nothing and are always new."""
+
+    def __init__(self, generate):
+        self.generate = generate
+        self.made: list[tuple[str, str]] = []
+        self.used = None  # keys handed out in the current test; None between tests
+        self.lock = threading.Lock()
+
+    def __call__(self, algorithm: str) -> tuple[str, str]:
+        from core import dkim_keys
+
+        with self.lock:
+            if algorithm != dkim_keys.RSA or self.used is None:
+                return self.generate(algorithm)
+            if self.used == len(self.made):
+                self.made.append(self.generate(algorithm))
+            self.used += 1
+            return self.made[self.used - 1]
+
+
+@pytest.fixture(scope="session")
+def _rsa_key_pool():
+    from core import dkim_keys
+
+    pool = RsaKeyPool(dkim_keys.generate)
+    dkim_keys.generate = pool
+    yield pool
+    dkim_keys.generate = pool.generate
+
+
+@pytest.fixture(autouse=True)
+def _pooled_rsa_keys(request, _rsa_key_pool):
+    """Tests marked ``fresh_dkim_keys`` (those of the generator itself) get the real function."""
+    if request.node.get_closest_marker("fresh_dkim_keys"):
+        yield
+        return
+    _rsa_key_pool.used = 0
+    yield
+    _rsa_key_pool.used = None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -210,6 +210,7 @@ def test_split_message():
 # --- keys (core.dkim_keys) ---------------------------------------------------------------------
 
 
+@pytest.mark.fresh_dkim_keys
 def test_rsa_record_publishes_the_subject_public_key_info_of_a_2048_bit_key():
     pem, public = keys.generate(keys.RSA)
     key = serialization.load_pem_private_key(pem.encode(), password=None)
