@@ -153,9 +153,9 @@ def test_two_megabytes_of_folded_header_are_handled_within_seconds(line):
     encoded words far longer. (The performance goal, within 20 times the cost of as large a
     body, is bench/tests/test_header_parsing_speed.py.)"""
     raw = folded_message(2 * MB, line)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     header_path(raw)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_a_long_references_field_and_fifty_recipients_read_as_before():
@@ -180,7 +180,7 @@ def test_parameters_of_a_huge_content_type_are_read_within_seconds():
     """40,000 parameters after a stray quote took 9 s for each get_content_charset()."""
     field = b'Content-Type: text/plain; charset=utf-8; x="' + b";\r\n a=b" * 40000
     message = email.message_from_bytes(field + b"\r\n\r\nHello", _class=mimeparams.Message)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     assert message.get_content_charset() == "utf-8"
     assert message.get_content_type() == "text/plain"
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1
