@@ -1,12 +1,14 @@
 """Fixtures shared by every app's tests: sample data, service availability, real processes
 (a worker, an SMTP sink, a gateway process and credentials to use against it)."""
 
+import fcntl
 import os
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -132,8 +134,13 @@ def _empty_embedded_queues():
 
 @pytest.fixture
 def rabbitmq_url():
+    """Held under a lock across processes: two runs of the suite at once (``make test`` runs the
+    SQLite and the PostgreSQL one together) share the broker, and a test that drains the real
+    ``delivery`` queue would take the other run's tasks."""
     require_service("RabbitMQ", "127.0.0.1", 5672)
-    return RABBITMQ_URL
+    with open(Path(tempfile.gettempdir()) / "postmark-tests-rabbitmq.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield RABBITMQ_URL
 
 
 @pytest.fixture
