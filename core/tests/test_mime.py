@@ -5,6 +5,7 @@ however they are folded, and encoded words are decoded as the standard library d
 import email
 import email.header
 import email.message
+import os
 import time
 
 import pytest
@@ -18,6 +19,8 @@ from messages.headers import parse_headers
 pytestmark = pytest.mark.no_db
 
 MB = 1024 * 1024
+# Generated inputs: a bounded run in make test, as many as FUZZ_EXAMPLES says in make fuzz.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
 
 
 def fields_by_lines(header_block: bytes) -> list[tuple[str, bytes]]:
@@ -40,7 +43,8 @@ HEADER_PIECES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=3000, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=EXAMPLES or 500, deadline=None)
 @given(st.lists(HEADER_PIECES, max_size=25).map(b"".join))
 def test_fields_agree_with_reading_line_by_line(block):
     assert mime.fields(block) == fields_by_lines(block)
@@ -59,7 +63,8 @@ def standard(function, *args):
         return type(error)
 
 
-@settings(max_examples=5000, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=EXAMPLES or 800, deadline=None)
 @given(st.lists(TEXT_PIECES, max_size=30).map("".join))
 def test_encoded_words_decode_as_the_standard_library_does(text):
     for line in text.splitlines() or [""]:
@@ -170,7 +175,8 @@ def test_a_long_references_field_and_fifty_recipients_read_as_before():
 PARAM_PIECES = st.sampled_from(list(';"\\= \ta') + ["charset=utf-8", 'name="a;b"', '\\"', "; "])
 
 
-@settings(max_examples=5000, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=EXAMPLES or 800, deadline=None)
 @given(st.lists(PARAM_PIECES, max_size=30).map("".join))
 def test_parameters_split_as_the_standard_library_splits_them(value):
     assert mimeparams.split_params(value) == email.message._parseparam(value)
