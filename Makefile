@@ -39,11 +39,11 @@ node-clients: clients/node/node_modules/.installed
 # the tests marked no_db (pure Python: parsers, MIME, DKIM, SASL, templates), which gain nothing from
 # a second database; the benchmark harness's checks (bench/tests) run in `make bench` instead.
 # The two runs go at once (TEST_PARALLEL=1): each spends much of its time waiting on child
-# processes, sockets, timeouts and its database, and uses about one core of CPU while it computes,
+# processes, sockets, timeouts and its database, and uses at most about one core while it computes,
 # so two of them share two cores well. Each has its own DATA_DIR and database (tests on the shared
 # RabbitMQ take turns); PostgreSQL's output goes to data/test-postgres.log and is shown after
-# SQLite's. TEST_PARALLEL=0 runs them one after the other, as on a one-core machine.
-TEST_PARALLEL ?= 1
+# SQLite's. TEST_PARALLEL=0 (the default on a one-core machine) runs them one after the other.
+TEST_PARALLEL ?= $(shell [ "$$(nproc 2> /dev/null || echo 1)" -ge 2 ] && echo 1 || echo 0)
 SQLITE_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 POSTGRES_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-postgres \
 	DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_db" $(PYTEST_ARGS)
