@@ -38,11 +38,11 @@ node-clients: clients/node/node_modules/.installed
 # The whole suite on SQLite, and again on PostgreSQL when it is reachable (in CI it must be) but for
 # the tests marked no_db (pure Python: parsers, MIME, DKIM, SASL, templates), which gain nothing from
 # a second database; the benchmark harness's checks (bench/tests) run in `make bench` instead.
-# The two runs go at once (TEST_PARALLEL=1): each spends much of its time waiting on child
-# processes, sockets, timeouts and its database, and uses at most about one core while it computes,
-# so two of them share two cores well. Each has its own DATA_DIR and database (tests on the shared
-# RabbitMQ take turns); PostgreSQL's output goes to data/test-postgres.log and is shown after
-# SQLite's. TEST_PARALLEL=0 (the default on a one-core machine) runs them one after the other.
+# The two runs go at once (TEST_PARALLEL=1): each spends much of its time waiting (on child
+# processes, sockets, timeouts, its database), so two of them keep two cores busier than one does.
+# Each has its own DATA_DIR and database (tests on the shared RabbitMQ take turns); PostgreSQL's
+# output goes to data/test-postgres.log and is shown after SQLite's. TEST_PARALLEL=0 (the default
+# on a one-core machine) runs them one after the other.
 TEST_PARALLEL ?= $(shell [ "$$(nproc 2> /dev/null || echo 1)" -ge 2 ] && echo 1 || echo 0)
 SQLITE_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 POSTGRES_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-postgres \
