@@ -46,18 +46,44 @@ clients/node/node_modules/.installed: clients/node/package.json clients/node/pac
 
 node-clients: clients/node/node_modules/.installed
 
-# The whole suite on SQLite, then again on PostgreSQL when it is reachable (in CI it must be);
-# the benchmark harness's checks (bench/tests) run in `make bench` instead.
+# The whole suite on SQLite, and again on PostgreSQL when it is reachable (in CI it must be) but for
+# the tests marked no_db (pure Python: parsers, MIME, DKIM, SASL, templates), which gain nothing from
+# a second database; the benchmark harness's checks (bench/tests) run in `make bench` instead.
+# The two runs go at once (TEST_PARALLEL=1): each spends much of its time waiting (on child
+# processes, sockets, timeouts, its database), so two of them keep two cores busier than one does.
+# Each has its own DATA_DIR and database (tests on the shared RabbitMQ take turns); PostgreSQL's
+# output goes to data/test-postgres.log and is shown after SQLite's. TEST_PARALLEL=0 (the default
+# on a one-core machine) runs them one after the other.
+TEST_PARALLEL ?= $(shell [ "$$(nproc 2> /dev/null || echo 1)" -ge 2 ] && echo 1 || echo 0)
+SQLITE_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
+POSTGRES_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-postgres \
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_db" $(PYTEST_ARGS)
+
 test: venv lint node-clients
-	PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
 	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
-	  echo "== the same suite on PostgreSQL"; \
-	  PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-postgres DATABASE_URL=$(TEST_POSTGRES_URL) \
-	    $(PY) -m pytest $(PYTEST_ARGS); \
+	  postgres=1; \
 	elif [ "$$CI" = "true" ]; then \
 	  echo "PostgreSQL is not reachable at 127.0.0.1:5432, and CI=true requires it"; exit 1; \
 	else \
 	  echo "== PostgreSQL is not reachable at 127.0.0.1:5432: the PostgreSQL run is skipped"; \
+	  postgres=0; \
+	fi; \
+	if [ $$postgres = 1 ] && [ "$(TEST_PARALLEL)" = 1 ]; then \
+	  mkdir -p data; \
+	  echo "== the suite on SQLite, and at the same time on PostgreSQL (data/test-postgres.log)"; \
+	  $(POSTGRES_TESTS) > data/test-postgres.log 2>&1 & pid=$$!; \
+	  trap 'kill $$pid 2> /dev/null' INT TERM; \
+	  $(SQLITE_TESTS); sqlite_status=$$?; \
+	  wait $$pid; postgres_status=$$?; \
+	  echo "== the suite on PostgreSQL (data/test-postgres.log)"; cat data/test-postgres.log; \
+	  echo "== SQLite: exit status $$sqlite_status; PostgreSQL: exit status $$postgres_status"; \
+	  [ $$sqlite_status = 0 ] && [ $$postgres_status = 0 ]; \
+	else \
+	  $(SQLITE_TESTS) || exit 1; \
+	  if [ $$postgres = 1 ]; then \
+	    echo "== the suite on PostgreSQL"; \
+	    $(POSTGRES_TESTS); \
+	  fi; \
 	fi
 
 # The HTTP API's property-based tests with many more examples than `make test` runs: new random

@@ -1,12 +1,15 @@
 """Fixtures shared by every app's tests: sample data, service availability, real processes
 (a worker, an SMTP sink, a gateway process and credentials to use against it)."""
 
+import fcntl
 import os
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,6 +44,72 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message}; start it to run this test")
 
 
+# What a test marked ``no_db`` may not use: a database (pytest-django refuses any other access
+# in process) or a child process that could reach one. ``make test`` runs such tests on SQLite
+# only: a second run on PostgreSQL would test the same Python again.
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "live_server", "django_db_setup", "django_db_reset_sequences",
+     "django_db_serialized_rollback", "start_process", "gateway", "worker", "relaying_worker"}
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    wrong = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("no_db")
+        and (item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(item.fixturenames))
+    ]
+    if wrong:
+        raise pytest.UsageError("marked no_db but uses a database: " + ", ".join(wrong))
+
+
+class RsaKeyPool:
+    """``core.dkim_keys.generate`` for the tests: an RSA 2048 key pair costs about 0.1 s of CPU,
+    and hundreds of tests make domains. Inside a test every call still gives a key pair no other
+    call of that test got (made by the real function, kept, and handed out again in later tests,
+    whose databases are separate); outside a test (a module's or session's fixtures) every call
+    makes a new one. Ed25519 keys cost nothing and are always new."""
+
+    def __init__(self, generate):
+        self.generate = generate
+        self.made: list[tuple[str, str]] = []
+        self.used = None  # keys handed out in the current test; None between tests
+        self.lock = threading.Lock()
+
+    def __call__(self, algorithm: str) -> tuple[str, str]:
+        from core import dkim_keys
+
+        with self.lock:
+            if algorithm != dkim_keys.RSA or self.used is None:
+                return self.generate(algorithm)
+            if self.used == len(self.made):
+                self.made.append(self.generate(algorithm))
+            self.used += 1
+            return self.made[self.used - 1]
+
+
+@pytest.fixture(scope="session")
+def _rsa_key_pool():
+    from core import dkim_keys
+
+    pool = RsaKeyPool(dkim_keys.generate)
+    dkim_keys.generate = pool
+    yield pool
+    dkim_keys.generate = pool.generate
+
+
+@pytest.fixture(autouse=True)
+def _pooled_rsa_keys(request, _rsa_key_pool):
+    """Tests marked ``fresh_dkim_keys`` (those of the generator itself) get the real function."""
+    if request.node.get_closest_marker("fresh_dkim_keys"):
+        yield
+        return
+    _rsa_key_pool.used = 0
+    yield
+    _rsa_key_pool.used = None
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_metrics_files_of_earlier_runs():
     """Prometheus' multiprocess files of processes from earlier runs (same DATA_DIR) would only
@@ -65,8 +134,13 @@ def _empty_embedded_queues():
 
 @pytest.fixture
 def rabbitmq_url():
+    """Held under a lock across processes: two runs of the suite at once (``make test`` runs the
+    SQLite and the PostgreSQL one together) share the broker, and a test that drains the real
+    ``delivery`` queue would take the other run's tasks."""
     require_service("RabbitMQ", "127.0.0.1", 5672)
-    return RABBITMQ_URL
+    with open(Path(tempfile.gettempdir()) / "postmark-tests-rabbitmq.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield RABBITMQ_URL
 
 
 @pytest.fixture

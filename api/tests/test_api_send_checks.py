@@ -149,10 +149,10 @@ def test_a_long_plain_list_is_read_in_linear_time(api, never_read_slowly):
     non-ASCII names of 1,000 characters) and read back the same."""
     names = ["Jo" * 200, "Ünïcødé " * 50, "Doe, Jane " * 40]
     to = ", ".join(f'"{names[i % 3]}" <u{i}@example.net>' for i in range(50))
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     status, code, _ = answer(post(api, message(To=to, Subject="Grüße " * 300)))
     assert (status, code) == (200, 0)
-    assert time.perf_counter() - started < 5  # about 0.05 s
+    assert time.process_time() - started < 5  # about 0.05 s
     content = bytes(OutboundMessage.objects.get().content)
     assert all(len(line) <= 998 for line in content.split(b"\r\n"))
     read = read_addresses(header_field(content, "To"))

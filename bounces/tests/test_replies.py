@@ -4,6 +4,8 @@ import pytest
 
 from bounces.replies import classify_smtp_reply
 
+pytestmark = pytest.mark.no_db
+
 SMTP_REPLIES = [
     (550, "5.1.1", "<x@y>: Recipient address rejected: User unknown", "HardBounce"),
     (550, "5.1.10", "RESOLVER.ADR.RecipientNotFound", "HardBounce"),

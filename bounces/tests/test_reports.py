@@ -9,6 +9,8 @@ from bounces.reports import Report, parse_report
 from bounces.types import BOUNCE_TYPES
 from bounces.verp import verp_address
 
+pytestmark = pytest.mark.no_db
+
 CORPUS = Path(__file__).parent / "corpus"
 
 # file → (Type, recipient, status, MessageID)
@@ -259,6 +261,6 @@ def test_a_complaint_without_original_rcpt_to_guesses_from_the_copys_to():
 def test_hostile_headers_are_read_in_linear_time(raw):
     import time
 
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     assert isinstance(parse_report(raw), Report)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5

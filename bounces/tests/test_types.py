@@ -16,6 +16,8 @@ from bounces.types import (
 from messages.models import MessageEvent
 from streams.models import Suppression
 
+pytestmark = pytest.mark.no_db
+
 # Type, TypeCode, Name, Description: Postmark's table of bounce types, word for word (the
 # misspelling "Typcial" is Postmark's own).
 DOCUMENTED = [

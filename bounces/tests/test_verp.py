@@ -16,6 +16,8 @@ from bounces.verp import (
 )
 from core import crypto
 
+pytestmark = pytest.mark.no_db
+
 ID = "0f8e2a6c-3b1d-4c5e-9a7f-1d2c3b4a5e6f"
 HEX = uuid.UUID(ID).hex
 OTHER = "5a1c9e3b-7d2f-4b6a-8c0e-2f4d6b8a0c1e"

@@ -10,6 +10,8 @@ import core.dns
 from delivery import transport
 from delivery.tests.sinks import DnsServer
 
+pytestmark = pytest.mark.no_db
+
 
 @pytest.fixture
 def dns_server(settings):

@@ -5,6 +5,7 @@ however they are folded, and encoded words are decoded as the standard library d
 import email
 import email.header
 import email.message
+import os
 import time
 
 import pytest
@@ -15,7 +16,11 @@ from hypothesis import strategies as st
 from core import dkim, encoded_words, mime, mimeparams
 from messages.headers import parse_headers
 
+pytestmark = pytest.mark.no_db
+
 MB = 1024 * 1024
+# Generated inputs: a bounded run in make test, as many as FUZZ_EXAMPLES says in make fuzz.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
 
 
 def fields_by_lines(header_block: bytes) -> list[tuple[str, bytes]]:
@@ -38,7 +43,8 @@ HEADER_PIECES = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=3000, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=EXAMPLES or 500, deadline=None)
 @given(st.lists(HEADER_PIECES, max_size=25).map(b"".join))
 def test_fields_agree_with_reading_line_by_line(block):
     assert mime.fields(block) == fields_by_lines(block)
@@ -57,7 +63,8 @@ def standard(function, *args):
         return type(error)
 
 
-@settings(max_examples=5000, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=EXAMPLES or 800, deadline=None)
 @given(st.lists(TEXT_PIECES, max_size=30).map("".join))
 def test_encoded_words_decode_as_the_standard_library_does(text):
     for line in text.splitlines() or [""]:
@@ -151,9 +158,9 @@ def test_two_megabytes_of_folded_header_are_handled_within_seconds(line):
     encoded words far longer. (The performance goal, within 20 times the cost of as large a
     body, is bench/tests/test_header_parsing_speed.py.)"""
     raw = folded_message(2 * MB, line)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     header_path(raw)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_a_long_references_field_and_fifty_recipients_read_as_before():
@@ -168,7 +175,8 @@ def test_a_long_references_field_and_fifty_recipients_read_as_before():
 PARAM_PIECES = st.sampled_from(list(';"\\= \ta') + ["charset=utf-8", 'name="a;b"', '\\"', "; "])
 
 
-@settings(max_examples=5000, deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=EXAMPLES or 800, deadline=None)
 @given(st.lists(PARAM_PIECES, max_size=30).map("".join))
 def test_parameters_split_as_the_standard_library_splits_them(value):
     assert mimeparams.split_params(value) == email.message._parseparam(value)
@@ -178,7 +186,7 @@ def test_parameters_of_a_huge_content_type_are_read_within_seconds():
     """40,000 parameters after a stray quote took 9 s for each get_content_charset()."""
     field = b'Content-Type: text/plain; charset=utf-8; x="' + b";\r\n a=b" * 40000
     message = email.message_from_bytes(field + b"\r\n\r\nHello", _class=mimeparams.Message)
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     assert message.get_content_charset() == "utf-8"
     assert message.get_content_type() == "text/plain"
-    assert time.perf_counter() - started < 1
+    assert time.process_time() - started < 1

@@ -7,6 +7,8 @@ from bounces.replies import Stage, classify_smtp_failure, classify_smtp_reply
 from delivery.content import crlf
 from delivery.transport import UnsendableAddress, envelope_address
 
+pytestmark = pytest.mark.no_db
+
 MAIL, RCPT, DATA = Stage.MAIL, Stage.RCPT, Stage.DATA
 
 FAILURES = [

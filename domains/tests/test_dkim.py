@@ -11,6 +11,8 @@ from core import dkim
 from core import dkim_keys as keys
 from domains.tests.dkim_verify import PublishedKeys, new_signer, signature_tags, verify_all
 
+pytestmark = pytest.mark.no_db
+
 MESSAGE = (
     b"From: Shop <orders@shop.example>\r\n"
     b"To: a@one.example\r\n"
@@ -208,6 +210,7 @@ def test_split_message():
 # --- keys (core.dkim_keys) ---------------------------------------------------------------------
 
 
+@pytest.mark.fresh_dkim_keys
 def test_rsa_record_publishes_the_subject_public_key_info_of_a_2048_bit_key():
     pem, public = keys.generate(keys.RSA)
     key = serialization.load_pem_private_key(pem.encode(), password=None)

@@ -15,7 +15,7 @@ from core import dkim
 from core import dkim_keys as keys
 from domains.tests.dkim_verify import PublishedKeys, new_signer, verify_all
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, pytest.mark.no_db]
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 

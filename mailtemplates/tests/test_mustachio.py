@@ -13,6 +13,8 @@ from mailtemplates.mustachio import (
 )
 from mailtemplates.rendering import placeholders, render_message
 
+pytestmark = pytest.mark.no_db
+
 MODEL = {
     "name": "<Mike & 'Co'>",
     "accent": "é😀",

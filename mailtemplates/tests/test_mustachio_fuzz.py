@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from mailtemplates.mustachio import TemplateError, compile_template
 from mailtemplates.rendering import render_message
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [pytest.mark.fuzz, pytest.mark.no_db]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 300)
 NAMES = st.sampled_from(["a", "b", "items", "x.y", "../a", "../../b", ".", "each", " a ", ""])
 PIECES = st.one_of(

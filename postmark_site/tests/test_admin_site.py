@@ -11,6 +11,8 @@ from postmark_site.admin import PostmarkAdminSite
 from servers.models import AccountToken
 from servers.scoping import ScopedModelAdmin, ServerScopedAdmin
 
+pytestmark = pytest.mark.no_db
+
 
 def test_every_model_admin_in_the_registry_is_server_scoped():
     registry = admin.site._registry

@@ -2,9 +2,12 @@
 installed app's ``tasks`` module (Celery's autodiscovery), and a task defined anywhere else would
 be received as unregistered and dropped."""
 
+import pytest
 from django.conf import settings
 
 from postmark_site.celery import app
+
+pytestmark = pytest.mark.no_db
 
 
 def test_every_scheduled_task_is_registered_in_a_worker():

@@ -34,7 +34,10 @@ everything and are not checked.
 import ast
 from pathlib import Path
 
+import pytest
 from django.conf import settings
+
+pytestmark = pytest.mark.no_db
 
 ROOT = Path(__file__).resolve().parents[2]
 

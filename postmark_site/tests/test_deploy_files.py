@@ -11,6 +11,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.no_db
+
 DEPLOY = ROOT / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 ROLES = {"web", "smtp", "worker-processing", "worker-delivery", "worker-webhooks", "beat"}

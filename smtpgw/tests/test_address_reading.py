@@ -3,11 +3,14 @@ every argument its answer must be the one aiosmtpd's own reading gives."""
 
 import string
 
+import pytest
 from aiosmtpd.smtp import SMTP
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from smtpgw.session import GatewaySMTP
+
+pytestmark = pytest.mark.no_db
 
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
 atoms = st.text(ATEXT, min_size=1, max_size=12)

@@ -18,6 +18,8 @@ from smtpgw.data_reader import (
     read_data,
 )
 
+pytestmark = pytest.mark.no_db
+
 # --- the models -------------------------------------------------------------------------------
 
 

@@ -2,13 +2,17 @@
 the whole header at once, on content split at every awkward boundary; and in DataReader, a header
 over a cap is refused and not kept."""
 
+import os
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import mime
 from smtpgw.data_reader import FIELD_TOO_LONG, HEADER_TOO_BIG, DataReader, HeaderLimits
+
+pytestmark = pytest.mark.no_db
 
 
 def model(content: bytes, header_limit: int, field_limit: int) -> str:
@@ -40,7 +44,9 @@ PIECES = st.sampled_from(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+# A bounded run in make test, as many as FUZZ_EXAMPLES says in make fuzz.
+@pytest.mark.fuzz
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES") or 500), deadline=None)
 @given(
     st.lists(PIECES, max_size=30).map(b"".join),
     st.lists(st.integers(0, 200), max_size=6),

@@ -6,6 +6,8 @@ from django.core.management import CommandError, call_command
 
 from streams.listeners import Listener, shared_addresses
 
+pytestmark = pytest.mark.no_db
+
 
 def listeners(*specs):
     return [Listener.parse(spec) for spec in specs]

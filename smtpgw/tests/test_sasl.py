@@ -13,6 +13,8 @@ import pytest
 from smtpgw import sasl
 from smtpgw.sasl import SaslError
 
+pytestmark = pytest.mark.no_db
+
 # ------------------------------------------------------------------ independent client
 
 

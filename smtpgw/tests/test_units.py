@@ -10,6 +10,8 @@ from smtpgw.limits import ConnectionLimits
 from smtpgw.replies import with_enhanced_code
 from streams.listeners import Listener
 
+pytestmark = pytest.mark.no_db
+
 
 def test_connection_limits():
     limits = ConnectionLimits(max_total=3, max_per_address=2)

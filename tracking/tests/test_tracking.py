@@ -789,7 +789,7 @@ HUGE_PARAMETERS = b";\r\n a=b" * 40_000  # 280 kB of parameters
 def test_tracking_a_message_with_a_huge_header_takes_no_time(raw):
     import time
 
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine does not count
     out = apply_tracking(unsaved(raw, opens=True, links="HtmlAndText"), RCPT)
-    assert time.perf_counter() - started < 2
+    assert time.process_time() - started < 2
     assert b"/o/" in out

@@ -15,6 +15,8 @@ from tracking.agents import classify_user_agent
 from tracking.rewrite import apply_tracking
 from tracking.tokens import read_click_token
 
+pytestmark = pytest.mark.no_db
+
 BASE = "http://track.test"
 RCPT = "reader@example.net"
 

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 from webhooks import fanout, tasks
+
+pytestmark = pytest.mark.no_db
 
 REGISTERED = """
 import django
