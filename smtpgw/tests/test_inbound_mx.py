@@ -3,7 +3,9 @@ processed by a real Celery worker, and POSTed to a local HTTP receiver, whose JS
 own Postmark inbound view parses into the same message."""
 
 import base64
+import shutil
 import smtplib
+import subprocess
 import sys
 from email.message import EmailMessage
 
@@ -221,3 +223,27 @@ def test_a_blocked_sender_is_not_posted_until_bypassed(stack, server, receiver):
     assert services.bypass(InboundMessage.objects.get())
     wait_for(lambda: receiver.requests, what="the bypassed message's post")
     assert receiver.payloads()[0]["From"] == "x@blocked.example"
+
+
+@pytest.mark.skipif(not shutil.which("swaks"), reason="swaks is not installed")
+def test_swaks_over_starttls_reaches_the_hook(stack, server, receiver):
+    """An ordinary sending MTA's session, by swaks with STARTTLS: the reply arrives as JSON."""
+    address = hooked(server, receiver)
+    done = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{stack}", "--tls", "--helo", "mx.sender.example",
+         "--from", "bounces@customer.example", "--to", address,
+         "--header", "From: Ann Customer <ann@customer.example>",
+         "--header", "Subject: Re: Ticket 7 by swaks",
+         "--body", "Thanks, swaks got through."],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "<~  250 2.0.0" in done.stdout
+    wait_for(lambda: receiver.requests, what="the inbound webhook")
+    body = receiver.payloads()[0]
+    assert (body["From"], body["FromName"]) == ("ann@customer.example", "Ann Customer")
+    assert body["Subject"] == "Re: Ticket 7 by swaks"
+    assert body["TextBody"].strip() == "Thanks, swaks got through."
+    assert body["MailboxHash"] == "Ticket-7" and body["OriginalRecipient"] == address
+    event = anymail_parse(receiver.requests[0])
+    assert event.message.subject == "Re: Ticket 7 by swaks"
