@@ -92,7 +92,9 @@ def run_session(port: int, token: str, commands) -> None:
             if not answer:
                 return  # the gateway closed the session (e.g. 421 after too many errors)
             assert_well_formed(answer)
-            if answer.startswith(b"421"):
+            # 421 and QUIT's 221 end the session; after STARTTLS's 220 only a TLS handshake may
+            # follow (the generator draws the project's own literals, STARTTLS and QUIT too).
+            if answer.startswith((b"421", b"221", b"220")):
                 return
 
 
