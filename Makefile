@@ -49,19 +49,24 @@ node-clients: clients/node/node_modules/.installed
 # The whole suite on SQLite, and again on PostgreSQL when it is reachable (in CI it must be) but for
 # the tests marked no_db (pure Python: parsers, MIME, DKIM, SASL, templates), which gain nothing from
 # a second database; the benchmark harness's checks (bench/tests) run in `make bench` instead.
+# Tests whose subject does not depend on the run's database (their own SQLite installation, the
+# browser layout, client snippets against a gateway) run once: once_sqlite ones in the SQLite run,
+# once_postgres ones in the PostgreSQL run (in the SQLite run when PostgreSQL is not reachable).
 # The two runs go at once (TEST_PARALLEL=1): each spends much of its time waiting (on child
 # processes, sockets, timeouts, its database), so two of them keep two cores busier than one does.
 # Each has its own DATA_DIR and database (tests on the shared RabbitMQ take turns); PostgreSQL's
 # output goes to data/test-postgres.log and is shown after SQLite's. TEST_PARALLEL=0 (the default
 # on a one-core machine) runs them one after the other.
 TEST_PARALLEL ?= $(shell [ "$$(nproc 2> /dev/null || echo 1)" -ge 2 ] && echo 1 || echo 0)
-SQLITE_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest $(PYTEST_ARGS)
+SQLITE_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-sqlite $(PY) -m pytest \
+	-m "$$sqlite_marks" $(PYTEST_ARGS)
 POSTGRES_TESTS = PATH="$(BIN):$$PATH" DATA_DIR=$(CURDIR)/data/test-postgres \
-	DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_db" $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_db and not once_sqlite" $(PYTEST_ARGS)
 
 test: venv lint node-clients
-	@if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
-	  postgres=1; \
+	@sqlite_marks=""; \
+	if $(PY) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+	  postgres=1; sqlite_marks="not once_postgres"; \
 	elif [ "$$CI" = "true" ]; then \
 	  echo "PostgreSQL is not reachable at 127.0.0.1:5432, and CI=true requires it"; exit 1; \
 	else \

@@ -21,7 +21,11 @@ from django.utils import timezone
 
 from conftest import ROOT, accepted_submission
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.once_postgres,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+]
 
 SIZES = ((1280, 800), (1920, 1080))
 # Rendered as text, these show; rendered as HTML, the <b> is an element and the script runs.

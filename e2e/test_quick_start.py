@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, Process, free_port, wait_for
 from smtpgw.quickstart import SINK_ADDRESS, SINK_COMMAND, SINK_RELAY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.once_sqlite, pytest.mark.slow]
 
 # What the test process set for itself and a fresh installation must not inherit.
 INHERITED = (

@@ -16,7 +16,7 @@ from messages.models import Submission
 from streams import snippets
 from streams.listeners import certificate_file
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.once_postgres, pytest.mark.django_db(transaction=True)]
 
 PHPMAILER_AUTOLOAD = "/usr/share/php/libphp-phpmailer/autoload.php"  # Debian's libphp-phpmailer
 NODE_MODULES = ROOT / "clients" / "node" / "node_modules"

@@ -13,6 +13,8 @@ import pytest
 from conftest import ROOT, subprocess_env
 from core.backup import BackupError, backup, restore
 
+pytestmark = pytest.mark.once_sqlite
+
 FILL = """
 import json
 from django.test import Client
