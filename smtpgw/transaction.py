@@ -24,6 +24,11 @@ from streams.listeners import Listener
 from streams.models import Endpoint
 
 log = logging.getLogger("smtpgw")
+
+# The inbound MX stores one copy per recipient: at most this many per transaction (452 for more,
+# which a sending MTA sends again in a transaction of its own), so one message of 35 MB cannot
+# become gigabytes written in one commit.
+INBOUND_COPIES_PER_TRANSACTION = 10
 transaction_log = logging.getLogger("smtpgw.transaction")
 
 
@@ -140,10 +145,9 @@ class TransactionHandler:
         current = getattr(session, "identity", None)
         if current is not None and current.server_id != identity.server_id:
             return "452 4.5.3 One server's inbound addresses per transaction, please"
-        if len(envelope.rcpt_tos) >= self.gateway.max_recipients:
-            return (
-                f"452 4.5.3 Too many recipients: at most {self.gateway.max_recipients} per message"
-            )
+        most = min(self.gateway.max_recipients, INBOUND_COPIES_PER_TRANSACTION)
+        if len(envelope.rcpt_tos) >= most:
+            return f"452 4.5.3 Too many recipients: at most {most} per message"
         session.identity = identity
         session.auth_mechanism = ""
         if address.lower() not in (r.lower() for r in envelope.rcpt_tos):

@@ -177,6 +177,19 @@ def test_one_server_per_transaction(stack, server, other_server, receiver):
     assert boxes == ["Ticket-7", "other"]
 
 
+def test_copies_per_transaction_are_capped(stack, server, receiver):
+    """Each recipient is a stored copy: past ten in one transaction the rest get 452, which the
+    sending MTA sends again in a transaction of its own."""
+    hooked(server, receiver)
+    client = smtp(stack)
+    client.mail("someone@sender.example")
+    for box in range(10):
+        assert client.rcpt(f"{server.inbound_hash}+box{box}@{DOMAIN}")[0] == 250
+    code, reply = client.rcpt(f"{server.inbound_hash}+box10@{DOMAIN}")
+    assert (code, reply[:5]) == (452, b"4.5.3")
+    client.quit()
+
+
 def test_auth_is_not_offered_and_starttls_works(stack, server, receiver):
     client = smtp(stack)
     code, reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0a\0b").decode())
